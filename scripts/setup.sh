@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sluice builds, tests and benchmarks with.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential clang meson ninja-build pkg-config
+  # libraries (see docs/architecture.md for what each is for)
+  libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
+  libsqlite3-dev libyaml-dev
+  # tests: unit, fuzz, end to end with real peers
+  libcmocka-dev libclang-rt-14-dev python3 python3-pytest python3-websockets
+  curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
+  nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (or install the packages above yourself)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

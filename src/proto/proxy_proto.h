@@ -1,0 +1,45 @@
+/* PROXY protocol v1 (text) and v2 (binary) headers, as HAProxy specifies
+ * them. Pure: takes bytes, returns results; no I/O. */
+#ifndef SL_PROXY_PROTO_H
+#define SL_PROXY_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* The longest header we accept: v1 is at most 107 bytes; v2 carries TLVs,
+ * which we skip, up to this bound. */
+#define SL_PP_MAX_HEADER 1024
+
+struct sl_pp_info {
+    int version;   /* 1 or 2 */
+    int has_addrs; /* 0 for v1 UNKNOWN, v2 LOCAL or AF_UNSPEC */
+    int stream;    /* 1 for TCP (STREAM), 0 for UDP (DGRAM) */
+    struct sockaddr_storage src;
+    struct sockaddr_storage dst;
+};
+
+/* Classifies the first bytes of a connection.
+ * Returns 1 if buf starts (or, while short, could start) a PROXY header,
+ * 0 if it certainly does not. */
+int sl_pp_detect(const uint8_t *buf, size_t len);
+
+/* Parses a v1 or v2 header at the start of buf.
+ * Returns the header's length (> 0) and fills *out; SL_EINCOMPLETE if more
+ * bytes are needed; SL_EPARSE if it is not a valid header; SL_ETOOBIG if
+ * it is longer than SL_PP_MAX_HEADER. */
+int sl_pp_parse(const uint8_t *buf, size_t len, struct sl_pp_info *out);
+
+/* Writes a v2 PROXY header for a TCP (stream=1) or UDP connection from src
+ * to dst (same family, AF_INET or AF_INET6; mixed families are sent as
+ * IPv6 with mapped addresses). Returns its length or SL_ETOOBIG if cap is
+ * too small (232 bytes always suffice). */
+int sl_pp_encode_v2(uint8_t *buf, size_t cap, const struct sockaddr *src,
+                    const struct sockaddr *dst, int stream);
+
+/* Writes a v1 header ("PROXY TCP4 ...\r\n"). Returns length or SL_ETOOBIG
+ * (108 bytes always suffice). */
+int sl_pp_encode_v1(char *buf, size_t cap, const struct sockaddr *src,
+                    const struct sockaddr *dst);
+
+#endif
