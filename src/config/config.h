@@ -39,6 +39,13 @@ struct sl_config {
     size_t nroutes;
 };
 
+/* Limits on the input: bigger files and deeper nesting are refused. */
+#define SL_CONFIG_MAX_BYTES (1024 * 1024)
+#define SL_CONFIG_MAX_DEPTH 32
+#define SL_CONFIG_MAX_ROUTES 1024
+/* A buffer this big holds any error line or route summary in full. */
+#define SL_CONFIG_ERR_MAX 1024
+
 /* Parses "[listen:]target" ("2222:22", "53", "0:8080"); a lone number is
  * both listen and target port. Returns 0 or SL_EPARSE. */
 int sl_config_parse_port(const char *s, uint16_t *listen, uint16_t *target);
@@ -54,5 +61,20 @@ int sl_config_load_file(const char *path, struct sl_config **out, char *err,
 int sl_config_load_string(const char *yaml, size_t len,
                           struct sl_config **out, char *err, size_t errlen);
 void sl_config_free(struct sl_config *cfg); /* NULL is fine */
+
+/* Parses a duration: a bare integer is seconds; otherwise one or more
+ * NUMBER UNIT pairs with UNIT ms, s, m or h ("500ms", "10s", "1m30s").
+ * Returns 0 and *ms, or SL_EPARSE (also for 0 and anything over a week). */
+int sl_config_parse_duration(const char *s, uint64_t *ms);
+
+/* The scheme as written in the file: "tcp", "tcp4", ..., "udp6". */
+const char *sl_config_scheme_name(const struct sl_route_config *r);
+
+/* Writes a one-line summary of a route into buf (always NUL-terminated,
+ * truncated to len) and returns buf, e.g.
+ *   ssh-proxy: tcp4 127.0.0.1:2222 -> localhost:22
+ * followed by the non-default options (", acl: 2 rules", ...). */
+const char *sl_config_route_describe(const struct sl_route_config *r,
+                                     char *buf, size_t len);
 
 #endif
