@@ -1,0 +1,143 @@
+"""Fixtures of the end-to-end suite.
+
+SLUICE_BIN names the binary under test (default build/sluice);
+SLUICE_TEST_TIMEOUT_SCALE (a float, default 1) scales every timeout.
+Every process a test starts runs in its own process group and is ended at
+teardown; sluice itself must then exit 0 on SIGTERM and leave no sanitizer
+report in its stderr, or the test fails.
+"""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import Proc, TcpUpstream, UdpUpstream, sluice_bin  # noqa: E402
+from peers import (Dnsmasq, Haproxy, HttpServer, Iperf3Server,  # noqa: E402
+                   Sluice, Sshd)
+
+
+def pytest_configure(config):
+    # A sanitizer build must fail loudly; keep a caller's own settings.
+    os.environ.setdefault("ASAN_OPTIONS",
+                          "detect_leaks=1:halt_on_error=1:abort_on_error=1")
+    os.environ.setdefault("UBSAN_OPTIONS",
+                          "halt_on_error=1:abort_on_error=1:"
+                          "print_stacktrace=1")
+
+
+def pytest_report_header(config):
+    return "sluice binary: %s (SLUICE_TEST_TIMEOUT_SCALE=%s)" % (
+        sluice_bin(), os.environ.get("SLUICE_TEST_TIMEOUT_SCALE", "1"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary_and_safety_net():
+    if not os.access(sluice_bin(), os.X_OK):
+        pytest.exit("sluice binary not found at %s (set SLUICE_BIN)"
+                    % sluice_bin(), returncode=2)
+    yield
+    # Whatever a failed test left running ends here.
+    for p in Proc.registry:
+        p.kill_group()
+
+
+@pytest.fixture
+def sluice(tmp_path):
+    """sluice(config, **kw) starts `sluice boot up --config` (config is a
+    dict, see helpers.route, or YAML text) and returns a peers.Sluice whose
+    .routes are ready. Teardown stops each with SIGTERM and fails the test
+    on a non-zero exit code or a sanitizer report."""
+    started = []
+
+    def start(config, **kw):
+        s = Sluice(tmp_path, config, name="sluice%d" % len(started), **kw)
+        started.append(s)
+        return s
+
+    yield start
+    problems = []
+    for s in started:
+        problems.extend(s.problems())
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def tcp_upstream():
+    """tcp_upstream(handler) -> helpers.TcpUpstream, closed at teardown."""
+    made = []
+
+    def make(handler, host="127.0.0.1"):
+        u = TcpUpstream(handler, host=host)
+        made.append(u)
+        return u
+
+    yield make
+    for u in made:
+        u.close()
+
+
+@pytest.fixture
+def udp_upstream():
+    made = []
+
+    def make(**kw):
+        u = UdpUpstream(**kw)
+        made.append(u)
+        return u
+
+    yield make
+    for u in made:
+        u.close()
+
+
+def _peer_fixture(factory):
+    peers = []
+
+    def make(*a, **kw):
+        p = factory(*a, **kw)
+        peers.append(p)
+        return p
+    return make, peers
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    p = Sshd(tmp_path)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """http_server(files={name: bytes}) -> peers.HttpServer."""
+    make, peers = _peer_fixture(lambda **kw: HttpServer(tmp_path, **kw))
+    yield make
+    for p in peers:
+        p.stop()
+
+
+@pytest.fixture
+def dnsmasq(tmp_path):
+    p = Dnsmasq(tmp_path)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def iperf3_server(tmp_path):
+    p = Iperf3Server(tmp_path)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def haproxy(tmp_path):
+    """haproxy(target_port, accept_proxy=False) -> peers.Haproxy."""
+    make, peers = _peer_fixture(lambda *a, **kw: Haproxy(tmp_path, *a, **kw))
+    yield make
+    for p in peers:
+        p.stop()
