@@ -1,0 +1,133 @@
+#include "node/node_url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+
+static int fail(char *err, size_t errcap, const char *text, const char *why)
+{
+    if (err != NULL && errcap > 0)
+        snprintf(err, errcap, "'%s': %s", text, why);
+    return SL_EPARSE;
+}
+
+static int host_char_ok(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_';
+}
+
+/* Parses "host[:port][/]" (the part after "scheme://"). port_required
+ * says whether a missing port is an error; default_port fills it if not. */
+static int parse_authority(const char *text, const char *p, int port_required,
+                           uint16_t default_port, struct sl_node_url *out,
+                           char *err, size_t errcap)
+{
+    const char *host_start, *host_end;
+    if (*p == '[') {
+        host_start = p + 1;
+        host_end = strchr(host_start, ']');
+        if (host_end == NULL)
+            return fail(err, errcap, text, "unterminated '[' in host");
+        for (const char *q = host_start; q < host_end; q++)
+            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
+                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
+                return fail(err, errcap, text, "bad IPv6 literal in host");
+        p = host_end + 1;
+    } else {
+        host_start = p;
+        while (*p != '\0' && *p != ':' && *p != '/') {
+            if (*p == '@')
+                return fail(err, errcap, text, "user info is not allowed");
+            if (*p == '?' || *p == '#')
+                return fail(err, errcap, text,
+                            "query and fragment are not allowed");
+            if (!host_char_ok(*p))
+                return fail(err, errcap, text, "bad character in host");
+            p++;
+        }
+        host_end = p;
+    }
+    size_t hlen = (size_t)(host_end - host_start);
+    if (hlen == 0)
+        return fail(err, errcap, text, "missing host");
+    if (hlen > 253)
+        return fail(err, errcap, text, "host is too long");
+    memcpy(out->host, host_start, hlen);
+    out->host[hlen] = '\0';
+
+    if (*p == ':') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return fail(err, errcap, text, "port must be a number 1-65535");
+        char *end;
+        long port = strtol(p, &end, 10);
+        if (end - p > 5 || port < 1 || port > 65535)
+            return fail(err, errcap, text, "port must be a number 1-65535");
+        out->port = (uint16_t)port;
+        p = end;
+    } else if (port_required) {
+        return fail(err, errcap, text,
+                    "an explicit port is required (http://host:port)");
+    } else {
+        out->port = default_port;
+    }
+    if (*p == '/' && p[1] == '\0')
+        p++;
+    if (*p == '?' || *p == '#')
+        return fail(err, errcap, text, "query and fragment are not allowed");
+    if (*p != '\0')
+        return fail(err, errcap, text,
+                    *p == '/' ? "a path is not allowed (http://host:port)"
+                              : "unexpected text after the port");
+    return 0;
+}
+
+int sl_node_url_parse_upstream(const char *text, struct sl_node_url *out,
+                               char *err, size_t errcap)
+{
+    memset(out, 0, sizeof(*out));
+    if (text == NULL || *text == '\0')
+        return fail(err, errcap, "", "empty URL");
+    if (strlen(text) >= SL_NODE_URL_MAX)
+        return fail(err, errcap, "...", "URL is too long");
+    if (strncasecmp(text, "http://", 7) != 0)
+        return fail(err, errcap, text,
+                    "the upstream must be http://host:port");
+    return parse_authority(text, text + 7, 1, 0, out, err, errcap);
+}
+
+int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
+                          char *err, size_t errcap)
+{
+    memset(out, 0, sizeof(*out));
+    if (text == NULL || *text == '\0')
+        return fail(err, errcap, "", "empty URL");
+    if (strlen(text) >= SL_NODE_URL_MAX)
+        return fail(err, errcap, "...", "URL is too long");
+    if (strncasecmp(text, "https://", 8) == 0)
+        return fail(err, errcap, text, "https hubs are not supported yet");
+    if (strncasecmp(text, "http://", 7) != 0)
+        return fail(err, errcap, text, "the hub must be http://host[:port]");
+    return parse_authority(text, text + 7, 0, 80, out, err, errcap);
+}
+
+int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
+                            size_t cap)
+{
+    int v6 = strchr(u->host, ':') != NULL;
+    int n = snprintf(buf, cap, v6 ? "[%s]:%u" : "%s:%u", u->host,
+                     (unsigned)u->port);
+    return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
+}
+
+int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap)
+{
+    int v6 = strchr(u->host, ':') != NULL;
+    int n = snprintf(buf, cap, v6 ? "%s://[%s]:%u" : "%s://%s:%u",
+                     u->tls ? "https" : "http", u->host, (unsigned)u->port);
+    return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
+}

@@ -1,0 +1,99 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "core/error.h"
+#include "node/node_url.h"
+
+static void upstream_ok(void **state)
+{
+    (void)state;
+    struct sl_node_url u;
+    char err[256];
+    assert_int_equal(sl_node_url_parse_upstream("http://127.0.0.1:3000", &u,
+                                                err, sizeof(err)), 0);
+    assert_string_equal(u.host, "127.0.0.1");
+    assert_int_equal(u.port, 3000);
+    assert_int_equal(u.tls, 0);
+
+    assert_int_equal(sl_node_url_parse_upstream("HTTP://localhost:1/", &u,
+                                                err, sizeof(err)), 0);
+    assert_string_equal(u.host, "localhost");
+    assert_int_equal(u.port, 1);
+
+    assert_int_equal(sl_node_url_parse_upstream("http://[::1]:65535", &u,
+                                                err, sizeof(err)), 0);
+    assert_string_equal(u.host, "::1");
+    assert_int_equal(u.port, 65535);
+    char buf[128];
+    assert_int_equal(sl_node_url_format(&u, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "http://[::1]:65535");
+    assert_int_equal(sl_node_url_host_header(&u, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "[::1]:65535");
+}
+
+static void expect_bad(const char *text, const char *needle)
+{
+    struct sl_node_url u;
+    char err[256] = "";
+    assert_int_equal(sl_node_url_parse_upstream(text, &u, err, sizeof(err)),
+                     SL_EPARSE);
+    if (strstr(err, needle) == NULL)
+        fail_msg("'%s': error '%s' lacks '%s'", text, err, needle);
+}
+
+static void upstream_bad(void **state)
+{
+    (void)state;
+    expect_bad("", "empty");
+    expect_bad("127.0.0.1:3000", "http://host:port");
+    expect_bad("https://127.0.0.1:3000", "http://host:port");
+    expect_bad("http://127.0.0.1", "explicit port");
+    expect_bad("http://127.0.0.1:", "port must be");
+    expect_bad("http://127.0.0.1:0", "port must be");
+    expect_bad("http://127.0.0.1:65536", "port must be");
+    expect_bad("http://127.0.0.1:-1", "port must be");
+    expect_bad("http://127.0.0.1:3000/app", "path");
+    expect_bad("http://127.0.0.1:3000//", "path");
+    expect_bad("http://127.0.0.1:3000?x=1", "query");
+    expect_bad("http://user@127.0.0.1:3000", "user info");
+    expect_bad("http://:3000", "missing host");
+    expect_bad("http://[::1:3000", "unterminated");
+    expect_bad("http://a b:3000", "bad character");
+    expect_bad("http://h:3000x", "unexpected");
+    expect_bad("http://h:000003000", "port must be");
+}
+
+static void hub_urls(void **state)
+{
+    (void)state;
+    struct sl_node_url u;
+    char err[256];
+    assert_int_equal(sl_node_url_parse_hub("http://hub.example", &u, err,
+                                           sizeof(err)), 0);
+    assert_int_equal(u.port, 80);
+    assert_int_equal(sl_node_url_parse_hub("http://127.0.0.1:8080/", &u, err,
+                                           sizeof(err)), 0);
+    assert_int_equal(u.port, 8080);
+    assert_int_equal(sl_node_url_parse_hub("https://hub.example", &u, err,
+                                           sizeof(err)), SL_EPARSE);
+    assert_non_null(strstr(err, "not supported"));
+    assert_int_equal(sl_node_url_parse_hub("ftp://x:1", &u, err, sizeof(err)),
+                     SL_EPARSE);
+    /* NULL err is allowed */
+    assert_int_equal(sl_node_url_parse_hub("x", &u, NULL, 0), SL_EPARSE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(upstream_ok),
+        cmocka_unit_test(upstream_bad),
+        cmocka_unit_test(hub_urls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
