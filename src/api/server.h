@@ -1,0 +1,136 @@
+/* A small HTTP/1.1 JSON API server on the libuv loop, shared by the hub's
+ * admin API (api/hub_api.h) and the node's local REST API.
+ *
+ * - One uv_tcp listener; requests parsed with http-parser; keep-alive;
+ *   request head at most 64 KiB, body at most 1 MiB (431 / 413 otherwise);
+ *   10 s to receive a whole request and 10 s idle between requests (408,
+ *   or a plain close when idle).
+ * - A route table of (method, path pattern, handler). A pattern is a path
+ *   whose segments may be "{name}" placeholders, each matching one
+ *   non-empty segment (e.g. "/api/proxy/{identity}/"). A trailing '/' is
+ *   optional on both sides. Patterns are tried in order: a fixed segment
+ *   listed first wins ("/api/proxy/prune/" before "/api/proxy/{identity}/").
+ *   No path match: 404; path matches but not the method: 405.
+ * - Errors are always JSON {"error": "...", "code": N} with that status.
+ * - Access: when the listener is on a loopback address (127.0.0.0/8, ::1)
+ *   and require_token is 0, no authentication. Otherwise every request
+ *   needs "Authorization: Bearer <token>" (compared in constant time), else
+ *   401 {"error":"Unauthorized","code":401}. Starting on a non-loopback
+ *   address, or with require_token, without a token fails (SL_ECONFIG).
+ * - One request at a time per connection: reading pauses while a handler
+ *   has not replied (no pipelining surprises).
+ *
+ * Handlers may answer at once or later (asynchronously): the request
+ * object stays valid until exactly one sl_api_reply_* call on it; if the
+ * client has gone meanwhile, the reply is dropped and the request freed
+ * all the same. A handler must reply exactly once. */
+#ifndef SL_API_SERVER_H
+#define SL_API_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/ctx.h"
+
+#define SL_API_HEAD_MAX (64 * 1024)
+#define SL_API_BODY_MAX (1024 * 1024)
+#define SL_API_TIMEOUT_MS 10000
+#define SL_API_PARAMS_MAX 4
+
+struct sl_api_server;
+struct sl_api_req;
+
+/* Called on the loop for a matched request. arg is the server config's
+ * arg. */
+typedef void (*sl_api_handler_fn)(struct sl_api_req *req, void *arg);
+
+struct sl_api_route {
+    const char *method;  /* "GET", "POST", "DELETE", ... */
+    const char *pattern; /* "/api/proxy/{identity}/" */
+    sl_api_handler_fn fn;
+};
+
+struct sl_api_config {
+    const char *name;   /* for log lines, e.g. "hub-api"; NULL: "api" */
+    const char *listen; /* "127.0.0.1:8081", "[::1]:0"; port 0 = any */
+    const char *token;  /* admin bearer token, or NULL */
+    int require_token;  /* 1: demand the token even on loopback */
+    const struct sl_api_route *routes; /* copied pointer: must outlive */
+    size_t nroutes;
+    void *arg; /* handed to every handler */
+};
+
+/* Binds and listens. cfg->listen and cfg->token are copied; routes are
+ * not. On success *out owns the server (sl_api_server_close). Returns 0,
+ * UV_EINVAL, SL_EPARSE (bad listen address), SL_ECONFIG (token needed but
+ * absent) or a libuv bind/listen error (e.g. UV_EADDRINUSE). */
+int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
+                        struct sl_api_server **out);
+
+/* Stops listening and closes every connection; pending requests become
+ * orphans (their later replies are dropped). Memory is freed once libuv
+ * has closed the handles, so run the loop afterwards. NULL is a no-op. */
+void sl_api_server_close(struct sl_api_server *srv);
+
+/* The bound address "ip:port" / "[v6]:port" (port resolved when 0 was
+ * asked). Returns 0 or SL_ETOOBIG. */
+int sl_api_server_address(const struct sl_api_server *srv, char *buf,
+                          size_t cap);
+
+/* --- the request, valid until replied to ------------------------------ */
+
+const char *sl_api_req_method(const struct sl_api_req *req); /* "GET" */
+/* The path without query string, as sent (not percent-decoded). */
+const char *sl_api_req_path(const struct sl_api_req *req);
+/* Value of a "{name}" placeholder of the matched route, or NULL. */
+const char *sl_api_req_param(const struct sl_api_req *req, const char *name);
+/* Copies the percent-decoded value of query parameter key into buf.
+ * Returns 0, SL_ENOTFOUND or SL_ETOOBIG. */
+int sl_api_req_query(const struct sl_api_req *req, const char *key,
+                     char *buf, size_t cap);
+/* The body (may be empty, then len 0 and a non-NULL ""); NUL-terminated. */
+const char *sl_api_req_body(const struct sl_api_req *req, size_t *len);
+/* Parses the body as JSON. An empty body gives *out = NULL and 0.
+ * Returns 0 or SL_EPARSE; *out is a new reference to free by the caller. */
+int sl_api_req_json(const struct sl_api_req *req, json_t **out);
+/* "ip:port" of the client, for logs. */
+const char *sl_api_req_peer(const struct sl_api_req *req);
+
+/* --- replies: exactly one per request; each frees req ----------------- */
+
+/* Sends status with body serialized compactly (application/json). Steals
+ * the reference to body (NULL sends "{}"). */
+void sl_api_reply_json(struct sl_api_req *req, int status, json_t *body);
+/* Sends {"error": message, "code": status}. */
+void sl_api_reply_error(struct sl_api_req *req, int status,
+                        const char *message);
+/* Sends raw bytes with the given content type (e.g. Prometheus text). */
+void sl_api_reply_text(struct sl_api_req *req, int status,
+                       const char *content_type, const char *body,
+                       size_t len);
+
+/* --- exposed for tests ------------------------------------------------ */
+
+/* Matches method and path (no query string) against routes. On a match
+ * returns the route index (>= 0) and fills names/values (pointers into
+ * pattern, and NUL-terminated copies into valbuf) for up to
+ * SL_API_PARAMS_MAX placeholders, *nparams their count. Returns -404 when
+ * no pattern matches the path, -405 when one matches only by path, -414
+ * when values overflow valbuf. */
+struct sl_api_match {
+    const char *names[SL_API_PARAMS_MAX];
+    size_t name_lens[SL_API_PARAMS_MAX];
+    const char *values[SL_API_PARAMS_MAX];
+    size_t nparams;
+    char valbuf[512];
+};
+int sl_api_route_match(const struct sl_api_route *routes, size_t nroutes,
+                       const char *method, const char *path,
+                       struct sl_api_match *m);
+
+/* 1 if the listen string names a loopback address (127/8, ::1). */
+int sl_api_listen_is_loopback(const char *listen);
+
+#endif
