@@ -69,12 +69,12 @@ enum sl_ctl_type {
  * NUL-terminated within its array. Plain data: copy it freely. */
 struct sl_ctl_msg {
     enum sl_ctl_type type;
-    struct {
+    struct sl_ctl_hello {
         int version;
         unsigned capabilities; /* SL_CAP_* */
         int pool;
     } hello;
-    struct {
+    struct sl_ctl_welcome {
         char identity[SL_IDENTITY_LEN + 1];
         char url[SL_CTL_URL_MAX];
         char username[SL_CTL_USER_MAX]; /* "" = not sent */
@@ -84,17 +84,17 @@ struct sl_ctl_msg {
         int ping_interval;              /* seconds */
         int pairing_window;             /* seconds */
     } welcome;
-    struct {
+    struct sl_ctl_open {
         char fingerprint[SL_UUID_LEN + 1];
         char kind[SL_CTL_KIND_MAX];
         char target[SL_CTL_TARGET_MAX]; /* "" = the bridge's upstream */
     } open;
-    struct {
+    struct sl_ctl_stats {
         uint64_t down; /* bytes, as the hub counts them */
         uint64_t up;
         uint64_t limit; /* 0 = unlimited */
     } stats;
-    struct {
+    struct sl_ctl_error {
         char message[SL_CTL_MESSAGE_MAX];
         int code; /* HTTP-like, 0 = none */
     } error;

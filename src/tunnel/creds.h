@@ -51,9 +51,10 @@ int sl_basic_auth_parse(const char *value, size_t len, char *user,
                         size_t usercap, char *pass, size_t passcap);
 
 /* Writes "Basic <base64(user ":" pass)>" and a NUL into out. user must
- * not contain ':'. Returns 0, UV_EINVAL (NULL, or ':' in user) or
- * SL_ETOOBIG (cap too small; 4 * ceil((ulen + plen + 1) / 3) + 7 bytes
- * suffice). */
+ * not contain ':'; user and pass together are at most
+ * SL_BASIC_USER_MAX + SL_BASIC_PASS_MAX - 1 bytes. Returns 0, UV_EINVAL
+ * (NULL, or ':' in user) or SL_ETOOBIG (too long, or cap too small:
+ * 4 * ceil((ulen + plen + 1) / 3) + 7 bytes suffice). */
 int sl_basic_auth_format(const char *user, const char *pass, char *out,
                          size_t cap);
 

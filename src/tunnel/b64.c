@@ -1,0 +1,102 @@
+#include "tunnel/b64.h"
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+static const char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int sl_b64_encode(const void *in, size_t n, char *out, size_t cap)
+{
+    const unsigned char *p = in;
+    size_t need = SL_B64_LEN(n);
+    if (out == NULL || cap < need + 1 || need > INT32_MAX)
+        return SL_ETOOBIG;
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = alphabet[v >> 6 & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = '=';
+        out[o++] = '=';
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
+        out[o++] = alphabet[v >> 18 & 63];
+        out[o++] = alphabet[v >> 12 & 63];
+        out[o++] = alphabet[v >> 6 & 63];
+        out[o++] = '=';
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static int value_of(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+int sl_b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
+{
+    if (len % 4 != 0 || (len > 0 && in == NULL))
+        return SL_EPARSE;
+    if (len / 4 * 3 > INT32_MAX)
+        return SL_ETOOBIG;
+    size_t pad = 0;
+    if (len >= 4 && in[len - 1] == '=') {
+        pad = 1;
+        if (in[len - 2] == '=')
+            pad = 2;
+    }
+    size_t n = len / 4 * 3 - pad;
+    if (n > cap || (n > 0 && out == NULL))
+        return SL_ETOOBIG;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int last = i + 4 == len;
+        int v[4];
+        for (size_t k = 0; k < 4; k++) {
+            /* '=' is allowed only in the padding positions of the last
+             * quantum, which were counted above. */
+            if (last && in[i + k] == '=' && k >= 4 - pad) {
+                v[k] = 0;
+                continue;
+            }
+            v[k] = value_of(in[i + k]);
+            if (v[k] < 0)
+                return SL_EPARSE;
+        }
+        uint32_t q = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+                     (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        /* Non-zero unused bits would give a second spelling of the same
+         * bytes; strict parsers refuse them so comparisons stay exact. */
+        if (last && pad == 1 && (q & 0xff) != 0)
+            return SL_EPARSE;
+        if (last && pad == 2 && (q & 0xffff) != 0)
+            return SL_EPARSE;
+        size_t take = last ? 3 - pad : 3;
+        unsigned char b[3] = {(unsigned char)(q >> 16), (unsigned char)(q >> 8),
+                              (unsigned char)q};
+        for (size_t k = 0; k < take; k++)
+            out[o++] = b[k];
+    }
+    return (int)o;
+}

@@ -1,0 +1,47 @@
+#include "tunnel/hijack.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+int sl_hijack_parse(const char *value, size_t len, struct sl_hijack *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (value == NULL)
+        return SL_EPARSE;
+    while (len > 0 && is_ows(value[0])) {
+        value++;
+        len--;
+    }
+    while (len > 0 && is_ows(value[len - 1]))
+        len--;
+    if (len != SL_IDENTITY_LEN + 1 + SL_UUID_LEN ||
+        value[SL_IDENTITY_LEN] != '|' ||
+        !sl_identity_valid(value, SL_IDENTITY_LEN) ||
+        !sl_uuid4_valid(value + SL_IDENTITY_LEN + 1, SL_UUID_LEN))
+        return SL_EPARSE;
+    memcpy(out->identity, value, SL_IDENTITY_LEN);
+    memcpy(out->fingerprint, value + SL_IDENTITY_LEN + 1, SL_UUID_LEN);
+    return 0;
+}
+
+int sl_hijack_format(const struct sl_hijack *h, char *out, size_t cap)
+{
+    if (cap > 0)
+        out[0] = '\0';
+    if (strnlen(h->identity, sizeof(h->identity)) != SL_IDENTITY_LEN ||
+        !sl_identity_valid(h->identity, SL_IDENTITY_LEN) ||
+        strnlen(h->fingerprint, sizeof(h->fingerprint)) != SL_UUID_LEN ||
+        !sl_uuid4_valid(h->fingerprint, SL_UUID_LEN))
+        return SL_EPARSE;
+    if (cap < SL_HIJACK_MAX)
+        return SL_ETOOBIG;
+    snprintf(out, cap, "%s|%s", h->identity, h->fingerprint);
+    return 0;
+}
