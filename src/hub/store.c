@@ -1,0 +1,524 @@
+#include "hub/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "core/error.h"
+
+enum stmt_id {
+    ST_INSERT,
+    ST_GET_ID,
+    ST_GET_USER,
+    ST_LIST,
+    ST_COUNT,
+    ST_DELETE,
+    ST_TRAFFIC,
+    ST_TOUCH,
+    ST_LIMITED,
+    ST_LIMITS,
+    ST_PRUNE_SELECT,
+    ST__COUNT
+};
+
+#define COLS                                                                   \
+    "identity, username, password_hash, limit_bridges, limit_traffic, "        \
+    "traffic_user_down, traffic_user_up, traffic_bridge_down, "                \
+    "traffic_bridge_up, limited, created_at, last_seen"
+
+/* Saturating counter update; see the schema's comment. */
+#define SAT(col, param) col " = min(" col " + " param ", 9223372036854775807)"
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_INSERT] = "INSERT INTO allocations (" COLS ") "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    [ST_GET_ID] = "SELECT " COLS " FROM allocations WHERE identity = ?1",
+    [ST_GET_USER] = "SELECT " COLS " FROM allocations WHERE username = ?1",
+    [ST_LIST] = "SELECT " COLS " FROM allocations ORDER BY created_at, rowid",
+    [ST_COUNT] = "SELECT count(*) FROM allocations",
+    [ST_DELETE] = "DELETE FROM allocations WHERE identity = ?1",
+    [ST_TRAFFIC] = "UPDATE allocations SET "
+                   SAT("traffic_user_down", "?2") ", "
+                   SAT("traffic_user_up", "?3") ", "
+                   SAT("traffic_bridge_down", "?4") ", "
+                   SAT("traffic_bridge_up", "?5") " WHERE identity = ?1",
+    [ST_TOUCH] = "UPDATE allocations SET last_seen = ?2 WHERE identity = ?1",
+    [ST_LIMITED] = "UPDATE allocations SET limited = ?2 WHERE identity = ?1",
+    [ST_LIMITS] = "UPDATE allocations SET limit_bridges = ?2, "
+                  "limit_traffic = ?3 WHERE identity = ?1",
+    [ST_PRUNE_SELECT] = "SELECT " COLS " FROM allocations WHERE "
+                        "(CASE WHEN last_seen > 0 THEN last_seen "
+                        "ELSE created_at END) < ?1 ORDER BY rowid",
+};
+
+/* Version 1. Counters are INTEGER (signed 64-bit in SQLite); values are
+ * clamped to 2^63 - 1 on the way in, and sums saturate there (SQLite
+ * turns an overflowing sum into a REAL, which min() brings back). */
+static const char schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS allocations ("
+    " identity TEXT PRIMARY KEY NOT NULL,"
+    " username TEXT NOT NULL UNIQUE,"
+    " password_hash TEXT NOT NULL,"
+    " limit_bridges INTEGER NOT NULL DEFAULT 0,"
+    " limit_traffic INTEGER NOT NULL DEFAULT 0,"
+    " traffic_user_down INTEGER NOT NULL DEFAULT 0,"
+    " traffic_user_up INTEGER NOT NULL DEFAULT 0,"
+    " traffic_bridge_down INTEGER NOT NULL DEFAULT 0,"
+    " traffic_bridge_up INTEGER NOT NULL DEFAULT 0,"
+    " limited INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " last_seen INTEGER NOT NULL DEFAULT 0"
+    ");";
+
+struct sl_store {
+    sqlite3 *db;
+    struct sl_log *log;
+    sqlite3_stmt *stmt[ST__COUNT];
+};
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static sqlite3_int64 clamp_u64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static uint64_t col_u64(sqlite3_stmt *s, int i)
+{
+    sqlite3_int64 v = sqlite3_column_int64(s, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+static int fail(struct sl_store *st, const char *what)
+{
+    if (st->log)
+        sl_error(st->log, "store: %s failed: %s", what, sqlite3_errmsg(st->db));
+    return SL_ESTATE;
+}
+
+static int exec_sql(struct sl_store *st, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        if (st->log)
+            sl_error(st->log, "store: %s failed: %s", what,
+                     msg ? msg : "unknown error");
+        sqlite3_free(msg);
+        return SL_ESTATE;
+    }
+    return 0;
+}
+
+static int copy_col(sqlite3_stmt *s, int i, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    int n = sqlite3_column_bytes(s, i);
+    if (t == NULL || n < 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    if ((size_t)n >= cap) {
+        out[0] = '\0';
+        return SL_ETOOBIG;
+    }
+    memcpy(out, t, (size_t)n);
+    out[n] = '\0';
+    return 0;
+}
+
+static void row_to_alloc(sqlite3_stmt *s, struct sl_alloc *a)
+{
+    memset(a, 0, sizeof(*a));
+    /* Values were checked on the way in; a too-long one can only come from
+     * a hand-edited file and reads back as empty. */
+    (void)copy_col(s, 0, a->identity, sizeof(a->identity));
+    (void)copy_col(s, 1, a->username, sizeof(a->username));
+    (void)copy_col(s, 2, a->password_hash, sizeof(a->password_hash));
+    a->limits.bridges = col_u64(s, 3);
+    a->limits.traffic = col_u64(s, 4);
+    a->traffic.user_down = col_u64(s, 5);
+    a->traffic.user_up = col_u64(s, 6);
+    a->traffic.bridge_down = col_u64(s, 7);
+    a->traffic.bridge_up = col_u64(s, 8);
+    a->limited = sqlite3_column_int64(s, 9) != 0;
+    a->created_at = sqlite3_column_int64(s, 10);
+    a->last_seen = sqlite3_column_int64(s, 11);
+}
+
+static sqlite3_stmt *stmt_get(struct sl_store *st, enum stmt_id id)
+{
+    sqlite3_stmt *s = st->stmt[id];
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+static int migrate(struct sl_store *st)
+{
+    sqlite3_stmt *s = NULL;
+    int version = 0;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) !=
+        SQLITE_OK)
+        return fail(st, "reading schema version");
+    if (sqlite3_step(s) == SQLITE_ROW)
+        version = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+
+    if (version > SL_STORE_SCHEMA_VERSION) {
+        if (st->log)
+            sl_error(st->log, "store: schema version %d is newer than this "
+                              "sluice understands (%d)",
+                     version, SL_STORE_SCHEMA_VERSION);
+        return SL_ESTATE;
+    }
+    if (version == SL_STORE_SCHEMA_VERSION)
+        return 0;
+    /* Each step moves one version up, inside one transaction with the
+     * version bump, so a crash leaves either the old or the new schema. */
+    int rc = exec_sql(st, "BEGIN IMMEDIATE", "beginning migration");
+    if (rc != 0)
+        return rc;
+    if (version < 1) {
+        rc = exec_sql(st, schema_v1, "creating schema v1");
+        if (rc == 0)
+            rc = exec_sql(st, "PRAGMA user_version = 1", "setting version");
+    }
+    if (rc != 0) {
+        (void)exec_sql(st, "ROLLBACK", "rolling back migration");
+        return rc;
+    }
+    return exec_sql(st, "COMMIT", "committing migration");
+}
+
+int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
+{
+    if (path == NULL || out == NULL)
+        return UV_EINVAL;
+    *out = NULL;
+    int rc = SL_ESTATE;
+    struct sl_store *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return UV_ENOMEM;
+    st->log = log;
+
+    int memory = strcmp(path, ":memory:") == 0;
+    if (!memory) {
+        /* Create the file 0600 ourselves: SQLite would use the umask, and
+         * the file holds password hashes. */
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            rc = -errno;
+            if (log)
+                sl_error(log, "store: opening %s failed: %s", path,
+                         strerror(errno));
+            goto out;
+        }
+        close(fd);
+    }
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        if (log)
+            sl_error(log, "store: opening %s failed: %s", path,
+                     st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        goto out;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    if (!memory &&
+        (rc = exec_sql(st, "PRAGMA journal_mode = WAL", "enabling WAL")) != 0)
+        goto out;
+    /* WAL with synchronous=NORMAL is durable across application crashes
+     * and keeps each write short; a power loss may lose the last
+     * counters, which is acceptable for statistics. */
+    if ((rc = exec_sql(st, "PRAGMA synchronous = NORMAL", "setting sync")) != 0)
+        goto out;
+    if ((rc = migrate(st)) != 0)
+        goto out;
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, stmt_sql[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                               NULL) != SQLITE_OK) {
+            rc = fail(st, "preparing statements");
+            goto out;
+        }
+    }
+    *out = st;
+    st = NULL;
+    rc = 0;
+out:
+    sl_store_close(st);
+    return rc;
+}
+
+void sl_store_close(struct sl_store *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v, size_t cap)
+{
+    size_t n = strlen(v);
+    if (n >= cap)
+        return SL_ETOOBIG;
+    return sqlite3_bind_text(s, i, v, (int)n, SQLITE_STATIC) == SQLITE_OK
+               ? 0
+               : SL_ESTATE;
+}
+
+int sl_store_create(struct sl_store *st, const struct sl_alloc *a)
+{
+    if (st == NULL || a == NULL)
+        return UV_EINVAL;
+    if (a->identity[0] == '\0' || a->username[0] == '\0')
+        return UV_EINVAL;
+    if (memchr(a->identity, '\0', sizeof(a->identity)) == NULL ||
+        memchr(a->username, '\0', sizeof(a->username)) == NULL ||
+        memchr(a->password_hash, '\0', sizeof(a->password_hash)) == NULL)
+        return SL_ETOOBIG;
+    sqlite3_stmt *s = stmt_get(st, ST_INSERT);
+    int rc;
+    if ((rc = bind_text(s, 1, a->identity, SL_STORE_IDENTITY_MAX)) != 0 ||
+        (rc = bind_text(s, 2, a->username, SL_STORE_USERNAME_MAX)) != 0 ||
+        (rc = bind_text(s, 3, a->password_hash, SL_STORE_HASH_MAX)) != 0)
+        goto out;
+    sqlite3_bind_int64(s, 4, clamp_u64(a->limits.bridges));
+    sqlite3_bind_int64(s, 5, clamp_u64(a->limits.traffic));
+    sqlite3_bind_int64(s, 6, clamp_u64(a->traffic.user_down));
+    sqlite3_bind_int64(s, 7, clamp_u64(a->traffic.user_up));
+    sqlite3_bind_int64(s, 8, clamp_u64(a->traffic.bridge_down));
+    sqlite3_bind_int64(s, 9, clamp_u64(a->traffic.bridge_up));
+    sqlite3_bind_int64(s, 10, a->limited ? 1 : 0);
+    sqlite3_bind_int64(s, 11, a->created_at > 0 ? a->created_at : now_s());
+    sqlite3_bind_int64(s, 12, a->last_seen > 0 ? a->last_seen : 0);
+    int step = sqlite3_step(s);
+    if (step == SQLITE_DONE)
+        rc = 0;
+    else if ((sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CONSTRAINT)
+        rc = SL_EEXIST;
+    else
+        rc = fail(st, "creating an allocation");
+out:
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+static int get_one(struct sl_store *st, enum stmt_id id, const char *key,
+                   struct sl_alloc *out)
+{
+    if (st == NULL || key == NULL || out == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, id);
+    int rc;
+    if (sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
+        rc = fail(st, "binding a key");
+        goto out;
+    }
+    int step = sqlite3_step(s);
+    if (step == SQLITE_ROW) {
+        row_to_alloc(s, out);
+        rc = 0;
+    } else if (step == SQLITE_DONE) {
+        rc = SL_ENOTFOUND;
+    } else {
+        rc = fail(st, "reading an allocation");
+    }
+out:
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+int sl_store_get_by_identity(struct sl_store *st, const char *identity,
+                             struct sl_alloc *out)
+{
+    return get_one(st, ST_GET_ID, identity, out);
+}
+
+int sl_store_get_by_username(struct sl_store *st, const char *username,
+                             struct sl_alloc *out)
+{
+    return get_one(st, ST_GET_USER, username, out);
+}
+
+int sl_store_list(struct sl_store *st, sl_store_each_cb cb, void *arg)
+{
+    if (st == NULL || cb == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_LIST);
+    struct sl_alloc a;
+    int rc = 0;
+    for (;;) {
+        int step = sqlite3_step(s);
+        if (step == SQLITE_DONE)
+            break;
+        if (step != SQLITE_ROW) {
+            rc = fail(st, "listing allocations");
+            break;
+        }
+        row_to_alloc(s, &a);
+        if ((rc = cb(&a, arg)) != 0)
+            break;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+int sl_store_count(struct sl_store *st, size_t *out)
+{
+    if (st == NULL || out == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_COUNT);
+    int rc = 0;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *out = (size_t)sqlite3_column_int64(s, 0);
+    else
+        rc = fail(st, "counting allocations");
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* Runs an UPDATE/DELETE prepared with identity as ?1 (other bindings
+ * already made); SL_ENOTFOUND when no row changed. */
+static int run_change(struct sl_store *st, sqlite3_stmt *s,
+                      const char *identity, const char *what)
+{
+    int rc;
+    if (sqlite3_bind_text(s, 1, identity, -1, SQLITE_STATIC) != SQLITE_OK) {
+        rc = fail(st, what);
+        goto out;
+    }
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = fail(st, what);
+    else
+        rc = sqlite3_changes(st->db) > 0 ? 0 : SL_ENOTFOUND;
+out:
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+int sl_store_remove(struct sl_store *st, const char *identity)
+{
+    if (st == NULL || identity == NULL)
+        return UV_EINVAL;
+    return run_change(st, stmt_get(st, ST_DELETE), identity,
+                      "removing an allocation");
+}
+
+int sl_store_add_traffic(struct sl_store *st, const char *identity,
+                         const struct sl_store_traffic *d)
+{
+    if (st == NULL || identity == NULL || d == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_TRAFFIC);
+    sqlite3_bind_int64(s, 2, clamp_u64(d->user_down));
+    sqlite3_bind_int64(s, 3, clamp_u64(d->user_up));
+    sqlite3_bind_int64(s, 4, clamp_u64(d->bridge_down));
+    sqlite3_bind_int64(s, 5, clamp_u64(d->bridge_up));
+    return run_change(st, s, identity, "adding traffic");
+}
+
+int sl_store_touch(struct sl_store *st, const char *identity, int64_t when)
+{
+    if (st == NULL || identity == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_TOUCH);
+    sqlite3_bind_int64(s, 2, when > 0 ? when : now_s());
+    return run_change(st, s, identity, "touching an allocation");
+}
+
+int sl_store_set_limited(struct sl_store *st, const char *identity,
+                         int limited)
+{
+    if (st == NULL || identity == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_LIMITED);
+    sqlite3_bind_int64(s, 2, limited ? 1 : 0);
+    return run_change(st, s, identity, "setting the limited flag");
+}
+
+int sl_store_set_limits(struct sl_store *st, const char *identity,
+                        const struct sl_store_limits *limits)
+{
+    if (st == NULL || identity == NULL || limits == NULL)
+        return UV_EINVAL;
+    sqlite3_stmt *s = stmt_get(st, ST_LIMITS);
+    sqlite3_bind_int64(s, 2, clamp_u64(limits->bridges));
+    sqlite3_bind_int64(s, 3, clamp_u64(limits->traffic));
+    return run_change(st, s, identity, "setting limits");
+}
+
+int sl_store_prune(struct sl_store *st, int64_t now, int64_t older_than,
+                   sl_store_keep_cb keep, void *arg, size_t *removed)
+{
+    if (st == NULL)
+        return UV_EINVAL;
+    if (removed)
+        *removed = 0;
+    if (now <= 0)
+        now = now_s();
+    if (older_than < 0)
+        older_than = 0;
+    int rc = exec_sql(st, "BEGIN IMMEDIATE", "beginning prune");
+    if (rc != 0)
+        return rc;
+    size_t count = 0;
+    sqlite3_stmt *sel = stmt_get(st, ST_PRUNE_SELECT);
+    sqlite3_stmt *del = st->stmt[ST_DELETE];
+    struct sl_alloc a;
+    sqlite3_bind_int64(sel, 1, now - older_than);
+    for (;;) {
+        int step = sqlite3_step(sel);
+        if (step == SQLITE_DONE)
+            break;
+        if (step != SQLITE_ROW) {
+            rc = fail(st, "selecting allocations to prune");
+            break;
+        }
+        row_to_alloc(sel, &a);
+        if (keep != NULL && keep(&a, arg))
+            continue;
+        /* Deleting the current row of a running SELECT is defined in
+         * SQLite (the cursor moves on); rowid order keeps it simple. */
+        sqlite3_reset(del);
+        if (sqlite3_bind_text(del, 1, a.identity, -1, SQLITE_TRANSIENT) !=
+                SQLITE_OK ||
+            sqlite3_step(del) != SQLITE_DONE) {
+            rc = fail(st, "pruning an allocation");
+            break;
+        }
+        count += (size_t)sqlite3_changes(st->db);
+    }
+    sqlite3_reset(sel);
+    sqlite3_clear_bindings(sel);
+    sqlite3_reset(del);
+    sqlite3_clear_bindings(del);
+    if (rc != 0) {
+        (void)exec_sql(st, "ROLLBACK", "rolling back prune");
+        return rc;
+    }
+    if ((rc = exec_sql(st, "COMMIT", "committing prune")) != 0) {
+        (void)exec_sql(st, "ROLLBACK", "rolling back prune");
+        return rc;
+    }
+    if (removed)
+        *removed = count;
+    return 0;
+}
