@@ -3,6 +3,7 @@
 #ifndef SL_CTX_H
 #define SL_CTX_H
 
+#include <stdint.h>
 #include <uv.h>
 
 #include "core/log.h"
@@ -20,6 +21,8 @@ struct sl_ctx {
     struct sl_hub *hub;         /* hub role, or NULL */
     struct sl_node *node;       /* node role, or NULL */
     int stopping;               /* set once SIGINT/SIGTERM arrived */
+    uint64_t drain_grace_ms;    /* stop: how long live streams may finish;
+                                   0 = the default (10 s) */
 };
 
 #endif

@@ -1,0 +1,99 @@
+/* Private to src/stream: one running route, shared by streams.c (which
+ * owns the array of routes), tcp_route.c and udp_route.c. */
+#ifndef SL_STREAM_ROUTE_H
+#define SL_STREAM_ROUTE_H
+
+#include <netdb.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "core/ctx.h"
+#include "net/addr.h"
+#include "net/relay.h"
+#include "stream/hooks.h"
+
+struct tcp_conn;
+struct udp_session;
+
+/* Intrusive list node. */
+struct sl_link {
+    struct sl_link *prev, *next;
+};
+
+static inline void sl_list_init(struct sl_link *head)
+{
+    head->prev = head->next = head;
+}
+static inline void sl_list_add(struct sl_link *head, struct sl_link *n)
+{
+    n->next = head->next;
+    n->prev = head;
+    head->next->prev = n;
+    head->next = n;
+}
+static inline void sl_list_del(struct sl_link *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+static inline int sl_list_empty(const struct sl_link *head)
+{
+    return head->next == head;
+}
+
+struct sl_route {
+    struct sl_streams *streams;
+    struct sl_ctx *ctx;
+    const struct sl_route_config *cfg; /* borrowed from the config */
+    char scheme[8];                    /* "tcp4", ... for display */
+    char target[300];                  /* "host:port" for logs */
+    struct sockaddr_storage listen_addr; /* actual, once bound */
+    struct sl_hooks hooks;
+    struct sl_relay_pool *pool;        /* the engine's read buffers */
+    struct sl_hook_limit limit;
+    struct sl_stream_stats stats;
+    int started;   /* listening */
+    int stopping;  /* no new streams; closing when idle */
+    int open;      /* handles and streams not yet closed */
+
+    struct {
+        uv_tcp_t listener;
+        uv_timer_t backoff;       /* pauses accepting after accept errors */
+        uint64_t backoff_ms;
+        int listener_open;
+        struct sl_link conns;     /* every struct tcp_conn of the route */
+        size_t nconns;
+    } tcp;
+
+    struct {
+        uv_udp_t sock;
+        uv_timer_t sweep;
+        char *recv_buf;           /* 64 KiB, while the socket is open */
+        struct udp_session **table; /* open hashing, by client address */
+        size_t table_size;        /* power of two */
+        struct sl_link sessions;  /* every session, for sweeps */
+        int sock_open;
+    } udp;
+};
+
+/* streams.c: called by the route when route->open drops to 0 after stop. */
+void sl_streams_route_closed(struct sl_route *route);
+
+/* Start listening; returns 0 or an error (already logged). */
+int sl_tcp_route_start(struct sl_route *route);
+int sl_udp_route_start(struct sl_route *route);
+/* Stop accepting; live streams go on. May lead to sl_streams_route_closed. */
+void sl_tcp_route_stop(struct sl_route *route);
+void sl_udp_route_stop(struct sl_route *route);
+/* Close every live stream now (end of the grace period). */
+void sl_tcp_route_abort(struct sl_route *route);
+
+/* Called when a handle or stream of the route is released. */
+static inline void sl_route_unref(struct sl_route *route)
+{
+    if (--route->open == 0 && route->stopping)
+        sl_streams_route_closed(route);
+}
+
+#endif
