@@ -100,7 +100,6 @@ struct sl_ws {
     uv_tcp_t *tcp;
     uv_timer_t timer;
     uv_write_t write_req;
-    uv_shutdown_t shutdown_req;
     void *wslay; /* wslay_event_context_ptr */
     struct sl_ws_obuf out[2]; /* [0] being written, [1] filling */
     char *rbuf;               /* unread input, or NULL */
@@ -119,6 +118,7 @@ struct sl_ws {
     unsigned reading : 1;      /* uv_read_start is active */
     unsigned above_high : 1;   /* sl_ws_send returned 1; on_drain owed */
     unsigned close_wanted : 1; /* sl_ws_close called; close frame owed */
+    unsigned close_queued : 1; /* our close frame handed to wslay */
     unsigned shut : 1;         /* uv_shutdown issued */
     unsigned closing : 1;      /* handles being closed */
     unsigned peer_closed : 1;  /* close frame received */

@@ -1,0 +1,538 @@
+#include "net/ws.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <wslay/wslay.h>
+
+#include "core/error.h"
+
+/* wslay pulls input through recv_callback and pushes output through
+ * send_callback; libuv pushes input to us and wants output handed over.
+ * So a read puts its bytes in ws->rbuf and runs wslay_event_recv, which
+ * drains them; wslay's output is gathered into out[1] and written in one
+ * uv_try_write (the rest with one uv_write) per pump, rather than one
+ * syscall per frame header and 4 KiB masked chunk. */
+
+#define OBUF_CAP (64 * 1024)
+#define PUMP_ROUNDS 64
+
+static void pump(struct sl_ws *ws);
+static void close_handles(struct sl_ws *ws, int reason);
+static void on_timer(uv_timer_t *t);
+
+static wslay_event_context_ptr W(const struct sl_ws *ws)
+{
+    return (wslay_event_context_ptr)ws->wslay;
+}
+
+static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf,
+                             size_t len, int flags, void *user)
+{
+    struct sl_ws *ws = user;
+    (void)flags;
+    if (ws->closing || ws->read_paused || ws->rbuf == NULL ||
+        ws->roff >= ws->rlen) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = ws->rlen - ws->roff;
+    if (n > len)
+        n = len;
+    memcpy(buf, ws->rbuf + ws->roff, n);
+    ws->roff += n;
+    return (ssize_t)n;
+}
+
+static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data,
+                             size_t len, int flags, void *user)
+{
+    struct sl_ws *ws = user;
+    struct sl_ws_obuf *f = &ws->out[1];
+    (void)flags;
+    if (ws->closing) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    if (f->data == NULL) {
+        f->data = malloc(ws->obuf_cap);
+        if (f->data == NULL) {
+            wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+            return -1;
+        }
+        f->len = 0;
+    }
+    size_t room = ws->obuf_cap - f->len;
+    if (room == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    if (len > room)
+        len = room;
+    memcpy(f->data + f->len, data, len);
+    f->len += len;
+    return (ssize_t)len;
+}
+
+static int on_wslay_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
+                            size_t len, void *user)
+{
+    (void)ctx;
+    (void)user;
+    return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+static void on_wslay_msg(wslay_event_context_ptr ctx,
+                         const struct wslay_event_on_msg_recv_arg *arg,
+                         void *user)
+{
+    struct sl_ws *ws = user;
+    (void)ctx;
+    if (ws->closing)
+        return;
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        if (ws->peer_closed)
+            return;
+        ws->on_message(ws,
+                       arg->opcode == WSLAY_TEXT_FRAME ? SL_WS_TEXT
+                                                       : SL_WS_BINARY,
+                       arg->msg, arg->msg_length);
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        if (ws->peer_closed)
+            return;
+        ws->peer_closed = 1;
+        ws->close_code = arg->status_code ? arg->status_code : 1005;
+        if (ws->on_peer_close)
+            ws->on_peer_close(ws, ws->close_code);
+        break;
+    default: /* ping (wslay answers it) and pong: last_rx is enough */
+        break;
+    }
+}
+
+static const struct wslay_event_callbacks wslay_cbs = {
+    .recv_callback = on_wslay_recv,
+    .send_callback = on_wslay_send,
+    .genmask_callback = on_wslay_genmask,
+    .on_msg_recv_callback = on_wslay_msg,
+};
+
+size_t sl_ws_queued(const struct sl_ws *ws)
+{
+    size_t n = ws->out[0].len + ws->out[1].len;
+    if (ws->wslay != NULL)
+        n += wslay_event_get_queued_msg_length(W(ws));
+    return n;
+}
+
+int sl_ws_is_closing(const struct sl_ws *ws)
+{
+    return ws->closing || ws->close_wanted || ws->peer_closed ||
+           (ws->wslay != NULL && !wslay_event_get_write_enabled(W(ws)));
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct sl_ws *ws = h->data;
+    if (--ws->open_handles > 0)
+        return;
+    free(ws->rbuf);
+    ws->rbuf = NULL;
+    for (int i = 0; i < 2; i++) {
+        free(ws->out[i].data);
+        ws->out[i].data = NULL;
+        ws->out[i].len = 0;
+    }
+    if (ws->wslay != NULL)
+        wslay_event_context_free(W(ws));
+    ws->wslay = NULL;
+    ws->on_close(ws, ws->reason);
+}
+
+static void close_handles(struct sl_ws *ws, int reason)
+{
+    if (ws->closing)
+        return;
+    ws->closing = 1;
+    if (ws->reason == 0)
+        ws->reason = reason;
+    uv_read_stop((uv_stream_t *)ws->tcp);
+    ws->reading = 0;
+    ws->open_handles = 2;
+    uv_close((uv_handle_t *)ws->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&ws->timer, on_handle_closed);
+}
+
+void sl_ws_abort(struct sl_ws *ws, int reason)
+{
+    close_handles(ws, reason);
+}
+
+static void on_write(uv_write_t *req, int status);
+
+/* Hands out[1] to the kernel: try_write, and uv_write what is left. */
+static int flush(struct sl_ws *ws)
+{
+    struct sl_ws_obuf *f = &ws->out[1];
+    if (ws->writing || ws->closing || f->len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(f->data, (unsigned)f->len);
+    int n = uv_try_write((uv_stream_t *)ws->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN)
+        return n;
+    if (n < 0)
+        n = 0;
+    ws->bytes_out += (uint64_t)n;
+    if ((size_t)n == f->len) {
+        f->len = 0;
+        return 0;
+    }
+    /* The rest goes out from the same block; the other block fills. */
+    struct sl_ws_obuf tmp = ws->out[0];
+    ws->out[0].data = f->data;
+    ws->out[0].len = f->len - (size_t)n;
+    *f = tmp;
+    f->len = 0;
+    b = uv_buf_init(ws->out[0].data + n, (unsigned)ws->out[0].len);
+    int rc = uv_write(&ws->write_req, (uv_stream_t *)ws->tcp, &b, 1, on_write);
+    if (rc < 0)
+        return rc;
+    ws->writing = 1;
+    return 0;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct sl_ws *ws = req->data;
+    ws->writing = 0;
+    if (ws->closing)
+        return;
+    if (status < 0) {
+        close_handles(ws, status);
+        return;
+    }
+    ws->bytes_out += ws->out[0].len;
+    ws->out[0].len = 0;
+    pump(ws);
+}
+
+static void drop_idle_buffers(struct sl_ws *ws)
+{
+    /* An idle connection keeps no output block. */
+    if (!ws->writing && ws->out[0].len == 0 && ws->out[1].len == 0) {
+        free(ws->out[0].data);
+        free(ws->out[1].data);
+        ws->out[0].data = ws->out[1].data = NULL;
+    }
+}
+
+static void start_reading(struct sl_ws *ws);
+
+/* Moves everything that can move: input to wslay, wslay's output to the
+ * socket, the close handshake along. Every state change ends here. */
+static void pump(struct sl_ws *ws)
+{
+    wslay_event_context_ptr ctx = W(ws);
+    int rc;
+    if (ws->closing || ws->in_cb)
+        return;
+
+    if (ws->rbuf != NULL && !ws->read_paused) {
+        if (wslay_event_want_read(ctx)) {
+            ws->in_cb = 1;
+            rc = wslay_event_recv(ctx);
+            ws->in_cb = 0;
+            if (ws->closing)
+                return;
+            if (rc != 0) {
+                close_handles(ws, rc == WSLAY_ERR_NOMEM ? UV_ENOMEM
+                                                        : SL_EPARSE);
+                return;
+            }
+        }
+        if (ws->roff >= ws->rlen || !wslay_event_want_read(ctx)) {
+            free(ws->rbuf);
+            ws->rbuf = NULL;
+            ws->rlen = ws->roff = 0;
+        }
+    }
+
+    /* Our close frame goes after every message queued before it. */
+    if (ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
+        wslay_event_get_queued_msg_count(ctx) == 0) {
+        ws->close_queued = 1;
+        rc = wslay_event_queue_close(ctx, ws->close_code, NULL, 0);
+        if (rc != 0 && rc != WSLAY_ERR_NO_MORE_MSG) {
+            close_handles(ws, UV_ENOMEM);
+            return;
+        }
+    }
+
+    for (int i = 0; i < PUMP_ROUNDS && !ws->writing; i++) {
+        if (wslay_event_want_write(ctx)) {
+            rc = wslay_event_send(ctx);
+            if (rc != 0) {
+                close_handles(ws, ws->reason ? ws->reason : UV_EPIPE);
+                return;
+            }
+        }
+        rc = flush(ws);
+        if (rc < 0) {
+            close_handles(ws, rc);
+            return;
+        }
+        if (!wslay_event_want_write(ctx))
+            break;
+    }
+
+    if (ws->above_high && sl_ws_queued(ws) <= ws->low_water) {
+        ws->above_high = 0;
+        if (ws->on_drain != NULL) {
+            ws->on_drain(ws);
+            if (ws->closing)
+                return;
+        }
+    }
+
+    if (wslay_event_get_close_sent(ctx) && !ws->writing &&
+        ws->out[1].len == 0) {
+        if (!ws->close_wanted && !ws->peer_closed && ws->reason == 0) {
+            /* wslay closed on its own: the peer broke the protocol. */
+            uint16_t code = wslay_event_get_status_code_sent(ctx);
+            ws->reason = code == WSLAY_CODE_MESSAGE_TOO_BIG ? SL_ETOOBIG
+                                                            : SL_EPARSE;
+        }
+        if (ws->peer_closed) {
+            close_handles(ws, 0);
+            return;
+        }
+        if (!ws->shut) {
+            /* Our close frame is out: wait a while for the peer's. */
+            ws->shut = 1;
+            ws->close_deadline = uv_now(ws->tcp->loop) + ws->close_timeout_ms;
+            uv_timer_stop(&ws->timer);
+            uv_timer_start(&ws->timer, on_timer, ws->close_timeout_ms, 0);
+        }
+    }
+
+    drop_idle_buffers(ws);
+    if (!ws->read_paused && !ws->reading && wslay_event_want_read(ctx))
+        start_reading(ws);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct sl_ws *ws = t->data;
+    if (ws->closing)
+        return;
+    uint64_t now = uv_now(t->loop);
+    if (ws->close_deadline != 0) {
+        if (now >= ws->close_deadline)
+            close_handles(ws, 0);
+        return;
+    }
+    if (now - ws->last_rx >= ws->dead_ms) {
+        close_handles(ws, UV_ETIMEDOUT);
+        return;
+    }
+    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+    if (wslay_event_queue_msg(W(ws), &ping) == 0)
+        pump(ws);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct sl_ws *ws = h->data;
+    (void)hint;
+    /* Never two input blocks: reading stops while unread bytes remain. */
+    if (ws->rbuf != NULL) {
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    char *p = malloc(SL_WS_READ_SIZE);
+    *buf = uv_buf_init(p, p ? SL_WS_READ_SIZE : 0);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sl_ws *ws = s->data;
+    if (nread <= 0) {
+        if (buf->base != ws->rbuf)
+            free(buf->base);
+        if (nread == 0)
+            return;
+        if (nread == UV_ENOBUFS) {
+            close_handles(ws, UV_ENOMEM);
+            return;
+        }
+        /* EOF after a close frame either way is the normal end. */
+        if (nread == UV_EOF && (ws->peer_closed || ws->shut))
+            close_handles(ws, 0);
+        else
+            close_handles(ws, (int)nread);
+        return;
+    }
+    ws->rbuf = buf->base;
+    ws->rlen = (size_t)nread;
+    ws->roff = 0;
+    ws->bytes_in += (uint64_t)nread;
+    ws->last_rx = uv_now(s->loop);
+    pump(ws);
+    if (!ws->closing && ws->read_paused && ws->reading) {
+        /* Paused from a callback: stop until resumed. */
+        uv_read_stop(s);
+        ws->reading = 0;
+    }
+}
+
+static void start_reading(struct sl_ws *ws)
+{
+    if (ws->closing || ws->reading || ws->rbuf != NULL)
+        return;
+    int rc = uv_read_start((uv_stream_t *)ws->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        close_handles(ws, rc);
+        return;
+    }
+    ws->reading = 1;
+}
+
+int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
+                const void *pre, size_t pre_len)
+{
+    static const struct sl_ws_opts defaults = {0};
+    wslay_event_context_ptr ctx = NULL;
+    int rc;
+    if (opts == NULL)
+        opts = &defaults;
+
+    ws->tcp = tcp;
+    tcp->data = ws;
+    ws->wslay = NULL;
+    ws->rbuf = NULL;
+    ws->rlen = ws->roff = 0;
+    memset(ws->out, 0, sizeof(ws->out));
+    ws->max_queued = opts->max_queued ? opts->max_queued : SL_WS_MAX_QUEUED;
+    ws->high_water = opts->high_water ? opts->high_water : SL_WS_HIGH_WATER;
+    ws->low_water = opts->low_water ? opts->low_water : SL_WS_LOW_WATER;
+    if (ws->low_water >= ws->high_water)
+        ws->low_water = ws->high_water / 2;
+    ws->obuf_cap = OBUF_CAP;
+    ws->ping_ms = opts->ping_ms ? opts->ping_ms : SL_WS_PING_MS;
+    ws->dead_ms = opts->dead_ms ? opts->dead_ms : SL_WS_DEAD_MS;
+    ws->close_timeout_ms =
+        opts->close_timeout_ms ? opts->close_timeout_ms : SL_WS_CLOSE_TIMEOUT_MS;
+    ws->last_rx = uv_now(tcp->loop);
+    ws->close_deadline = 0;
+    ws->bytes_in = ws->bytes_out = 0;
+    ws->reason = 0;
+    ws->open_handles = 0;
+    ws->close_code = 1000;
+    ws->started = 1;
+    ws->writing = ws->read_paused = ws->reading = ws->above_high = 0;
+    ws->close_wanted = ws->close_queued = ws->shut = ws->closing = 0;
+    ws->peer_closed = ws->in_cb = 0;
+    ws->write_req.data = ws;
+
+    rc = uv_timer_init(tcp->loop, &ws->timer);
+    if (rc < 0) {
+        /* Only the TCP handle to close. */
+        ws->closing = 1;
+        ws->reason = rc;
+        ws->open_handles = 1;
+        uv_close((uv_handle_t *)tcp, on_handle_closed);
+        return rc;
+    }
+    ws->timer.data = ws;
+
+    if (opts->role == SL_WS_CLIENT)
+        rc = wslay_event_context_client_init(&ctx, &wslay_cbs, ws);
+    else
+        rc = wslay_event_context_server_init(&ctx, &wslay_cbs, ws);
+    if (rc != 0) {
+        rc = UV_ENOMEM;
+        goto fail;
+    }
+    ws->wslay = ctx;
+    wslay_event_config_set_max_recv_msg_length(
+        ctx, opts->max_msg ? opts->max_msg : SL_WS_MAX_MSG_DATA);
+
+    if (pre_len > 0) {
+        ws->rbuf = malloc(pre_len);
+        if (ws->rbuf == NULL) {
+            rc = UV_ENOMEM;
+            goto fail;
+        }
+        memcpy(ws->rbuf, pre, pre_len);
+        ws->rlen = pre_len;
+    }
+    uint64_t tick = ws->ping_ms < ws->dead_ms ? ws->ping_ms : ws->dead_ms;
+    rc = uv_timer_start(&ws->timer, on_timer, tick, tick);
+    if (rc < 0)
+        goto fail;
+    pump(ws);
+    return 0;
+fail:
+    close_handles(ws, rc);
+    return rc;
+}
+
+int sl_ws_send(struct sl_ws *ws, enum sl_ws_msg_type type, const void *data,
+               size_t len)
+{
+    if (ws->closing || ws->close_wanted || ws->wslay == NULL)
+        return UV_EPIPE;
+    if (sl_ws_queued(ws) + len > ws->max_queued)
+        return SL_ELIMIT;
+    struct wslay_event_msg m = {
+        type == SL_WS_TEXT ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
+        (const uint8_t *)data, len};
+    int rc = wslay_event_queue_msg(W(ws), &m);
+    if (rc == WSLAY_ERR_NO_MORE_MSG)
+        return UV_EPIPE;
+    if (rc != 0)
+        return rc == WSLAY_ERR_NOMEM ? UV_ENOMEM : UV_EINVAL;
+    pump(ws);
+    if (ws->closing)
+        return UV_EPIPE;
+    if (sl_ws_queued(ws) > ws->high_water) {
+        ws->above_high = 1;
+        return 1;
+    }
+    return 0;
+}
+
+void sl_ws_pause_read(struct sl_ws *ws)
+{
+    if (ws->closing || ws->read_paused)
+        return;
+    ws->read_paused = 1;
+    if (ws->reading && !ws->in_cb) {
+        uv_read_stop((uv_stream_t *)ws->tcp);
+        ws->reading = 0;
+    }
+    /* Inside a read, on_read stops reading once the callback returns. */
+}
+
+void sl_ws_resume_read(struct sl_ws *ws)
+{
+    if (ws->closing || !ws->read_paused)
+        return;
+    ws->read_paused = 0;
+    /* Bytes may have waited for longer than dead_ms: they count. */
+    ws->last_rx = uv_now(ws->tcp->loop);
+    pump(ws);
+}
+
+void sl_ws_close(struct sl_ws *ws, uint16_t code)
+{
+    if (ws->closing || ws->close_wanted)
+        return;
+    ws->close_wanted = 1;
+    ws->close_code = code ? code : 1000;
+    pump(ws);
+}
