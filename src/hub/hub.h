@@ -1,0 +1,108 @@
+/* The hub role: the public HTTP listener that routes user requests by Host
+ * to bridges, and serves the bridge endpoints /_sluice/v1/control and
+ * /_sluice/v1/data (docs/protocol.md). One per process, on ctx->loop.
+ *
+ * Allocations live in the store (hub/store.h); the hub keeps an in-memory
+ * entry for each allocation it has seen since it started (bridges, idle
+ * pool, live pairs, traffic counted and not yet flushed). Counters are
+ * flushed to the store every flush_ms and on stop, in one short batch. */
+#ifndef SL_HUB_HUB_H
+#define SL_HUB_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ctx.h"
+#include "hub/store.h"
+
+struct sl_hub;
+
+struct sl_hub_options {
+    const char *http_addr;     /* public listener; NULL: "127.0.0.1:8080" */
+    const char *domain;        /* NULL: "localhost" */
+    const char *public_scheme; /* in welcome URLs; NULL: "http" */
+    int public_port;           /* in welcome URLs; 0: the listener's port;
+                                  -1: none (the scheme's default) */
+    const char *gateway_token; /* NULL or "": anyone may allocate */
+    const char *state_dir;     /* store file <state_dir>/hub.db; NULL:
+                                  an in-memory store (lost at exit) */
+    struct sl_store *store;    /* if not NULL, used instead of state_dir
+                                  (not owned; must outlive the hub) */
+    struct sl_store_limits default_limits; /* of new allocations; 0 =
+                                              unlimited (a local hub) */
+    /* Timers; 0 means the protocol's default. For tests. */
+    uint64_t pairing_window_ms; /* 8000 */
+    uint64_t head_timeout_ms;   /* 10000 */
+    uint64_t pool_max_age_ms;   /* 60000 */
+    uint64_t ping_ms;           /* 15000 */
+    uint64_t dead_ms;           /* 45000 */
+    uint64_t flush_ms;          /* 5000: store flush and stats messages */
+    uint32_t auth_failures_max; /* per source address a minute; 0: 5 */
+};
+
+/* Live view of one allocation, for the admin API and metrics. */
+struct sl_hub_live {
+    char identity[SL_STORE_IDENTITY_MAX];
+    uint32_t bridges;  /* live control connections */
+    uint32_t pool;     /* idle data connections */
+    uint32_t pairs;    /* live user<->bridge pairs */
+    /* Totals: the store's counters when the hub loaded the allocation
+     * plus everything counted since (flushed or not). */
+    struct sl_store_traffic traffic;
+    uint64_t bw_down;  /* bytes/s towards users, over the last seconds */
+    uint64_t bw_up;    /* bytes/s from users */
+    int limited;
+    int64_t last_seen; /* unix seconds; 0 never */
+};
+
+/* Process-wide counters, for metrics. */
+struct sl_hub_totals {
+    uint64_t user_conns;      /* open user connections */
+    uint64_t control_conns;   /* open control connections */
+    uint64_t data_conns;      /* open data connections (pool and paired) */
+    uint64_t requests;        /* user requests routed since start */
+};
+
+/* Starts the hub: opens the store (unless opts->store), binds the public
+ * listener, and sets ctx->hub. opts is copied (strings too). Returns 0 or a
+ * negative code (SL_ECONFIG bad address/domain, a libuv bind error,
+ * SL_ESTATE store failure); nothing is left running on failure. */
+int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts);
+
+/* Stops: closes the listener and every connection, flushes counters to the
+ * store, closes the store (if the hub opened it), then calls done(arg)
+ * from the loop; the hub's memory is freed before done is called and
+ * ctx->hub is set to NULL. done may be NULL. Safe once; a second call does
+ * nothing. */
+void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg);
+
+/* The bound public address, "ip:port". Returns 0 or SL_ETOOBIG. */
+int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap);
+
+/* The store the hub uses (for the admin API). Never NULL after start. */
+struct sl_store *sl_hub_store(struct sl_hub *hub);
+
+/* Public URL of an identity, e.g. "http://ab1234567890.localhost:8080/".
+ * Returns 0 or SL_ETOOBIG. */
+int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,
+               size_t cap);
+
+/* Live view of identity. Returns 0, or SL_ENOTFOUND if the hub holds no
+ * entry for it (never seen since start: read the store instead). */
+int sl_hub_live(struct sl_hub *hub, const char *identity,
+                struct sl_hub_live *out);
+
+/* Calls cb for each allocation the hub holds an entry for. cb returns 0 to
+ * go on, non-zero to stop (that value is returned). cb must not call
+ * sl_hub_forget. Returns 0 or cb's value. */
+typedef int (*sl_hub_live_cb)(const struct sl_hub_live *live, void *arg);
+int sl_hub_live_each(struct sl_hub *hub, sl_hub_live_cb cb, void *arg);
+
+/* The allocation was removed from the store (admin API): closes its
+ * bridges, pool and pairs and drops the hub's entry without flushing it.
+ * Unknown identities are ignored. */
+void sl_hub_forget(struct sl_hub *hub, const char *identity);
+
+void sl_hub_totals(const struct sl_hub *hub, struct sl_hub_totals *out);
+
+#endif
