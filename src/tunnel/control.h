@@ -65,7 +65,7 @@ enum sl_ctl_type {
 };
 
 /* One message. Only the member named by type is meaningful; the others
- * are zero after sl_ctl_parse / sl_ctl_init. Every string is
+ * hold sl_ctl_init's defaults. Every string is
  * NUL-terminated within its array. Plain data: copy it freely. */
 struct sl_ctl_msg {
     enum sl_ctl_type type;

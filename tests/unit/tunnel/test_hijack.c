@@ -1,0 +1,101 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "core/error.h"
+#include "tunnel/hijack.h"
+
+#define ID "ab1234567890"
+#define FP "123e4567-e89b-42d3-a456-426614174000"
+
+static int parse(const char *s, struct sl_hijack *h)
+{
+    return sl_hijack_parse(s, strlen(s), h);
+}
+
+static void test_parse_ok(void **state)
+{
+    struct sl_hijack h;
+    assert_int_equal(parse(ID "|" FP, &h), 0);
+    assert_string_equal(h.identity, ID);
+    assert_string_equal(h.fingerprint, FP);
+    assert_int_equal(parse("  \t" ID "|" FP " \t", &h), 0);
+    assert_string_equal(h.identity, ID);
+    /* Not NUL-terminated: only len bytes are read. */
+    char buf[64];
+    memcpy(buf, ID "|" FP "XXXX", 53);
+    assert_int_equal(sl_hijack_parse(buf, 49, &h), 0);
+    assert_string_equal(h.fingerprint, FP);
+}
+
+static void test_parse_hostile(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        " ",
+        "|",
+        ID,
+        ID "|",
+        "|" FP,
+        ID FP,
+        ID " |" FP,
+        ID "| " FP,
+        ID "||" FP,
+        ID "|" FP "|",
+        ID "|" FP "x",
+        "x" ID "|" FP,
+        "AB1234567890|" FP,
+        "1b1234567890|" FP,
+        "ab123456789|" FP,
+        ID "|123E4567-E89B-42D3-A456-426614174000",
+        ID "|123e4567-e89b-12d3-a456-426614174000",
+        ID "|123e4567-e89b-42d3-7456-426614174000",
+        FP "|" ID,
+        "<" ID "|" FP ">",
+        ID "\r\n|" FP,
+        ID "|" FP "\r\n",
+    };
+    struct sl_hijack h;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&h, 'x', sizeof(h));
+        if (parse(bad[i], &h) != SL_EPARSE)
+            fail_msg("accepted \"%s\"", bad[i]);
+        assert_string_equal(h.identity, "");
+        assert_string_equal(h.fingerprint, "");
+    }
+    char nul[49];
+    memcpy(nul, ID "|" FP, 49);
+    nul[20] = '\0';
+    assert_int_equal(sl_hijack_parse(nul, 49, &h), SL_EPARSE);
+    assert_int_equal(sl_hijack_parse(NULL, 0, &h), SL_EPARSE);
+}
+
+static void test_format(void **state)
+{
+    struct sl_hijack h = {ID, FP};
+    struct sl_hijack back;
+    char out[SL_HIJACK_MAX];
+    assert_int_equal(sl_hijack_format(&h, out, sizeof(out)), 0);
+    assert_string_equal(out, ID "|" FP);
+    assert_int_equal(parse(out, &back), 0);
+    assert_memory_equal(&h, &back, sizeof(h));
+    assert_int_equal(sl_hijack_format(&h, out, sizeof(out) - 1), SL_ETOOBIG);
+    struct sl_hijack bad = {"AB1234567890", FP};
+    assert_int_equal(sl_hijack_format(&bad, out, sizeof(out)), SL_EPARSE);
+    struct sl_hijack bad2 = {ID, "nope"};
+    assert_int_equal(sl_hijack_format(&bad2, out, sizeof(out)), SL_EPARSE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_hostile),
+        cmocka_unit_test(test_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
