@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "proto/acl.h"
 
-static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0,
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0,    0,
                                             0, 0, 0, 0, 0xff, 0xff};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -28,7 +28,7 @@ struct sl_acl {
     size_t n_allow;
 };
 
-static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0,
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0,    0,
                                             0, 0, 0, 0, 0xff, 0xff};
 
 struct sl_acl *sl_acl_new(void)
@@ -78,8 +78,9 @@ static int parse_err(char *err, size_t errlen, const char *rule,
                      const char *reason)
 {
     if (err != NULL && errlen > 0)
-        snprintf(err, errlen, "bad acl rule \"%.64s\": %s; accepted forms: "
-                 ACCEPTED_FORMS, rule, reason);
+        snprintf(err, errlen,
+                 "bad acl rule \"%.64s\": %s; accepted forms: " ACCEPTED_FORMS,
+                 rule, reason);
     return SL_EPARSE;
 }
 

@@ -15,11 +15,11 @@ static const char v1_prefix[6] = {'P', 'R', 'O', 'X', 'Y', ' '};
 #define V2_HDR 16
 static const uint8_t v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                    0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-#define V2_ADDR_INET  12  /* 2 x 4 address bytes + 2 x 2 port bytes */
-#define V2_ADDR_INET6 36  /* 2 x 16 + 2 x 2 */
-#define V2_ADDR_UNIX  216 /* 2 x 108 */
+#define V2_ADDR_INET 12  /* 2 x 4 address bytes + 2 x 2 port bytes */
+#define V2_ADDR_INET6 36 /* 2 x 16 + 2 x 2 */
+#define V2_ADDR_UNIX 216 /* 2 x 108 */
 
-static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0, 0,
+static const uint8_t v4mapped_prefix[12] = {0, 0, 0, 0, 0,    0,
                                             0, 0, 0, 0, 0xff, 0xff};
 
 static size_t min_size(size_t a, size_t b)
@@ -217,11 +217,14 @@ static int parse_v2(const uint8_t *buf, size_t len, struct sl_pp_info *out)
     if (len > 13) {
         fam = buf[13];
         switch (fam) {
-        case 0x00: case 0x11: case 0x12: case 0x21: case 0x22: case 0x31:
-        case 0x32:
-            break;
-        default:
-            return SL_EPARSE; /* the spec: other values must be rejected */
+        case 0x00:
+        case 0x11:
+        case 0x12:
+        case 0x21:
+        case 0x22:
+        case 0x31:
+        case 0x32: break;
+        default: return SL_EPARSE; /* the spec: other values must be rejected */
         }
     }
     if (len < V2_HDR)
@@ -315,8 +318,8 @@ int sl_pp_parse(const uint8_t *buf, size_t len, struct sl_pp_info *out)
 /* Both endpoints as one family: IPv4 if both are IPv4, else IPv6 with any
  * IPv4 side mapped. Returns AF_UNSPEC when either is neither. */
 static int common_family(const struct sockaddr *src, const struct sockaddr *dst,
-                         uint8_t a_src[16], uint8_t a_dst[16],
-                         uint16_t *p_src, uint16_t *p_dst)
+                         uint8_t a_src[16], uint8_t a_dst[16], uint16_t *p_src,
+                         uint16_t *p_dst)
 {
     const struct sockaddr *sas[2] = {src, dst};
     uint8_t *addrs[2] = {a_src, a_dst};
@@ -363,9 +366,21 @@ int sl_pp_encode_v2(uint8_t *buf, size_t cap, const struct sockaddr *src,
 
     af = common_family(src, dst, a_src, a_dst, &p_src, &p_dst);
     switch (af) {
-    case AF_INET: alen = 4; fam = 0x10; body_len = V2_ADDR_INET; break;
-    case AF_INET6: alen = 16; fam = 0x20; body_len = V2_ADDR_INET6; break;
-    default: alen = 0; fam = 0x00; body_len = 0; break;
+    case AF_INET:
+        alen = 4;
+        fam = 0x10;
+        body_len = V2_ADDR_INET;
+        break;
+    case AF_INET6:
+        alen = 16;
+        fam = 0x20;
+        body_len = V2_ADDR_INET6;
+        break;
+    default:
+        alen = 0;
+        fam = 0x00;
+        body_len = 0;
+        break;
     }
     if (af != AF_UNSPEC)
         fam |= stream ? 0x01 : 0x02;

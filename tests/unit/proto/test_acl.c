@@ -49,11 +49,21 @@ static void add_ok(struct sl_acl *acl, int allow, const char *rule)
 static void test_valid_rules(void **state)
 {
     static const char *const rules[] = {
-        "ip:1.2.3.4",       "ip:0.0.0.0",          "ip:255.255.255.255",
-        "ip:::1",           "ip:::",               "ip:2001:db8::1",
-        "ip:::ffff:1.2.3.4", "cidr:10.0.0.0/8",    "cidr:0.0.0.0/0",
-        "cidr:1.2.3.4/32",  "cidr:10.1.2.3/8",     "cidr:::/0",
-        "cidr:fd00::/8",    "cidr:2001:db8::1/128", "cidr:fe80::/10",
+        "ip:1.2.3.4",
+        "ip:0.0.0.0",
+        "ip:255.255.255.255",
+        "ip:::1",
+        "ip:::",
+        "ip:2001:db8::1",
+        "ip:::ffff:1.2.3.4",
+        "cidr:10.0.0.0/8",
+        "cidr:0.0.0.0/0",
+        "cidr:1.2.3.4/32",
+        "cidr:10.1.2.3/8",
+        "cidr:::/0",
+        "cidr:fd00::/8",
+        "cidr:2001:db8::1/128",
+        "cidr:fe80::/10",
         "cidr:::ffff:0.0.0.0/96",
     };
     struct sl_acl *acl = sl_acl_new();
@@ -68,17 +78,39 @@ static void test_valid_rules(void **state)
 static void test_invalid_rules(void **state)
 {
     static const char *const rules[] = {
-        "",                 "1.2.3.4",          "10.0.0.0/8",
-        "ip:",              "cidr:",            "ipv4:1.2.3.4",
-        "IP:1.2.3.4",       "host:1.2.3.4",     "ip:1.2.3",
-        "ip:1.2.3.4.5",     "ip:256.1.1.1",     "ip:999.1.1.1",
-        "ip:01.2.3.4",      "ip: 1.2.3.4",      "ip:1.2.3.4 ",
-        "ip:1.2.3.4/32",    "ip:localhost",     "ip:[::1]",
-        "ip:fe80::1%eth0",  "ip:::g",           "ip:1:2:3:4:5:6:7:8:9",
-        "cidr:10.0.0.0",    "cidr:10.0.0.0/",   "cidr:10.0.0.0/33",
-        "cidr:10.0.0.0/-1", "cidr:10.0.0.0/+8", "cidr:10.0.0.0/8 ",
-        "cidr:10.0.0.0/ 8", "cidr:10.0.0.0/0008", "cidr:::/129",
-        "cidr:::/1000",     "cidr:/8",          "cidr:10.0.0.0/8/8",
+        "",
+        "1.2.3.4",
+        "10.0.0.0/8",
+        "ip:",
+        "cidr:",
+        "ipv4:1.2.3.4",
+        "IP:1.2.3.4",
+        "host:1.2.3.4",
+        "ip:1.2.3",
+        "ip:1.2.3.4.5",
+        "ip:256.1.1.1",
+        "ip:999.1.1.1",
+        "ip:01.2.3.4",
+        "ip: 1.2.3.4",
+        "ip:1.2.3.4 ",
+        "ip:1.2.3.4/32",
+        "ip:localhost",
+        "ip:[::1]",
+        "ip:fe80::1%eth0",
+        "ip:::g",
+        "ip:1:2:3:4:5:6:7:8:9",
+        "cidr:10.0.0.0",
+        "cidr:10.0.0.0/",
+        "cidr:10.0.0.0/33",
+        "cidr:10.0.0.0/-1",
+        "cidr:10.0.0.0/+8",
+        "cidr:10.0.0.0/8 ",
+        "cidr:10.0.0.0/ 8",
+        "cidr:10.0.0.0/0008",
+        "cidr:::/129",
+        "cidr:::/1000",
+        "cidr:/8",
+        "cidr:10.0.0.0/8/8",
         "cidr:10.0.0.0/x",
         "ip:aaaa:bbbb:cccc:dddd:eeee:ffff:1111:2222:3333:4444:5555",
     };
@@ -110,10 +142,10 @@ static void test_bare_rules(void **state)
     assert_non_null(acl);
     assert_int_equal(sl_acl_add(acl, 1, "10.0.0.0/8", 1, err, sizeof(err)), 0);
     assert_int_equal(sl_acl_add(acl, 1, "::1", 1, err, sizeof(err)), 0);
-    assert_int_equal(sl_acl_add(acl, 1, "ip:192.168.1.1", 1, err,
-                                sizeof(err)), 0);
-    assert_int_equal(sl_acl_add(acl, 1, "cidr:fd00::/8", 1, err,
-                                sizeof(err)), 0);
+    assert_int_equal(sl_acl_add(acl, 1, "ip:192.168.1.1", 1, err, sizeof(err)),
+                     0);
+    assert_int_equal(sl_acl_add(acl, 1, "cidr:fd00::/8", 1, err, sizeof(err)),
+                     0);
     assert_int_equal(sl_acl_add(acl, 1, "nope", 1, err, sizeof(err)),
                      SL_EPARSE);
     assert_int_equal(sl_acl_add(acl, 1, "10.0.0.0/33", 1, err, sizeof(err)),

@@ -16,8 +16,7 @@
 static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
-static void mk_sa(struct sockaddr_storage *ss, const char *text,
-                  unsigned port)
+static void mk_sa(struct sockaddr_storage *ss, const char *text, unsigned port)
 {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
@@ -38,7 +37,8 @@ static void assert_sa_eq(const struct sockaddr_storage *got,
 {
     assert_int_equal(got->ss_family, want->ss_family);
     if (want->ss_family == AF_INET) {
-        const struct sockaddr_in *a = (const void *)got, *b = (const void *)want;
+        const struct sockaddr_in *a = (const void *)got,
+                                 *b = (const void *)want;
         assert_memory_equal(&a->sin_addr, &b->sin_addr, 4);
         assert_int_equal(a->sin_port, b->sin_port);
     } else {
@@ -49,8 +49,8 @@ static void assert_sa_eq(const struct sockaddr_storage *got,
     }
 }
 
-static void assert_sa_text(const struct sockaddr_storage *got,
-                           const char *text, unsigned port)
+static void assert_sa_text(const struct sockaddr_storage *got, const char *text,
+                           unsigned port)
 {
     struct sockaddr_storage want;
     mk_sa(&want, text, port);
@@ -293,15 +293,15 @@ static void test_v2_valid(void **state)
 
     memset(b, 0, sizeof(b));
     n = v2_hdr(b, 0x21, 0x21, 36);
-    b[16 + 15] = 1;                 /* src ::1 */
-    b[16 + 16] = 0x20;              /* dst 2001:db8::2 */
+    b[16 + 15] = 1;    /* src ::1 */
+    b[16 + 16] = 0x20; /* dst 2001:db8::2 */
     b[16 + 17] = 0x01;
     b[16 + 18] = 0x0d;
     b[16 + 19] = 0xb8;
     b[16 + 31] = 2;
-    b[16 + 32] = 0xff;              /* sport 65535 */
+    b[16 + 32] = 0xff; /* sport 65535 */
     b[16 + 33] = 0xff;
-    b[16 + 35] = 22;                /* dport 22 */
+    b[16 + 35] = 22; /* dport 22 */
     assert_int_equal(sl_pp_parse(b, n, &info), (int)n);
     assert_int_equal(info.has_addrs, 1);
     assert_sa_text(&info.src, "::1", 65535);
@@ -365,10 +365,9 @@ static void test_v2_tlvs_skipped(void **state)
 
     memset(b, 0, sizeof(b));
     /* INET + ALPN "h2" + AUTHORITY "example.com" + NOOP of 0 bytes. */
-    const uint8_t tlvs[] = {0x01, 0x00, 0x02, 'h', '2',
-                            0x02, 0x00, 0x0b, 'e', 'x', 'a', 'm', 'p', 'l',
-                            'e', '.', 'c', 'o', 'm',
-                            0x04, 0x00, 0x00};
+    const uint8_t tlvs[] = {0x01, 0x00, 0x02, 'h',  '2',  0x02, 0x00, 0x0b,
+                            'e',  'x',  'a',  'm',  'p',  'l',  'e',  '.',
+                            'c',  'o',  'm',  0x04, 0x00, 0x00};
     n = v2_hdr(b, 0x21, 0x11, 12 + sizeof(tlvs));
     memcpy(b + 16, "\x7f\x00\x00\x01\x7f\x00\x00\x02\x00\x01\x00\x02", 12);
     memcpy(b + 28, tlvs, sizeof(tlvs));
@@ -446,8 +445,8 @@ static void test_v2_hostile(void **state)
     }
 
     /* Versions other than 2, commands other than LOCAL/PROXY. */
-    static const uint8_t bad_vc[] = {0x11, 0x10, 0x31, 0x01, 0x22,
-                                     0x2f, 0xf1, 0x00};
+    static const uint8_t bad_vc[] = {0x11, 0x10, 0x31, 0x01,
+                                     0x22, 0x2f, 0xf1, 0x00};
     for (size_t i = 0; i < sizeof(bad_vc); i++) {
         b[12] = bad_vc[i];
         assert_int_equal(sl_pp_parse(b, n, &info), SL_EPARSE);
@@ -469,8 +468,11 @@ static void test_v2_hostile(void **state)
     b[13] = 0x11;
 
     /* Lengths too short for the family's addresses, refused at once. */
-    static const struct { uint8_t fam; size_t len; } short_len[] = {
-        {0x11, 0}, {0x11, 11}, {0x12, 4}, {0x21, 12}, {0x21, 35},
+    static const struct {
+        uint8_t fam;
+        size_t len;
+    } short_len[] = {
+        {0x11, 0}, {0x11, 11}, {0x12, 4},   {0x21, 12}, {0x21, 35},
         {0x22, 0}, {0x31, 36}, {0x31, 215}, {0x32, 0},
     };
     for (size_t i = 0; i < sizeof(short_len) / sizeof(short_len[0]); i++) {
@@ -556,16 +558,16 @@ static void test_v2_encode_roundtrip(void **state)
 
 static void test_detect(void **state)
 {
-    static const char *const yes[] = {"", "P", "PROX", "PROXY ",
-                                      "PROXY TCP4", "PROXY garbage"};
-    static const char *const no[] = {"G", "GET /", "PROXZ", "proxy", "\x16",
-                                     "SSH-2.0", "PROXY\r"};
+    static const char *const yes[] = {"",       "P",          "PROX",
+                                      "PROXY ", "PROXY TCP4", "PROXY garbage"};
+    static const char *const no[] = {"G",    "GET /",   "PROXZ",  "proxy",
+                                     "\x16", "SSH-2.0", "PROXY\r"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
-        assert_int_equal(sl_pp_detect((const uint8_t *)yes[i],
-                                      strlen(yes[i])), 1);
+        assert_int_equal(sl_pp_detect((const uint8_t *)yes[i], strlen(yes[i])),
+                         1);
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
-        assert_int_equal(sl_pp_detect((const uint8_t *)no[i],
-                                      strlen(no[i])), 0);
+        assert_int_equal(sl_pp_detect((const uint8_t *)no[i], strlen(no[i])),
+                         0);
     for (size_t len = 0; len <= 12; len++)
         assert_int_equal(sl_pp_detect(sig, len), 1);
     uint8_t almost[12];
