@@ -1,0 +1,595 @@
+/* The node and its bridges: start/stop, the bridge list and its state
+ * file, reconnection with back-off, the pool's size, counters. The
+ * connections themselves are node_conn.c; the local API is node_api.c. */
+#include "node/node.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/server.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "node/node_int.h"
+#include "tunnel/control.h"
+
+static void node_unref(struct sl_node *node);
+
+/* --------------------------------------------------------------- state */
+
+void sl_node_save(struct sl_node *node)
+{
+    if (node->stopping)
+        return; /* the final save was made when stopping began */
+    struct sl_node_bridge_rec *recs = NULL;
+    if (node->nbridges > 0) {
+        recs = calloc(node->nbridges, sizeof(*recs));
+        if (recs == NULL) {
+            sl_error(node->log, "node: saving bridges: out of memory");
+            return;
+        }
+    }
+    size_t n = 0;
+    /* The list is newest first; the file is oldest first. */
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next)
+        recs[node->nbridges - 1 - n++] = b->rec;
+    char *text = sl_node_state_encode(recs, n);
+    /* recs held passwords: do not leave them in freed memory */
+    if (recs != NULL) {
+        memset(recs, 0, node->nbridges * sizeof(*recs));
+        free(recs);
+    }
+    if (text == NULL) {
+        sl_error(node->log, "node: saving bridges: out of memory");
+        return;
+    }
+    sl_node_saver_save(&node->saver, text);
+}
+
+static void save_info(struct sl_node *node)
+{
+    json_t *o = json_pack("{s:s, s:I, s:s}", "api", node->api_addr, "pid",
+                          (json_int_t)getpid(), "state_dir", node->state_dir);
+    char *text = o != NULL ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    if (text != NULL)
+        sl_node_saver_save(&node->info_saver, text);
+}
+
+void sl_node_bridge_set_error(struct sl_node_bridge *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->error, sizeof(b->error), fmt, ap);
+    va_end(ap);
+}
+
+/* -------------------------------------------------------------- bridges */
+
+static const char *bname(const struct sl_node_bridge *b)
+{
+    return b->rec.identity[0] != '\0' ? b->rec.identity : b->rec.upstream;
+}
+
+void sl_node_bridge_unref(struct sl_node_bridge *b)
+{
+    if (--b->refs > 0)
+        return;
+    struct sl_node *node = b->node;
+    memset(&b->rec, 0, sizeof(b->rec)); /* credentials */
+    free(b);
+    node_unref(node);
+}
+
+static void on_bridge_timer_close(uv_handle_t *h)
+{
+    sl_node_bridge_unref(h->data);
+}
+
+static int can_dial(const struct sl_node_bridge *b)
+{
+    return !b->removed && !b->node->stopping && b->state != BS_DISCONNECTED;
+}
+
+static void dial_ctl(struct sl_node_bridge *b)
+{
+    if (b->ctl != NULL || !can_dial(b))
+        return;
+    b->state = BS_CONNECTING;
+    sl_node_conn_ctl(b);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    dial_ctl(t->data);
+}
+
+void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed)
+{
+    if (!can_dial(b))
+        return;
+    b->state = BS_CONNECTING;
+    if (welcomed) {
+        b->attempt = 0;
+        b->rec.last_seen = sl_node_now_ms();
+    }
+    uint64_t delay = sl_node_backoff_ms(b->attempt, sl_node_backoff_jitter());
+    if (b->attempt < 64)
+        b->attempt++;
+    sl_info(b->node->log, "bridge %s: hub %s unreachable; retrying in "
+            "%llu ms", bname(b), b->rec.hub, (unsigned long long)delay);
+    uv_timer_start(&b->retry_timer, on_retry, delay, 0);
+}
+
+void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
+                             const char *url, const char *username,
+                             const char *password)
+{
+    struct sl_node *node = b->node;
+    int fresh = username[0] != '\0' && password[0] != '\0';
+    if (fresh) {
+        snprintf(b->rec.username, sizeof(b->rec.username), "%s", username);
+        snprintf(b->rec.password, sizeof(b->rec.password), "%s", password);
+    }
+    snprintf(b->rec.identity, sizeof(b->rec.identity), "%s", identity);
+    snprintf(b->rec.url, sizeof(b->rec.url), "%s", url);
+    b->state = BS_CONNECTED;
+    b->attempt = 0;
+    b->error[0] = '\0';
+    b->rec.connected_at = b->rec.last_seen = sl_node_now_ms();
+    sl_info(node->log, "bridge %s: connected to hub %s%s; public URL %s -> %s",
+            identity, b->rec.hub, fresh ? " (new identity)" : "", url,
+            b->rec.upstream);
+    if (!b->announced) {
+        b->announced = 1;
+        printf("bridge %s %s -> %s\n", identity, url, b->rec.upstream);
+        fflush(stdout);
+    }
+    sl_node_save(node);
+    sl_node_bridge_fill_pool(b);
+}
+
+void sl_node_bridge_fill_pool(struct sl_node_bridge *b)
+{
+    struct sl_node *node = b->node;
+    if (b->state != BS_CONNECTED || b->ctl == NULL || !can_dial(b) ||
+        b->rec.identity[0] == '\0' || b->rec.username[0] == '\0')
+        return;
+    /* Bounded: a connection that fails at once must not loop here. */
+    for (int i = 0; i < node->pool_size && b->pool_idle < node->pool_size;
+         i++)
+        sl_node_conn_data(b, NULL);
+}
+
+static void on_pool_timer(uv_timer_t *t)
+{
+    sl_node_bridge_fill_pool(t->data);
+}
+
+void sl_node_bridge_fill_pool_later(struct sl_node_bridge *b)
+{
+    if (can_dial(b) && !uv_is_active((uv_handle_t *)&b->pool_timer))
+        uv_timer_start(&b->pool_timer, on_pool_timer, SL_NODE_POOL_RETRY_MS,
+                       0);
+}
+
+static void close_conns(struct sl_node_bridge *b)
+{
+    /* conn_close never frees at once (the conn's timer closes through the
+     * loop), so walking the list while closing is safe. */
+    for (struct conn *c = b->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        sl_node_conn_close(c, 0);
+    }
+}
+
+static struct sl_node_bridge *bridge_new(struct sl_node *node,
+                                         const struct sl_node_bridge_rec *rec,
+                                         char *err, size_t errcap)
+{
+    struct sl_node_bridge *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        snprintf(err, errcap, "out of memory");
+        return NULL;
+    }
+    b->rec = *rec;
+    if (sl_node_url_parse_upstream(rec->upstream, &b->up, err, errcap) != 0 ||
+        sl_node_url_parse_hub(rec->hub, &b->hub, err, errcap) != 0 ||
+        sl_node_url_host_header(&b->hub, b->hub_host, sizeof(b->hub_host))) {
+        free(b);
+        return NULL;
+    }
+    b->node = node;
+    b->state = rec->disconnected ? BS_DISCONNECTED : BS_CONNECTING;
+    uv_timer_init(node->ctx->loop, &b->retry_timer);
+    uv_timer_init(node->ctx->loop, &b->pool_timer);
+    b->retry_timer.data = b;
+    b->pool_timer.data = b;
+    b->refs = 3; /* itself and two timers */
+    b->next = node->bridges;
+    if (node->bridges != NULL)
+        node->bridges->prev = b;
+    node->bridges = b;
+    node->nbridges++;
+    node->refs++;
+    return b;
+}
+
+/* Unlinks b from the node and closes everything it has. */
+static void bridge_teardown(struct sl_node_bridge *b)
+{
+    struct sl_node *node = b->node;
+    if (b->removed)
+        return;
+    b->removed = 1;
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        node->bridges = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    node->nbridges--;
+    close_conns(b);
+    uv_close((uv_handle_t *)&b->retry_timer, on_bridge_timer_close);
+    uv_close((uv_handle_t *)&b->pool_timer, on_bridge_timer_close);
+    sl_node_bridge_unref(b);
+}
+
+struct sl_node_bridge *sl_node_bridge_find(struct sl_node *node,
+                                           const char *identity)
+{
+    if (identity == NULL || identity[0] == '\0')
+        return NULL;
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next)
+        if (strcmp(b->rec.identity, identity) == 0)
+            return b;
+    return NULL;
+}
+
+int sl_node_bridge_add(struct sl_node *node, const char *upstream,
+                       const char *hub, const char *token,
+                       struct sl_node_bridge **out, char *err, size_t errcap)
+{
+    struct sl_node_url up, hu;
+    struct sl_node_bridge_rec rec;
+    if (out != NULL)
+        *out = NULL;
+    if (hub == NULL || hub[0] == '\0')
+        hub = SL_NODE_HUB_DEFAULT;
+    if (sl_node_url_parse_upstream(upstream, &up, err, errcap) != 0 ||
+        sl_node_url_parse_hub(hub, &hu, err, errcap) != 0)
+        return SL_EPARSE;
+    memset(&rec, 0, sizeof(rec));
+    sl_node_url_format(&up, rec.upstream, sizeof(rec.upstream));
+    sl_node_url_format(&hu, rec.hub, sizeof(rec.hub));
+    if (token != NULL) {
+        if (strlen(token) >= sizeof(rec.token)) {
+            snprintf(err, errcap, "token is too long");
+            return SL_EPARSE;
+        }
+        snprintf(rec.token, sizeof(rec.token), "%s", token);
+    }
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
+        if (strcmp(b->rec.upstream, rec.upstream) == 0 &&
+            strcmp(b->rec.hub, rec.hub) == 0) {
+            snprintf(err, errcap, "a bridge from %s to %s exists already",
+                     rec.upstream, rec.hub);
+            if (out != NULL)
+                *out = b;
+            return SL_EEXIST;
+        }
+    }
+    if (node->nbridges >= SL_NODE_BRIDGES_MAX) {
+        snprintf(err, errcap, "at most %d bridges", SL_NODE_BRIDGES_MAX);
+        return SL_ELIMIT;
+    }
+    rec.created_at = sl_node_now_ms();
+    struct sl_node_bridge *b = bridge_new(node, &rec, err, errcap);
+    memset(&rec, 0, sizeof(rec));
+    if (b == NULL)
+        return UV_ENOMEM;
+    sl_info(node->log, "bridge %s: added (hub %s)", b->rec.upstream,
+            b->rec.hub);
+    sl_node_save(node);
+    dial_ctl(b);
+    if (out != NULL)
+        *out = b;
+    return 0;
+}
+
+int sl_node_bridge_connect(struct sl_node_bridge *b)
+{
+    if (b->state == BS_DISCONNECTED) {
+        b->state = BS_CONNECTING;
+        b->rec.disconnected = 0;
+        b->attempt = 0;
+        sl_info(b->node->log, "bridge %s: connect", bname(b));
+        sl_node_save(b->node);
+    }
+    if (b->ctl == NULL) {
+        uv_timer_stop(&b->retry_timer);
+        dial_ctl(b);
+    }
+    return 0;
+}
+
+int sl_node_bridge_disconnect(struct sl_node_bridge *b)
+{
+    if (b->state == BS_DISCONNECTED)
+        return 0;
+    b->state = BS_DISCONNECTED;
+    b->rec.disconnected = 1;
+    sl_info(b->node->log, "bridge %s: disconnect", bname(b));
+    uv_timer_stop(&b->retry_timer);
+    uv_timer_stop(&b->pool_timer);
+    close_conns(b);
+    sl_node_save(b->node);
+    return 0;
+}
+
+void sl_node_bridge_remove(struct sl_node_bridge *b)
+{
+    struct sl_node *node = b->node;
+    sl_info(node->log, "bridge %s: removed", bname(b));
+    bridge_teardown(b);
+    sl_node_save(node);
+}
+
+size_t sl_node_prune(struct sl_node *node)
+{
+    size_t n = 0;
+    for (struct sl_node_bridge *b = node->bridges, *next; b != NULL;
+         b = next) {
+        next = b->next;
+        if (b->state == BS_DISCONNECTED || b->rec.identity[0] == '\0') {
+            sl_info(node->log, "bridge %s: pruned", bname(b));
+            bridge_teardown(b);
+            n++;
+        }
+    }
+    if (n > 0)
+        sl_node_save(node);
+    return n;
+}
+
+static const char *state_name(const struct sl_node_bridge *b)
+{
+    switch (b->state) {
+    case BS_CONNECTED: return "connected";
+    case BS_DISCONNECTED: return "disconnected";
+    default: return "connecting";
+    }
+}
+
+json_t *sl_node_bridge_json(const struct sl_node_bridge *b)
+{
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:I, s:I}, s:{s:I, s:I}},"
+        " s:{s:f, s:f}, s:I, s:I, s:I, s:s}",
+        "identity", b->rec.identity, "upstream", b->rec.upstream, "hub",
+        b->rec.hub, "url", b->rec.url, "state", state_name(b), "traffic",
+        "gateway", "down", (json_int_t)b->gw_down, "up",
+        (json_int_t)b->gw_up, "upstream", "down", (json_int_t)b->up_down,
+        "up", (json_int_t)b->up_up, "bandwidth", "down", b->rate_down, "up",
+        b->rate_up, "created_at", (json_int_t)b->rec.created_at,
+        "connected_at", (json_int_t)b->rec.connected_at, "last_seen",
+        (json_int_t)b->rec.last_seen, "error", b->error);
+}
+
+json_t *sl_node_bridges_json(const struct sl_node *node)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return NULL;
+    /* oldest first, as created */
+    const struct sl_node_bridge *last = node->bridges;
+    while (last != NULL && last->next != NULL)
+        last = last->next;
+    for (const struct sl_node_bridge *b = last; b != NULL; b = b->prev) {
+        json_t *o = sl_node_bridge_json(b);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+const char *sl_node_api_address(const struct sl_node *node)
+{
+    return node->api_addr;
+}
+
+/* ----------------------------------------------------------------- node */
+
+/* Every second: bandwidth over the last second, and last_seen moves while
+ * traffic flows. */
+static void on_tick(uv_timer_t *t)
+{
+    struct sl_node *node = t->data;
+    int64_t now = sl_node_now_ms();
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
+        uint64_t down = b->gw_down, up = b->gw_up;
+        b->rate_down = (double)(down - b->prev_down);
+        b->rate_up = (double)(up - b->prev_up);
+        if ((down != b->prev_down || up != b->prev_up) &&
+            b->state == BS_CONNECTED)
+            b->rec.last_seen = now;
+        b->prev_down = down;
+        b->prev_up = up;
+    }
+}
+
+static int mkdir_p(const char *dir)
+{
+    char path[900];
+    int n = snprintf(path, sizeof(path), "%s", dir);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return SL_ETOOBIG;
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static void node_free(void *arg)
+{
+    struct sl_node *node = arg;
+    if (sl_node_saver_busy(&node->saver) ||
+        sl_node_saver_busy(&node->info_saver)) {
+        /* wait for the other one too */
+        if (sl_node_saver_busy(&node->saver))
+            sl_node_saver_flush(&node->saver, node_free, node);
+        else
+            sl_node_saver_flush(&node->info_saver, node_free, node);
+        return;
+    }
+    sl_node_saver_free(&node->saver);
+    sl_node_saver_free(&node->info_saver);
+    sl_node_stopped_cb cb = node->stop_cb;
+    void *cb_arg = node->stop_arg;
+    if (node->ctx->node == node)
+        node->ctx->node = NULL;
+    sl_info(node->log, "node: stopped");
+    free(node);
+    if (cb != NULL)
+        cb(cb_arg);
+}
+
+static void node_unref(struct sl_node *node)
+{
+    if (--node->refs > 0)
+        return;
+    node_free(node);
+}
+
+static void on_tick_close(uv_handle_t *h)
+{
+    node_unref(h->data);
+}
+
+int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
+{
+    int rc;
+    struct sl_node_bridge_rec *recs = NULL;
+    if (opts == NULL || opts->state_dir == NULL || opts->state_dir[0] == '\0')
+        return SL_ECONFIG;
+    if (opts->pool_size > SL_CTL_POOL_MAX)
+        return SL_ECONFIG;
+    struct sl_node *node = calloc(1, sizeof(*node));
+    if (node == NULL)
+        return UV_ENOMEM;
+    node->ctx = ctx;
+    node->log = &ctx->log;
+    node->allow_public = opts->allow_public_upstream;
+    node->pool_size = opts->pool_size < 0 ? SL_NODE_POOL_DEFAULT
+                                          : opts->pool_size;
+    int n = snprintf(node->state_dir, sizeof(node->state_dir), "%s",
+                     opts->state_dir);
+    if (n < 0 || (size_t)n >= sizeof(node->state_dir)) {
+        rc = SL_ETOOBIG;
+        goto fail;
+    }
+    if ((rc = mkdir_p(node->state_dir)) != 0) {
+        sl_error(node->log, "node: cannot create state directory %s: %s",
+                 node->state_dir, sl_strerror(rc));
+        goto fail;
+    }
+    if ((rc = sl_node_saver_init(&node->saver, ctx->loop, node->state_dir,
+                                 SL_NODE_STATE_FILE)) != 0 ||
+        (rc = sl_node_saver_init(&node->info_saver, ctx->loop,
+                                 node->state_dir, SL_NODE_INFO_FILE)) != 0)
+        goto fail;
+    node->saver.log = node->log;
+    node->info_saver.log = node->log;
+
+    recs = calloc(SL_NODE_BRIDGES_MAX, sizeof(*recs));
+    if (recs == NULL) {
+        rc = UV_ENOMEM;
+        goto fail;
+    }
+    size_t nrecs = 0, skipped = 0;
+    rc = sl_node_state_load(node->state_dir, recs, SL_NODE_BRIDGES_MAX,
+                            &nrecs, &skipped);
+    if (rc != 0) {
+        sl_error(node->log, "node: reading %s/%s: %s", node->state_dir,
+                 SL_NODE_STATE_FILE, sl_strerror(rc));
+        goto fail;
+    }
+    if (skipped > 0)
+        sl_warn(node->log, "node: %zu unusable bridge record(s) in %s/%s "
+                "skipped", skipped, node->state_dir, SL_NODE_STATE_FILE);
+
+    node->refs = 1;
+    const char *listen = opts->api_listen != NULL ? opts->api_listen
+                                                  : SL_NODE_API_DEFAULT;
+    if (listen[0] != '\0') {
+        if ((rc = sl_node_api_start(node, listen)) != 0) {
+            sl_error(node->log, "node: API on %s: %s", listen,
+                     sl_strerror(rc));
+            goto fail;
+        }
+    }
+    uv_timer_init(ctx->loop, &node->tick);
+    node->tick.data = node;
+    node->refs++;
+    uv_timer_start(&node->tick, on_tick, 1000, 1000);
+
+    for (size_t i = 0; i < nrecs; i++) {
+        char err[256];
+        if (bridge_new(node, &recs[i], err, sizeof(err)) == NULL)
+            sl_warn(node->log, "node: bridge record %zu skipped: %s", i,
+                    err);
+    }
+    memset(recs, 0, SL_NODE_BRIDGES_MAX * sizeof(*recs));
+    free(recs);
+    recs = NULL;
+    ctx->node = node;
+    save_info(node);
+    sl_info(node->log, "node: started with %zu bridge(s), state in %s, API "
+            "%s", node->nbridges, node->state_dir,
+            node->api_addr[0] != '\0' ? node->api_addr : "off");
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next)
+        dial_ctl(b);
+    return 0;
+
+fail:
+    free(recs);
+    if (node->api != NULL) {
+        sl_api_server_close(node->api);
+        node->api = NULL;
+    }
+    free(node);
+    return rc;
+}
+
+void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb, void *arg)
+{
+    if (node == NULL || node->stopping)
+        return;
+    node->stop_cb = done_cb;
+    node->stop_arg = arg;
+    sl_node_save(node); /* the last one, with last_seen */
+    node->stopping = 1;
+    sl_info(node->log, "node: stopping");
+    if (node->api != NULL) {
+        sl_api_server_close(node->api);
+        node->api = NULL;
+    }
+    while (node->bridges != NULL)
+        bridge_teardown(node->bridges);
+    uv_timer_stop(&node->tick);
+    uv_close((uv_handle_t *)&node->tick, on_tick_close);
+    node_unref(node);
+}

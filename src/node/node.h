@@ -1,0 +1,103 @@
+/* The bridge node: dials hubs over WebSocket and forwards the user
+ * connections they hand it to local upstream services
+ * (docs/protocol.md is the wire contract).
+ *
+ * A node has bridges. Each bridge links one upstream (`http://host:port`)
+ * to one hub, under the identity and credentials the hub allocated to it on
+ * first contact; bridges are kept in the state directory (bridges.json,
+ * see node/node_state.h) and started again at the next boot. Per bridge:
+ *  - a control connection (WebSocket), re-dialled with exponential back-off
+ *    and jitter after any loss, keeping the identity;
+ *  - a pool of idle data connections (default 2) that the hub answers
+ *    `101` only when it pairs them with a user connection; an `open` from
+ *    the hub dials one more with the fingerprint it names;
+ *  - on a `101`, a dial of the upstream after checking every resolved
+ *    address is private (unless allow_public_upstream), then a raw relay
+ *    (or a framed one, when the hub or an intermediary refused raw);
+ *    `502 Bad Gateway` with "Upstream not reachable" / "Upstream not
+ *    private" when that fails.
+ *
+ * Everything runs on ctx->loop and nothing blocks it, except the one
+ * synchronous read of bridges.json in sl_node_start (before traffic).
+ * Not thread-safe. */
+#ifndef SL_NODE_H
+#define SL_NODE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/ctx.h"
+
+#define SL_NODE_API_DEFAULT "127.0.0.1:8082"
+#define SL_NODE_HUB_DEFAULT "http://127.0.0.1:8080"
+#define SL_NODE_POOL_DEFAULT 2
+#define SL_NODE_INFO_FILE "node.json" /* {"api": "ip:port", "pid": N} */
+
+struct sl_node;
+struct sl_node_bridge;
+
+struct sl_node_options {
+    const char *state_dir;     /* required; created (0700) when missing */
+    const char *api_listen;    /* NULL: SL_NODE_API_DEFAULT; "": no API */
+    int allow_public_upstream; /* 1: skip the private-address check */
+    int pool_size;             /* idle data connections per bridge; <0:
+                                  SL_NODE_POOL_DEFAULT; at most 16 */
+};
+
+/* Loads the bridges of opts->state_dir, starts those not disconnected by
+ * the user, starts the local API and writes node.json. On success the node
+ * is ctx->node and is freed by sl_node_stop. Returns 0 or a negative code
+ * (SL_ECONFIG bad options, SL_EPARSE unreadable bridges.json, a libuv
+ * error such as UV_EADDRINUSE for the API address); then nothing is left
+ * running and ctx->node stays NULL. */
+int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts);
+
+/* Closes every connection and the API, writes the state one last time,
+ * frees the node (ctx->node becomes NULL) and then calls done_cb(arg) (may
+ * be NULL). The loop must keep running until then. Safe to call twice
+ * (the second call is ignored). */
+typedef void (*sl_node_stopped_cb)(void *arg);
+void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb,
+                  void *arg);
+
+/* --- bridge management (used by the local API and boot up) ----------- */
+
+/* Adds and starts a bridge. hub NULL or "" means SL_NODE_HUB_DEFAULT; token
+ * may be NULL. On a bad URL returns SL_EPARSE with a reason in err; on a
+ * bridge with the same upstream and hub returns SL_EEXIST (and *out is
+ * that bridge); SL_ELIMIT past SL_NODE_BRIDGES_MAX. *out may be NULL. */
+int sl_node_bridge_add(struct sl_node *node, const char *upstream,
+                       const char *hub, const char *token,
+                       struct sl_node_bridge **out, char *err, size_t errcap);
+
+/* The bridge with this identity, or NULL. */
+struct sl_node_bridge *sl_node_bridge_find(struct sl_node *node,
+                                           const char *identity);
+
+/* Resumes / stops a bridge's connections; the choice is persisted.
+ * Return 0. */
+int sl_node_bridge_connect(struct sl_node_bridge *b);
+int sl_node_bridge_disconnect(struct sl_node_bridge *b);
+
+/* Closes and forgets a bridge (its memory goes once its connections are
+ * closed; the pointer is invalid on return). */
+void sl_node_bridge_remove(struct sl_node_bridge *b);
+
+/* Removes every bridge that is disconnected by the user or never got an
+ * identity. Returns how many. */
+size_t sl_node_prune(struct sl_node *node);
+
+/* A new JSON object describing the bridge (no secrets): identity,
+ * upstream, hub, url, state ("connected", "connecting", "disconnected"),
+ * traffic {gateway {down, up}, upstream {down, up}}, bandwidth {down, up}
+ * (bytes/s over the last second), connected_at, last_seen (ms since the
+ * epoch, 0 = never), error (last problem, "" if none). NULL on ENOMEM. */
+json_t *sl_node_bridge_json(const struct sl_node_bridge *b);
+/* A new JSON array of every bridge. */
+json_t *sl_node_bridges_json(const struct sl_node *node);
+
+/* The API's bound address ("127.0.0.1:8082"), or "" without an API. */
+const char *sl_node_api_address(const struct sl_node *node);
+
+#endif

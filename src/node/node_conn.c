@@ -1,0 +1,1075 @@
+/* Connections from a bridge to its hub: the control WebSocket and the data
+ * connections (pool and answers to `open`), and each data connection's
+ * dial of the upstream once the hub has paired it.
+ *
+ * Lifetime: a struct conn counts its outstanding handles and requests in
+ * refs (plus one for itself until conn_close); whatever callback drops the
+ * last ref frees it. So every libuv callback first takes its conn back by
+ * container_of, does its work if the conn is not closing, and ends with
+ * conn_unref. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "net/addr.h"
+#include "node/node_int.h"
+#include "tunnel/control.h"
+#include "tunnel/creds.h"
+#include "tunnel/hijack.h"
+
+#define CONTAINER_OF(ptr, type, member)                                        \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define DISCARD_BUF 4096
+
+static const char *const upstream_unreachable = "Upstream not reachable";
+static const char *const upstream_not_private = "Upstream not private";
+
+static struct sl_log *conn_log(const struct conn *c)
+{
+    return c->b->node->log;
+}
+
+static const char *bridge_name(const struct sl_node_bridge *b)
+{
+    return b->rec.identity[0] != '\0' ? b->rec.identity : b->rec.upstream;
+}
+
+static const char *kind_name(const struct conn *c)
+{
+    return c->kind == CONN_CTL ? "control" : "data";
+}
+
+/* ------------------------------------------------------------ lifetime */
+
+static void conn_unref(struct conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    struct sl_node_bridge *b = c->b;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        b->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (c->ai != NULL)
+        uv_freeaddrinfo(c->ai);
+    if (c->reader_used)
+        sl_http_reader_release(&c->reader);
+    free(c->pre);
+    free(c);
+    sl_node_bridge_unref(b);
+}
+
+static void on_timer_close(uv_handle_t *h)
+{
+    conn_unref(CONTAINER_OF(h, struct conn, timer));
+}
+
+static void on_hub_tcp_close(uv_handle_t *h);
+static void on_up_tcp_close(uv_handle_t *h);
+static void try_up_connect(struct conn *c);
+
+void sl_node_conn_close(struct conn *c, int reason)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    struct sl_node_bridge *b = c->b;
+    int was_pool = c->is_pool;
+    if (c->is_pool) {
+        c->is_pool = 0;
+        b->pool_idle--;
+    }
+    if (c->phase == PH_RESOLVE || c->phase == PH_UP_RESOLVE)
+        uv_cancel((uv_req_t *)&c->gai); /* its callback still runs */
+    if (c->reader_used)
+        sl_http_reader_stop(&c->reader);
+    if (c->timer_open) {
+        c->timer_open = 0;
+        uv_close((uv_handle_t *)&c->timer, on_timer_close);
+    }
+    if (c->ws_live) {
+        if (reason == 0)
+            sl_ws_close(&c->ws, 1000);
+        else
+            sl_ws_abort(&c->ws, reason);
+    }
+    if (c->relay_live)
+        sl_relay_abort(&c->relay, reason);
+    if (c->hub_tcp_open) {
+        c->hub_tcp_open = 0;
+        uv_close((uv_handle_t *)&c->hub_tcp, on_hub_tcp_close);
+    }
+    if (c->up_tcp_open) {
+        c->up_tcp_open = 0;
+        uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+    }
+    if (c->kind == CONN_CTL) {
+        if (b->ctl == c)
+            b->ctl = NULL;
+        sl_node_bridge_ctl_lost(b, c->welcomed);
+    } else if (was_pool) {
+        /* An expired pool connection is replaced at once; one that failed
+         * waits a little, so a refusing hub does not make us spin. */
+        if (reason == 0)
+            sl_node_bridge_fill_pool(b);
+        else
+            sl_node_bridge_fill_pool_later(b);
+    }
+    sl_debug(conn_log(c), "bridge %s: %s connection #%u closed (%s)",
+             bridge_name(b), kind_name(c), c->id,
+             reason == 0 ? "done" : sl_strerror(reason));
+    conn_unref(c);
+}
+
+static struct conn *conn_new(struct sl_node_bridge *b, enum conn_kind kind)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->kind = kind;
+    c->b = b;
+    c->id = ++b->node->next_conn_id;
+    c->refs = 1;
+    c->next = b->conns;
+    if (b->conns != NULL)
+        b->conns->prev = c;
+    b->conns = c;
+    b->refs++;
+    uv_timer_init(b->node->ctx->loop, &c->timer);
+    c->timer_open = 1;
+    c->refs++;
+    return c;
+}
+
+/* ------------------------------------------------------- dialling a hub */
+
+static void try_hub_connect(struct conn *c);
+static void on_head(struct sl_http_reader *r, int status);
+
+static void on_hub_tcp_close(uv_handle_t *h)
+{
+    struct conn *c = CONTAINER_OF(h, struct conn, hub_tcp);
+    if (c->retry_next && !c->closing) {
+        c->retry_next = 0;
+        try_hub_connect(c);
+    }
+    conn_unref(c);
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+    struct conn *c = CONTAINER_OF(t, struct conn, timer);
+    sl_node_bridge_set_error(c->b, "connecting to %s timed out",
+                             c->phase == PH_CONNECT ? c->b->rec.hub
+                                                    : c->b->rec.upstream);
+    sl_node_conn_close(c, UV_ETIMEDOUT);
+}
+
+/* Percent-encodes s into out (RFC 3986 unreserved kept). */
+static int pct_encode(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        int keep = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+                   ch == '_' || ch == '~';
+        if (o + (keep ? 1 : 3) >= cap)
+            return SL_ETOOBIG;
+        if (keep) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Formats the upgrade request of c into buf. Returns its length or a
+ * negative code. */
+static int format_request(struct conn *c, char *buf, size_t cap)
+{
+    struct sl_node_bridge *b = c->b;
+    char target[SL_NODE_TOKEN_MAX * 3 + 64];
+    char auth[SL_NODE_SECRET_MAX * 2 + 32] = "";
+    char extra[SL_HIJACK_MAX + 64] = "";
+    int rc;
+
+    if (c->kind == CONN_CTL && b->rec.token[0] != '\0') {
+        char tok[SL_NODE_TOKEN_MAX * 3 + 1];
+        if ((rc = pct_encode(b->rec.token, tok, sizeof(tok))) != 0)
+            return rc;
+        snprintf(target, sizeof(target), "/_sluice/v1/control?token=%s", tok);
+    } else {
+        snprintf(target, sizeof(target), "%s",
+                 c->kind == CONN_CTL ? "/_sluice/v1/control"
+                                     : "/_sluice/v1/data");
+    }
+    if (b->rec.username[0] != '\0') {
+        char value[sizeof(auth) - 24];
+        rc = sl_basic_auth_format(b->rec.username, b->rec.password, value,
+                                  sizeof(value));
+        if (rc != 0)
+            return rc;
+        snprintf(auth, sizeof(auth), "Authorization: %s\r\n", value);
+    }
+    if (c->kind == CONN_DATA) {
+        struct sl_hijack h;
+        char hv[SL_HIJACK_MAX];
+        memcpy(h.identity, b->rec.identity, sizeof(h.identity));
+        memcpy(h.fingerprint, c->fingerprint, sizeof(h.fingerprint));
+        if ((rc = sl_hijack_format(&h, hv, sizeof(hv))) != 0)
+            return rc;
+        snprintf(extra, sizeof(extra), "%s: %s\r\n%s", SL_HIJACK_HEADER, hv,
+                 c->asked_raw ? "Sluice-Framing: raw\r\n" : "");
+    }
+    int n = snprintf(buf, cap,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "User-Agent: sluice-node\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "%s%s\r\n",
+                     target, b->hub_host, c->key, auth, extra);
+    if (n < 0 || (size_t)n >= cap)
+        return SL_ETOOBIG;
+    return n;
+}
+
+static void on_hub_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, creq);
+    if (c->closing)
+        goto out;
+    if (status < 0) {
+        if (c->ai_cur != NULL && c->ai_cur->ai_next != NULL) {
+            c->ai_cur = c->ai_cur->ai_next;
+            c->retry_next = 1;
+            c->hub_tcp_open = 0;
+            uv_close((uv_handle_t *)&c->hub_tcp, on_hub_tcp_close);
+            goto out;
+        }
+        sl_node_bridge_set_error(c->b, "cannot connect to hub %s: %s",
+                                 c->b->rec.hub, sl_strerror(status));
+        sl_debug(conn_log(c), "bridge %s: %s connection #%u: connecting to "
+                 "hub %s failed: %s", bridge_name(c->b), kind_name(c), c->id,
+                 c->b->rec.hub, sl_strerror(status));
+        sl_node_conn_close(c, status);
+        goto out;
+    }
+    uv_timer_stop(&c->timer);
+    c->phase = PH_HEAD;
+    if (sl_ws_key_new(c->key) != 0) {
+        sl_node_conn_close(c, UV_EIO);
+        goto out;
+    }
+    char text[2048];
+    int n = format_request(c, text, sizeof(text));
+    if (n < 0) {
+        sl_error(conn_log(c), "bridge %s: formatting the %s request: %s",
+                 bridge_name(c->b), kind_name(c), sl_strerror(n));
+        sl_node_conn_close(c, n);
+        goto out;
+    }
+    int rc = sl_stream_write_copy((uv_stream_t *)&c->hub_tcp, text, (size_t)n);
+    if (rc == 0) {
+        c->reader_used = 1;
+        rc = sl_http_reader_start(
+            &c->reader, (uv_stream_t *)&c->hub_tcp, &c->timer,
+            SL_NODE_RESP_HEAD_MAX,
+            c->kind == CONN_CTL ? SL_NODE_CTL_HEAD_TIMEOUT_MS
+                                : SL_NODE_POOL_HEAD_TIMEOUT_MS,
+            NULL, 0, on_head);
+    }
+    if (rc != 0)
+        sl_node_conn_close(c, rc);
+out:
+    conn_unref(c);
+}
+
+static void try_hub_connect(struct conn *c)
+{
+    uv_loop_t *loop = c->b->node->ctx->loop;
+    while (c->ai_cur != NULL && c->ai_cur->ai_family != AF_INET &&
+           c->ai_cur->ai_family != AF_INET6)
+        c->ai_cur = c->ai_cur->ai_next;
+    if (c->ai_cur == NULL) {
+        sl_node_conn_close(c, UV_EAI_NONAME);
+        return;
+    }
+    c->phase = PH_CONNECT;
+    uv_tcp_init(loop, &c->hub_tcp);
+    c->hub_tcp_open = 1;
+    c->refs++;
+    uv_tcp_nodelay(&c->hub_tcp, 1);
+    int rc = uv_tcp_connect(&c->creq, &c->hub_tcp, c->ai_cur->ai_addr,
+                            on_hub_connect);
+    if (rc != 0) {
+        sl_node_conn_close(c, rc);
+        return;
+    }
+    c->refs++;
+    uv_timer_start(&c->timer, on_connect_timeout, SL_NODE_CONNECT_TIMEOUT_MS,
+                   0);
+}
+
+static void on_hub_resolved(uv_getaddrinfo_t *req, int status,
+                            struct addrinfo *res)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, gai);
+    if (c->closing) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        goto out;
+    }
+    if (status < 0) {
+        sl_node_bridge_set_error(c->b, "cannot resolve hub %s: %s",
+                                 c->b->hub.host, sl_strerror(status));
+        sl_node_conn_close(c, status);
+        goto out;
+    }
+    c->ai = res;
+    c->ai_cur = res;
+    try_hub_connect(c);
+out:
+    conn_unref(c);
+}
+
+static void start_dial(struct conn *c)
+{
+    struct sl_node_bridge *b = c->b;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)b->hub.port);
+    c->phase = PH_RESOLVE;
+    int rc = uv_getaddrinfo(b->node->ctx->loop, &c->gai, on_hub_resolved,
+                            b->hub.host, port, &hints);
+    if (rc != 0) {
+        sl_node_conn_close(c, rc);
+        return;
+    }
+    c->refs++;
+}
+
+/* --------------------------------------------------------- control conn */
+
+static void on_ws_close(struct sl_ws *ws, int reason)
+{
+    struct conn *c = ws->data;
+    c->ws_live = 0;
+    if (!c->closing) {
+        if (c->kind == CONN_CTL && c->welcomed)
+            sl_info(conn_log(c), "bridge %s: control connection to %s "
+                    "closed: %s", bridge_name(c->b), c->b->rec.hub,
+                    reason == 0 ? "closed by the hub" : sl_strerror(reason));
+        sl_node_conn_close(c, reason);
+    }
+    conn_unref(c); /* the hub handle the ws owned */
+}
+
+static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
+                           const uint8_t *data, size_t len)
+{
+    struct conn *c = ws->data;
+    struct sl_node_bridge *b = c->b;
+    if (c->closing || type != SL_WS_TEXT)
+        return;
+    b->rec.last_seen = sl_node_now_ms();
+    struct sl_ctl_msg m;
+    int rc = sl_ctl_parse((const char *)data, len, &m);
+    if (rc != 0) {
+        sl_warn(conn_log(c), "bridge %s: bad control message from the hub "
+                "ignored: %s", bridge_name(b), sl_strerror(rc));
+        return;
+    }
+    switch (m.type) {
+    case SL_CTL_WELCOME:
+        if (b->rec.identity[0] != '\0' &&
+            strcmp(b->rec.identity, m.welcome.identity) != 0) {
+            sl_warn(conn_log(c), "bridge %s: hub welcomed us as %s",
+                    b->rec.identity, m.welcome.identity);
+        }
+        c->welcomed = 1;
+        sl_node_bridge_welcomed(b, m.welcome.identity, m.welcome.url,
+                                m.welcome.username, m.welcome.password);
+        break;
+    case SL_CTL_OPEN:
+        if (!c->welcomed)
+            break;
+        if (strcmp(m.open.kind, "http") != 0 || m.open.target[0] != '\0') {
+            sl_warn(conn_log(c), "bridge %s: open of kind '%s' refused (only "
+                    "http to the upstream)", bridge_name(b), m.open.kind);
+            break;
+        }
+        sl_debug(conn_log(c), "bridge %s: open %s", bridge_name(b),
+                 m.open.fingerprint);
+        sl_node_conn_data(b, m.open.fingerprint);
+        break;
+    case SL_CTL_STATS:
+        sl_debug(conn_log(c), "bridge %s: hub counts down %llu up %llu",
+                 bridge_name(b), (unsigned long long)m.stats.down,
+                 (unsigned long long)m.stats.up);
+        break;
+    case SL_CTL_ERROR:
+        sl_warn(conn_log(c), "bridge %s: hub says: %s (%d)", bridge_name(b),
+                m.error.message, m.error.code);
+        sl_node_bridge_set_error(b, "%s", m.error.message);
+        break;
+    default:
+        break;
+    }
+}
+
+static void send_hello(struct conn *c)
+{
+    struct sl_ctl_msg m;
+    sl_ctl_init(&m, SL_CTL_HELLO);
+    m.hello.version = SL_CTL_VERSION;
+    m.hello.capabilities = SL_CAP_HTTP;
+    m.hello.pool = c->b->node->pool_size;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = sl_ctl_encode(&m, &text, &len);
+    if (rc == 0)
+        rc = sl_ws_send_text(&c->ws, text, len);
+    free(text);
+    if (rc < 0)
+        sl_node_conn_close(c, rc);
+}
+
+/* Copies a short, printable excerpt of the body after a refusal, so the
+ * log says why (the hub's JSON error). */
+static void body_excerpt(const char *p, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap && i < 120; i++)
+        out[o++] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : ' ';
+    out[o] = '\0';
+}
+
+static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
+                         const char *rest, size_t rest_len)
+{
+    struct sl_node_bridge *b = c->b;
+    if (h->status != 101) {
+        char excerpt[128];
+        body_excerpt(rest, rest_len, excerpt, sizeof(excerpt));
+        sl_warn(conn_log(c), "bridge %s: hub %s refused the control "
+                "connection: %d %s", bridge_name(b), b->rec.hub, h->status,
+                excerpt);
+        sl_node_bridge_set_error(b, "hub refused: %d %s", h->status,
+                                 excerpt);
+        sl_node_conn_close(c, h->status == 401 ? SL_EAUTH : SL_EDENIED);
+        return;
+    }
+    const struct sl_http_header *acc = sl_http_head_find(h,
+                                                         "Sec-WebSocket-Accept");
+    if (acc == NULL || !sl_ws_check_accept(c->key, acc->value, acc->value_len)) {
+        sl_warn(conn_log(c), "bridge %s: hub %s sent a bad "
+                "Sec-WebSocket-Accept", bridge_name(b), b->rec.hub);
+        sl_node_conn_close(c, SL_EPARSE);
+        return;
+    }
+    struct sl_ws_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.role = SL_WS_CLIENT;
+    opts.max_msg = SL_WS_MAX_MSG_CONTROL;
+    c->phase = PH_CTL;
+    c->ws.data = c;
+    c->ws.on_message = ctl_on_message;
+    c->ws.on_close = on_ws_close;
+    c->hub_tcp_open = 0; /* the ws owns it now; its ref moves along */
+    c->ws_live = 1;
+    if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, rest, rest_len) != 0)
+        return; /* on_ws_close follows */
+    send_hello(c);
+}
+
+/* ------------------------------------------------------------ data conn */
+
+static void data_got_101(struct conn *c, const struct sl_http_head *h,
+                         const char *rest, size_t rest_len);
+
+static void data_got_head(struct conn *c, const struct sl_http_head *h,
+                          const char *rest, size_t rest_len)
+{
+    struct sl_node_bridge *b = c->b;
+    if (h->status == 101) {
+        data_got_101(c, h, rest, rest_len);
+        return;
+    }
+    if (h->status == 204) { /* an unused pool connection expired */
+        sl_node_conn_close(c, 0);
+        return;
+    }
+    char excerpt[128];
+    body_excerpt(rest, rest_len, excerpt, sizeof(excerpt));
+    sl_warn(conn_log(c), "bridge %s: hub refused data connection #%u: %d %s",
+            bridge_name(b), c->id, h->status, excerpt);
+    sl_node_conn_close(c, SL_EDENIED);
+}
+
+static void on_head(struct sl_http_reader *r, int status)
+{
+    struct conn *c = CONTAINER_OF(r, struct conn, reader);
+    if (c->closing)
+        return;
+    if (status != 0) {
+        if (c->kind == CONN_CTL || status != UV_EOF)
+            sl_debug(conn_log(c), "bridge %s: %s connection #%u: no answer "
+                     "from the hub: %s", bridge_name(c->b), kind_name(c),
+                     c->id, sl_strerror(status));
+        if (c->kind == CONN_CTL)
+            sl_node_bridge_set_error(c->b, "no answer from hub %s: %s",
+                                     c->b->rec.hub, sl_strerror(status));
+        sl_node_conn_close(c, status);
+        return;
+    }
+    struct sl_http_head h;
+    if (sl_http_head_parse(&h, 0, r->buf, r->head_len) != 0) {
+        sl_warn(conn_log(c), "bridge %s: malformed response from hub %s",
+                bridge_name(c->b), c->b->rec.hub);
+        sl_node_conn_close(c, SL_EPARSE);
+        return;
+    }
+    const char *rest = r->buf + r->head_len;
+    size_t rest_len = r->len - r->head_len;
+    if (c->kind == CONN_CTL)
+        ctl_got_head(c, &h, rest, rest_len);
+    else
+        data_got_head(c, &h, rest, rest_len);
+}
+
+/* -- refusing: 502 to the user, through the paired data connection */
+
+static void on_discard_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    (void)hint;
+    buf->base = malloc(DISCARD_BUF);
+    buf->len = buf->base != NULL ? DISCARD_BUF : 0;
+}
+
+static void on_discard_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = CONTAINER_OF(s, struct conn, hub_tcp);
+    free(buf->base);
+    if (n < 0 && !c->closing)
+        sl_node_conn_close(c, 0);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    sl_node_conn_close(CONTAINER_OF(t, struct conn, timer), 0);
+}
+
+static void on_hub_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    conn_unref(CONTAINER_OF(req, struct conn, hub_shutdown));
+}
+
+static void data_ws_noop_message(struct sl_ws *ws, enum sl_ws_msg_type type,
+                                 const uint8_t *data, size_t len)
+{
+    (void)ws;
+    (void)type;
+    (void)data;
+    (void)len;
+}
+
+static void refuse(struct conn *c, const char *body, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct conn *c, const char *body, const char *fmt, ...)
+{
+    struct sl_node_bridge *b = c->b;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    sl_node_bridge_set_error(b, "%s", why);
+    if (!b->refuse_logged) {
+        b->refuse_logged = 1;
+        sl_warn(conn_log(c), "bridge %s: %s: answering 502 (%s)",
+                bridge_name(b), why, body);
+    } else {
+        sl_debug(conn_log(c), "bridge %s: %s: answering 502", bridge_name(b),
+                 why);
+    }
+    if (c->up_tcp_open) {
+        c->up_tcp_open = 0;
+        uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+    }
+    char resp[512];
+    int n = sl_http_format_response(resp, sizeof(resp), 502, "text/plain",
+                                    body, NULL, 0);
+    if (n < 0) {
+        sl_node_conn_close(c, n);
+        return;
+    }
+    c->phase = PH_REFUSE;
+    if (!c->raw) {
+        struct sl_ws_opts opts;
+        memset(&opts, 0, sizeof(opts));
+        opts.role = SL_WS_CLIENT;
+        c->ws.data = c;
+        c->ws.on_message = data_ws_noop_message;
+        c->ws.on_close = on_ws_close;
+        c->hub_tcp_open = 0;
+        c->ws_live = 1;
+        if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, NULL, 0) != 0)
+            return;
+        sl_ws_send_binary(&c->ws, resp, (size_t)n);
+        sl_ws_close(&c->ws, 1000);
+        return;
+    }
+    /* Raw: write, half-close, then read what the user sent until the hub
+     * closes, so our close does not reset the response away. */
+    uv_stream_t *s = (uv_stream_t *)&c->hub_tcp;
+    int rc = sl_stream_write_copy(s, resp, (size_t)n);
+    if (rc == 0 && uv_shutdown(&c->hub_shutdown, s, on_hub_shutdown) == 0)
+        c->refs++;
+    if (rc == 0)
+        rc = uv_read_start(s, on_discard_alloc, on_discard_read);
+    if (rc != 0) {
+        sl_node_conn_close(c, rc);
+        return;
+    }
+    uv_timer_start(&c->timer, on_linger_timeout, SL_NODE_LINGER_MS, 0);
+}
+
+/* -- relaying */
+
+static void on_up_tcp_close(uv_handle_t *h)
+{
+    struct conn *c = CONTAINER_OF(h, struct conn, up_tcp);
+    if (c->retry_next && !c->closing) {
+        c->retry_next = 0;
+        try_up_connect(c);
+    }
+    conn_unref(c);
+}
+
+static int relay_on_read(struct sl_relay *r, size_t n, enum sl_relay_dir dir)
+{
+    struct conn *c = r->data;
+    struct sl_node_bridge *b = c->b;
+    if (dir == SL_RELAY_UP) {
+        b->gw_down += n;
+        b->up_up += n;
+    } else {
+        b->up_down += n;
+        b->gw_up += n;
+    }
+    return 0;
+}
+
+static void relay_on_done(struct sl_relay *r, int reason)
+{
+    struct conn *c = r->data;
+    c->relay_live = 0;
+    if (!c->closing)
+        sl_node_conn_close(c, reason == UV_EOF ? 0 : reason);
+    conn_unref(c); /* hub handle */
+    conn_unref(c); /* upstream handle */
+}
+
+static void start_raw_relay(struct conn *c)
+{
+    c->relay.data = c;
+    c->relay.on_read = relay_on_read;
+    c->relay.on_done = relay_on_done;
+    c->hub_tcp_open = 0;
+    c->up_tcp_open = 0;
+    c->relay_live = 1;
+    sl_relay_start(&c->relay, (uv_stream_t *)&c->hub_tcp,
+                   (uv_stream_t *)&c->up_tcp, NULL);
+}
+
+static void on_pre_written(uv_write_t *req, int status)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, pre_req);
+    if (!c->closing) {
+        if (status < 0)
+            sl_node_conn_close(c, status);
+        else
+            start_raw_relay(c);
+    }
+    conn_unref(c);
+}
+
+/* Framed mode: upstream bytes go out as binary messages; binary messages
+ * are written to the upstream, with back-pressure both ways. */
+struct up_write {
+    uv_write_t req;
+    struct conn *c;
+    size_t len;
+    char data[];
+};
+
+static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    (void)hint;
+    buf->base = malloc(SL_WS_READ_SIZE);
+    buf->len = buf->base != NULL ? SL_WS_READ_SIZE : 0;
+}
+
+static void on_up_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, up_shutdown);
+    (void)status;
+    if (!c->closing)
+        sl_node_conn_close(c, 0);
+    conn_unref(c);
+}
+
+static void up_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = CONTAINER_OF(s, struct conn, up_tcp);
+    if (n > 0 && !c->closing) {
+        c->b->up_down += (uint64_t)n;
+        c->b->gw_up += (uint64_t)n;
+        int rc = sl_ws_send_binary(&c->ws, buf->base, (size_t)n);
+        if (rc == 1) {
+            uv_read_stop(s);
+            c->up_reading = 0;
+        } else if (rc < 0) {
+            sl_node_conn_close(c, rc);
+        }
+    } else if (n < 0 && !c->closing) {
+        uv_read_stop(s);
+        c->up_reading = 0;
+        if (n == UV_EOF) {
+            c->up_eof = 1;
+            sl_ws_close(&c->ws, 1000);
+        } else {
+            sl_node_conn_close(c, (int)n);
+        }
+    }
+    free(buf->base);
+}
+
+static void data_ws_on_drain(struct sl_ws *ws)
+{
+    struct conn *c = ws->data;
+    if (c->closing || c->up_eof || c->up_reading || !c->up_tcp_open)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->up_tcp, up_alloc, up_on_read) == 0)
+        c->up_reading = 1;
+}
+
+static void on_up_write(uv_write_t *req, int status)
+{
+    struct up_write *w = CONTAINER_OF(req, struct up_write, req);
+    struct conn *c = w->c;
+    c->up_queued -= w->len;
+    free(w);
+    if (!c->closing) {
+        if (status < 0)
+            sl_node_conn_close(c, status);
+        else if (c->ws_read_paused && c->up_queued <= SL_WS_LOW_WATER &&
+                 c->ws_live) {
+            c->ws_read_paused = 0;
+            sl_ws_resume_read(&c->ws);
+        }
+    }
+    conn_unref(c);
+}
+
+static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
+                               const uint8_t *data, size_t len)
+{
+    struct conn *c = ws->data;
+    if (c->closing || type != SL_WS_BINARY || len == 0 || !c->up_tcp_open)
+        return;
+    struct up_write *w = malloc(sizeof(*w) + len);
+    if (w == NULL) {
+        sl_node_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->up_tcp, &b, 1, on_up_write);
+    if (rc != 0) {
+        free(w);
+        sl_node_conn_close(c, rc);
+        return;
+    }
+    c->refs++;
+    c->up_queued += len;
+    c->b->gw_down += len;
+    c->b->up_up += len;
+    if (c->up_queued > SL_WS_HIGH_WATER && !c->ws_read_paused) {
+        c->ws_read_paused = 1;
+        sl_ws_pause_read(&c->ws);
+    }
+}
+
+static void data_ws_on_peer_close(struct sl_ws *ws, uint16_t status)
+{
+    struct conn *c = ws->data;
+    (void)status;
+    /* No more data from the user: let the upstream see EOF after what is
+     * queued, instead of cutting it off. */
+    if (c->closing || !c->up_tcp_open)
+        return;
+    if (uv_shutdown(&c->up_shutdown, (uv_stream_t *)&c->up_tcp,
+                    on_up_shutdown) == 0)
+        c->refs++;
+}
+
+static void start_framed(struct conn *c)
+{
+    struct sl_ws_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.role = SL_WS_CLIENT;
+    opts.max_msg = SL_WS_MAX_MSG_DATA;
+    c->ws.data = c;
+    c->ws.on_message = data_ws_on_message;
+    c->ws.on_close = on_ws_close;
+    c->ws.on_drain = data_ws_on_drain;
+    c->ws.on_peer_close = data_ws_on_peer_close;
+    c->hub_tcp_open = 0;
+    c->ws_live = 1;
+    c->phase = PH_RELAY;
+    if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, c->pre, c->pre_len) != 0)
+        return;
+    if (uv_read_start((uv_stream_t *)&c->up_tcp, up_alloc, up_on_read) == 0)
+        c->up_reading = 1;
+}
+
+static void on_up_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, creq);
+    /* After a timeout, refuse() has closed the handle already. */
+    if (c->closing || c->phase != PH_UP_CONNECT)
+        goto out;
+    if (status < 0) {
+        if (c->ai_cur != NULL && c->ai_cur->ai_next != NULL) {
+            c->ai_cur = c->ai_cur->ai_next;
+            c->retry_next = 1;
+            c->up_tcp_open = 0;
+            uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+            goto out;
+        }
+        refuse(c, upstream_unreachable, "upstream %s: %s", c->b->rec.upstream,
+               sl_strerror(status));
+        goto out;
+    }
+    uv_timer_stop(&c->timer);
+    c->b->refuse_logged = 0;
+    if (c->b->error[0] != '\0' && strncmp(c->b->error, "upstream", 8) == 0)
+        c->b->error[0] = '\0';
+    c->phase = PH_RELAY;
+    if (!c->raw) {
+        start_framed(c);
+        goto out;
+    }
+    if (c->pre_len > 0) {
+        uv_buf_t b = uv_buf_init(c->pre, (unsigned)c->pre_len);
+        c->b->gw_down += c->pre_len;
+        c->b->up_up += c->pre_len;
+        int rc = uv_write(&c->pre_req, (uv_stream_t *)&c->up_tcp, &b, 1,
+                          on_pre_written);
+        if (rc != 0)
+            sl_node_conn_close(c, rc);
+        else
+            c->refs++;
+        goto out;
+    }
+    start_raw_relay(c);
+out:
+    conn_unref(c);
+}
+
+static void on_up_timeout(uv_timer_t *t)
+{
+    struct conn *c = CONTAINER_OF(t, struct conn, timer);
+    refuse(c, upstream_unreachable, "upstream %s: connect timed out",
+           c->b->rec.upstream);
+}
+
+static void try_up_connect(struct conn *c)
+{
+    uv_loop_t *loop = c->b->node->ctx->loop;
+    while (c->ai_cur != NULL && c->ai_cur->ai_family != AF_INET &&
+           c->ai_cur->ai_family != AF_INET6)
+        c->ai_cur = c->ai_cur->ai_next;
+    if (c->ai_cur == NULL) {
+        refuse(c, upstream_unreachable, "upstream %s: no address",
+               c->b->rec.upstream);
+        return;
+    }
+    c->phase = PH_UP_CONNECT;
+    uv_tcp_init(loop, &c->up_tcp);
+    c->up_tcp_open = 1;
+    c->refs++;
+    uv_tcp_nodelay(&c->up_tcp, 1);
+    int rc = uv_tcp_connect(&c->creq, &c->up_tcp, c->ai_cur->ai_addr,
+                            on_up_connect);
+    if (rc != 0) {
+        refuse(c, upstream_unreachable, "upstream %s: %s", c->b->rec.upstream,
+               sl_strerror(rc));
+        return;
+    }
+    c->refs++;
+    uv_timer_start(&c->timer, on_up_timeout, SL_NODE_CONNECT_TIMEOUT_MS, 0);
+}
+
+static void on_up_resolved(uv_getaddrinfo_t *req, int status,
+                           struct addrinfo *res)
+{
+    struct conn *c = CONTAINER_OF(req, struct conn, gai);
+    struct sl_node_bridge *b = c->b;
+    if (c->closing) {
+        if (res != NULL)
+            uv_freeaddrinfo(res);
+        goto out;
+    }
+    if (status < 0) {
+        refuse(c, upstream_unreachable, "upstream %s: cannot resolve %s: %s",
+               b->rec.upstream, b->up.host, sl_strerror(status));
+        goto out;
+    }
+    if (c->ai != NULL)
+        uv_freeaddrinfo(c->ai);
+    c->ai = res;
+    c->ai_cur = res;
+    /* Every address must be private, not just the first: a name that
+     * resolves to one private and one public address is refused. The
+     * check runs on these very addresses, so DNS cannot change them
+     * between check and dial. */
+    if (!b->node->allow_public) {
+        for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+            if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+                continue;
+            if (!sl_addr_is_private(a->ai_addr)) {
+                char as[SL_ADDR_STRLEN];
+                refuse(c, upstream_not_private,
+                       "upstream %s resolves to %s, which is not private "
+                       "(see --allow-public-upstream)", b->rec.upstream,
+                       sl_addr_str(a->ai_addr, as));
+                goto out;
+            }
+        }
+    }
+    try_up_connect(c);
+out:
+    conn_unref(c);
+}
+
+static void data_got_101(struct conn *c, const struct sl_http_head *h,
+                         const char *rest, size_t rest_len)
+{
+    struct sl_node_bridge *b = c->b;
+    if (c->is_pool) {
+        c->is_pool = 0;
+        b->pool_idle--;
+        sl_node_bridge_fill_pool(b);
+    }
+    const struct sl_http_header *fr = sl_http_head_find(h, "Sluice-Framing");
+    c->raw = c->asked_raw && fr != NULL &&
+             sl_http_header_has_token(fr, "raw");
+    if (c->asked_raw && !c->raw && !b->no_raw) {
+        b->no_raw = 1;
+        sl_info(conn_log(c), "bridge %s: the hub answered without raw "
+                "framing; using WebSocket frames from now on", bridge_name(b));
+    }
+    if (!c->raw) {
+        const struct sl_http_header *acc =
+            sl_http_head_find(h, "Sec-WebSocket-Accept");
+        if (acc == NULL ||
+            !sl_ws_check_accept(c->key, acc->value, acc->value_len)) {
+            sl_warn(conn_log(c), "bridge %s: data connection #%u: bad "
+                    "Sec-WebSocket-Accept", bridge_name(b), c->id);
+            sl_node_conn_close(c, SL_EPARSE);
+            return;
+        }
+    }
+    if (rest_len > 0) {
+        c->pre = malloc(rest_len);
+        if (c->pre == NULL) {
+            sl_node_conn_close(c, UV_ENOMEM);
+            return;
+        }
+        memcpy(c->pre, rest, rest_len);
+        c->pre_len = rest_len;
+    }
+    sl_http_reader_release(&c->reader);
+    c->reader_used = 0;
+    sl_debug(conn_log(c), "bridge %s: data connection #%u paired (%s); "
+             "dialling %s", bridge_name(b), c->id, c->raw ? "raw" : "framed",
+             b->rec.upstream);
+
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)b->up.port);
+    c->phase = PH_UP_RESOLVE;
+    int rc = uv_getaddrinfo(b->node->ctx->loop, &c->gai, on_up_resolved,
+                            b->up.host, port, &hints);
+    if (rc != 0) {
+        refuse(c, upstream_unreachable, "upstream %s: cannot resolve: %s",
+               b->rec.upstream, sl_strerror(rc));
+        return;
+    }
+    c->refs++;
+}
+
+/* ---------------------------------------------------------- constructors */
+
+struct conn *sl_node_conn_ctl(struct sl_node_bridge *b)
+{
+    struct conn *c = conn_new(b, CONN_CTL);
+    if (c == NULL)
+        return NULL;
+    b->ctl = c;
+    sl_debug(b->node->log, "bridge %s: dialling hub %s (control #%u)",
+             bridge_name(b), b->rec.hub, c->id);
+    start_dial(c);
+    return b->ctl;
+}
+
+struct conn *sl_node_conn_data(struct sl_node_bridge *b,
+                               const char *fingerprint)
+{
+    struct conn *c = conn_new(b, CONN_DATA);
+    if (c == NULL)
+        return NULL;
+    if (fingerprint != NULL) {
+        snprintf(c->fingerprint, sizeof(c->fingerprint), "%s", fingerprint);
+    } else {
+        if (sl_uuid4_new(c->fingerprint) != 0) {
+            sl_node_conn_close(c, UV_EIO);
+            return NULL;
+        }
+        c->is_pool = 1;
+        b->pool_idle++;
+    }
+    c->asked_raw = !b->no_raw;
+    start_dial(c);
+    return NULL;
+}

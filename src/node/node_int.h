@@ -1,0 +1,161 @@
+/* Private to src/node: the structures node.c, node_conn.c and node_api.c
+ * share. Nothing outside src/node (and its unit tests) includes this. */
+#ifndef SL_NODE_INT_H
+#define SL_NODE_INT_H
+
+#include <netdb.h>
+#include <uv.h>
+
+#include "net/http_head.h"
+#include "net/relay.h"
+#include "net/ws.h"
+#include "node/node.h"
+#include "node/node_state.h"
+#include "node/node_url.h"
+#include "tunnel/identity.h"
+#include "tunnel/ws_handshake.h"
+
+struct sl_api_server;
+
+#define SL_NODE_CONNECT_TIMEOUT_MS 10000
+#define SL_NODE_CTL_HEAD_TIMEOUT_MS 10000
+/* The hub answers an idle pool connection within 60 s (204 when unused). */
+#define SL_NODE_POOL_HEAD_TIMEOUT_MS 90000
+#define SL_NODE_RESP_HEAD_MAX (16 * 1024)
+#define SL_NODE_LINGER_MS 5000 /* after a 502: read the request, then close */
+#define SL_NODE_POOL_RETRY_MS 1000
+
+enum conn_kind { CONN_CTL, CONN_DATA };
+
+enum conn_phase {
+    PH_RESOLVE,      /* uv_getaddrinfo of the hub */
+    PH_CONNECT,      /* TCP connect to the hub */
+    PH_HEAD,         /* upgrade sent, waiting for the response head */
+    PH_CTL,          /* control WebSocket running */
+    PH_UP_RESOLVE,   /* data: paired; resolving the upstream */
+    PH_UP_CONNECT,   /* data: connecting the upstream */
+    PH_RELAY,        /* data: bytes flowing */
+    PH_REFUSE,       /* data: 502 sent, draining the request */
+};
+
+/* One connection to the hub: control or data. Freed when closing and
+ * refs reaches 0: every handle, request and borrowed-by-relay/ws handle
+ * holds one ref, and the connection holds one on itself until
+ * conn_close(). */
+struct conn {
+    enum conn_kind kind;
+    enum conn_phase phase;
+    struct sl_node_bridge *b;
+    struct conn *next, *prev; /* in b->conns */
+    unsigned id;              /* for log lines */
+    int refs;
+    unsigned closing : 1;
+    unsigned is_pool : 1;     /* counted in b->pool_idle */
+    unsigned raw : 1;         /* raw bytes after the 101 */
+    unsigned asked_raw : 1;
+    unsigned hub_tcp_open : 1; /* initialized, not closed, not lent */
+    unsigned up_tcp_open : 1;
+    unsigned timer_open : 1;
+    unsigned ws_live : 1;
+    unsigned relay_live : 1;
+    unsigned up_reading : 1;
+    unsigned up_eof : 1;
+    unsigned ws_read_paused : 1;
+    unsigned welcomed : 1;
+    unsigned reader_used : 1;
+    unsigned retry_next : 1;  /* a connect failed: try the next address */
+
+    char fingerprint[SL_UUID_LEN + 1];
+    char key[SL_WS_KEY_LEN + 1];
+
+    uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_cur;
+    uv_connect_t creq;
+    uv_tcp_t hub_tcp;
+    uv_timer_t timer;
+    struct sl_http_reader reader;
+
+    struct sl_ws ws;
+
+    /* data connections, after the 101 */
+    char *pre; /* bytes that followed the 101 (owned) */
+    size_t pre_len;
+    uv_tcp_t up_tcp;
+    struct sl_relay relay;
+    size_t up_queued; /* framed: bytes written to the upstream, pending */
+    uv_write_t pre_req;
+    uv_shutdown_t up_shutdown;
+    uv_shutdown_t hub_shutdown;
+};
+
+enum bridge_state { BS_CONNECTING, BS_CONNECTED, BS_DISCONNECTED };
+
+struct sl_node_bridge {
+    struct sl_node *node;
+    struct sl_node_bridge *next, *prev;
+    struct sl_node_bridge_rec rec;
+    struct sl_node_url up, hub;
+    char hub_host[SL_NODE_HOST_MAX + 8]; /* Host header value */
+    enum bridge_state state;
+    struct conn *ctl;     /* the control connection, or NULL */
+    struct conn *conns;   /* every connection, control included */
+    int refs;             /* conns + open timers + 1 until removed */
+    int pool_idle;        /* pool connections waiting for their 101 */
+    unsigned attempt;     /* reconnect attempts since the last welcome */
+    uv_timer_t retry_timer;
+    uv_timer_t pool_timer;
+    unsigned removed : 1;
+    unsigned no_raw : 1;       /* a raw attempt failed: frame from now on */
+    unsigned announced : 1;    /* the "bridge ... -> ..." line was printed */
+    unsigned refuse_logged : 1;
+    uint64_t gw_down, gw_up, up_down, up_up;
+    uint64_t prev_down, prev_up;
+    double rate_down, rate_up;
+    char error[160];
+};
+
+struct sl_node {
+    struct sl_ctx *ctx;
+    struct sl_log *log;
+    char state_dir[900];
+    char api_addr[80];
+    int allow_public;
+    int pool_size;
+    struct sl_node_bridge *bridges;
+    size_t nbridges;
+    unsigned next_conn_id;
+    struct sl_node_saver saver, info_saver;
+    uv_timer_t tick;
+    int refs; /* bridges + tick timer + 1 until stopped */
+    struct sl_api_server *api;
+    unsigned stopping : 1;
+    sl_node_stopped_cb stop_cb;
+    void *stop_arg;
+};
+
+/* node.c */
+void sl_node_bridge_unref(struct sl_node_bridge *b);
+void sl_node_save(struct sl_node *node);
+void sl_node_bridge_set_error(struct sl_node_bridge *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The control connection ended (reason as logged); schedules a retry. */
+void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed);
+/* A welcome arrived: identity, url, maybe credentials. */
+void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
+                             const char *url, const char *username,
+                             const char *password);
+/* Tops the pool up to the node's pool size (when connected). */
+void sl_node_bridge_fill_pool(struct sl_node_bridge *b);
+void sl_node_bridge_fill_pool_later(struct sl_node_bridge *b);
+
+/* node_conn.c */
+struct conn *sl_node_conn_ctl(struct sl_node_bridge *b);
+/* fingerprint NULL: a pool connection with a fresh one. */
+struct conn *sl_node_conn_data(struct sl_node_bridge *b,
+                               const char *fingerprint);
+void sl_node_conn_close(struct conn *c, int reason);
+
+/* node_api.c */
+int sl_node_api_start(struct sl_node *node, const char *listen);
+
+#endif
