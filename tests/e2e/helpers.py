@@ -279,6 +279,22 @@ def parse_listening(text):
     return routes
 
 
+STATS_RE = re.compile(
+    r'route "([^"]+)": stats: connections (\d+) total, (\d+) active; '
+    r'in (\d+) bytes, out (\d+) bytes; denied (\d+), failed (\d+)')
+
+
+def tcp_route_stats(log_text, name):
+    """The last TCP stats line sluice logged for route `name` (it logs one
+    per route at info level when it stops) as a dict, or None."""
+    found = None
+    for m in STATS_RE.finditer(log_text):
+        if m.group(1) == name:
+            found = dict(zip(("total", "active", "in", "out", "denied",
+                              "failed"), map(int, m.groups()[1:])))
+    return found
+
+
 # ------------------------------------------------------------ socket bits
 
 def connect(port, host="127.0.0.1", source=None, timeout=5):

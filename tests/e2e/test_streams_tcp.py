@@ -12,7 +12,8 @@ import time
 import pytest
 
 from helpers import (closed_by_peer, connect, free_port, handler_echo,
-                     recv_all, recv_exact, route, scaled, sha256, wait_for)
+                     recv_all, recv_exact, route, scaled, sha256,
+                     tcp_route_stats, wait_for)
 
 
 def run(argv, timeout=30, **kw):
@@ -94,6 +95,8 @@ IPERF_INFLIGHT = 24 << 20  # per parallel stream
 def test_iperf3_through_tcp_route(sluice, iperf3_server):
     s = sluice({"routes": {"iperf": route("tcp", iperf3_server.port)}})
     port = s.port("iperf")
+    # (sent, received) totals of the upload and the download (-R) runs
+    up, down = [0, 0], [0, 0]
     for extra in (["-t", "2"], ["-n", "64M"], ["-n", "64M", "-R"],
                   ["-n", "64M", "-P", "4"]):
         end = _iperf3(port, *extra)
@@ -105,6 +108,17 @@ def test_iperf3_through_tcp_route(sluice, iperf3_server):
             extra, sent, received)
         if "-n" in extra:
             assert sent >= 64 << 20
+        tot = down if "-R" in extra else up
+        tot[0] += sent
+        tot[1] += received
+    # sluice's own count lies between what the receivers counted and what
+    # the senders sent, plus iperf3's control messages (a few KiB a run)
+    assert s.stop() == 0
+    st = tcp_route_stats(s.stderr(), "iperf")
+    assert st is not None, s.stderr()[-2000:]
+    assert up[1] <= st["in"] <= up[0] + (1 << 20), (st, up)
+    assert down[1] <= st["out"] <= down[0] + (1 << 20), (st, down)
+    assert st["active"] == 0, st
 
 
 # ------------------------------------------------------- stream semantics
@@ -135,6 +149,11 @@ def test_many_concurrent_connections_keep_their_bytes(sluice, tcp_upstream):
     for t in threads:
         t.join(scaled(60))
     assert results == {i: True for i in range(40)}
+    # sluice counted exactly what was relayed
+    assert s.stop() == 0
+    st = tcp_route_stats(s.stderr(), "echo")
+    assert st == {"total": 40, "active": 0, "in": 40 * (256 << 10),
+                  "out": 40 * (256 << 10), "denied": 0, "failed": 0}, st
 
 
 def handler_reply_after_eof(conn, rec):
@@ -308,3 +327,29 @@ def test_sigterm_drains_live_connection(sluice, tcp_upstream):
     s.stopped = True
     rc = s.proc.wait(15)
     assert rc == 0, "exit code %s after draining" % rc
+
+
+def test_sigterm_closes_idle_live_connection_after_grace(sluice,
+                                                         tcp_upstream):
+    # A client that never closes cannot hold sluice forever: after the
+    # drain grace (10 s) it is closed and sluice still exits 0.
+    up = tcp_upstream(handler_echo)
+    s = sluice({"routes": {"echo": route("tcp", up.port)}})
+    with connect(s.port("echo")) as c:
+        c.sendall(b"hold")
+        assert recv_exact(c, 4) == b"hold"
+        t0 = time.monotonic()
+        s.proc.signal(signal.SIGTERM)
+        assert closed_by_peer(c, timeout=20)
+        s.stopped = True
+        assert s.proc.wait(10) == 0
+        assert time.monotonic() - t0 < scaled(20)
+
+
+def test_sigint_stops_cleanly(sluice, tcp_upstream):
+    up = tcp_upstream(handler_echo)
+    s = sluice({"routes": {"echo": route("tcp", up.port),
+                           "other": route("udp", up.port)}})
+    assert echo_roundtrip(s.port("echo"))
+    assert s.stop(signal.SIGINT) == 0
+    assert not s.alive()
