@@ -1,0 +1,349 @@
+#include "api/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <uv.h>
+
+#include "core/error.h"
+
+#define HOST_MAX 256
+#define REQ_HEAD_MAX 2048
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Splits addr into host and port. Accepts an "http://" prefix and a
+ * trailing path (ignored). */
+static int split_addr(const char *addr, char *host, size_t hcap, char *port,
+                      size_t pcap)
+{
+    if (strncmp(addr, "http://", 7) == 0)
+        addr += 7;
+    else if (strstr(addr, "://") != NULL)
+        return SL_EPARSE; /* https and others: not supported here */
+    size_t n = strcspn(addr, "/?#");
+    const char *end = addr + n;
+    const char *hs, *he, *colon;
+    if (*addr == '[') {
+        hs = addr + 1;
+        he = memchr(hs, ']', (size_t)(end - hs));
+        if (he == NULL)
+            return SL_EPARSE;
+        colon = he + 1 < end && he[1] == ':' ? he + 1 : NULL;
+        if (colon == NULL && he + 1 != end)
+            return SL_EPARSE;
+    } else {
+        hs = addr;
+        colon = memchr(addr, ':', n);
+        he = colon ? colon : end;
+        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+            return SL_EPARSE; /* bare IPv6 needs brackets */
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= hcap)
+        return SL_EPARSE;
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    const char *ps = colon ? colon + 1 : "80";
+    size_t pl = colon ? (size_t)(end - ps) : 2;
+    if (pl == 0 || pl >= pcap || pl > 5)
+        return SL_EPARSE;
+    for (size_t i = 0; i < pl; i++)
+        if (ps[i] < '0' || ps[i] > '9')
+            return SL_EPARSE;
+    memcpy(port, ps, pl);
+    port[pl] = '\0';
+    long pv = strtol(port, NULL, 10);
+    if (pv <= 0 || pv > 65535)
+        return SL_EPARSE;
+    return 0;
+}
+
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return UV_ETIMEDOUT;
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)(left > INT32_MAX ? INT32_MAX : left));
+        if (r > 0)
+            return 0;
+        if (r == 0)
+            return UV_ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+static int dial(const char *host, const char *port, int64_t deadline,
+                int *out)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0)
+        return g == EAI_NONAME ? UV_EAI_NONAME : UV_EAI_FAIL;
+    int rc = UV_ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family,
+                        ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                        ai->ai_protocol);
+        if (fd < 0) {
+            rc = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
+            errno != EINPROGRESS) {
+            rc = -errno;
+            close(fd);
+            continue;
+        }
+        rc = wait_fd(fd, POLLOUT, deadline);
+        if (rc == 0) {
+            int err = 0;
+            socklen_t el = sizeof(err);
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+                err = errno;
+            rc = err ? -err : 0;
+        }
+        if (rc == 0) {
+            *out = fd;
+            break;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int send_all(int fd, const char *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLOUT, deadline);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        return w < 0 ? -errno : UV_EPIPE;
+    }
+    return 0;
+}
+
+struct resp {
+    char *body;
+    size_t len, cap;
+    int complete;
+    int too_big;
+};
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct resp *r = p->data;
+    if (n > SL_HTTP_CLIENT_BODY_MAX - r->len) {
+        r->too_big = 1;
+        return -1;
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *d = realloc(r->body, cap);
+        if (d == NULL) {
+            r->too_big = 1;
+            return -1;
+        }
+        r->body = d;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, at, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return 0;
+}
+
+static int on_complete(http_parser *p)
+{
+    struct resp *r = p->data;
+    r->complete = 1;
+    return 0;
+}
+
+int sl_http_client_request(const char *addr, const char *method,
+                           const char *path, const char *token,
+                           const char *body, int timeout_ms, int *status,
+                           char **resp_body, size_t *resp_len)
+{
+    if (addr == NULL || method == NULL || path == NULL || status == NULL ||
+        resp_body == NULL)
+        return UV_EINVAL;
+    *resp_body = NULL;
+    if (resp_len)
+        *resp_len = 0;
+    char host[HOST_MAX], port[8];
+    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0)
+        return SL_EPARSE;
+    if (timeout_ms <= 0)
+        timeout_ms = SL_HTTP_CLIENT_TIMEOUT_MS;
+    int64_t deadline = now_ms() + timeout_ms;
+    int fd = -1;
+    struct resp r = {0};
+    size_t blen = body ? strlen(body) : 0;
+    char head[REQ_HEAD_MAX];
+    int hn = snprintf(head, sizeof(head),
+                      "%s %s HTTP/1.1\r\n"
+                      "Host: %s%s%s:%s\r\n"
+                      "User-Agent: sluice-cli\r\n"
+                      "Accept: application/json\r\n"
+                      "Connection: close\r\n"
+                      "%s%s%s"
+                      "%s%zu\r\n\r\n",
+                      method, path, strchr(host, ':') ? "[" : "", host,
+                      strchr(host, ':') ? "]" : "", port,
+                      token ? "Authorization: Bearer " : "",
+                      token ? token : "", token ? "\r\n" : "",
+                      body ? "Content-Type: application/json\r\n"
+                             "Content-Length: "
+                           : "Content-Length: ",
+                      blen);
+    if (hn < 0 || (size_t)hn >= sizeof(head))
+        return SL_ETOOBIG;
+    int rc = dial(host, port, deadline, &fd);
+    if (rc != 0)
+        goto out;
+    if ((rc = send_all(fd, head, (size_t)hn, deadline)) != 0)
+        goto out;
+    if (blen > 0 && (rc = send_all(fd, body, blen, deadline)) != 0)
+        goto out;
+
+    http_parser parser;
+    http_parser_settings settings;
+    memset(&settings, 0, sizeof(settings));
+    settings.on_body = on_body;
+    settings.on_message_complete = on_complete;
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &r;
+    char buf[16384];
+    while (!r.complete) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if ((rc = wait_fd(fd, POLLIN, deadline)) != 0)
+                goto out;
+            continue;
+        }
+        if (n < 0) {
+            rc = -errno;
+            goto out;
+        }
+        /* n == 0 tells the parser about EOF (ends a body without
+         * length, or is an error mid-message). */
+        size_t done = http_parser_execute(&parser, &settings, buf, (size_t)n);
+        if (r.too_big) {
+            rc = SL_ETOOBIG;
+            goto out;
+        }
+        if (HTTP_PARSER_ERRNO(&parser) != HPE_OK || done != (size_t)n) {
+            rc = SL_EPARSE;
+            goto out;
+        }
+        if (n == 0)
+            break;
+    }
+    if (!r.complete) {
+        rc = SL_EPARSE;
+        goto out;
+    }
+    *status = (int)parser.status_code;
+    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
+        rc = UV_ENOMEM;
+        goto out;
+    }
+    *resp_body = r.body;
+    if (resp_len)
+        *resp_len = r.len;
+    r.body = NULL;
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(r.body);
+    return rc;
+}
+
+int sl_http_client_json(const char *addr, const char *method,
+                        const char *path, const char *token,
+                        json_t *body_json, int *status, json_t **out,
+                        char *err, size_t errcap)
+{
+    if (out == NULL || status == NULL)
+        return UV_EINVAL;
+    *out = NULL;
+    if (err && errcap)
+        err[0] = '\0';
+    char *body = NULL;
+    if (body_json != NULL &&
+        (body = json_dumps(body_json, JSON_COMPACT)) == NULL)
+        return UV_ENOMEM;
+    char *resp = NULL;
+    size_t len = 0;
+    int rc = sl_http_client_request(addr, method, path, token, body, 0,
+                                    status, &resp, &len);
+    free(body);
+    if (rc != 0) {
+        if (err && errcap)
+            snprintf(err, errcap, "cannot reach the API at %s: %s", addr,
+                     sl_strerror(rc));
+        return rc;
+    }
+    json_t *j = NULL;
+    if (len > 0) {
+        json_error_t je;
+        j = json_loadb(resp, len, 0, &je);
+    }
+    if (len > 0 && j == NULL) {
+        if (err && errcap)
+            snprintf(err, errcap, "the API at %s answered HTTP %d, not JSON",
+                     addr, *status);
+        free(resp);
+        return SL_EPARSE;
+    }
+    free(resp);
+    if (*status >= 400 && err && errcap) {
+        const char *m = json_string_value(json_object_get(j, "error"));
+        if (m != NULL)
+            snprintf(err, errcap, "%s (HTTP %d)", m, *status);
+        else
+            snprintf(err, errcap, "HTTP %d", *status);
+    }
+    *out = j;
+    return 0;
+}

@@ -1,0 +1,1002 @@
+#include "api/server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+
+#include "core/error.h"
+#include "net/addr.h"
+#include "tunnel/creds.h"
+
+#define AUTHZ_MAX 1024
+#define FIELD_MAX 32
+#define READ_CHUNK 65536
+
+struct conn;
+
+struct sl_api_server {
+    struct sl_ctx *ctx;
+    uv_tcp_t listener;
+    char name[32];
+    char *token;       /* NULL: no auth needed */
+    int need_auth;
+    const struct sl_api_route *routes;
+    size_t nroutes;
+    void *arg;
+    char address[SL_ADDR_STRLEN];
+    struct conn *conns; /* doubly linked */
+    size_t handles;     /* listener + live connections */
+    int closing;
+    unsigned long next_id;
+};
+
+struct sl_api_req {
+    struct conn *conn; /* NULL once the client has gone */
+    struct sl_log *log;
+    char name[32];
+    unsigned long conn_id;
+    char method[16];
+    char *url;   /* owned: path '\0' query */
+    char *query; /* into url, "" when none */
+    char *body;  /* owned, NUL-terminated */
+    size_t body_len;
+    struct sl_api_match match;
+    char peer[SL_ADDR_STRLEN];
+    int keep_alive;
+};
+
+/* Growing buffer with a hard cap. */
+struct dynbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+struct conn {
+    struct sl_api_server *srv;
+    struct conn *prev, *next;
+    unsigned long id;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int closing;
+    int handles_open; /* tcp + timer still to be closed */
+    http_parser parser;
+    char peer[SL_ADDR_STRLEN];
+
+    /* the request being read */
+    struct dynbuf url;
+    struct dynbuf body;
+    size_t head_bytes;
+    char field[FIELD_MAX + 1];
+    size_t field_len;
+    int field_overflow;
+    int in_authz;     /* the value being read belongs to Authorization */
+    int last_was_value;
+    char authz[AUTHZ_MAX + 1];
+    size_t authz_len;
+    int started;      /* a byte of the current request has arrived */
+    int headers_done;
+    int complete;     /* message complete: dispatch after execute */
+    int error_status; /* nonzero: answer this and close */
+    const char *error_msg;
+
+    /* bytes after a complete request (pipelining), fed after the reply */
+    char *rest;
+    size_t rest_len;
+
+    struct sl_api_req *req; /* pending request, or NULL */
+    int writing;
+};
+
+struct write_req {
+    uv_write_t w;
+    struct conn *conn;
+    int keep_alive;
+    size_t len;
+    char data[]; /* head and body */
+};
+
+static const http_parser_settings parser_settings;
+
+/* --------------------------------------------------------------------- */
+/* Route matching                                                         */
+
+/* Splits off one segment of s (no leading '/'), returns its length. */
+static size_t seg_len(const char *s)
+{
+    size_t n = 0;
+    while (s[n] != '\0' && s[n] != '/')
+        n++;
+    return n;
+}
+
+/* Matches path against pattern; fills m. Returns 1 on match, 0 if not,
+ * -1 when values overflow m->valbuf. Both may lack the trailing '/'. */
+static int pattern_match(const char *pattern, const char *path,
+                         struct sl_api_match *m)
+{
+    size_t used = 0;
+    m->nparams = 0;
+    if (*pattern != '/' || *path != '/')
+        return 0;
+    for (;;) {
+        while (*pattern == '/')
+            pattern++;
+        while (*path == '/')
+            path++;
+        if (*pattern == '\0' || *path == '\0')
+            return *pattern == '\0' && *path == '\0';
+        size_t pl = seg_len(pattern), sl = seg_len(path);
+        if (pl >= 2 && pattern[0] == '{' && pattern[pl - 1] == '}') {
+            if (m->nparams >= SL_API_PARAMS_MAX)
+                return 0;
+            if (used + sl + 1 > sizeof(m->valbuf))
+                return -1;
+            char *v = m->valbuf + used;
+            memcpy(v, path, sl);
+            v[sl] = '\0';
+            used += sl + 1;
+            m->names[m->nparams] = pattern + 1;
+            m->name_lens[m->nparams] = pl - 2;
+            m->values[m->nparams] = v;
+            m->nparams++;
+        } else if (pl != sl || memcmp(pattern, path, pl) != 0) {
+            return 0;
+        }
+        pattern += pl;
+        path += sl;
+    }
+}
+
+int sl_api_route_match(const struct sl_api_route *routes, size_t nroutes,
+                       const char *method, const char *path,
+                       struct sl_api_match *m)
+{
+    int path_matched = 0;
+    for (size_t i = 0; i < nroutes; i++) {
+        int r = pattern_match(routes[i].pattern, path, m);
+        if (r < 0)
+            return -414;
+        if (r == 0)
+            continue;
+        if (strcmp(routes[i].method, method) == 0)
+            return (int)i;
+        path_matched = 1;
+    }
+    m->nparams = 0;
+    return path_matched ? -405 : -404;
+}
+
+int sl_api_listen_is_loopback(const char *listen)
+{
+    struct sockaddr_storage ss;
+    if (listen == NULL || sl_addr_parse(listen, &ss) != 0)
+        return 0;
+    return sl_addr_is_loopback((const struct sockaddr *)&ss);
+}
+
+/* --------------------------------------------------------------------- */
+/* Buffers                                                                */
+
+static int dynbuf_append(struct dynbuf *b, const char *p, size_t n,
+                         size_t max)
+{
+    if (n > max || b->len > max - n)
+        return SL_ETOOBIG;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        if (cap > max + 1)
+            cap = max + 1;
+        char *d = realloc(b->data, cap);
+        if (d == NULL)
+            return UV_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+static void dynbuf_free(struct dynbuf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Hands the buffer's memory to the caller (never NULL on success). */
+static char *dynbuf_take(struct dynbuf *b)
+{
+    char *d = b->data;
+    if (d == NULL)
+        d = calloc(1, 1);
+    memset(b, 0, sizeof(*b));
+    return d;
+}
+
+/* --------------------------------------------------------------------- */
+/* Connection lifetime                                                    */
+
+static void server_maybe_free(struct sl_api_server *srv)
+{
+    if (srv->closing && srv->handles == 0) {
+        free(srv->token);
+        free(srv);
+    }
+}
+
+static void conn_reset_request(struct conn *c)
+{
+    dynbuf_free(&c->url);
+    dynbuf_free(&c->body);
+    c->head_bytes = 0;
+    c->field_len = 0;
+    c->field_overflow = 0;
+    c->in_authz = 0;
+    c->last_was_value = 0;
+    c->authz_len = 0;
+    c->authz[0] = '\0';
+    c->started = 0;
+    c->headers_done = 0;
+    c->complete = 0;
+    c->error_status = 0;
+    c->error_msg = NULL;
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->handles_open > 0)
+        return;
+    struct sl_api_server *srv = c->srv;
+    conn_reset_request(c);
+    free(c->rest);
+    free(c);
+    srv->handles--;
+    server_maybe_free(srv);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    sl_debug(&c->srv->ctx->log, "%s: conn %lu from %s: closing (%s)",
+             c->srv->name, c->id, c->peer, why);
+    if (c->req != NULL) {
+        /* The handler still holds the request: make it an orphan. */
+        c->req->conn = NULL;
+        c->req = NULL;
+    }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+}
+
+/* --------------------------------------------------------------------- */
+/* Writing replies                                                        */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static void conn_read_start(struct conn *c);
+static void conn_feed(struct conn *c, const char *data, size_t len);
+
+static void on_write(uv_write_t *w, int status)
+{
+    struct write_req *wr = (struct write_req *)w;
+    struct conn *c = wr->conn;
+    int keep_alive = wr->keep_alive;
+    free(wr);
+    c->writing = 0;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    if (!keep_alive || c->srv->closing) {
+        conn_close(c, "response sent, not keep-alive");
+        return;
+    }
+    /* Ready for the next request: idle timer, then any pipelined bytes. */
+    conn_reset_request(c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_timer_again(&c->timer);
+    char *rest = c->rest;
+    size_t rest_len = c->rest_len;
+    c->rest = NULL;
+    c->rest_len = 0;
+    if (rest != NULL) {
+        conn_feed(c, rest, rest_len);
+        free(rest);
+    }
+    if (!c->closing && c->req == NULL && !c->writing)
+        conn_read_start(c);
+}
+
+static void conn_send(struct conn *c, int status, const char *ctype,
+                      const char *body, size_t len, int keep_alive)
+{
+    char head[256];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\n"
+                      "Content-Type: %s\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "Connection: %s\r\n\r\n",
+                      status, status_text(status), ctype, len,
+                      keep_alive ? "keep-alive" : "close");
+    if (hn < 0 || (size_t)hn >= sizeof(head)) {
+        conn_close(c, "response head too long");
+        return;
+    }
+    struct write_req *wr = malloc(sizeof(*wr) + (size_t)hn + len);
+    if (wr == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    wr->conn = c;
+    wr->keep_alive = keep_alive;
+    wr->len = (size_t)hn + len;
+    memcpy(wr->data, head, (size_t)hn);
+    if (len > 0)
+        memcpy(wr->data + hn, body, len);
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
+    /* Reading stays stopped until the reply is out: one request at a
+     * time per connection. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    c->writing = 1;
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc != 0) {
+        free(wr);
+        c->writing = 0;
+        conn_close(c, uv_strerror(rc));
+    }
+}
+
+static char *error_json(int status, const char *message, size_t *len)
+{
+    json_t *j = json_pack("{s:s, s:i}", "error", message, "code", status);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* An error of the server itself (not of a handler): answer and close. */
+static void conn_fail(struct conn *c, int status, const char *message)
+{
+    sl_info(&c->srv->ctx->log, "%s: conn %lu from %s: %d %s", c->srv->name,
+            c->id, c->peer, status, message);
+    size_t len;
+    char *s = error_json(status, message, &len);
+    if (s == NULL) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    conn_send(c, status, "application/json", s, len, 0);
+    free(s);
+}
+
+static void req_free(struct sl_api_req *req)
+{
+    free(req->url);
+    free(req->body);
+    free(req);
+}
+
+void sl_api_reply_text(struct sl_api_req *req, int status,
+                       const char *content_type, const char *body,
+                       size_t len)
+{
+    if (req == NULL)
+        return;
+    struct conn *c = req->conn;
+    sl_info(req->log, "%s: conn %lu from %s: %s %s -> %d%s", req->name,
+            req->conn_id, req->peer, req->method, req->url, status,
+            c ? "" : " (client gone)");
+    if (c != NULL) {
+        c->req = NULL;
+        conn_send(c, status, content_type, body ? body : "", body ? len : 0,
+                  req->keep_alive);
+    }
+    req_free(req);
+}
+
+void sl_api_reply_json(struct sl_api_req *req, int status, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (s == NULL) {
+        if (body != NULL) {
+            sl_api_reply_error(req, 500, "Internal error");
+            return;
+        }
+        sl_api_reply_text(req, status, "application/json", "{}", 2);
+        return;
+    }
+    sl_api_reply_text(req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void sl_api_reply_error(struct sl_api_req *req, int status,
+                        const char *message)
+{
+    size_t len;
+    char *s = error_json(status, message ? message : status_text(status),
+                         &len);
+    if (s == NULL) {
+        sl_api_reply_text(req, 500, "application/json",
+                          "{\"error\":\"Internal error\",\"code\":500}", 37);
+        return;
+    }
+    sl_api_reply_text(req, status, "application/json", s, len);
+    free(s);
+}
+
+/* --------------------------------------------------------------------- */
+/* Request accessors                                                      */
+
+const char *sl_api_req_method(const struct sl_api_req *req)
+{
+    return req->method;
+}
+
+const char *sl_api_req_path(const struct sl_api_req *req)
+{
+    return req->url;
+}
+
+const char *sl_api_req_peer(const struct sl_api_req *req)
+{
+    return req->peer;
+}
+
+const char *sl_api_req_param(const struct sl_api_req *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < req->match.nparams; i++)
+        if (req->match.name_lens[i] == n &&
+            memcmp(req->match.names[i], name, n) == 0)
+            return req->match.values[i];
+    return NULL;
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..n) into buf; '+' is a space. */
+static int pct_decode(const char *s, size_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '+') {
+            ch = ' ';
+        } else if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+                   hexval(s[i + 2]) >= 0) {
+            ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return SL_ETOOBIG;
+        buf[o++] = ch;
+    }
+    if (cap == 0)
+        return SL_ETOOBIG;
+    buf[o] = '\0';
+    return 0;
+}
+
+int sl_api_req_query(const struct sl_api_req *req, const char *key,
+                     char *buf, size_t cap)
+{
+    size_t klen = strlen(key);
+    const char *p = req->query;
+    while (p != NULL && *p != '\0') {
+        const char *end = strchr(p, '&');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        size_t name_len = eq ? (size_t)(eq - p) : n;
+        if (name_len == klen && memcmp(p, key, klen) == 0) {
+            if (eq == NULL)
+                return pct_decode("", 0, buf, cap);
+            return pct_decode(eq + 1, n - name_len - 1, buf, cap);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return SL_ENOTFOUND;
+}
+
+const char *sl_api_req_body(const struct sl_api_req *req, size_t *len)
+{
+    if (len)
+        *len = req->body_len;
+    return req->body;
+}
+
+int sl_api_req_json(const struct sl_api_req *req, json_t **out)
+{
+    *out = NULL;
+    size_t i = 0;
+    while (i < req->body_len && (req->body[i] == ' ' || req->body[i] == '\n' ||
+                                 req->body[i] == '\r' || req->body[i] == '\t'))
+        i++;
+    if (i == req->body_len)
+        return 0;
+    json_error_t e;
+    *out = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &e);
+    return *out ? 0 : SL_EPARSE;
+}
+
+/* --------------------------------------------------------------------- */
+/* Parsing requests                                                       */
+
+static int head_add(struct conn *c, size_t n)
+{
+    c->head_bytes += n;
+    if (c->head_bytes > SL_API_HEAD_MAX) {
+        c->error_status = 431;
+        c->error_msg = "Request header too large";
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->started = 1;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (head_add(c, n) != 0)
+        return -1;
+    if (dynbuf_append(&c->url, at, n, SL_API_HEAD_MAX) != 0) {
+        c->error_status = 414;
+        c->error_msg = "URI too long";
+        return -1;
+    }
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (head_add(c, n + 4) != 0)
+        return -1;
+    if (c->last_was_value) {
+        c->field_len = 0;
+        c->field_overflow = 0;
+        c->last_was_value = 0;
+    }
+    if (c->field_len + n > FIELD_MAX) {
+        c->field_overflow = 1;
+        return 0;
+    }
+    memcpy(c->field + c->field_len, at, n);
+    c->field_len += n;
+    c->field[c->field_len] = '\0';
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    if (head_add(c, n) != 0)
+        return -1;
+    if (!c->last_was_value) {
+        c->last_was_value = 1;
+        c->in_authz = !c->field_overflow &&
+                      strcasecmp(c->field, "authorization") == 0;
+        if (c->in_authz)
+            c->authz_len = 0; /* the last Authorization header counts */
+    }
+    if (c->in_authz) {
+        if (c->authz_len + n > AUTHZ_MAX) {
+            c->error_status = 431;
+            c->error_msg = "Authorization header too large";
+            return -1;
+        }
+        memcpy(c->authz + c->authz_len, at, n);
+        c->authz_len += n;
+        c->authz[c->authz_len] = '\0';
+    }
+    return 0;
+}
+
+/* "Bearer <token>", scheme case-insensitive, spaces trimmed. */
+static int authorized(struct conn *c)
+{
+    struct sl_api_server *srv = c->srv;
+    if (!srv->need_auth)
+        return 1;
+    const char *v = c->authz;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t'))
+        return 0;
+    v += 6;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    char tok[AUTHZ_MAX + 1];
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    memcpy(tok, v, n);
+    tok[n] = '\0';
+    return sl_token_equal(tok, srv->token);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->headers_done = 1;
+    if (!authorized(c)) {
+        c->error_status = 401;
+        c->error_msg = "Unauthorized";
+        return -1;
+    }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > SL_API_BODY_MAX) {
+        c->error_status = 413;
+        c->error_msg = "Request body too large";
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    struct conn *c = p->data;
+    int rc = dynbuf_append(&c->body, at, n, SL_API_BODY_MAX);
+    if (rc != 0) {
+        c->error_status = rc == SL_ETOOBIG ? 413 : 500;
+        c->error_msg = rc == SL_ETOOBIG ? "Request body too large"
+                                        : "Out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+    c->complete = 1;
+    /* Stop here: the rest of the buffer is the next request, handled
+     * after this one's reply. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void dispatch(struct conn *c)
+{
+    struct sl_api_server *srv = c->srv;
+    struct sl_api_req *req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+        conn_fail(c, 500, "Out of memory");
+        return;
+    }
+    req->conn = c;
+    req->log = &srv->ctx->log;
+    req->conn_id = c->id;
+    snprintf(req->name, sizeof(req->name), "%s", srv->name);
+    snprintf(req->peer, sizeof(req->peer), "%s", c->peer);
+    snprintf(req->method, sizeof(req->method), "%s",
+             http_method_str((enum http_method)c->parser.method));
+    req->keep_alive = http_should_keep_alive(&c->parser) &&
+                      !c->parser.upgrade;
+    req->body_len = c->body.len;
+    req->body = dynbuf_take(&c->body);
+    req->url = dynbuf_take(&c->url);
+    if (req->body == NULL || req->url == NULL) {
+        req_free(req);
+        conn_fail(c, 500, "Out of memory");
+        return;
+    }
+    char *q = strchr(req->url, '?');
+    char *frag = strchr(req->url, '#');
+    if (frag)
+        *frag = '\0';
+    if (q) {
+        *q = '\0';
+        req->query = q + 1;
+    } else {
+        req->query = req->url + strlen(req->url);
+    }
+    if (req->url[0] != '/') {
+        req_free(req);
+        conn_fail(c, 400, "Bad request target");
+        return;
+    }
+    int r = sl_api_route_match(srv->routes, srv->nroutes, req->method,
+                               req->url, &req->match);
+    c->req = req;
+    if (r == -404) {
+        sl_api_reply_error(req, 404, "Not found");
+        return;
+    }
+    if (r == -405) {
+        sl_api_reply_error(req, 405, "Method not allowed");
+        return;
+    }
+    if (r < 0) {
+        sl_api_reply_error(req, 414, "URI too long");
+        return;
+    }
+    sl_debug(&srv->ctx->log, "%s: conn %lu from %s: %s %s", srv->name, c->id,
+             c->peer, req->method, req->url);
+    srv->routes[r].fn(req, srv->arg);
+}
+
+/* Feeds bytes to the parser; dispatches a complete request, keeping what
+ * follows it for later. */
+static void conn_feed(struct conn *c, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->error_status) {
+        conn_fail(c, c->error_status, c->error_msg);
+        return;
+    }
+    if (c->complete) {
+        http_parser_pause(&c->parser, 0);
+        if (n < len) {
+            /* Bound what a pipelining client may queue. */
+            if (len - n > SL_API_HEAD_MAX) {
+                conn_fail(c, 431, "Too much pipelined data");
+                return;
+            }
+            char *rest = malloc(len - n);
+            if (rest == NULL) {
+                conn_fail(c, 500, "Out of memory");
+                return;
+            }
+            memcpy(rest, data + n, len - n);
+            free(c->rest);
+            c->rest = rest;
+            c->rest_len = len - n;
+        }
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_stop(&c->timer);
+        dispatch(c);
+        return;
+    }
+    if (err != HPE_OK) {
+        conn_fail(c, 400, "Bad request");
+        return;
+    }
+    if (c->parser.upgrade) {
+        conn_fail(c, 400, "Upgrade not supported");
+        return;
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    (void)h;
+    buf->base = malloc(READ_CHUNK);
+    buf->len = buf->base ? READ_CHUNK : 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (nread < 0) {
+        free(buf->base);
+        conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
+        return;
+    }
+    if (nread > 0 && !c->closing && c->req == NULL && !c->writing)
+        conn_feed(c, buf->base, (size_t)nread);
+    free(buf->base);
+}
+
+static void conn_read_start(struct conn *c)
+{
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0)
+        conn_close(c, uv_strerror(rc));
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->closing || c->req != NULL || c->writing)
+        return;
+    if (c->started)
+        conn_fail(c, 408, "Request timeout");
+    else
+        conn_close(c, "idle timeout");
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    struct sl_api_server *srv = ls->data;
+    if (status < 0) {
+        sl_warn(&srv->ctx->log, "%s: accept failed: %s", srv->name,
+                uv_strerror(status));
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->srv = srv;
+    c->id = ++srv->next_id;
+    uv_tcp_init(srv->ctx->loop, &c->tcp);
+    uv_timer_init(srv->ctx->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    srv->handles++;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c, "accept failed");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+        sl_addr_str((struct sockaddr *)&ss, c->peer);
+    else
+        snprintf(c->peer, sizeof(c->peer), "?");
+    uv_tcp_nodelay(&c->tcp, 1);
+    sl_debug(&srv->ctx->log, "%s: conn %lu from %s: accepted", srv->name,
+             c->id, c->peer);
+    uv_timer_start(&c->timer, on_timeout, SL_API_TIMEOUT_MS,
+                   SL_API_TIMEOUT_MS);
+    conn_read_start(c);
+}
+
+/* --------------------------------------------------------------------- */
+/* Server                                                                 */
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct sl_api_server *srv = h->data;
+    srv->handles--;
+    server_maybe_free(srv);
+}
+
+int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
+                        struct sl_api_server **out)
+{
+    if (ctx == NULL || cfg == NULL || out == NULL || cfg->listen == NULL ||
+        (cfg->nroutes > 0 && cfg->routes == NULL))
+        return UV_EINVAL;
+    *out = NULL;
+    struct sockaddr_storage ss;
+    if (sl_addr_parse(cfg->listen, &ss) != 0)
+        return SL_EPARSE;
+    int loopback = sl_addr_is_loopback((struct sockaddr *)&ss);
+    int need_auth = !loopback || cfg->require_token;
+    const char *name = cfg->name ? cfg->name : "api";
+    int has_token = cfg->token != NULL && cfg->token[0] != '\0';
+    if (need_auth && !has_token) {
+        sl_error(&ctx->log, "%s: listening on %s %s an admin token", name,
+                 cfg->listen,
+                 loopback ? "with the token required needs"
+                          : "(not loopback) needs");
+        return SL_ECONFIG;
+    }
+    struct sl_api_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return UV_ENOMEM;
+    srv->ctx = ctx;
+    snprintf(srv->name, sizeof(srv->name), "%s", name);
+    srv->need_auth = need_auth;
+    if (has_token && (srv->token = strdup(cfg->token)) == NULL) {
+        free(srv);
+        return UV_ENOMEM;
+    }
+    srv->routes = cfg->routes;
+    srv->nroutes = cfg->nroutes;
+    srv->arg = cfg->arg;
+    uv_tcp_init(ctx->loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->handles = 1;
+    int rc = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&srv->listener, 128, on_connection);
+    if (rc == 0) {
+        struct sockaddr_storage bound;
+        int bl = sizeof(bound);
+        rc = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound,
+                                &bl);
+        if (rc == 0)
+            sl_addr_str((struct sockaddr *)&bound, srv->address);
+    }
+    if (rc != 0) {
+        sl_error(&ctx->log, "%s: listening on %s failed: %s", name,
+                 cfg->listen, uv_strerror(rc));
+        srv->closing = 1;
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+        return rc;
+    }
+    sl_info(&ctx->log, "%s: listening on %s (%s)", name, srv->address,
+            need_auth ? "bearer token required" : "loopback, no token");
+    *out = srv;
+    return 0;
+}
+
+void sl_api_server_close(struct sl_api_server *srv)
+{
+    if (srv == NULL || srv->closing)
+        return;
+    srv->closing = 1;
+    while (srv->conns != NULL)
+        conn_close(srv->conns, "server closing");
+    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+}
+
+int sl_api_server_address(const struct sl_api_server *srv, char *buf,
+                          size_t cap)
+{
+    int n = snprintf(buf, cap, "%s", srv->address);
+    return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
+}
