@@ -79,6 +79,7 @@ struct tcp_conn {
     uint8_t *pp_buf; /* PROXY phase buffer; afterwards the early data */
     size_t pp_len;
     size_t early_off; /* early data: pp_buf[early_off..pp_len] */
+    size_t early_bytes; /* early data forwarded, for the log */
     struct gai_req *gai;
     struct targets *targets;
 
@@ -154,7 +155,8 @@ static void log_end(struct tcp_conn *c)
              sl_addr_str(&c->client_addr.sa, a),
              (unsigned long long)(secs_ms / 1000),
              (unsigned long long)(secs_ms % 1000),
-             (unsigned long long)sl_relay_bytes(&c->relay, SL_RELAY_UP),
+             (unsigned long long)(sl_relay_bytes(&c->relay, SL_RELAY_UP) +
+                                  c->early_bytes),
              (unsigned long long)sl_relay_bytes(&c->relay, SL_RELAY_DOWN),
              c->reason == 0 ? "done" : sl_strerror(c->reason));
 }
@@ -227,6 +229,15 @@ static void start_relay(struct tcp_conn *c)
     /* The PROXY header and the bytes the client sent early go first: uv
      * writes are ordered, so the relay's own writes queue behind them. */
     size_t early = c->pp_len - c->early_off;
+    if (early > 0) {
+        /* Bytes read with the PROXY header are payload like any other. */
+        c->early_bytes = early;
+        int err = sl_hooks_on_read(&route->hooks, &c->hs, early, SL_HOOK_UP);
+        if (err != 0) {
+            conn_close(c, err);
+            return;
+        }
+    }
     if (rc->relay_proxy_protocol_header || early > 0) {
         struct early_write *w = calloc(1, sizeof(*w));
         if (w == NULL) {
