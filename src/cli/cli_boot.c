@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_boot_daemon.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "net/addr.h"
@@ -272,12 +273,10 @@ int sl_cli_boot(struct sl_cli *cli)
         }
         return boot_up(cli);
     }
-    if (strcmp(cli->argv[0], "down") == 0 ||
-        strcmp(cli->argv[0], "status") == 0) {
-        fprintf(stderr, "sluice: boot %s: not implemented yet\n",
-                cli->argv[0]);
-        return 2;
-    }
+    if (strcmp(cli->argv[0], "down") == 0)
+        return sl_cli_boot_down(cli);
+    if (strcmp(cli->argv[0], "status") == 0)
+        return sl_cli_boot_status(cli);
     fprintf(stderr, "sluice: boot: unknown subcommand '%s'\n%s", cli->argv[0],
             boot_usage);
     return 2;
