@@ -235,6 +235,16 @@ static int put(json_t *o, const char *name, json_t *v)
     return json_object_set_new(o, name, v) == 0 ? 0 : UV_ENOMEM;
 }
 
+/* json_string() refuses text that is not UTF-8 (and the parser would too):
+ * that is the caller's mistake, not a lack of memory. */
+static int put_str(json_t *o, const char *name, const char *s)
+{
+    json_t *v = json_string(s);
+    if (v == NULL)
+        return UV_EINVAL;
+    return put(o, name, v);
+}
+
 static json_t *uint_json(uint64_t v)
 {
     /* jansson's integers are signed 64-bit: clamp rather than wrap. */
@@ -289,17 +299,21 @@ static int encode_welcome(const struct sl_ctl_msg *m, json_t *o)
         json_decref(limits);
         return UV_ENOMEM;
     }
-    if (put(o, "identity", json_string(w->identity)) != 0 ||
-        put(o, "url", json_string(w->url)) != 0 ||
-        (w->username[0] != '\0' &&
-         put(o, "username", json_string(w->username)) != 0) ||
-        (w->password[0] != '\0' &&
-         put(o, "password", json_string(w->password)) != 0) ||
-        put(o, "limits", limits) != 0 ||
-        put(o, "ping_interval", json_integer(w->ping_interval)) != 0 ||
-        put(o, "pairing_window", json_integer(w->pairing_window)) != 0)
-        return UV_ENOMEM;
-    return 0;
+    /* The object owns limits from here on, whatever happens next. */
+    int rc = put(o, "limits", limits);
+    if (rc == 0)
+        rc = put_str(o, "identity", w->identity);
+    if (rc == 0)
+        rc = put_str(o, "url", w->url);
+    if (rc == 0 && w->username[0] != '\0')
+        rc = put_str(o, "username", w->username);
+    if (rc == 0 && w->password[0] != '\0')
+        rc = put_str(o, "password", w->password);
+    if (rc == 0)
+        rc = put(o, "ping_interval", json_integer(w->ping_interval));
+    if (rc == 0)
+        rc = put(o, "pairing_window", json_integer(w->pairing_window));
+    return rc;
 }
 
 static int encode_open(const struct sl_ctl_msg *m, json_t *o)
@@ -310,11 +324,12 @@ static int encode_open(const struct sl_ctl_msg *m, json_t *o)
         m->open.kind[0] == '\0' ||
         !bounded(m->open.target, sizeof(m->open.target)))
         return UV_EINVAL;
-    if (put(o, "fingerprint", json_string(m->open.fingerprint)) != 0 ||
-        put(o, "kind", json_string(m->open.kind)) != 0 ||
-        put(o, "target", json_string(m->open.target)) != 0)
-        return UV_ENOMEM;
-    return 0;
+    int rc = put_str(o, "fingerprint", m->open.fingerprint);
+    if (rc == 0)
+        rc = put_str(o, "kind", m->open.kind);
+    if (rc == 0)
+        rc = put_str(o, "target", m->open.target);
+    return rc;
 }
 
 static int encode_stats(const struct sl_ctl_msg *m, json_t *o)
@@ -338,10 +353,10 @@ static int encode_error(const struct sl_ctl_msg *m, json_t *o)
     if (!bounded(m->error.message, sizeof(m->error.message)) ||
         m->error.code < 0 || m->error.code > 999)
         return UV_EINVAL;
-    if (put(o, "message", json_string(m->error.message)) != 0 ||
-        put(o, "code", json_integer(m->error.code)) != 0)
-        return UV_ENOMEM;
-    return 0;
+    int rc = put_str(o, "message", m->error.message);
+    if (rc == 0)
+        rc = put(o, "code", json_integer(m->error.code));
+    return rc;
 }
 
 int sl_ctl_encode(const struct sl_ctl_msg *msg, char **out, size_t *outlen)
@@ -359,7 +374,7 @@ int sl_ctl_encode(const struct sl_ctl_msg *msg, char **out, size_t *outlen)
     o = json_object();
     if (o == NULL)
         return UV_ENOMEM;
-    rc = put(o, "type", json_string(type_names[msg->type]));
+    rc = put_str(o, "type", type_names[msg->type]);
     if (rc != 0)
         goto out;
     switch (msg->type) {

@@ -113,7 +113,8 @@ int sl_ctl_parse(const char *json, size_t len, struct sl_ctl_msg *out);
  * malloc'd string the caller frees with free(), and *outlen its length
  * (without the NUL). welcome omits username/password when empty. Returns
  * 0, UV_EINVAL (NULL argument, type SL_CTL_UNKNOWN, or a field that the
- * parser would refuse, e.g. an invalid identity), SL_ETOOBIG (over
+ * parser would refuse, e.g. an invalid identity or a string that is not
+ * UTF-8), SL_ETOOBIG (over
  * SL_CTL_MAX_MSG) or UV_ENOMEM; *out is NULL on failure. */
 int sl_ctl_encode(const struct sl_ctl_msg *msg, char **out, size_t *outlen);
 

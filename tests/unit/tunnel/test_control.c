@@ -106,6 +106,11 @@ static void test_welcome(void **state)
     memcpy(m.welcome.identity, "AB1234567890", 13);
     assert_int_equal(sl_ctl_encode(&m, &json, &len), UV_EINVAL);
     assert_null(json);
+    /* Not UTF-8: refused as the caller's mistake, not reported as ENOMEM. */
+    memcpy(m.welcome.identity, "ab1234567890", 13);
+    snprintf(m.welcome.url, sizeof(m.welcome.url), "http://\xff/");
+    assert_int_equal(sl_ctl_encode(&m, &json, &len), UV_EINVAL);
+    assert_null(json);
 }
 
 static void test_open_stats_error(void **state)
