@@ -1,0 +1,121 @@
+"""Traffic limits of a proxy allocation, enforced by the hub: an allocation
+made through the admin API with a 1 MB quota, used by a real bridge (its
+bridges.json seeded with the allocation's credentials), is cut off after
+about 1 MB with `429 Traffic limit exceeded`, and the API's counters match
+the bytes the user actually moved within one buffer (64 KiB)."""
+
+import os
+import socket
+
+import pytest
+
+from helpers import recv_all, scaled, wait_for
+from tunnel_x_support import TunnelEnv, big_file, http_get
+
+BUFFER = 64 * 1024
+QUOTA = 1000000
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = TunnelEnv(tmp_path)
+    yield e
+    problems = e.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def user_traffic(j):
+    t = j["traffic"]["user"]
+    return t["down"], t["up"]
+
+
+def test_traffic_limit_1mb(env):
+    hub = env.hub()
+    web = env.nginx(files={"small.txt": b"hello\n"})
+    big_file(os.path.join(web.root, "big.bin"), 8)
+    alloc = hub.create(traffic=QUOTA)
+    assert alloc["limits"]["traffic"] == QUOTA
+    node = env.node(hub, web.url, creds=alloc)
+    ident = alloc["identity"]
+    assert node.identity == ident
+
+    sent = received = 0
+    # A few small requests first: counted, well under the quota.
+    for _ in range(3):
+        req = ("GET /small.txt HTTP/1.1\r\nHost: %s\r\nConnection: close"
+               "\r\n\r\n" % hub.host(ident)).encode()
+        s = socket.create_connection(("127.0.0.1", hub.port),
+                                     timeout=scaled(10))
+        s.sendall(req)
+        data, how = recv_all(s, timeout=10)
+        s.close()
+        assert how == "eof" and b" 200 " in data[:20], data[:200]
+        sent += len(req)
+        received += len(data)
+
+    def counted():
+        down, up = user_traffic(hub.proxy(ident))
+        return (down, up) if down + up >= sent + received - BUFFER else None
+    wait_for(counted, 10, what="small requests counted")
+
+    # Then an 8 MiB download: the hub must end it after about 1 MB.
+    req = ("GET /big.bin HTTP/1.1\r\nHost: %s\r\n\r\n"
+           % hub.host(ident)).encode()
+    s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
+    try:
+        s.sendall(req)
+        data, how = recv_all(s, timeout=15)
+    finally:
+        s.close()
+    assert how in ("eof", "reset"), how
+    sent += len(req)
+    received += len(data)
+    moved = sent + received
+    assert QUOTA - BUFFER <= moved <= QUOTA + 2 * BUFFER, \
+        "connection ended after %d bytes moved (quota %d)" % (moved, QUOTA)
+
+    # The API's counters match what moved, within one buffer.
+    j = wait_for(lambda: (lambda j: j if j["limited"] else None)(
+        hub.proxy(ident)), 10, what="allocation marked limited")
+    down, up = user_traffic(j)
+    assert abs(down - received) <= BUFFER, (down, received)
+    assert abs(up - sent) <= BUFFER, (up, sent)
+    assert abs((down + up) - moved) <= BUFFER
+
+    # New requests are refused with the seed's words, and stay refused.
+    for _ in range(2):
+        st, _, body = http_get(hub.port, hub.host(ident), "/small.txt")
+        assert st == 429, (st, body)
+        assert b"Traffic limit exceeded" in body
+
+    # Counters in /metrics agree with the API.
+    m = hub.metrics()
+    key = 'sluice_proxy_limited{identity="%s"}' % ident
+    assert m.get(key) == 1, {k: v for k, v in m.items() if ident in k}
+
+
+def test_unlimited_allocation_not_cut(env):
+    """The same download on an allocation without a quota goes through
+    whole, and its counters grow by at least what moved."""
+    hub = env.hub()
+    web = env.nginx()
+    big_file(os.path.join(web.root, "big.bin"), 8)
+    alloc = hub.create()
+    node = env.node(hub, web.url, creds=alloc)
+    ident = node.identity
+    req = ("GET /big.bin HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+           % hub.host(ident)).encode()
+    s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
+    try:
+        s.sendall(req)
+        data, how = recv_all(s, timeout=30)
+    finally:
+        s.close()
+    assert how == "eof"
+    assert len(data) > 8 << 20
+    down, up = wait_for(lambda: (lambda t: t if t[0] >= len(data) else None)(
+        user_traffic(hub.proxy(ident))), 10, what="download counted")
+    assert abs(down - len(data)) <= BUFFER
+    assert abs(up - len(req)) <= BUFFER
+    assert hub.proxy(ident)["limited"] is False

@@ -1,0 +1,231 @@
+"""Hostile input on the hub's public port: malformed or forged data
+connections, credentials of another allocation, password guessing (401,
+then rate limited per source address), an oversized request head and a
+slowloris head. Each is refused on its own connection while a real bridge
+keeps serving (checked with curl after each)."""
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from helpers import scaled
+from tunnel_x_support import (PyBridge, TunnelEnv, control_attempt,
+                              curl_via, data_conn, http_get, new_fingerprint,
+                              read_head)
+
+HEAD_TIMEOUT = 10  # the hub's default for a request head (s)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A hub with one real bridge ("legit") and two allocations made
+    through the API and never used by a bridge (x, y)."""
+    env = TunnelEnv(tmp_path_factory.mktemp("security"))
+    try:
+        hub = env.hub()
+        up = env.hash_upstream("legit")
+        node = env.node(hub, up.url)
+        x = hub.create()
+        y = hub.create()
+    except BaseException:
+        env.close()
+        raise
+    yield {"env": env, "hub": hub, "node": node, "legit": node.identity,
+           "x": x, "y": y}
+    problems = env.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def still_serving(site):
+    cp = curl_via(site["hub"], site["legit"], "/check", "--fail")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "legit /check"
+    assert site["node"].alive() and site["hub"].alive()
+
+
+def refused(sock, want, timeout=10):
+    """The hub answers `want` and closes the connection."""
+    try:
+        st, head, _ = read_head(sock, timeout)
+        assert st == want, head
+        sock.settimeout(scaled(timeout))
+        try:
+            while sock.recv(65536):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+    finally:
+        sock.close()
+
+
+def test_malformed_hijack_refused(site):
+    hub, x = site["hub"], site["x"]
+    ident = x["identity"]
+    fp = new_fingerprint()
+    bad = ["", "|", ident, ident + "|", "|" + fp, ident.upper() + "|" + fp,
+           ident[:11] + "|" + fp, ident + "x|" + fp, ident + "|" + fp.upper(),
+           ident + "|" + fp[:-1], ident + "|" + fp + "|" + fp,
+           ident + "|" + fp.replace("-4", "-1", 1),  # not a v4 UUID
+           ident + "|" + fp + "\t", ident + " |" + fp, "a" * 8000]
+    for value in bad:
+        s = data_conn(hub, x["username"], x["password"], value)
+        refused(s, 400)
+    # and no Sluice-Hijack header at all
+    s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
+    from tunnel_x_support import basic, upgrade_request
+    s.sendall(upgrade_request("/_sluice/v1/data", "127.0.0.1",
+                              {"Authorization": basic(x["username"],
+                                                      x["password"])}))
+    refused(s, 400)
+    still_serving(site)
+
+
+def test_identity_not_belonging_to_credentials(site):
+    hub, x, y = site["hub"], site["x"], site["y"]
+    for ident in (site["legit"], y["identity"]):
+        s = data_conn(hub, x["username"], x["password"],
+                      "%s|%s" % (ident, new_fingerprint()))
+        refused(s, 403)
+    # an identity nobody has: still not the caller's
+    s = data_conn(hub, x["username"], x["password"],
+                  "zz0000000000|%s" % new_fingerprint())
+    refused(s, 403)
+    still_serving(site)
+
+
+def test_forged_fingerprint_reused(site):
+    """A fingerprint the hub handed out and that was used once cannot be
+    used again, by the same credentials or another allocation's."""
+    pytest.importorskip("websockets")
+    hub, x, y = site["hub"], site["x"], site["y"]
+    result = {}
+
+    async def run():
+        br = PyBridge(hub.port, x["username"], x["password"], body=b"py")
+        await br.connect()
+        assert br.identity == x["identity"]
+        serving = asyncio.ensure_future(br.serve())
+
+        def user():
+            result["first"] = http_get(hub.port, hub.host(br.identity), "/")
+        t = threading.Thread(target=user)
+        t.start()
+        await asyncio.get_running_loop().run_in_executor(
+            None, t.join, scaled(20))
+        result["fingerprints"] = list(br.fingerprints)
+        result["errors"] = list(br.errors)
+        await br.close()
+        serving.cancel()
+    asyncio.run(run())
+    st, _, body = result["first"]
+    assert (st, body) == (200, b"py"), result
+    assert result["fingerprints"], "the hub sent no open"
+    fp = result["fingerprints"][0]
+    # the same fingerprint again: already used
+    s = data_conn(hub, x["username"], x["password"],
+                  "%s|%s" % (x["identity"], fp))
+    refused(s, 409)
+    # the same fingerprint with another allocation's credentials
+    s = data_conn(hub, y["username"], y["password"],
+                  "%s|%s" % (x["identity"], fp))
+    refused(s, 403)
+    still_serving(site)
+
+
+def test_wrong_password_401_then_rate_limited(site):
+    hub, x = site["hub"], site["x"]
+    src = "127.0.0.2"  # failures count per source address
+    statuses = []
+    for _ in range(12):
+        st = control_attempt(hub, x["username"], "wrong" + x["password"][5:],
+                             source=src)
+        statuses.append(st)
+        if st == 429:
+            break
+    assert statuses[0] == 401, statuses
+    assert statuses[-1] == 429, statuses
+    assert set(statuses[:-1]) == {401}, statuses
+    assert len(statuses) <= 7, statuses
+    # limited means limited: the right password from there is not checked
+    assert control_attempt(hub, x["username"], x["password"],
+                           source=src) == 429
+    # data connections with a wrong password from there: refused too
+    s = data_conn(hub, x["username"], "nope", "%s|%s" % (
+        x["identity"], new_fingerprint()), source=src)
+    refused(s, 429)
+    # an unknown user from a fresh address: 401, not 404
+    assert control_attempt(hub, "nobody", "x" * 24,
+                           source="127.0.0.3") == 401
+    # another address is not affected
+    assert control_attempt(hub, x["username"], x["password"],
+                           source="127.0.0.4") == 101
+    still_serving(site)
+
+
+def test_oversized_head_cut_off(site):
+    hub = site["hub"]
+    for host in (hub.host(site["legit"]), "127.0.0.1:%d" % hub.port):
+        s = socket.create_connection(("127.0.0.1", hub.port),
+                                     timeout=scaled(10))
+        t0 = time.monotonic()
+        try:
+            s.sendall(("GET / HTTP/1.1\r\nHost: %s\r\n" % host).encode())
+            filler = b"X-Fill: " + b"a" * 1000 + b"\r\n"
+            sent = 0
+            try:
+                while sent < 80 * 1024:  # over the 64 KiB head cap
+                    s.sendall(filler)
+                    sent += len(filler)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            st, head, _ = read_head(s, timeout=10)
+            assert st in (431, None), head
+        finally:
+            s.close()
+        assert time.monotonic() - t0 < scaled(5)
+    still_serving(site)
+
+
+def test_slowloris_head_cut_off(site):
+    hub = site["hub"]
+    s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
+    t0 = time.monotonic()
+    closed_after = None
+    try:
+        head = ("GET / HTTP/1.1\r\nHost: %s\r\nX-Slow: " %
+                hub.host(site["legit"])).encode()
+        s.sendall(head[:1])
+        # One byte a second is the attack itself, not a wait for a
+        # condition; bounded to well past the head timeout.
+        s.setblocking(False)
+        for i in range(int(HEAD_TIMEOUT * 2 + 5)):
+            time.sleep(1)
+            try:
+                if s.recv(65536, socket.MSG_PEEK) is not None:
+                    closed_after = time.monotonic() - t0
+                    break
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed_after = time.monotonic() - t0
+                break
+            if i == 3:
+                # the hub serves others while this head trickles in
+                still_serving(site)
+            try:
+                s.send(head[1 + i:2 + i] or b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - t0
+                break
+        assert closed_after is not None, "slow head never cut off"
+        assert closed_after <= HEAD_TIMEOUT + scaled(3), closed_after
+        s.setblocking(True)
+        st, text, _ = read_head(s, timeout=5)
+        assert st in (408, None), text
+    finally:
+        s.close()
+    still_serving(site)

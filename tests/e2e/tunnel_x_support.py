@@ -1,0 +1,662 @@
+"""Peers for the heavy tunnel tests (test_tunnel_x_*.py) and bench/tunnel:
+the hub and the bridge node as processes, upstreams that hash what they
+get or name themselves, a WebSocket echo server, a raw data-connection
+client and a small Python bridge speaking the control protocol.
+
+The hub and the node run in their own process groups with output in files
+(helpers.Proc). problems() gives what a test must fail on: an exit code
+other than 0 after SIGTERM, or a sanitizer report.
+
+SLUICE_TEST_BIG_MB (default 100) sizes the big transfers; a sanitizer build
+on a small machine may want 30.
+"""
+
+import asyncio
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from helpers import (Proc, recv_all, sanitizer_report, scaled, sluice_bin,
+                     tcp_listening, wait_for, free_port)
+
+BIG_MB = int(os.environ.get("SLUICE_TEST_BIG_MB", "100") or "100")
+
+HUB_RE = re.compile(r"^hub listening http://(\S+):(\d+) domain (\S+)$", re.M)
+BRIDGE_RE = re.compile(r"^bridge ([a-z0-9]{12}) (\S+) -> (\S+)$", re.M)
+
+
+def _problems(proc, stopped, stop):
+    out = []
+    if not stopped:
+        if proc.alive():
+            rc = stop()
+            if rc is None:
+                out.append("%s did not exit within %.0fs of SIGTERM"
+                           % (proc.name, scaled(15)))
+            elif rc != 0:
+                out.append("%s exited with code %d after SIGTERM"
+                           % (proc.name, rc))
+        else:
+            out.append("%s died during the test with code %s"
+                       % (proc.name, proc.popen.returncode))
+    proc.kill_group()
+    report = sanitizer_report(proc.stderr())
+    if report:
+        out.append("sanitizer report in %s's stderr:\n%s"
+                   % (proc.name, report))
+    return out
+
+
+class Role:
+    """Common part of Hub and Node."""
+    proc = None
+    stopped = False
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        self.stopped = True
+        self.proc.signal(sig)
+        rc = self.proc.wait(timeout)
+        if rc is None:
+            self.proc.kill_group()
+        return rc
+
+    def kill(self):
+        """SIGKILL, as a crash would; not reported as a problem."""
+        self.stopped = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+
+    def problems(self):
+        return _problems(self.proc, self.stopped, self.stop)
+
+    def alive(self):
+        return self.proc.alive()
+
+    def rss_kib(self, field="VmRSS"):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return None
+
+
+class Hub(Role):
+    """`sluice boot up --proxy` on free loopback ports (public and API)."""
+
+    def __init__(self, workdir, name="hub", args=(), binary=None, env=None,
+                 http_port=None, state_dir=None):
+        self.workdir = str(workdir)
+        self.port = http_port or free_port()
+        self.api_port = free_port()
+        self.state_dir = state_dir or os.path.join(self.workdir,
+                                                   name + "-state")
+        argv = [binary or sluice_bin(), "boot", "up", "--proxy",
+                "--http", "127.0.0.1:%d" % self.port,
+                "--api", "127.0.0.1:%d" % self.api_port,
+                "--state-dir", self.state_dir] + list(args)
+        self.proc = Proc(argv, self.workdir, name, env=env)
+        self.pid = self.proc.pid
+
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("hub exited before listening:\n"
+                                     + self.proc.describe())
+            m = HUB_RE.search(self.proc.stdout())
+            return m if (m and tcp_listening(self.api_port)) else None
+        m = wait_for(ready, 20, what="hub listening line")
+        self.domain = m.group(3)
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def host(self, identity):
+        return "%s.%s:%d" % (identity, self.domain, self.port)
+
+    def api(self, method, path, body=None, timeout=10):
+        """(status, parsed JSON or text) of one admin API request."""
+        c = http.client.HTTPConnection("127.0.0.1", self.api_port,
+                                       timeout=scaled(timeout))
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            hdrs = {"Content-Type": "application/json"} if data else {}
+            c.request(method, path, body=data, headers=hdrs)
+            r = c.getresponse()
+            raw = r.read().decode("utf-8", "replace")
+            try:
+                return r.status, json.loads(raw)
+            except ValueError:
+                return r.status, raw
+        finally:
+            c.close()
+
+    def create(self, bridges=0, traffic=0):
+        st, j = self.api("POST", "/api/proxy/",
+                         {"limits": {"bridges": bridges,
+                                     "traffic": traffic}}, timeout=30)
+        assert st == 201, (st, j)
+        return j
+
+    def proxy(self, identity):
+        st, j = self.api("GET", "/api/proxy/%s/" % identity)
+        assert st == 200, (st, j)
+        return j
+
+    def metrics(self):
+        """{name or name{labels}: float} of /metrics."""
+        st, text = self.api("GET", "/metrics")
+        assert st == 200, (st, text)
+        out = {}
+        for line in str(text).splitlines():
+            if not line or line.startswith("#"):
+                continue
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+        return out
+
+
+class Node(Role):
+    """`sluice boot up --bridge`. With creds (the answer of the hub's
+    POST /api/proxy/), bridges.json is written first so the bridge uses
+    that allocation instead of asking for a new one."""
+
+    def __init__(self, workdir, hub, upstream, name="node", creds=None,
+                 pool=None, args=(), binary=None, env=None, wait=True):
+        self.workdir = str(workdir)
+        self.state_dir = os.path.join(self.workdir, name + "-state")
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        self.hub = hub
+        self.upstream = upstream
+        self.api_port = free_port()
+        argv = [binary or sluice_bin(), "boot", "up", "--bridge",
+                "--hub", hub.url, "--state-dir", self.state_dir,
+                "--api", "127.0.0.1:%d" % self.api_port]
+        if creds is not None:
+            rec = {"identity": creds["identity"], "upstream": upstream,
+                   "hub": hub.url, "username": creds["username"],
+                   "password": creds["password"], "token": "",
+                   "url": creds.get("url", ""), "disconnected": False,
+                   "created_at": int(time.time() * 1000),
+                   "connected_at": 0, "last_seen": 0}
+            path = os.path.join(self.state_dir, "bridges.json")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": 1, "bridges": [rec]}, f)
+        else:
+            argv += ["--upstream", upstream]
+        if pool is not None:
+            argv += ["--pool", str(pool)]
+        argv += list(args)
+        self.proc = Proc(argv, self.workdir, name, env=env)
+        self.pid = self.proc.pid
+        self.identity = None
+        if wait:
+            self.wait_bridges(1)
+
+    def bridges(self):
+        return BRIDGE_RE.findall(self.proc.stdout())
+
+    def wait_bridges(self, n, timeout=20):
+        def ready():
+            if not self.proc.alive():
+                raise AssertionError("node exited:\n" + self.proc.describe())
+            b = self.bridges()
+            return b if len(b) >= n else None
+        b = wait_for(ready, timeout, what="%d bridge line(s)" % n)
+        self.identity = b[0][0]
+        return b
+
+    def add_bridge(self, upstream):
+        c = http.client.HTTPConnection("127.0.0.1", self.api_port,
+                                       timeout=scaled(10))
+        try:
+            c.request("POST", "/api/bridge/", body=json.dumps(
+                {"upstream": upstream, "hub": self.hub.url}).encode(),
+                headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+
+# ------------------------------------------------------------ user side
+
+def http_get(port, host, path="/", timeout=10, method="GET", body=None,
+             headers=None):
+    """(status, headers dict, body) of one request to the hub's public
+    port with the given Host, on its own connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=scaled(timeout))
+    try:
+        h = {"Host": host}
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read()
+    finally:
+        c.close()
+
+
+def read_response(sock, timeout=10):
+    """Reads one HTTP/1.1 response with Content-Length (or until EOF) from
+    sock. Returns (status, head text, body)."""
+    sock.settimeout(scaled(timeout))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = sock.recv(65536)
+        if not b:
+            raise AssertionError("EOF before a response head: %r" % buf)
+        buf += b
+        assert len(buf) < 1 << 20
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    text = head.decode("latin-1")
+    status = int(text.split(" ", 2)[1])
+    m = re.search(r"(?im)^content-length:\s*(\d+)", text)
+    if m:
+        n = int(m.group(1))
+        while len(rest) < n:
+            b = sock.recv(65536)
+            if not b:
+                raise AssertionError("EOF in a body")
+            rest += b
+        return status, text, rest[:n]
+    data, _ = recv_all(sock, timeout=timeout)
+    return status, text, rest + data
+
+
+# ------------------------------------------------------------ upstreams
+
+class _Threaded:
+    def __init__(self, handler_cls, **attrs):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        self.server.daemon_threads = True
+        for k, v in attrs.items():
+            setattr(self.server, k, v)
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class _HashHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _body_chunks(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            while True:
+                line = self.rfile.readline(1024)
+                n = int(line.split(b";")[0].strip(), 16)
+                if n == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b""):
+                        pass
+                    return
+                left = n
+                while left:
+                    b = self.rfile.read(min(left, 1 << 20))
+                    if not b:
+                        return
+                    left -= len(b)
+                    yield b
+                self.rfile.readline(16)
+        else:
+            left = int(self.headers.get("Content-Length", "0"))
+            while left:
+                b = self.rfile.read(min(left, 1 << 20))
+                if not b:
+                    return
+                left -= len(b)
+                yield b
+
+    def _hash(self):
+        h = hashlib.sha256()
+        n = 0
+        for b in self._body_chunks():
+            h.update(b)
+            n += len(b)
+        out = json.dumps({"sha256": h.hexdigest(), "length": n,
+                          "forwarded_for": self.headers.get(
+                              "X-Forwarded-For", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_POST = _hash
+    do_PUT = _hash
+
+    def do_GET(self):
+        out = ("%s %s" % (self.server.name, self.path)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+class HashUpstream(_Threaded):
+    """POST/PUT: answers {"sha256", "length"} of the body it read.
+    GET: answers "<name> <path>", so a test can tell upstreams apart."""
+
+    def __init__(self, name="upstream"):
+        super().__init__(_HashHandler, name=name)
+
+
+class WsEcho:
+    """A websockets echo server (text stays text, binary stays binary) in
+    its own thread and event loop."""
+
+    def __init__(self, max_size=4 << 20):
+        import websockets
+        self.loop = asyncio.new_event_loop()
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        started = threading.Event()
+
+        async def echo(ws, path=None):
+            try:
+                async for msg in ws:
+                    await ws.send(msg)
+            except websockets.ConnectionClosed:
+                pass
+
+        async def main():
+            self.server = await websockets.serve(echo, "127.0.0.1",
+                                                 self.port, max_size=max_size)
+            started.set()
+            await self.server.wait_closed()
+
+        def run():
+            self.loop.run_until_complete(main())
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not started.wait(scaled(10)):
+            raise AssertionError("WebSocket echo server did not start")
+
+    def stop(self):
+        def close():
+            self.server.close()
+        self.loop.call_soon_threadsafe(close)
+        self.thread.join(timeout=5)
+
+
+def big_file(path, mb):
+    """Writes mb MiB of pseudo-random bytes to path; returns the sha256."""
+    h = hashlib.sha256()
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(mb):
+            # each MiB differs, so a misplaced block changes the hash
+            b = i.to_bytes(8, "little") + block[8:]
+            h.update(b)
+            f.write(b)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------ protocol clients
+
+def basic(username, password):
+    return "Basic " + base64.b64encode(
+        ("%s:%s" % (username, password)).encode()).decode()
+
+
+def ws_key():
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def upgrade_request(path, host, headers=None):
+    lines = ["GET %s HTTP/1.1" % path, "Host: %s" % host,
+             "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: %s" % ws_key(),
+             "Sec-WebSocket-Version: 13"]
+    for k, v in (headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_head(sock, timeout=10):
+    """(status or None on EOF, head text, bytes after the head)."""
+    sock.settimeout(scaled(timeout))
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        try:
+            b = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            b = b""
+        if not b:
+            return None, buf.decode("latin-1"), b""
+        buf += b
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    text = head.decode("latin-1")
+    return int(text.split(" ", 2)[1]), text, rest
+
+
+def data_conn(hub, username, password, hijack, raw=True, source=None,
+              timeout=10):
+    """Opens a data connection with the given Sluice-Hijack value and
+    returns the connected socket (the request sent, nothing read)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(scaled(timeout))
+    if source:
+        s.bind((source, 0))
+    s.connect(("127.0.0.1", hub.port))
+    h = {"Authorization": basic(username, password),
+         "Sluice-Hijack": hijack}
+    if raw:
+        h["Sluice-Framing"] = "raw"
+    s.sendall(upgrade_request("/_sluice/v1/data", "127.0.0.1:%d" % hub.port,
+                              h))
+    return s
+
+
+def control_attempt(hub, username=None, password=None, source=None,
+                    timeout=10):
+    """One control upgrade; returns the status (None if closed)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(scaled(timeout))
+    try:
+        if source:
+            s.bind((source, 0))
+        s.connect(("127.0.0.1", hub.port))
+        h = {}
+        if username is not None:
+            h["Authorization"] = basic(username, password)
+        s.sendall(upgrade_request("/_sluice/v1/control",
+                                  "127.0.0.1:%d" % hub.port, h))
+        st, _, _ = read_head(s, timeout)
+        return st
+    finally:
+        s.close()
+
+
+class PyBridge:
+    """A bridge written in Python on asyncio (websockets for the control
+    connection, raw sockets for data): it answers every `open` with a data
+    connection and, once paired, reads the user's request head and answers
+    `200` with `body` (keep-alive), then keeps the pair open. Used to see
+    the fingerprints the hub hands out and to hold many bridges at little
+    cost (bench/tunnel). Run its coroutines on one event loop."""
+
+    def __init__(self, hub_port, username=None, password=None, body=b"ok",
+                 answer=True):
+        self.hub_port = hub_port
+        self.username = username
+        self.password = password
+        self.body = body
+        self.answer = answer
+        self.identity = None
+        self.fingerprints = []   # every fingerprint seen in `open`
+        self.welcome = None
+        self.ws = None
+        self.pairs = []          # (reader, writer) of paired data conns
+        self.errors = []
+
+    async def connect(self):
+        import websockets
+        hdrs = {}
+        if self.username:
+            hdrs["Authorization"] = basic(self.username, self.password)
+        self.ws = await websockets.connect(
+            "ws://127.0.0.1:%d/_sluice/v1/control" % self.hub_port,
+            extra_headers=hdrs, max_size=1 << 16, ping_interval=None,
+            open_timeout=scaled(30), close_timeout=1)
+        await self.ws.send(json.dumps({"type": "hello", "version": 1,
+                                       "capabilities": ["http"],
+                                       "pool": 0}))
+        while True:
+            msg = json.loads(await self.ws.recv())
+            if msg.get("type") == "welcome":
+                break
+        self.welcome = msg
+        self.identity = msg["identity"]
+        if msg.get("username"):
+            self.username = msg["username"]
+            self.password = msg["password"]
+        return msg
+
+    async def serve(self):
+        """Answers `open` messages until the control connection closes."""
+        import websockets
+        try:
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                if msg.get("type") == "open":
+                    self.fingerprints.append(msg["fingerprint"])
+                    if self.answer:
+                        asyncio.ensure_future(self._data(msg["fingerprint"]))
+        except websockets.ConnectionClosed:
+            pass
+
+    async def _data(self, fingerprint):
+        try:
+            r, w = await asyncio.open_connection("127.0.0.1", self.hub_port)
+            w.write(upgrade_request(
+                "/_sluice/v1/data", "127.0.0.1:%d" % self.hub_port,
+                {"Authorization": basic(self.username, self.password),
+                 "Sluice-Hijack": "%s|%s" % (self.identity, fingerprint),
+                 "Sluice-Framing": "raw"}))
+            head = await r.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 101") or \
+                    b"sluice-framing: raw" not in head.lower():
+                self.errors.append(head[:200])
+                w.close()
+                return
+            self.pairs.append((r, w))
+            while True:
+                req = await r.readuntil(b"\r\n\r\n")
+                if not req:
+                    break
+                w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                        b"Content-Type: text/plain\r\n\r\n%s"
+                        % (len(self.body), self.body))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+
+    async def close(self):
+        for _, w in self.pairs:
+            w.close()
+        if self.ws is not None:
+            await self.ws.close()
+
+
+def new_fingerprint():
+    return str(uuid.uuid4())
+
+
+# ------------------------------------------------------------ environment
+
+class TunnelEnv:
+    """What one test (or module) starts: hubs, nodes, upstreams. close()
+    stops nodes first, then hubs, then the rest, and returns the problems
+    (exit codes, sanitizer reports) the test must fail on."""
+
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        self.nodes = []
+        self.hubs = []
+        self.others = []
+        self._n = 0
+
+    def _dir(self, name):
+        self._n += 1
+        d = os.path.join(self.workdir, "%s%d" % (name, self._n))
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def hub(self, **kw):
+        h = Hub(self.workdir, name="hub%d" % len(self.hubs), **kw)
+        self.hubs.append(h)
+        return h
+
+    def node(self, hub, upstream, **kw):
+        kw.setdefault("name", "node%d" % len(self.nodes))
+        n = Node(self.workdir, hub, upstream, **kw)
+        self.nodes.append(n)
+        return n
+
+    def nginx(self, files=None):
+        from peers import HttpServer
+        s = HttpServer(self._dir("nginx"), files=files)
+        s.url = "http://127.0.0.1:%d" % s.port
+        self.others.append(s)
+        return s
+
+    def hash_upstream(self, name="upstream"):
+        u = HashUpstream(name)
+        self.others.append(u)
+        return u
+
+    def ws_echo(self):
+        u = WsEcho()
+        self.others.append(u)
+        return u
+
+    def close(self):
+        problems = []
+        for r in self.nodes + self.hubs:
+            problems.extend(r.problems())
+        for o in self.others:
+            try:
+                o.stop()
+            except Exception as e:  # a peer that fails to stop is no bug
+                problems.append("stopping %r: %r" % (o, e))
+        return problems
+
+
+def curl(*args, timeout=60):
+    """Runs curl -sS with args; returns the CompletedProcess (text)."""
+    import subprocess
+    return subprocess.run(["curl", "-sS"] + [str(a) for a in args],
+                          capture_output=True, timeout=scaled(timeout),
+                          stdin=subprocess.DEVNULL)
+
+
+def curl_via(hub, identity, path="/", *args, timeout=60):
+    """curl to http://<identity>.<domain>:<port><path> resolved to
+    loopback."""
+    host = "%s.%s" % (identity, hub.domain)
+    return curl("--resolve", "%s:%d:127.0.0.1" % (host, hub.port),
+                "http://%s:%d%s" % (host, hub.port, path), *args,
+                timeout=timeout)
