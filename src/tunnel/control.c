@@ -273,8 +273,11 @@ static int encode_hello(const struct sl_ctl_msg *m, json_t *o)
         json_decref(caps);
         return UV_ENOMEM;
     }
-    if (put(o, "version", json_integer(m->hello.version)) != 0 ||
-        put(o, "capabilities", caps) != 0 ||
+    if (put(o, "version", json_integer(m->hello.version)) != 0) {
+        json_decref(caps); /* not handed to the object yet */
+        return UV_ENOMEM;
+    }
+    if (put(o, "capabilities", caps) != 0 ||
         put(o, "pool", json_integer(m->hello.pool)) != 0)
         return UV_ENOMEM;
     return 0;
@@ -299,16 +302,18 @@ static int encode_welcome(const struct sl_ctl_msg *m, json_t *o)
         json_decref(limits);
         return UV_ENOMEM;
     }
-    /* The object owns limits from here on, whatever happens next. */
-    int rc = put(o, "limits", limits);
-    if (rc == 0)
-        rc = put_str(o, "identity", w->identity);
+    int rc = put_str(o, "identity", w->identity);
     if (rc == 0)
         rc = put_str(o, "url", w->url);
     if (rc == 0 && w->username[0] != '\0')
         rc = put_str(o, "username", w->username);
     if (rc == 0 && w->password[0] != '\0')
         rc = put_str(o, "password", w->password);
+    if (rc != 0) {
+        json_decref(limits); /* not handed to the object yet */
+        return rc;
+    }
+    rc = put(o, "limits", limits);
     if (rc == 0)
         rc = put(o, "ping_interval", json_integer(w->ping_interval));
     if (rc == 0)

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -258,6 +259,62 @@ static void test_limits(void **state)
     free(buf);
 }
 
+/* Allocation-failure injection: jansson allocates through these hooks;
+ * the Nth allocation and every later one fail. Each failing run must end
+ * in a clean error (ASan reports any leak on the error paths). */
+static int alloc_budget = -1;
+
+static void *failing_malloc(size_t n)
+{
+    if (alloc_budget == 0)
+        return NULL;
+    if (alloc_budget > 0)
+        alloc_budget--;
+    return malloc(n);
+}
+
+static void test_alloc_failures(void **state)
+{
+    static const char *const msgs[] = {
+        "{\"type\":\"welcome\",\"identity\":\"ab1234567890\",\"url\":\"u\","
+        "\"username\":\"Abc123\",\"password\":\"p\","
+        "\"limits\":{\"bridges\":1,\"traffic\":5}}",
+        "{\"type\":\"hello\",\"version\":1,\"capabilities\":[\"http\",\"tcp\","
+        "\"udp\"],\"pool\":2}",
+        "{\"type\":\"stats\",\"traffic\":{\"down\":5,\"up\":6},\"limit\":7}",
+        "{\"type\":\"open\",\"fingerprint\":\"" FP "\",\"kind\":\"http\"}",
+        "{\"type\":\"error\",\"message\":\"x\",\"code\":502}",
+    };
+    json_set_alloc_funcs(failing_malloc, free);
+    for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+        struct sl_ctl_msg m;
+        alloc_budget = -1;
+        assert_int_equal(parse(msgs[i], &m), 0);
+        int ok_parse = 0, ok_encode = 0;
+        for (int budget = 0; budget < 200; budget++) {
+            struct sl_ctl_msg p;
+            alloc_budget = budget;
+            int rc = parse(msgs[i], &p);
+            assert_true(rc == 0 || rc == UV_ENOMEM || rc == SL_EPARSE);
+            ok_parse |= rc == 0;
+            char *json = NULL;
+            size_t len;
+            alloc_budget = budget;
+            rc = sl_ctl_encode(&m, &json, &len);
+            assert_true(rc == 0 || rc == UV_ENOMEM || rc == UV_EINVAL);
+            if (rc == 0) {
+                ok_encode = 1;
+                free(json);
+            } else {
+                assert_null(json);
+            }
+        }
+        assert_true(ok_parse && ok_encode);
+    }
+    alloc_budget = -1;
+    json_set_alloc_funcs(malloc, free);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_alloc_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
