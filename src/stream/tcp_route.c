@@ -588,13 +588,26 @@ static void start_conn(struct tcp_conn *c)
 {
     struct sl_route *route = c->route;
     const struct sl_route_config *rc = route->cfg;
-    int len = sizeof(c->peer);
-    if (uv_tcp_getpeername(&c->client, &c->peer.sa, &len) != 0)
-        memset(&c->peer, 0, sizeof(c->peer));
+    struct sockaddr_storage ss, v4;
+    int len = sizeof(ss);
+    memset(&c->peer, 0, sizeof(c->peer));
+    if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0) {
+        /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; log,
+         * match and relay them as the IPv4 addresses they are. */
+        const struct sockaddr *sa = (struct sockaddr *)&ss;
+        if (sl_addr_unmap(sa, &v4))
+            sa = (struct sockaddr *)&v4;
+        memcpy(&c->peer, sa, sl_addr_len(sa));
+    }
     c->client_addr = c->peer;
-    len = sizeof(c->orig_dst);
-    if (uv_tcp_getsockname(&c->client, &c->orig_dst.sa, &len) == 0)
+    len = sizeof(ss);
+    if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&ss, &len) == 0) {
+        const struct sockaddr *sa = (struct sockaddr *)&ss;
+        if (sl_addr_unmap(sa, &v4))
+            sa = (struct sockaddr *)&v4;
+        memcpy(&c->orig_dst, sa, sl_addr_len(sa));
         c->have_orig_dst = 1;
+    }
     uv_tcp_nodelay(&c->client, 1);
 
     char a[SL_ADDR_STRLEN];
