@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_boot_daemon.h"
+#include "cli/cli_boot_hub.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "net/addr.h"
@@ -184,6 +185,9 @@ static int boot_up(struct sl_cli *cli)
 {
     struct sl_ctx *ctx = cli->ctx;
     struct boot b = {.ctx = ctx};
+    for (int i = 1; i < cli->argc; i++) /* the hub has its own options */
+        if (strcmp(cli->argv[i], "--proxy") == 0)
+            return sl_cli_boot_hub(cli);
     int rc = parse_up(cli, &b.opts);
     if (rc != 0)
         return rc;

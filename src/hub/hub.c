@@ -1,0 +1,1035 @@
+#include "hub/hub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "core/error.h"
+#include "hub/hub_int.h"
+#include "tunnel/host_route.h"
+
+#define RATE_WINDOW_MS 60000
+
+/* Blocks. A small free list saves the malloc/free (and heap trims) of a
+ * 64 KiB buffer per read on busy connections. */
+
+struct hub_block *hub_block_get(struct sl_hub *hub)
+{
+    struct hub_block *b = hub->free_blocks;
+    if (b != NULL) {
+        hub->free_blocks = b->next;
+        hub->nfree_blocks--;
+        b->next = NULL;
+        return b;
+    }
+    b = malloc(sizeof(*b));
+    if (b != NULL)
+        b->next = NULL;
+    return b;
+}
+
+void hub_block_put(struct sl_hub *hub, struct hub_block *b)
+{
+    if (b == NULL)
+        return;
+    if (hub->nfree_blocks >= HUB_FREE_BLOCKS || hub->stopping) {
+        free(b);
+        return;
+    }
+    b->next = hub->free_blocks;
+    hub->free_blocks = b;
+    hub->nfree_blocks++;
+}
+
+/* Allocations. */
+
+static unsigned bucket_of(const char *identity)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = identity; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % HUB_BUCKETS;
+}
+
+struct hub_alloc *hub_alloc_find(struct sl_hub *hub, const char *identity)
+{
+    for (struct hub_alloc *a = hub->buckets[bucket_of(identity)]; a;
+         a = a->hnext)
+        if (strcmp(a->identity, identity) == 0)
+            return a;
+    return NULL;
+}
+
+struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
+{
+    struct hub_alloc *a = hub_alloc_find(hub, s->identity);
+    if (a != NULL)
+        return a;
+    if (strlen(s->identity) != SL_IDENTITY_LEN)
+        return NULL;
+    a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return NULL;
+    a->hub = hub;
+    memcpy(a->identity, s->identity, SL_IDENTITY_LEN + 1);
+    snprintf(a->username, sizeof(a->username), "%s", s->username);
+    snprintf(a->password_hash, sizeof(a->password_hash), "%s",
+             s->password_hash);
+    a->limits = s->limits;
+    a->total = s->traffic;
+    a->bw_mark_down = a->total.user_down;
+    a->bw_mark_up = a->total.user_up;
+    a->stats_mark = a->total.user_down + a->total.user_up;
+    a->limited = s->limited;
+    a->last_seen = s->last_seen;
+    hub_list_init(&a->controls);
+    hub_list_init(&a->pool);
+    hub_list_init(&a->waiting);
+    unsigned k = bucket_of(a->identity);
+    a->hnext = hub->buckets[k];
+    hub->buckets[k] = a;
+    return a;
+}
+
+struct hub_alloc *hub_alloc_get(struct sl_hub *hub, const char *identity)
+{
+    struct hub_alloc *a = hub_alloc_find(hub, identity);
+    if (a != NULL)
+        return a;
+    struct sl_alloc s;
+    if (sl_store_get_by_identity(hub->store, identity, &s) != 0)
+        return NULL;
+    return hub_alloc_load(hub, &s);
+}
+
+static void alloc_unlink_free(struct sl_hub *hub, struct hub_alloc *a)
+{
+    struct hub_alloc **pp = &hub->buckets[bucket_of(a->identity)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = a->hnext;
+    free(a);
+}
+
+void hub_alloc_touch(struct hub_alloc *a)
+{
+    a->last_seen = (int64_t)time(NULL);
+    a->touched = 1;
+}
+
+static void check_limit(struct hub_alloc *a)
+{
+    if (a->limited || a->limits.traffic == 0)
+        return;
+    if (a->total.user_down + a->total.user_up < a->limits.traffic)
+        return;
+    a->limited = 1;
+    a->limited_dirty = 1;
+    sl_warn(a->hub->log, "hub alloc %s: traffic limit %llu reached, closing "
+                         "its pairs", a->identity,
+            (unsigned long long)a->limits.traffic);
+    hub_alloc_error_all(a, "Traffic limit exceeded", 429);
+    hub_alloc_close_pairs(a);
+}
+
+void hub_count_user(struct hub_alloc *a, uint64_t down, uint64_t up)
+{
+    if (a == NULL)
+        return;
+    a->total.user_down += down;
+    a->total.user_up += up;
+    a->unflushed.user_down += down;
+    a->unflushed.user_up += up;
+    check_limit(a);
+}
+
+void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up)
+{
+    if (a == NULL)
+        return;
+    a->total.bridge_down += down;
+    a->total.bridge_up += up;
+    a->unflushed.bridge_down += down;
+    a->unflushed.bridge_up += up;
+}
+
+/* Source-address failure limit for credentials. */
+
+static struct hub_rate *rate_slot(struct sl_hub *hub, const char *ip,
+                                  int create)
+{
+    struct hub_rate *oldest = &hub->rate[0];
+    for (size_t i = 0; i < HUB_RATE_SLOTS; i++) {
+        struct hub_rate *r = &hub->rate[i];
+        if (r->ip[0] != '\0' && strcmp(r->ip, ip) == 0)
+            return r;
+        if (r->window_start < oldest->window_start &&
+            r->blocked_until <= oldest->blocked_until)
+            oldest = r;
+    }
+    if (!create)
+        return NULL;
+    memset(oldest, 0, sizeof(*oldest));
+    snprintf(oldest->ip, sizeof(oldest->ip), "%s", ip);
+    return oldest;
+}
+
+int hub_rate_blocked(struct sl_hub *hub, const char *ip)
+{
+    struct hub_rate *r = rate_slot(hub, ip, 0);
+    return r != NULL && r->blocked_until > uv_now(hub->loop);
+}
+
+void hub_rate_fail(struct sl_hub *hub, const char *ip)
+{
+    uint64_t now = uv_now(hub->loop);
+    struct hub_rate *r = rate_slot(hub, ip, 1);
+    if (now - r->window_start >= RATE_WINDOW_MS || r->window_start == 0) {
+        r->window_start = now ? now : 1;
+        r->failures = 0;
+    }
+    r->failures++;
+    uint32_t max = hub->opts.auth_failures_max ? hub->opts.auth_failures_max
+                                               : 5;
+    if (r->failures >= max) {
+        r->blocked_until = now + RATE_WINDOW_MS;
+        sl_warn(hub->log, "hub: %s: %u failed logins, refusing it for 60 s",
+                ip, r->failures);
+    }
+}
+
+void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32])
+{
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), hub->mac_key, sizeof(hub->mac_key),
+         (const unsigned char *)password, strlen(password), out, &len);
+}
+
+/* Connections. */
+
+static void conn_maybe_free(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    if (c->open_handles > 0 || c->work_pending)
+        return;
+    hub_list_del(&c->all);
+    switch (c->kind) {
+    case C_USER: hub->totals.user_conns--; break;
+    case C_CONTROL: hub->totals.control_conns--; break;
+    case C_DATA: hub->totals.data_conns--; break;
+    default: break;
+    }
+    free(c->head);
+    OPENSSL_cleanse(c->password, sizeof(c->password));
+    free(c);
+}
+
+static void maybe_finish_stop(struct sl_hub *hub);
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    struct hub_conn *c = h->data;
+    struct sl_hub *hub = c->hub;
+    c->open_handles--;
+    conn_maybe_free(c);
+    if (hub->stopping)
+        maybe_finish_stop(hub);
+}
+
+void hub_conn_alist_del(struct hub_conn *c)
+{
+    struct hub_alloc *a = c->alloc;
+    if (!c->in_alist || a == NULL)
+        return;
+    hub_list_del(&c->alink);
+    c->in_alist = 0;
+    if (c->kind == C_CONTROL)
+        a->ncontrols--;
+    else if (c->kind == C_DATA)
+        a->npool--;
+}
+
+void hub_conn_close(struct hub_conn *c, int reason)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->reason = reason;
+    hub_conn_alist_del(c);
+    struct hub_conn *p = c->peer;
+    if (p != NULL) {
+        c->peer = NULL;
+        p->peer = NULL;
+        if (c->alloc && c->alloc->npairs > 0)
+            c->alloc->npairs--;
+        if (c->kind == C_DATA)
+            hub_user_upstream_gone(p, reason);
+        else
+            hub_conn_close(p, reason);
+    }
+    free(c->head);
+    c->head = NULL;
+    c->head_len = c->head_cap = 0;
+    hub_block_put(c->hub, c->fwd);
+    c->fwd = NULL;
+    if (c->ws_active) {
+        sl_ws_abort(&c->ws, reason); /* its on_close closes the timer */
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&c->tcp))
+        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+void hub_conn_ws_closed(struct hub_conn *c, int reason)
+{
+    c->ws_active = 0;
+    c->open_handles--; /* the ws closed the TCP handle */
+    if (!c->closing) {
+        hub_conn_close(c, reason);
+        return;
+    }
+    if (!uv_is_closing((uv_handle_t *)&c->timer))
+        uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    else
+        conn_maybe_free(c);
+}
+
+size_t hub_conn_queued(const struct hub_conn *c)
+{
+    if (c->ws_active)
+        return sl_ws_queued(&c->ws);
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+static void on_block_written(uv_write_t *req, int status)
+{
+    struct hub_block *b = (struct hub_block *)req;
+    struct hub_conn *c = b->dst;
+    hub_block_put(c->hub, b);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        hub_conn_close(c, status);
+        return;
+    }
+    if (hub_conn_queued(c) <= HUB_LOW_WATER) {
+        if (c->kind == C_USER)
+            hub_user_drained(c);
+        else if (c->kind == C_DATA && c->peer)
+            hub_user_resume_from_data(c);
+    }
+}
+
+int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
+                   size_t n)
+{
+    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    size_t off = 0;
+    if (c->closing) {
+        hub_block_put(c->hub, b);
+        return UV_EPIPE;
+    }
+    if (n == 0) {
+        hub_block_put(c->hub, b);
+        return 0;
+    }
+    if (uv_stream_get_write_queue_size(s) == 0) {
+        uv_buf_t ub = uv_buf_init((char *)data, (unsigned)n);
+        int w = uv_try_write(s, &ub, 1);
+        if (w < 0 && w != UV_EAGAIN) {
+            hub_block_put(c->hub, b);
+            return w;
+        }
+        if (w > 0)
+            off = (size_t)w;
+        if (off == n) {
+            hub_block_put(c->hub, b);
+            return 0;
+        }
+    }
+    if (b != NULL) {
+        /* The read block becomes the write's storage: no copy. */
+        uv_buf_t ub = uv_buf_init((char *)data + off, (unsigned)(n - off));
+        b->dst = c;
+        int rc = uv_write(&b->req, s, &ub, 1, on_block_written);
+        if (rc < 0)
+            hub_block_put(c->hub, b);
+        return rc;
+    }
+    while (off < n) {
+        struct hub_block *nb = hub_block_get(c->hub);
+        if (nb == NULL)
+            return UV_ENOMEM;
+        size_t k = n - off < HUB_BLOCK ? n - off : HUB_BLOCK;
+        memcpy(nb->data, data + off, k);
+        uv_buf_t ub = uv_buf_init(nb->data, (unsigned)k);
+        nb->dst = c;
+        int rc = uv_write(&nb->req, s, &ub, 1, on_block_written);
+        if (rc < 0) {
+            hub_block_put(c->hub, nb);
+            return rc;
+        }
+        off += k;
+    }
+    return 0;
+}
+
+static void on_reply_shutdown(uv_shutdown_t *req, int status)
+{
+    struct hub_conn *c = req->data;
+    (void)status;
+    hub_conn_close(c, 0);
+}
+
+void hub_conn_finish(struct hub_conn *c)
+{
+    if (c->closing || c->ustate == U_CLOSING)
+        return;
+    hub_conn_read_stop(c);
+    uv_timer_stop(&c->timer);
+    c->ustate = U_CLOSING;
+    if (c->ws_active) {
+        sl_ws_close(&c->ws, 1000);
+        return;
+    }
+    /* Shut down after the queued writes are out, then close. */
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+                    on_reply_shutdown) < 0)
+        hub_conn_close(c, 0);
+}
+
+void hub_conn_reply_close(struct hub_conn *c, int status, const char *ctype,
+                          const char *body, const char *extra)
+{
+    char buf[1024];
+    if (c->closing || c->ustate == U_CLOSING)
+        return;
+    int n = sl_http_format_response(buf, sizeof(buf), status, ctype, body,
+                                    extra, 0);
+    if (n < 0 || hub_conn_write(c, NULL, buf, (size_t)n) < 0) {
+        hub_conn_close(c, UV_EPIPE);
+        return;
+    }
+    hub_conn_finish(c);
+}
+
+/* Reading. */
+
+static void process_head(struct hub_conn *c);
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct hub_conn *c = h->data;
+    (void)hint;
+    if (c->read_into_head) {
+        if (c->head_cap - c->head_len < 1024 && c->head_cap < SL_HTTP_HEAD_MAX) {
+            size_t ncap = c->head_cap ? c->head_cap * 2 : 4096;
+            if (ncap > SL_HTTP_HEAD_MAX)
+                ncap = SL_HTTP_HEAD_MAX;
+            char *p = realloc(c->head, ncap);
+            if (p != NULL) {
+                c->head = p;
+                c->head_cap = ncap;
+            }
+        }
+        if (c->head == NULL || c->head_len >= c->head_cap) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        *buf = uv_buf_init(c->head + c->head_len,
+                           (unsigned)(c->head_cap - c->head_len));
+        return;
+    }
+    struct hub_block *b = hub_block_get(c->hub);
+    *buf = b ? uv_buf_init(b->data, HUB_BLOCK) : uv_buf_init(NULL, 0);
+}
+
+static struct hub_block *block_of(char *data)
+{
+    return (struct hub_block *)(data - offsetof(struct hub_block, data));
+}
+
+static void on_eof(struct hub_conn *c, int err)
+{
+    if (c->kind == C_USER && err == UV_EOF) {
+        hub_user_on_eof(c);
+        return;
+    }
+    if (c->kind == C_DATA && c->peer != NULL && err == UV_EOF) {
+        /* The bridge ended its side: the user conn decides. */
+        c->eof_in = 1;
+        hub_conn_read_stop(c);
+        struct hub_conn *u = c->peer;
+        c->peer = NULL;
+        u->peer = NULL;
+        if (c->alloc && c->alloc->npairs > 0)
+            c->alloc->npairs--;
+        hub_conn_close(c, 0);
+        hub_user_upstream_gone(u, UV_EOF);
+        return;
+    }
+    hub_conn_close(c, err);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct hub_conn *c = s->data;
+    int into_head = c->read_into_head;
+    if (nread <= 0) {
+        if (!into_head && buf->base != NULL)
+            hub_block_put(c->hub, block_of(buf->base));
+        if (nread == 0)
+            return;
+        if (nread == UV_ENOBUFS && into_head) {
+            /* Head buffer full without an end. */
+            c->head_len = c->head_cap;
+            process_head(c);
+            return;
+        }
+        on_eof(c, (int)nread);
+        return;
+    }
+    if (into_head) {
+        c->head_len += (size_t)nread;
+        process_head(c);
+        return;
+    }
+    struct hub_block *b = block_of(buf->base);
+    if (c->kind == C_USER) {
+        hub_user_on_bytes(c, b, b->data, (size_t)nread);
+    } else if (c->kind == C_DATA && c->peer != NULL) {
+        hub_count_bridge(c->alloc, (uint64_t)nread, 0);
+        hub_user_on_upstream(c->peer, b, b->data, (size_t)nread);
+    } else {
+        /* Bytes where none are expected (a pool conn before its 101). */
+        hub_block_put(c->hub, b);
+        hub_conn_close(c, SL_EPARSE);
+    }
+}
+
+void hub_conn_read_stop(struct hub_conn *c)
+{
+    if (c->reading && !c->ws_active)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+}
+
+static void read_start(struct hub_conn *c)
+{
+    if (c->reading || c->closing || c->ws_active)
+        return;
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        hub_conn_close(c, rc);
+        return;
+    }
+    c->reading = 1;
+}
+
+void hub_conn_read_blocks(struct hub_conn *c)
+{
+    c->read_into_head = 0;
+    read_start(c);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    struct hub_conn *c = t->data;
+    if (c->closing)
+        return;
+    if (c->kind == C_DATA) {
+        hub_data_on_timer(c);
+        return;
+    }
+    if (c->kind == C_USER && c->ustate == U_PAIRING) {
+        hub_user_on_timer(c);
+        return;
+    }
+    /* Head timeout: slowloris, or an idle keep-alive connection. */
+    if (c->head_len == 0) {
+        hub_conn_close(c, UV_ETIMEDOUT);
+        return;
+    }
+    sl_info(c->hub->log, "hub conn %llu from %s: no request head within the "
+                         "time limit, answering 408",
+            (unsigned long long)c->id, c->peer_ip);
+    hub_conn_reply_close(c, 408, NULL, "Request Timeout", NULL);
+}
+
+void hub_conn_timer_start(struct hub_conn *c, uint64_t ms)
+{
+    if (!c->closing)
+        uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
+
+int hub_conn_work_done(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    c->work_pending = 0;
+    if (!c->closing)
+        return 0;
+    conn_maybe_free(c);
+    if (hub->stopping)
+        maybe_finish_stop(hub);
+    return 1;
+}
+
+void hub_conn_start_head(struct hub_conn *c)
+{
+    if (c->closing)
+        return;
+    c->read_into_head = 1;
+    c->head_scanned = 0;
+    uint64_t ms = c->hub->opts.head_timeout_ms ? c->hub->opts.head_timeout_ms
+                                               : SL_HTTP_HEAD_TIMEOUT_MS;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+    if (c->head_len > 0) {
+        process_head(c);
+        if (c->closing || !c->read_into_head)
+            return;
+    }
+    if (c->reading) {
+        /* Switch the read buffers: stop and start again. */
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    read_start(c);
+}
+
+static void reply_json_404(struct hub_conn *c)
+{
+    hub_conn_reply_close(c, 404, "application/json",
+                         "{\"error\":\"Not found\",\"code\":404}", NULL);
+}
+
+static void process_head(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    ssize_t end = sl_http_head_end(c->head, c->head_len, c->head_scanned,
+                                   SL_HTTP_HEAD_MAX);
+    c->head_scanned = c->head_len;
+    if (end == 0)
+        return;
+    if (end < 0) {
+        sl_info(hub->log, "hub conn %llu from %s: request head over 64 KiB, "
+                          "answering 431", (unsigned long long)c->id,
+                c->peer_ip);
+        hub_conn_reply_close(c, 431, NULL, "Request Header Fields Too Large",
+                             NULL);
+        return;
+    }
+    /* The head is complete: stop reading until its request is handled. */
+    uv_timer_stop(&c->timer);
+    hub_conn_read_stop(c);
+    c->read_into_head = 0;
+
+    struct sl_http_head h;
+    if (sl_http_head_parse(&h, 1, c->head, (size_t)end) != 0) {
+        hub_conn_reply_close(c, 400, NULL, "Bad Request", NULL);
+        return;
+    }
+    const struct sl_http_header *host = sl_http_head_find(&h, "host");
+    char identity[SL_IDENTITY_LEN + 1];
+    int rc = host ? sl_host_route(host->value, host->value_len, hub->s_domain,
+                                  identity)
+                  : SL_ENOTFOUND;
+    if (rc == 0 || rc == SL_EPARSE) {
+        if (c->kind == C_NEW) {
+            c->kind = C_USER;
+            hub->totals.user_conns++;
+        }
+        if (c->kind != C_USER) {
+            hub_conn_close(c, SL_EPARSE);
+            return;
+        }
+        hub_user_head(c, &h, rc == 0 ? identity : NULL);
+        return;
+    }
+    /* The hub itself: only the bridge endpoints, on a fresh connection. */
+    const char *q = memchr(h.url, '?', h.url_len);
+    size_t plen = q ? (size_t)(q - h.url) : h.url_len;
+    if (c->kind == C_NEW && h.method == HTTP_GET) {
+        if (plen == 19 && memcmp(h.url, "/_sluice/v1/control", 19) == 0) {
+            c->kind = C_CONTROL;
+            hub->totals.control_conns++;
+            hub_bridge_control(c, &h, q ? q + 1 : NULL,
+                               q ? h.url_len - plen - 1 : 0);
+            return;
+        }
+        if (plen == 16 && memcmp(h.url, "/_sluice/v1/data", 16) == 0) {
+            c->kind = C_DATA;
+            hub->totals.data_conns++;
+            hub_bridge_data(c, &h);
+            return;
+        }
+    }
+    reply_json_404(c);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    struct sl_hub *hub = l->data;
+    if (status < 0) {
+        sl_warn(hub->log, "hub: accept failed: %s", sl_strerror(status));
+        return;
+    }
+    struct hub_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        uv_tcp_t tmp;
+        /* Still take it off the backlog, and drop it. */
+        if (uv_tcp_init(hub->loop, &tmp) == 0) {
+            if (uv_accept(l, (uv_stream_t *)&tmp) == 0) {
+                uv_close((uv_handle_t *)&tmp, NULL);
+                /* tmp lives on the stack: run it out now. */
+            }
+        }
+        return;
+    }
+    c->hub = hub;
+    c->id = ++hub->next_id;
+    c->kind = C_NEW;
+    hub_list_init(&c->alink);
+    uv_tcp_init(hub->loop, &c->tcp);
+    uv_timer_init(hub->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    hub_list_push(&hub->conns, &c->all);
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+        hub_conn_close(c, UV_ECONNABORTED);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        struct sockaddr_storage un;
+        if (sl_addr_unmap((struct sockaddr *)&ss, &un))
+            ss = un;
+        sl_addr_format_ip((struct sockaddr *)&ss, c->peer_ip,
+                          sizeof(c->peer_ip));
+    } else {
+        snprintf(c->peer_ip, sizeof(c->peer_ip), "?");
+    }
+    hub_conn_start_head(c);
+}
+
+/* Flush: counters to the store, bandwidth, stats to bridges. */
+
+static void flush_alloc(struct sl_hub *hub, struct hub_alloc *a)
+{
+    const struct sl_store_traffic *u = &a->unflushed;
+    if (u->user_down || u->user_up || u->bridge_down || u->bridge_up) {
+        if (sl_store_add_traffic(hub->store, a->identity, u) == 0)
+            memset(&a->unflushed, 0, sizeof(a->unflushed));
+    }
+    if (a->touched) {
+        if (sl_store_touch(hub->store, a->identity, a->last_seen) == 0)
+            a->touched = 0;
+    }
+    if (a->limited_dirty) {
+        if (sl_store_set_limited(hub->store, a->identity, a->limited) == 0)
+            a->limited_dirty = 0;
+    }
+}
+
+static void flush_all(struct sl_hub *hub, double secs)
+{
+    for (size_t i = 0; i < HUB_BUCKETS; i++) {
+        for (struct hub_alloc *a = hub->buckets[i]; a; a = a->hnext) {
+            if (secs > 0) {
+                a->bw_down = (uint64_t)((double)(a->total.user_down -
+                                                 a->bw_mark_down) / secs);
+                a->bw_up = (uint64_t)((double)(a->total.user_up -
+                                               a->bw_mark_up) / secs);
+                a->bw_mark_down = a->total.user_down;
+                a->bw_mark_up = a->total.user_up;
+                uint64_t t = a->total.user_down + a->total.user_up;
+                if (t != a->stats_mark && a->ncontrols > 0) {
+                    a->stats_mark = t;
+                    hub_control_stats(a);
+                }
+                if (a->ncontrols > 0)
+                    hub_alloc_touch(a);
+            }
+            flush_alloc(hub, a);
+        }
+    }
+}
+
+static uint64_t flush_interval(const struct sl_hub *hub)
+{
+    return hub->opts.flush_ms ? hub->opts.flush_ms : 5000;
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    struct sl_hub *hub = t->data;
+    flush_all(hub, (double)flush_interval(hub) / 1000.0);
+}
+
+/* Start and stop. */
+
+static char *dup_or(const char *s, const char *def)
+{
+    const char *v = (s != NULL && s[0] != '\0') ? s : def;
+    return v ? strdup(v) : NULL;
+}
+
+static void free_strings(struct sl_hub *hub)
+{
+    free(hub->s_http_addr);
+    free(hub->s_domain);
+    free(hub->s_scheme);
+    free(hub->s_token);
+    free(hub->s_state_dir);
+}
+
+static void on_failed_listener_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
+{
+    struct sl_hub *hub = calloc(1, sizeof(*hub));
+    struct sockaddr_storage ss;
+    int rc;
+    if (hub == NULL)
+        return UV_ENOMEM;
+    hub->ctx = ctx;
+    hub->loop = ctx->loop;
+    hub->log = &ctx->log;
+    hub->opts = *opts;
+    hub->s_http_addr = dup_or(opts->http_addr, "127.0.0.1:8080");
+    hub->s_domain = dup_or(opts->domain, "localhost");
+    hub->s_scheme = dup_or(opts->public_scheme, "http");
+    hub->s_token = dup_or(opts->gateway_token, NULL);
+    hub->s_state_dir = dup_or(opts->state_dir, NULL);
+    hub_list_init(&hub->conns);
+    if (!hub->s_http_addr || !hub->s_domain || !hub->s_scheme) {
+        rc = UV_ENOMEM;
+        goto fail_strings;
+    }
+    if (RAND_bytes(hub->mac_key, sizeof(hub->mac_key)) != 1) {
+        rc = UV_EIO;
+        goto fail_strings;
+    }
+    if (sl_addr_parse(hub->s_http_addr, &ss) != 0) {
+        sl_error(hub->log, "hub: --http '%s' is not an address (ip:port)",
+                 hub->s_http_addr);
+        rc = SL_ECONFIG;
+        goto fail_strings;
+    }
+    if (opts->store != NULL) {
+        hub->store = opts->store;
+    } else {
+        char path[4096];
+        if (hub->s_state_dir != NULL) {
+            mkdir(hub->s_state_dir, 0700);
+            snprintf(path, sizeof(path), "%s/hub.db", hub->s_state_dir);
+        } else {
+            snprintf(path, sizeof(path), ":memory:");
+        }
+        rc = sl_store_open(path, hub->log, &hub->store);
+        if (rc != 0) {
+            sl_error(hub->log, "hub: cannot open the store %s: %s", path,
+                     sl_strerror(rc));
+            goto fail_strings;
+        }
+        hub->own_store = 1;
+    }
+    uv_tcp_init(hub->loop, &hub->listener);
+    hub->listener.data = hub;
+    hub->open_handles++;
+    rc = uv_tcp_bind(&hub->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&hub->listener, 1024, on_connection);
+    if (rc != 0) {
+        sl_error(hub->log, "hub: cannot listen on %s: %s", hub->s_http_addr,
+                 sl_strerror(rc));
+        goto fail_store;
+    }
+    int len = sizeof(ss);
+    uv_tcp_getsockname(&hub->listener, (struct sockaddr *)&ss, &len);
+    sl_addr_format((struct sockaddr *)&ss, hub->address, sizeof(hub->address));
+    hub->port = sl_addr_port((struct sockaddr *)&ss);
+    uv_timer_init(hub->loop, &hub->flush_timer);
+    hub->flush_timer.data = hub;
+    hub->open_handles++;
+    uv_timer_start(&hub->flush_timer, on_flush, flush_interval(hub),
+                   flush_interval(hub));
+    ctx->hub = hub;
+    sl_info(hub->log, "hub: listening on %s, domain %s%s", hub->address,
+            hub->s_domain, hub->s_token ? ", gateway token required" : "");
+    return 0;
+fail_store:
+    if (hub->own_store)
+        sl_store_close(hub->store);
+fail_strings:
+    free_strings(hub);
+    if (hub->open_handles > 0) {
+        /* The listener's memory is the hub's: free it once closed. */
+        uv_close((uv_handle_t *)&hub->listener, on_failed_listener_closed);
+        return rc;
+    }
+    free(hub);
+    return rc;
+}
+
+static void maybe_finish_stop(struct sl_hub *hub)
+{
+    if (!hub_list_empty(&hub->conns) || hub->open_handles > 0)
+        return;
+    flush_all(hub, 0);
+    if (hub->own_store)
+        sl_store_close(hub->store);
+    for (size_t i = 0; i < HUB_BUCKETS; i++) {
+        struct hub_alloc *a = hub->buckets[i];
+        while (a) {
+            struct hub_alloc *n = a->hnext;
+            free(a);
+            a = n;
+        }
+    }
+    while (hub->free_blocks) {
+        struct hub_block *b = hub->free_blocks;
+        hub->free_blocks = b->next;
+        free(b);
+    }
+    void (*done)(void *) = hub->done;
+    void *arg = hub->done_arg;
+    if (hub->ctx->hub == hub)
+        hub->ctx->hub = NULL;
+    free_strings(hub);
+    free(hub);
+    if (done)
+        done(arg);
+}
+
+static void on_hub_handle_closed(uv_handle_t *h)
+{
+    struct sl_hub *hub = h->data;
+    hub->open_handles--;
+    maybe_finish_stop(hub);
+}
+
+void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
+{
+    if (hub == NULL || hub->stopping)
+        return;
+    hub->stopping = 1;
+    hub->done = done;
+    hub->done_arg = arg;
+    sl_info(hub->log, "hub: stopping");
+    uv_close((uv_handle_t *)&hub->listener, on_hub_handle_closed);
+    uv_close((uv_handle_t *)&hub->flush_timer, on_hub_handle_closed);
+    /* Counters first, while allocations and connections are all there. */
+    flush_all(hub, 0);
+    struct hub_link *l = hub->conns.next;
+    while (l != &hub->conns) {
+        struct hub_link *n = l->next;
+        hub_conn_close(HUB_CONN_OF(l, all), UV_ECANCELED);
+        l = n;
+    }
+}
+
+int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s", hub->address);
+    return (n < 0 || (size_t)n >= cap) ? SL_ETOOBIG : 0;
+}
+
+struct sl_store *sl_hub_store(struct sl_hub *hub)
+{
+    return hub->store;
+}
+
+int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,
+               size_t cap)
+{
+    int port = hub->opts.public_port == 0 ? hub->port : hub->opts.public_port;
+    int n;
+    if (port > 0)
+        n = snprintf(buf, cap, "%s://%s.%s:%d/", hub->s_scheme, identity,
+                     hub->s_domain, port);
+    else
+        n = snprintf(buf, cap, "%s://%s.%s/", hub->s_scheme, identity,
+                     hub->s_domain);
+    return (n < 0 || (size_t)n >= cap) ? SL_ETOOBIG : 0;
+}
+
+static void fill_live(const struct hub_alloc *a, struct sl_hub_live *out)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->identity, sizeof(out->identity), "%s", a->identity);
+    out->bridges = a->ncontrols;
+    out->pool = a->npool;
+    out->pairs = a->npairs;
+    out->traffic = a->total;
+    out->bw_down = a->bw_down;
+    out->bw_up = a->bw_up;
+    out->limited = a->limited;
+    out->last_seen = a->last_seen;
+}
+
+int sl_hub_live(struct sl_hub *hub, const char *identity,
+                struct sl_hub_live *out)
+{
+    struct hub_alloc *a = identity ? hub_alloc_find(hub, identity) : NULL;
+    if (a == NULL)
+        return SL_ENOTFOUND;
+    fill_live(a, out);
+    return 0;
+}
+
+int sl_hub_live_each(struct sl_hub *hub, sl_hub_live_cb cb, void *arg)
+{
+    struct sl_hub_live live;
+    for (size_t i = 0; i < HUB_BUCKETS; i++) {
+        for (struct hub_alloc *a = hub->buckets[i]; a; a = a->hnext) {
+            fill_live(a, &live);
+            int rc = cb(&live, arg);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+void sl_hub_forget(struct sl_hub *hub, const char *identity)
+{
+    struct hub_alloc *a = identity ? hub_alloc_find(hub, identity) : NULL;
+    if (a == NULL)
+        return;
+    sl_info(hub->log, "hub alloc %s: removed, closing its connections",
+            identity);
+    hub_alloc_error_all(a, "Proxy not available", 404);
+    /* Every connection that points at it goes. */
+    struct hub_link *l = hub->conns.next;
+    while (l != &hub->conns) {
+        struct hub_link *n = l->next;
+        struct hub_conn *c = HUB_CONN_OF(l, all);
+        if (c->alloc == a) {
+            hub_conn_close(c, UV_ECANCELED);
+            c->alloc = NULL;
+        }
+        l = n;
+    }
+    /* Connections may still be closing; they no longer refer to it. */
+    alloc_unlink_free(hub, a);
+}
+
+void sl_hub_totals(const struct sl_hub *hub, struct sl_hub_totals *out)
+{
+    *out = hub->totals;
+}

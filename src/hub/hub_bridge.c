@@ -1,0 +1,738 @@
+/* The bridge endpoints of the hub: /_sluice/v1/control (allocation,
+ * authentication, JSON control messages) and /_sluice/v1/data (pool and
+ * answers to open, raw or framed). docs/protocol.md is the contract. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "core/error.h"
+#include "hub/hub_int.h"
+#include "tunnel/control.h"
+
+#define JSON_401_TOKEN "{\"error\":\"Gateway token required\",\"code\":401}"
+#define JSON_401 "{\"error\":\"Unauthorized\",\"code\":401}"
+#define JSON_429 "{\"error\":\"Too many failed attempts\",\"code\":429}"
+
+static void reply_json(struct hub_conn *c, int status, const char *body)
+{
+    hub_conn_reply_close(c, status, "application/json", body, NULL);
+}
+
+static void reply_text(struct hub_conn *c, int status, const char *body)
+{
+    hub_conn_reply_close(c, status, NULL, body, NULL);
+}
+
+/* Checks the WebSocket upgrade headers and computes the accept value.
+ * Returns 1 if the connection may go on, 0 if it was answered. */
+static int check_upgrade(struct hub_conn *c, const struct sl_http_head *h)
+{
+    struct sl_ws_upgrade up = {0};
+    const struct sl_http_header *x;
+    if ((x = sl_http_head_find(h, "upgrade")) != NULL) {
+        up.upgrade = x->value;
+        up.upgrade_len = x->value_len;
+    }
+    if ((x = sl_http_head_find(h, "connection")) != NULL) {
+        up.connection = x->value;
+        up.connection_len = x->value_len;
+    }
+    if ((x = sl_http_head_find(h, "sec-websocket-version")) != NULL) {
+        up.version = x->value;
+        up.version_len = x->value_len;
+    }
+    if ((x = sl_http_head_find(h, "sec-websocket-key")) != NULL) {
+        up.key = x->value;
+        up.key_len = x->value_len;
+    }
+    const char *why = "";
+    int rc = sl_ws_check_upgrade(&up, &why);
+    if (rc == SL_EDENIED) {
+        hub_conn_reply_close(c, 426, NULL, "Upgrade Required",
+                             "Sec-WebSocket-Version: 13\r\n");
+        return 0;
+    }
+    if (rc != 0) {
+        sl_info(c->hub->log, "hub conn %llu from %s: bad WebSocket upgrade "
+                             "(%s), answering 400",
+                (unsigned long long)c->id, c->peer_ip,
+                rc == SL_ENOTFOUND ? "not an upgrade" : why);
+        reply_text(c, 400, "Bad Request");
+        return 0;
+    }
+    if (sl_ws_accept(up.key, up.key_len, c->ws_accept) != 0) {
+        reply_text(c, 400, "Bad Request");
+        return 0;
+    }
+    return 1;
+}
+
+static void auth_failed(struct hub_conn *c)
+{
+    sl_info(c->hub->log, "hub conn %llu from %s: credentials rejected",
+            (unsigned long long)c->id, c->peer_ip);
+    hub_rate_fail(c->hub, c->peer_ip);
+    reply_json(c, 401, JSON_401);
+}
+
+/* Parses Authorization into c->username/c->password. 0 or SL_EPARSE. */
+static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
+{
+    const struct sl_http_header *a = sl_http_head_find(h, "authorization");
+    if (a == NULL)
+        return SL_ENOTFOUND;
+    return sl_basic_auth_parse(a->value, a->value_len, c->username,
+                               sizeof(c->username), c->password,
+                               sizeof(c->password)) == 0
+               ? 0
+               : SL_EPARSE;
+}
+
+/* Thread pool jobs. They touch only the conn's credential fields, which
+ * the loop leaves alone while work_pending is set. */
+
+static void work_verify(uv_work_t *w)
+{
+    struct hub_conn *c = w->data;
+    c->work_result = sl_password_verify(c->password, c->alloc->password_hash);
+}
+
+static void work_allocate(uv_work_t *w)
+{
+    struct hub_conn *c = w->data;
+    c->work_result = sl_creds_new(c->username, c->password);
+    if (c->work_result == 0)
+        c->work_result = sl_password_hash(c->password, c->new_hash,
+                                          sizeof(c->new_hash));
+}
+
+typedef void (*after_fn)(struct hub_conn *c);
+
+static void after_work_common(uv_work_t *w, int status, after_fn next)
+{
+    struct hub_conn *c = w->data;
+    if (hub_conn_work_done(c))
+        return; /* the conn closed meanwhile and is gone now */
+    if (status < 0)
+        c->work_result = status;
+    next(c);
+}
+
+static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
+{
+    c->work.data = c;
+    int rc = uv_queue_work(c->hub->loop, &c->work, fn, after);
+    if (rc == 0)
+        c->work_pending = 1;
+    return rc;
+}
+
+/* Control connections. */
+
+static void send_ctl(struct hub_conn *c, const struct sl_ctl_msg *m)
+{
+    char *json = NULL;
+    size_t len = 0;
+    if (!c->ws_active || sl_ctl_encode(m, &json, &len) != 0)
+        return;
+    sl_ws_send_text(&c->ws, json, len);
+    free(json);
+}
+
+static void send_welcome(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct hub_alloc *a = c->alloc;
+    struct sl_ctl_msg m;
+    sl_ctl_init(&m, SL_CTL_WELCOME);
+    snprintf(m.welcome.identity, sizeof(m.welcome.identity), "%s",
+             a->identity);
+    sl_hub_url(hub, a->identity, m.welcome.url, sizeof(m.welcome.url));
+    if (c->just_allocated) {
+        snprintf(m.welcome.username, sizeof(m.welcome.username), "%s",
+                 a->username);
+        snprintf(m.welcome.password, sizeof(m.welcome.password), "%s",
+                 c->password);
+        c->just_allocated = 0;
+    }
+    m.welcome.limit_bridges = (uint32_t)a->limits.bridges;
+    m.welcome.limit_traffic = a->limits.traffic;
+    uint64_t ping = hub->opts.ping_ms ? hub->opts.ping_ms : SL_WS_PING_MS;
+    uint64_t win = hub->opts.pairing_window_ms ? hub->opts.pairing_window_ms
+                                               : 8000;
+    m.welcome.ping_interval = ping >= 1000 ? (int)(ping / 1000) : 1;
+    m.welcome.pairing_window = win >= 1000 ? (int)(win / 1000) : 1;
+    send_ctl(c, &m);
+    OPENSSL_cleanse(&m, sizeof(m));
+    OPENSSL_cleanse(c->password, sizeof(c->password));
+    if (a->limited) {
+        struct sl_ctl_msg e;
+        sl_ctl_init(&e, SL_CTL_ERROR);
+        snprintf(e.error.message, sizeof(e.error.message),
+                 "Traffic limit exceeded");
+        e.error.code = 429;
+        send_ctl(c, &e);
+    }
+}
+
+static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
+                               const uint8_t *data, size_t len)
+{
+    struct hub_conn *c = ws->data;
+    struct sl_ctl_msg m;
+    if (type != SL_WS_TEXT || c->alloc == NULL)
+        return;
+    int rc = sl_ctl_parse((const char *)data, len, &m);
+    if (rc != 0) {
+        sl_info(c->hub->log, "hub control %llu (%s): bad message: %s",
+                (unsigned long long)c->id, c->alloc->identity,
+                sl_strerror(rc));
+        return;
+    }
+    hub_alloc_touch(c->alloc);
+    if (m.type == SL_CTL_HELLO && !c->got_hello) {
+        c->got_hello = 1;
+        sl_info(c->hub->log, "hub control %llu (%s): hello version %d, "
+                             "pool %d",
+                (unsigned long long)c->id, c->alloc->identity,
+                m.hello.version, m.hello.pool);
+        send_welcome(c);
+    }
+}
+
+static void on_ws_closed(struct sl_ws *ws, int reason)
+{
+    struct hub_conn *c = ws->data;
+    if (c->kind == C_CONTROL && c->alloc != NULL)
+        sl_info(c->hub->log, "hub control %llu (%s) from %s: closed (%s)",
+                (unsigned long long)c->id, c->alloc->identity, c->peer_ip,
+                reason ? sl_strerror(reason) : "normal");
+    hub_conn_ws_closed(c, reason);
+}
+
+static struct sl_ws_opts ws_opts(const struct sl_hub *hub, size_t max_msg)
+{
+    struct sl_ws_opts o = {0};
+    o.role = SL_WS_SERVER;
+    o.max_msg = max_msg;
+    o.ping_ms = hub->opts.ping_ms;
+    o.dead_ms = hub->opts.dead_ms;
+    return o;
+}
+
+static void control_upgrade(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct hub_alloc *a = c->alloc;
+    char resp[512];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                     "Sluice-Identity: %s\r\n\r\n",
+                     c->ws_accept, a->identity);
+    if (hub_conn_write(c, NULL, resp, (size_t)n) < 0) {
+        hub_conn_close(c, UV_EPIPE);
+        return;
+    }
+    /* At the bridge limit, the newest connection wins. */
+    while (a->limits.bridges > 0 && a->ncontrols >= a->limits.bridges &&
+           !hub_list_empty(&a->controls)) {
+        struct hub_conn *old = HUB_CONN_OF(a->controls.next, alink);
+        sl_info(hub->log, "hub control %llu (%s): replaced by conn %llu",
+                (unsigned long long)old->id, a->identity,
+                (unsigned long long)c->id);
+        struct sl_ctl_msg e;
+        sl_ctl_init(&e, SL_CTL_ERROR);
+        snprintf(e.error.message, sizeof(e.error.message),
+                 "Replaced by a newer connection");
+        e.error.code = 409;
+        send_ctl(old, &e);
+        hub_conn_alist_del(old);
+        if (old->ws_active)
+            sl_ws_close(&old->ws, 1000);
+        else
+            hub_conn_close(old, 0);
+    }
+    hub_list_push(&a->controls, &c->alink);
+    c->in_alist = 1;
+    a->ncontrols++;
+    hub_alloc_touch(a);
+
+    const char *pre = c->head + c->head_off;
+    size_t pre_len = c->head_len > c->head_off ? c->head_len - c->head_off : 0;
+    struct sl_ws_opts o = ws_opts(hub, SL_WS_MAX_MSG_CONTROL);
+    uv_timer_stop(&c->timer);
+    hub_conn_read_stop(c);
+    c->ws.data = c;
+    c->ws.on_message = control_on_message;
+    c->ws.on_close = on_ws_closed;
+    c->ws.on_drain = NULL;
+    c->ws.on_peer_close = NULL;
+    c->ws_active = 1;
+    sl_info(hub->log, "hub control %llu (%s) from %s: connected%s",
+            (unsigned long long)c->id, a->identity, c->peer_ip,
+            c->just_allocated ? " (new allocation)" : "");
+    sl_ws_start(&c->ws, &c->tcp, &o, pre, pre_len);
+    /* The head buffer is no longer needed. */
+    if (!c->closing) {
+        free(c->head);
+        c->head = NULL;
+        c->head_len = c->head_cap = 0;
+    }
+}
+
+static void after_verify_control(struct hub_conn *c)
+{
+    if (c->work_result != 1) {
+        auth_failed(c);
+        return;
+    }
+    hub_mac(c->hub, c->password, c->alloc->pass_mac);
+    c->alloc->has_mac = 1;
+    OPENSSL_cleanse(c->password, sizeof(c->password));
+    control_upgrade(c);
+}
+
+static void after_verify_control_cb(uv_work_t *w, int status)
+{
+    after_work_common(w, status, after_verify_control);
+}
+
+static void after_allocate(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct sl_alloc s;
+    int rc = c->work_result;
+    if (rc != 0) {
+        sl_error(hub->log, "hub conn %llu: cannot make credentials: %s",
+                 (unsigned long long)c->id, sl_strerror(rc));
+        reply_json(c, 500, "{\"error\":\"Internal error\",\"code\":500}");
+        return;
+    }
+    for (int tries = 0; tries < 8; tries++) {
+        memset(&s, 0, sizeof(s));
+        if ((rc = sl_identity_new(s.identity)) != 0)
+            break;
+        snprintf(s.username, sizeof(s.username), "%s", c->username);
+        snprintf(s.password_hash, sizeof(s.password_hash), "%s", c->new_hash);
+        s.limits = hub->opts.default_limits;
+        rc = sl_store_create(hub->store, &s);
+        if (rc != SL_EEXIST)
+            break;
+        /* Taken: a new identity, and a new username too if that was it. */
+        if (sl_store_get_by_username(hub->store, c->username, &s) == 0) {
+            char pass_unused[SL_PASSWORD_LEN + 1];
+            sl_creds_new(c->username, pass_unused);
+            OPENSSL_cleanse(pass_unused, sizeof(pass_unused));
+            rc = SL_EEXIST;
+            /* The hash covers the password, not the username: keep it. */
+        }
+    }
+    if (rc != 0) {
+        sl_error(hub->log, "hub conn %llu: cannot store a new allocation: %s",
+                 (unsigned long long)c->id, sl_strerror(rc));
+        reply_json(c, 500, "{\"error\":\"Internal error\",\"code\":500}");
+        return;
+    }
+    c->alloc = hub_alloc_load(hub, &s);
+    if (c->alloc == NULL) {
+        hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    sl_info(hub->log, "hub alloc %s: created for %s", s.identity, c->peer_ip);
+    c->just_allocated = 1;
+    control_upgrade(c);
+}
+
+static void after_allocate_cb(uv_work_t *w, int status)
+{
+    after_work_common(w, status, after_allocate);
+}
+
+static int query_token(const char *q, size_t qlen, char *out, size_t cap)
+{
+    const char *end = q + qlen;
+    while (q != NULL && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *e = amp ? amp : end;
+        if ((size_t)(e - q) > 6 && memcmp(q, "token=", 6) == 0) {
+            size_t n = (size_t)(e - q) - 6;
+            if (n + 1 > cap)
+                return SL_ETOOBIG;
+            memcpy(out, q + 6, n);
+            out[n] = '\0';
+            return 0;
+        }
+        q = e + 1;
+    }
+    return SL_ENOTFOUND;
+}
+
+/* Finds the allocation of c->username. Returns it or NULL (answered). */
+static struct hub_alloc *alloc_of_user(struct hub_conn *c)
+{
+    struct sl_alloc s;
+    if (sl_store_get_by_username(c->hub->store, c->username, &s) != 0) {
+        auth_failed(c);
+        return NULL;
+    }
+    struct hub_alloc *a = hub_alloc_load(c->hub, &s);
+    if (a == NULL)
+        hub_conn_close(c, UV_ENOMEM);
+    return a;
+}
+
+/* 1: the password matches the last one verified (no scrypt needed). */
+static int mac_ok(struct hub_conn *c)
+{
+    unsigned char mac[32];
+    if (!c->alloc->has_mac)
+        return 0;
+    hub_mac(c->hub, c->password, mac);
+    return CRYPTO_memcmp(mac, c->alloc->pass_mac, sizeof(mac)) == 0;
+}
+
+void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
+                        const char *query, size_t query_len)
+{
+    struct sl_hub *hub = c->hub;
+    c->head_off = h->len;
+    if (!check_upgrade(c, h))
+        return;
+    if (hub_rate_blocked(hub, c->peer_ip)) {
+        reply_json(c, 429, JSON_429);
+        return;
+    }
+    int rc = take_basic(c, h);
+    if (rc == SL_ENOTFOUND) {
+        if (hub->s_token != NULL) {
+            char tok[256];
+            if (query_token(query, query_len, tok, sizeof(tok)) != 0 ||
+                !sl_token_equal(tok, hub->s_token)) {
+                sl_info(hub->log, "hub conn %llu from %s: allocation without "
+                                  "the gateway token, answering 401",
+                        (unsigned long long)c->id, c->peer_ip);
+                reply_json(c, 401, JSON_401_TOKEN);
+                return;
+            }
+        }
+        if (queue_work(c, work_allocate, after_allocate_cb) != 0)
+            hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    if (rc != 0) {
+        auth_failed(c);
+        return;
+    }
+    if ((c->alloc = alloc_of_user(c)) == NULL)
+        return;
+    if (mac_ok(c)) {
+        OPENSSL_cleanse(c->password, sizeof(c->password));
+        control_upgrade(c);
+        return;
+    }
+    if (queue_work(c, work_verify, after_verify_control_cb) != 0)
+        hub_conn_close(c, UV_ENOMEM);
+}
+
+void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
+{
+    struct sl_ctl_msg e;
+    sl_ctl_init(&e, SL_CTL_ERROR);
+    snprintf(e.error.message, sizeof(e.error.message), "%s", message);
+    e.error.code = code;
+    for (struct hub_link *l = a->controls.next; l != &a->controls; l = l->next)
+        send_ctl(HUB_CONN_OF(l, alink), &e);
+}
+
+int hub_control_open(struct hub_alloc *a, const char *fingerprint)
+{
+    if (hub_list_empty(&a->controls))
+        return SL_ENOTFOUND;
+    struct hub_conn *c = HUB_CONN_OF(a->controls.prev, alink); /* newest */
+    struct sl_ctl_msg m;
+    sl_ctl_init(&m, SL_CTL_OPEN);
+    snprintf(m.open.fingerprint, sizeof(m.open.fingerprint), "%s",
+             fingerprint);
+    send_ctl(c, &m);
+    return 0;
+}
+
+void hub_control_stats(struct hub_alloc *a)
+{
+    struct sl_ctl_msg m;
+    sl_ctl_init(&m, SL_CTL_STATS);
+    m.stats.down = a->total.user_down;
+    m.stats.up = a->total.user_up;
+    m.stats.limit = a->limits.traffic;
+    for (struct hub_link *l = a->controls.next; l != &a->controls; l = l->next)
+        send_ctl(HUB_CONN_OF(l, alink), &m);
+}
+
+/* Data connections. */
+
+void hub_alloc_remember_fp(struct hub_alloc *a, const char *fp)
+{
+    snprintf(a->recent_fp[a->recent_next % HUB_RECENT_FP], SL_UUID_LEN + 1,
+             "%s", fp);
+    a->recent_next++;
+}
+
+static int fp_used(const struct hub_alloc *a, const char *fp)
+{
+    for (size_t i = 0; i < HUB_RECENT_FP; i++)
+        if (strcmp(a->recent_fp[i], fp) == 0)
+            return 1;
+    for (struct hub_link *l = a->pool.next; l != &a->pool; l = l->next)
+        if (strcmp(HUB_CONN_OF(l, alink)->hijack.fingerprint, fp) == 0)
+            return 1;
+    return 0;
+}
+
+static uint64_t pool_age(const struct sl_hub *hub)
+{
+    return hub->opts.pool_max_age_ms ? hub->opts.pool_max_age_ms : 60000;
+}
+
+static void data_authed(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct hub_alloc *a = c->alloc;
+    const char *fp = c->hijack.fingerprint;
+    OPENSSL_cleanse(c->password, sizeof(c->password));
+    if (strcmp(c->hijack.identity, a->identity) != 0) {
+        sl_info(hub->log, "hub data %llu from %s: identity %s is not the "
+                          "credentials' (%s), answering 403",
+                (unsigned long long)c->id, c->peer_ip, c->hijack.identity,
+                a->identity);
+        reply_text(c, 403, "Forbidden");
+        return;
+    }
+    if (a->limited) {
+        reply_text(c, 429, "Traffic limit exceeded");
+        return;
+    }
+    hub_alloc_touch(a);
+    /* An answer to open whose user still waits. */
+    for (struct hub_link *l = a->waiting.next; l != &a->waiting;
+         l = l->next) {
+        struct hub_conn *u = HUB_CONN_OF(l, alink);
+        if (strcmp(u->fingerprint, fp) == 0) {
+            hub_pair(u, c);
+            return;
+        }
+    }
+    if (fp_used(a, fp)) {
+        sl_debug(hub->log, "hub data %llu (%s): fingerprint %s already used "
+                           "or its user has gone, answering 409",
+                 (unsigned long long)c->id, a->identity, fp);
+        reply_text(c, 409, "Conflict");
+        return;
+    }
+    hub_alloc_remember_fp(a, fp);
+    /* A pool connection: the oldest waiting user takes it at once. */
+    if (!hub_list_empty(&a->waiting)) {
+        hub_pair(HUB_CONN_OF(a->waiting.next, alink), c);
+        return;
+    }
+    if (a->npool >= HUB_POOL_MAX) {
+        reply_text(c, 429, "Too Many Requests");
+        return;
+    }
+    c->dstate = D_POOL;
+    hub_list_push(&a->pool, &c->alink);
+    c->in_alist = 1;
+    a->npool++;
+    /* Reading notices a bridge that drops it; the timer ages it out. */
+    hub_conn_read_blocks(c);
+    if (!c->closing)
+        hub_conn_timer_start(c, pool_age(hub));
+}
+
+static void after_verify_data(struct hub_conn *c)
+{
+    if (c->work_result != 1) {
+        auth_failed(c);
+        return;
+    }
+    hub_mac(c->hub, c->password, c->alloc->pass_mac);
+    c->alloc->has_mac = 1;
+    data_authed(c);
+}
+
+static void after_verify_data_cb(uv_work_t *w, int status)
+{
+    after_work_common(w, status, after_verify_data);
+}
+
+void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
+{
+    struct sl_hub *hub = c->hub;
+    c->head_off = h->len;
+    c->dstate = D_AUTH;
+    if (!check_upgrade(c, h))
+        return;
+    const struct sl_http_header *x = sl_http_head_find(h, "sluice-hijack");
+    if (x == NULL || sl_hijack_parse(x->value, x->value_len, &c->hijack) != 0) {
+        sl_info(hub->log, "hub data %llu from %s: malformed Sluice-Hijack, "
+                          "answering 400",
+                (unsigned long long)c->id, c->peer_ip);
+        reply_text(c, 400, "Malformed Sluice-Hijack header");
+        return;
+    }
+    if (hub_rate_blocked(hub, c->peer_ip)) {
+        reply_json(c, 429, JSON_429);
+        return;
+    }
+    if (take_basic(c, h) != 0) {
+        auth_failed(c);
+        return;
+    }
+    x = sl_http_head_find(h, "sluice-framing");
+    c->want_raw = x != NULL && x->value_len == 3 &&
+                  strncasecmp(x->value, "raw", 3) == 0;
+    c->framed = !c->want_raw;
+    if ((c->alloc = alloc_of_user(c)) == NULL)
+        return;
+    if (mac_ok(c)) {
+        data_authed(c);
+        return;
+    }
+    if (queue_work(c, work_verify, after_verify_data_cb) != 0)
+        hub_conn_close(c, UV_ENOMEM);
+}
+
+void hub_data_on_timer(struct hub_conn *d)
+{
+    if (d->dstate != D_POOL)
+        return;
+    sl_debug(d->hub->log, "hub data %llu (%s): pool connection aged out, "
+                          "answering 204",
+             (unsigned long long)d->id, d->alloc ? d->alloc->identity : "-");
+    hub_conn_alist_del(d);
+    hub_conn_reply_close(d, 204, NULL, NULL, NULL);
+}
+
+/* Paired data connections. */
+
+static void data_ws_message(struct sl_ws *ws, enum sl_ws_msg_type type,
+                            const uint8_t *data, size_t len)
+{
+    struct hub_conn *d = ws->data;
+    (void)type;
+    if (d->peer == NULL)
+        return;
+    hub_count_bridge(d->alloc, len, 0);
+    hub_user_on_upstream(d->peer, NULL, (const char *)data, len);
+}
+
+static void data_ws_peer_close(struct sl_ws *ws, uint16_t status)
+{
+    struct hub_conn *d = ws->data;
+    (void)status;
+    struct hub_conn *u = d->peer;
+    if (u == NULL)
+        return;
+    d->peer = NULL;
+    u->peer = NULL;
+    if (d->alloc && d->alloc->npairs > 0)
+        d->alloc->npairs--;
+    hub_user_upstream_gone(u, UV_EOF);
+}
+
+static void data_ws_drain(struct sl_ws *ws)
+{
+    struct hub_conn *d = ws->data;
+    if (d->peer != NULL)
+        hub_user_resume_from_data(d);
+}
+
+int hub_data_accept(struct hub_conn *d)
+{
+    struct sl_hub *hub = d->hub;
+    char resp[512];
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                     d->ws_accept,
+                     d->want_raw ? "Sluice-Framing: raw\r\n" : "");
+    int rc = hub_conn_write(d, NULL, resp, (size_t)n);
+    if (rc < 0)
+        return rc;
+    uv_timer_stop(&d->timer);
+    if (!d->framed) {
+        hub_conn_read_blocks(d);
+        return 0;
+    }
+    hub_conn_read_stop(d);
+    const char *pre = d->head ? d->head + d->head_off : NULL;
+    size_t pre_len = d->head_len > d->head_off ? d->head_len - d->head_off : 0;
+    struct sl_ws_opts o = ws_opts(hub, SL_WS_MAX_MSG_DATA);
+    d->ws.data = d;
+    d->ws.on_message = data_ws_message;
+    d->ws.on_close = on_ws_closed;
+    d->ws.on_drain = data_ws_drain;
+    d->ws.on_peer_close = data_ws_peer_close;
+    d->ws_active = 1;
+    sl_ws_start(&d->ws, &d->tcp, &o, pre, pre_len);
+    return 0;
+}
+
+int hub_data_send(struct hub_conn *d, struct hub_block *b, const char *p,
+                  size_t n)
+{
+    hub_count_bridge(d->alloc, 0, n);
+    if (d->framed) {
+        int rc = sl_ws_send_binary(&d->ws, p, n);
+        hub_block_put(d->hub, b);
+        return rc;
+    }
+    int rc = hub_conn_write(d, b, p, n);
+    if (rc < 0)
+        return rc;
+    return hub_conn_queued(d) > HUB_HIGH_WATER ? 1 : 0;
+}
+
+void hub_data_pause(struct hub_conn *d)
+{
+    if (d->framed) {
+        if (d->ws_active)
+            sl_ws_pause_read(&d->ws);
+    } else {
+        hub_conn_read_stop(d);
+    }
+}
+
+void hub_data_resume(struct hub_conn *d)
+{
+    if (d->closing)
+        return;
+    if (d->framed) {
+        if (d->ws_active)
+            sl_ws_resume_read(&d->ws);
+    } else {
+        hub_conn_read_blocks(d);
+    }
+}
+
+static void on_data_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+void hub_data_end(struct hub_conn *d)
+{
+    if (d->closing)
+        return;
+    if (d->framed) {
+        if (d->ws_active)
+            sl_ws_close(&d->ws, 1000);
+        return;
+    }
+    d->shutdown_req.data = d;
+    uv_shutdown(&d->shutdown_req, (uv_stream_t *)&d->tcp, on_data_shutdown);
+}

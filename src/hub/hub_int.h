@@ -1,0 +1,285 @@
+/* Internal types of the hub, shared by hub.c (listener, allocations,
+ * connection lifetimes), hub_bridge.c (control and data endpoints) and
+ * hub_user.c (user HTTP through the tunnel). Not for other areas. */
+#ifndef SL_HUB_INT_H
+#define SL_HUB_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <http_parser.h>
+#include <uv.h>
+
+#include "core/ctx.h"
+#include "hub/hub.h"
+#include "hub/store.h"
+#include "net/addr.h"
+#include "net/http_head.h"
+#include "net/ws.h"
+#include "tunnel/creds.h"
+#include "tunnel/hijack.h"
+#include "tunnel/identity.h"
+#include "tunnel/ws_handshake.h"
+
+#define HUB_BLOCK 65536
+#define HUB_HIGH_WATER (256 * 1024)
+#define HUB_LOW_WATER (64 * 1024)
+#define HUB_POOL_MAX 16
+#define HUB_RECENT_FP 64   /* fingerprints remembered per allocation */
+#define HUB_BUCKETS 1024   /* allocation hash table */
+#define HUB_RATE_SLOTS 256 /* source addresses tracked for auth failures */
+#define HUB_FREE_BLOCKS 64
+
+struct hub_conn;
+
+/* A read buffer that can become a write request's storage. */
+struct hub_block {
+    uv_write_t req;
+    struct hub_conn *dst;
+    struct hub_block *next; /* free list */
+    char data[HUB_BLOCK];
+};
+
+/* Intrusive doubly linked list. */
+struct hub_link {
+    struct hub_link *prev, *next;
+};
+
+struct hub_alloc {
+    struct hub_alloc *hnext; /* hash chain */
+    struct sl_hub *hub;
+    char identity[SL_IDENTITY_LEN + 1];
+    char username[SL_STORE_USERNAME_MAX];
+    char password_hash[SL_STORE_HASH_MAX];
+    unsigned char pass_mac[32]; /* HMAC of the last verified password */
+    int has_mac;
+    struct sl_store_limits limits;
+    struct sl_store_traffic total;     /* store value at load + counted */
+    struct sl_store_traffic unflushed; /* counted, not yet in the store */
+    uint64_t bw_mark_down, bw_mark_up; /* totals at the last tick */
+    uint64_t bw_down, bw_up;           /* bytes/s */
+    uint64_t stats_mark;               /* user total at last stats msg */
+    int limited;
+    int limited_dirty;
+    int64_t last_seen;
+    int touched;
+    struct hub_link controls; /* control conns, oldest first */
+    struct hub_link pool;     /* idle data conns, oldest first */
+    struct hub_link waiting;  /* user conns waiting for a data conn */
+    uint32_t ncontrols, npool, npairs;
+    char recent_fp[HUB_RECENT_FP][SL_UUID_LEN + 1];
+    unsigned recent_next;
+};
+
+enum conn_kind { C_NEW, C_USER, C_CONTROL, C_DATA };
+
+enum user_state {
+    U_HEAD,    /* reading a request head into head[] */
+    U_PAIRING, /* waiting for a data connection */
+    U_BODY,    /* forwarding the request body; response may run */
+    U_WAIT,    /* request sent, waiting for the response's end */
+    U_OPAQUE,  /* after a 101: bytes both ways, no parsing */
+    U_CLOSING, /* answer written, closing after the flush */
+};
+
+enum data_state {
+    D_AUTH,   /* credentials being checked */
+    D_POOL,   /* idle in the pool */
+    D_PAIRED, /* 101 sent, paired with a user conn */
+};
+
+struct hub_conn {
+    struct sl_hub *hub;
+    enum conn_kind kind;
+    uint64_t id;
+    struct hub_link all;   /* hub->conns */
+    struct hub_link alink; /* in one of the allocation's lists */
+    int in_alist;
+    struct hub_alloc *alloc;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown_req;
+    char peer_ip[SL_ADDR_STRLEN];
+    int open_handles;
+    int closing;
+    int work_pending; /* a thread-pool job refers to this conn */
+    int reason;
+
+    /* Request head being read. */
+    char *head;
+    size_t head_len, head_cap, head_scanned;
+    int reading;
+    int read_into_head;
+
+    /* Pairing: user <-> data. */
+    struct hub_conn *peer;
+
+    /* User side. */
+    enum user_state ustate;
+    uint64_t nrequests;
+    http_parser reqp;
+    http_parser respp;
+    int req_done;       /* request message complete */
+    int resp_active;    /* a response is expected or running */
+    int resp_started;   /* response bytes went to the user */
+    int resp_done;      /* final response complete */
+    int resp_head;      /* the request was HEAD */
+    int resp_upgrade;   /* the final response was a 101 */
+    int keep_alive;     /* request and response allow keep-alive */
+    int paused_by_peer; /* reading stopped for back-pressure */
+    int eof_in;         /* read EOF */
+    int shut_out;       /* write side shut down */
+    int data_paused;    /* the data conn's reading stopped for us */
+    struct hub_block *fwd; /* rewritten request head, until paired */
+    size_t fwd_len;
+    char fingerprint[SL_UUID_LEN + 1];
+    char host[256];
+
+    /* Bridge side. */
+    enum data_state dstate;
+    struct sl_ws ws;
+    int ws_active; /* ws owns tcp */
+    int framed;    /* data conn speaks WebSocket frames */
+    int want_raw;
+    int just_allocated; /* control: credentials to send in welcome */
+    char username[SL_BASIC_USER_MAX];
+    char password[SL_BASIC_PASS_MAX]; /* kept only until verified */
+    char ws_accept[SL_WS_ACCEPT_LEN + 1];
+    char new_identity[SL_IDENTITY_LEN + 1];
+    char new_hash[SL_PASSWORD_HASH_MAX];
+    int work_result;
+    int got_hello;
+    size_t head_off; /* end of the first head in head[] */
+    uv_work_t work;
+    struct sl_hijack hijack;
+};
+
+struct hub_rate {
+    char ip[SL_ADDR_STRLEN];
+    uint64_t window_start; /* uv_now ms */
+    uint64_t blocked_until;
+    uint32_t failures;
+};
+
+struct sl_hub {
+    struct sl_ctx *ctx;
+    uv_loop_t *loop;
+    struct sl_log *log;
+    struct sl_hub_options opts; /* strings point into owned copies */
+    char *s_http_addr, *s_domain, *s_scheme, *s_token, *s_state_dir;
+    struct sl_store *store;
+    int own_store;
+    uv_tcp_t listener;
+    uv_timer_t flush_timer;
+    int open_handles;
+    int stopping;
+    void (*done)(void *);
+    void *done_arg;
+    char address[SL_ADDR_STRLEN];
+    int port;
+    uint64_t next_id;
+    struct hub_link conns;
+    struct hub_alloc *buckets[HUB_BUCKETS];
+    struct hub_block *free_blocks;
+    size_t nfree_blocks;
+    struct hub_rate rate[HUB_RATE_SLOTS];
+    unsigned char mac_key[32];
+    struct sl_hub_totals totals;
+};
+
+/* Lists. */
+static inline void hub_list_init(struct hub_link *l)
+{
+    l->prev = l->next = l;
+}
+static inline int hub_list_empty(const struct hub_link *l)
+{
+    return l->next == l;
+}
+static inline void hub_list_push(struct hub_link *l, struct hub_link *n)
+{
+    n->prev = l->prev;
+    n->next = l;
+    l->prev->next = n;
+    l->prev = n;
+}
+static inline void hub_list_del(struct hub_link *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+#define HUB_CONN_OF(link, field)                                               \
+    ((struct hub_conn *)((char *)(link)-offsetof(struct hub_conn, field)))
+
+/* hub.c */
+struct hub_block *hub_block_get(struct sl_hub *hub);
+void hub_block_put(struct sl_hub *hub, struct hub_block *b);
+struct hub_alloc *hub_alloc_find(struct sl_hub *hub, const char *identity);
+/* Finds or loads (from the store) the allocation; NULL if unknown. */
+struct hub_alloc *hub_alloc_get(struct sl_hub *hub, const char *identity);
+struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *a);
+void hub_conn_close(struct hub_conn *c, int reason);
+/* The ws that owned c->tcp closed it (its on_close). */
+void hub_conn_ws_closed(struct hub_conn *c, int reason);
+/* Pairs user conn u and data conn d (101 to the bridge, head onwards). */
+void hub_pair(struct hub_conn *u, struct hub_conn *d);
+void hub_conn_alist_del(struct hub_conn *c);
+/* Writes bytes to c's TCP socket (not a ws). b, when not NULL, holds data
+ * and is taken over. Returns 0 or a libuv error. */
+int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
+                   size_t n);
+/* Sends a complete response and closes the connection after it. */
+void hub_conn_reply_close(struct hub_conn *c, int status, const char *ctype,
+                          const char *body, const char *extra);
+void hub_conn_start_head(struct hub_conn *c);
+void hub_conn_timer_start(struct hub_conn *c, uint64_t ms);
+/* Stops reading, shuts the write side down once queued writes are out,
+ * then closes. */
+void hub_conn_finish(struct hub_conn *c);
+void hub_alloc_remember_fp(struct hub_alloc *a, const char *fp);
+/* A thread-pool job of c finished. Returns 1 if c was closing (it may have
+ * been freed: do not touch it), 0 if it is live. */
+int hub_conn_work_done(struct hub_conn *c);
+void hub_conn_read_blocks(struct hub_conn *c);
+void hub_conn_read_stop(struct hub_conn *c);
+void hub_count_user(struct hub_alloc *a, uint64_t down, uint64_t up);
+void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up);
+void hub_alloc_touch(struct hub_alloc *a);
+int hub_rate_blocked(struct sl_hub *hub, const char *ip);
+void hub_rate_fail(struct sl_hub *hub, const char *ip);
+void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32]);
+size_t hub_conn_queued(const struct hub_conn *c);
+
+/* hub_bridge.c */
+void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
+                        const char *query, size_t query_len);
+void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h);
+/* Paired data conn d answers 101 and starts moving bytes. */
+int hub_data_accept(struct hub_conn *d);
+int hub_data_send(struct hub_conn *d, struct hub_block *b, const char *p,
+                  size_t n);
+void hub_data_pause(struct hub_conn *d);
+void hub_data_resume(struct hub_conn *d);
+void hub_data_end(struct hub_conn *d); /* no more bytes to the bridge */
+int hub_control_open(struct hub_alloc *a, const char *fingerprint);
+void hub_control_stats(struct hub_alloc *a);
+void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code);
+void hub_data_on_timer(struct hub_conn *d);
+
+/* hub_user.c */
+void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
+                   const char *identity);
+void hub_user_paired(struct hub_conn *u, struct hub_conn *d);
+void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
+                       size_t n);
+void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
+                          const char *p, size_t n);
+void hub_user_upstream_gone(struct hub_conn *u, int reason);
+void hub_user_on_timer(struct hub_conn *u);
+void hub_user_on_eof(struct hub_conn *u);
+void hub_user_drained(struct hub_conn *u);
+void hub_user_resume_from_data(struct hub_conn *d);
+void hub_alloc_close_pairs(struct hub_alloc *a);
+
+#endif

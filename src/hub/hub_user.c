@@ -1,0 +1,626 @@
+/* User HTTP through the tunnel: request heads are parsed and rewritten
+ * (X-Forwarded-*), bodies and responses stream with back-pressure, and
+ * http-parser runs over both directions only to find where each message
+ * ends, so a keep-alive connection can name another identity on its next
+ * request, and a 101 turns the pair into an opaque relay. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "hub/hub_int.h"
+
+static int req_complete(http_parser *p)
+{
+    struct hub_conn *u = p->data;
+    u->req_done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings req_settings = {
+    .on_message_complete = req_complete,
+};
+
+static int resp_headers(http_parser *p)
+{
+    struct hub_conn *u = p->data;
+    unsigned st = p->status_code;
+    if (st >= 100 && st < 200 && st != 101)
+        return 0; /* interim: no body, another response follows */
+    if (!http_should_keep_alive(p))
+        u->keep_alive = 0;
+    return u->resp_head ? 1 : 0; /* a HEAD response has no body */
+}
+
+static int resp_complete(http_parser *p)
+{
+    struct hub_conn *u = p->data;
+    unsigned st = p->status_code;
+    if (st >= 100 && st < 200 && st != 101)
+        return 0;
+    u->resp_done = 1;
+    if (st == 101)
+        u->resp_upgrade = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings resp_settings = {
+    .on_headers_complete = resp_headers,
+    .on_message_complete = resp_complete,
+};
+
+static int parser_ok(const http_parser *p)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(p);
+    return e == HPE_OK || e == HPE_PAUSED;
+}
+
+static void reply_text(struct hub_conn *u, int status, const char *body)
+{
+    hub_conn_reply_close(u, status, NULL, body, NULL);
+}
+
+/* Appends bytes to the head buffer (the start of the next request). */
+static int head_append(struct hub_conn *u, const char *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (u->head_len + n > SL_HTTP_HEAD_MAX)
+        return SL_ETOOBIG;
+    if (u->head_len + n > u->head_cap) {
+        size_t cap = u->head_cap ? u->head_cap : 4096;
+        while (cap < u->head_len + n)
+            cap *= 2;
+        if (cap > SL_HTTP_HEAD_MAX)
+            cap = SL_HTTP_HEAD_MAX;
+        char *q = realloc(u->head, cap);
+        if (q == NULL)
+            return UV_ENOMEM;
+        u->head = q;
+        u->head_cap = cap;
+    }
+    memcpy(u->head + u->head_len, p, n);
+    u->head_len += n;
+    return 0;
+}
+
+static void head_consume(struct hub_conn *u, size_t n)
+{
+    if (n >= u->head_len) {
+        u->head_len = 0;
+    } else {
+        memmove(u->head, u->head + n, u->head_len - n);
+        u->head_len -= n;
+    }
+    if (u->head_len == 0) {
+        /* An idle keep-alive connection holds no buffer. */
+        free(u->head);
+        u->head = NULL;
+        u->head_cap = 0;
+    }
+}
+
+/* Bounded appender for the rewritten head. */
+struct out {
+    char *p;
+    size_t len, cap;
+    int over;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->over || o->len + n > o->cap) {
+        o->over = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void puts_(struct out *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static int is_named(const struct sl_http_header *x, const char *name)
+{
+    size_t n = strlen(name);
+    return x->name_len == n && strncasecmp(x->name, name, n) == 0;
+}
+
+/* The head as the upstream gets it: X-Forwarded-For appended to (or
+ * added), X-Forwarded-Proto and -Host set by the hub (the user's own are
+ * dropped: they would lie). */
+static int build_head(struct hub_conn *u, const struct sl_http_head *h,
+                      char *buf, size_t cap)
+{
+    const char *base = u->head;
+    size_t end = h->len;
+    struct out o = {buf, 0, cap, 0};
+    int have_xff = 0;
+    /* Without the final empty line. */
+    if (end > 0 && base[end - 1] == '\n')
+        end--;
+    if (end > 0 && base[end - 1] == '\r')
+        end--;
+    size_t cursor = 0;
+    for (size_t i = 0; i < h->nhdr; i++) {
+        const struct sl_http_header *x = &h->hdr[i];
+        size_t vend = (size_t)(x->value + x->value_len - base);
+        if (is_named(x, "x-forwarded-proto") ||
+            is_named(x, "x-forwarded-host")) {
+            size_t ls = (size_t)(x->name - base);
+            const char *nl = memchr(base + vend, '\n', end - vend);
+            size_t le = nl ? (size_t)(nl - base) + 1 : end;
+            put(&o, base + cursor, ls - cursor);
+            cursor = le;
+        } else if (!have_xff && is_named(x, "x-forwarded-for")) {
+            have_xff = 1;
+            put(&o, base + cursor, vend - cursor);
+            puts_(&o, ", ");
+            puts_(&o, u->peer_ip);
+            cursor = vend;
+        }
+    }
+    put(&o, base + cursor, end - cursor);
+    if (end > 0 && base[end - 1] != '\n')
+        puts_(&o, "\r\n");
+    if (!have_xff) {
+        puts_(&o, "X-Forwarded-For: ");
+        puts_(&o, u->peer_ip);
+        puts_(&o, "\r\n");
+    }
+    puts_(&o, "X-Forwarded-Proto: ");
+    puts_(&o, u->hub->s_scheme);
+    puts_(&o, "\r\nX-Forwarded-Host: ");
+    puts_(&o, u->host);
+    puts_(&o, "\r\n\r\n");
+    return o.over ? SL_ETOOBIG : (int)o.len;
+}
+
+static void user_close(struct hub_conn *u, int reason)
+{
+    hub_conn_close(u, reason); /* closes the paired data conn too */
+}
+
+/* Unpairs u from its data conn and closes that one. */
+static void drop_data(struct hub_conn *u)
+{
+    struct hub_conn *d = u->peer;
+    if (d == NULL)
+        return;
+    u->peer = NULL;
+    d->peer = NULL;
+    if (d->alloc && d->alloc->npairs > 0)
+        d->alloc->npairs--;
+    hub_conn_close(d, 0);
+}
+
+static void pause_user(struct hub_conn *u)
+{
+    u->paused_by_peer = 1;
+    hub_conn_read_stop(u);
+}
+
+static void send_to_data(struct hub_conn *u, struct hub_block *b,
+                         const char *p, size_t n)
+{
+    struct hub_conn *d = u->peer;
+    if (d == NULL) {
+        hub_block_put(u->hub, b);
+        return;
+    }
+    int rc = hub_data_send(d, b, p, n);
+    if (rc < 0) {
+        user_close(u, rc);
+        return;
+    }
+    if (rc == 1)
+        pause_user(u);
+}
+
+static void send_to_user(struct hub_conn *u, struct hub_block *b,
+                         const char *p, size_t n)
+{
+    int rc = hub_conn_write(u, b, p, n);
+    if (rc < 0) {
+        user_close(u, rc);
+        return;
+    }
+    hub_count_user(u->alloc, n, 0);
+    if (!u->closing && u->peer && hub_conn_queued(u) > HUB_HIGH_WATER) {
+        u->data_paused = 1;
+        hub_data_pause(u->peer);
+    }
+}
+
+static void go_opaque(struct hub_conn *u)
+{
+    u->ustate = U_OPAQUE;
+    if (u->head_len > 0) {
+        /* User bytes that arrived before the 101. */
+        char *p = u->head;
+        size_t n = u->head_len;
+        u->head = NULL;
+        u->head_len = u->head_cap = 0;
+        send_to_data(u, NULL, p, n);
+        free(p);
+        if (u->closing)
+            return;
+    }
+    if (!u->paused_by_peer)
+        hub_conn_read_blocks(u);
+}
+
+static void response_finished(struct hub_conn *u)
+{
+    u->resp_active = 0;
+    if (u->resp_upgrade) {
+        go_opaque(u);
+        return;
+    }
+    if (!u->req_done || !u->keep_alive) {
+        drop_data(u);
+        hub_conn_finish(u);
+        return;
+    }
+    /* Keep-alive: the next head (maybe already buffered). */
+    u->ustate = U_HEAD;
+    u->paused_by_peer = 0;
+    hub_conn_start_head(u);
+}
+
+/* Feeds request body bytes; returns how many belong to this request. */
+static size_t body_feed(struct hub_conn *u, const char *p, size_t n)
+{
+    size_t k = http_parser_execute(&u->reqp, &req_settings, p, n);
+    if (!parser_ok(&u->reqp))
+        return (size_t)-1;
+    return k;
+}
+
+static void forward(struct hub_conn *u)
+{
+    struct hub_block *fwd = u->fwd;
+    size_t fwd_len = u->fwd_len;
+    u->fwd = NULL;
+    http_parser_init(&u->reqp, HTTP_REQUEST);
+    u->reqp.data = u;
+    http_parser_init(&u->respp, HTTP_RESPONSE);
+    u->respp.data = u;
+    u->req_done = u->resp_done = u->resp_started = u->resp_upgrade = 0;
+    u->resp_active = 1;
+    /* The rewritten head frames the message exactly as the original. */
+    size_t k = http_parser_execute(&u->reqp, &req_settings, fwd->data,
+                                   fwd_len);
+    if (!parser_ok(&u->reqp) || (k != fwd_len && !u->req_done)) {
+        hub_block_put(u->hub, fwd);
+        reply_text(u, 400, "Bad Request");
+        drop_data(u);
+        return;
+    }
+    int upgrade = u->reqp.upgrade;
+    send_to_data(u, fwd, fwd->data, fwd_len);
+    if (u->closing)
+        return;
+    if (!u->req_done && !upgrade && u->head_len > 0) {
+        /* Body bytes that came with the head. */
+        size_t n = body_feed(u, u->head, u->head_len);
+        if (n == (size_t)-1) {
+            user_close(u, SL_EPARSE);
+            return;
+        }
+        send_to_data(u, NULL, u->head, n);
+        if (u->closing)
+            return;
+        head_consume(u, n);
+    }
+    if (u->req_done || upgrade) {
+        u->req_done = 1;
+        u->ustate = U_WAIT;
+        return;
+    }
+    u->ustate = U_BODY;
+    if (!u->paused_by_peer)
+        hub_conn_read_blocks(u);
+}
+
+void hub_user_paired(struct hub_conn *u, struct hub_conn *d)
+{
+    (void)d;
+    sl_debug(u->hub->log, "hub user %llu (%s): paired with data %llu",
+             (unsigned long long)u->id, u->alloc->identity,
+             (unsigned long long)d->id);
+    forward(u);
+}
+
+void hub_pair(struct hub_conn *u, struct hub_conn *d)
+{
+    struct hub_alloc *a = d->alloc;
+    hub_conn_alist_del(d);
+    hub_conn_alist_del(u);
+    uv_timer_stop(&u->timer);
+    u->peer = d;
+    d->peer = u;
+    d->dstate = D_PAIRED;
+    a->npairs++;
+    int rc = hub_data_accept(d);
+    if (rc < 0) {
+        drop_data(u);
+        reply_text(u, 502, "Proxy not connected");
+        return;
+    }
+    hub_user_paired(u, d);
+}
+
+static uint64_t pairing_window(const struct sl_hub *hub)
+{
+    return hub->opts.pairing_window_ms ? hub->opts.pairing_window_ms : 8000;
+}
+
+static void pair(struct hub_conn *u)
+{
+    struct hub_alloc *a = u->alloc;
+    struct sl_hub *hub = u->hub;
+    if (!hub_list_empty(&a->pool)) {
+        hub_pair(u, HUB_CONN_OF(a->pool.next, alink));
+        return;
+    }
+    if (a->ncontrols == 0) {
+        sl_debug(hub->log, "hub user %llu (%s): no bridge, answering 502",
+                 (unsigned long long)u->id, a->identity);
+        hub_block_put(hub, u->fwd);
+        u->fwd = NULL;
+        reply_text(u, 502, "Proxy not connected");
+        return;
+    }
+    if (sl_uuid4_new(u->fingerprint) != 0 ||
+        hub_control_open(a, u->fingerprint) != 0) {
+        hub_block_put(hub, u->fwd);
+        u->fwd = NULL;
+        reply_text(u, 502, "Proxy not connected");
+        return;
+    }
+    hub_alloc_remember_fp(a, u->fingerprint);
+    hub_list_push(&a->waiting, &u->alink);
+    u->in_alist = 1;
+    u->ustate = U_PAIRING;
+    hub_conn_timer_start(u, pairing_window(hub));
+}
+
+void hub_user_on_timer(struct hub_conn *u)
+{
+    sl_info(u->hub->log, "hub user %llu (%s): no data connection within the "
+                         "pairing window, answering 504",
+            (unsigned long long)u->id, u->alloc ? u->alloc->identity : "-");
+    hub_conn_alist_del(u);
+    hub_block_put(u->hub, u->fwd);
+    u->fwd = NULL;
+    reply_text(u, 504, "Proxy not connected");
+}
+
+void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
+                   const char *identity)
+{
+    struct sl_hub *hub = u->hub;
+    u->nrequests++;
+    hub->totals.requests++;
+    struct hub_alloc *a = identity ? hub_alloc_get(hub, identity) : NULL;
+    if (a == NULL) {
+        drop_data(u);
+        reply_text(u, 404, "Proxy not available");
+        return;
+    }
+    if (a->limited) {
+        drop_data(u);
+        reply_text(u, 429, "Traffic limit exceeded");
+        return;
+    }
+    const struct sl_http_header *host = sl_http_head_find(h, "host");
+    size_t hl = host->value_len < sizeof(u->host) - 1 ? host->value_len
+                                                      : sizeof(u->host) - 1;
+    memcpy(u->host, host->value, hl);
+    u->host[hl] = '\0';
+    u->resp_head = h->method == HTTP_HEAD;
+    u->keep_alive = h->keep_alive;
+
+    struct hub_block *b = hub_block_get(hub);
+    if (b == NULL) {
+        user_close(u, UV_ENOMEM);
+        return;
+    }
+    int n = build_head(u, h, b->data, HUB_BLOCK);
+    if (n < 0) {
+        hub_block_put(hub, b);
+        drop_data(u);
+        reply_text(u, 431, "Request Header Fields Too Large");
+        return;
+    }
+    hub_count_user(a, 0, h->len);
+    if (u->closing) {
+        hub_block_put(hub, b);
+        return;
+    }
+    head_consume(u, h->len); /* h is invalid from here on */
+    u->fwd = b;
+    u->fwd_len = (size_t)n;
+
+    if (u->peer != NULL && u->alloc == a) {
+        forward(u);
+        return;
+    }
+    /* Another identity (or none yet): pair anew. */
+    drop_data(u);
+    u->alloc = a;
+    pair(u);
+}
+
+void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
+                       size_t n)
+{
+    hub_count_user(u->alloc, 0, n);
+    if (u->closing) {
+        hub_block_put(u->hub, b);
+        return;
+    }
+    if (u->ustate == U_OPAQUE) {
+        send_to_data(u, b, p, n);
+        return;
+    }
+    if (u->ustate != U_BODY) {
+        /* Not expected while we do not read; keep it for later. */
+        int rc = head_append(u, p, n);
+        hub_block_put(u->hub, b);
+        if (rc < 0)
+            user_close(u, rc);
+        return;
+    }
+    size_t k = body_feed(u, p, n);
+    if (k == (size_t)-1) {
+        hub_block_put(u->hub, b);
+        user_close(u, SL_EPARSE);
+        return;
+    }
+    if (u->req_done) {
+        /* The rest starts the next request. */
+        if (head_append(u, p + k, n - k) < 0) {
+            hub_block_put(u->hub, b);
+            user_close(u, SL_ETOOBIG);
+            return;
+        }
+        u->ustate = U_WAIT;
+        hub_conn_read_stop(u);
+    }
+    send_to_data(u, b, p, k);
+    if (u->closing)
+        return;
+    if (u->req_done && u->resp_done)
+        response_finished(u); /* the response came first */
+}
+
+void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
+                          const char *p, size_t n)
+{
+    if (u->closing || u->ustate == U_CLOSING) {
+        hub_block_put(u->hub, b);
+        return;
+    }
+    if (u->ustate == U_OPAQUE) {
+        send_to_user(u, b, p, n);
+        return;
+    }
+    if (!u->resp_active) {
+        /* Bytes with no request outstanding: the upstream misbehaves. */
+        hub_block_put(u->hub, b);
+        drop_data(u);
+        hub_conn_finish(u);
+        return;
+    }
+    size_t k = http_parser_execute(&u->respp, &resp_settings, p, n);
+    if (!parser_ok(&u->respp)) {
+        hub_block_put(u->hub, b);
+        sl_info(u->hub->log, "hub user %llu (%s): malformed response from "
+                             "the bridge: %s",
+                (unsigned long long)u->id,
+                u->alloc ? u->alloc->identity : "-",
+                http_errno_name(HTTP_PARSER_ERRNO(&u->respp)));
+        if (!u->resp_started) {
+            drop_data(u);
+            reply_text(u, 502, "Bad Gateway");
+        } else {
+            user_close(u, SL_EPARSE);
+        }
+        return;
+    }
+    u->resp_started = 1;
+    int done = u->resp_done;
+    /* After a 101 every byte is the new protocol's. */
+    size_t send_n = done && u->resp_upgrade ? n : k;
+    if (done && !u->resp_upgrade && k < n)
+        u->keep_alive = 0; /* bytes after the response: do not reuse */
+    send_to_user(u, b, p, send_n);
+    if (u->closing)
+        return;
+    if (done)
+        response_finished(u);
+}
+
+void hub_user_upstream_gone(struct hub_conn *u, int reason)
+{
+    if (u->closing || u->ustate == U_CLOSING)
+        return;
+    switch (u->ustate) {
+    case U_HEAD:
+        return; /* idle between requests: the next one pairs anew */
+    case U_PAIRING:
+        return;
+    case U_OPAQUE:
+        hub_conn_finish(u);
+        return;
+    default:
+        break;
+    }
+    if (!u->resp_active) {
+        hub_conn_finish(u);
+        return;
+    }
+    if (u->resp_started && reason == UV_EOF) {
+        /* A response delimited by the end of the connection. */
+        http_parser_execute(&u->respp, &resp_settings, NULL, 0);
+        if (u->resp_done) {
+            u->keep_alive = 0;
+            response_finished(u);
+            return;
+        }
+    }
+    if (!u->resp_started) {
+        reply_text(u, 502, "Proxy not connected");
+        return;
+    }
+    user_close(u, reason ? reason : UV_EOF);
+}
+
+void hub_user_on_eof(struct hub_conn *u)
+{
+    if (u->ustate == U_OPAQUE && u->peer != NULL) {
+        hub_conn_read_stop(u);
+        u->eof_in = 1;
+        hub_data_end(u->peer);
+        return;
+    }
+    user_close(u, 0);
+}
+
+void hub_user_drained(struct hub_conn *u)
+{
+    if (u->data_paused && u->peer != NULL) {
+        u->data_paused = 0;
+        hub_data_resume(u->peer);
+    }
+}
+
+void hub_user_resume_from_data(struct hub_conn *d)
+{
+    struct hub_conn *u = d->peer;
+    if (u == NULL || !u->paused_by_peer || u->closing)
+        return;
+    u->paused_by_peer = 0;
+    if (u->ustate == U_BODY || (u->ustate == U_OPAQUE && !u->eof_in))
+        hub_conn_read_blocks(u);
+}
+
+void hub_alloc_close_pairs(struct hub_alloc *a)
+{
+    struct sl_hub *hub = a->hub;
+    struct hub_link *l = hub->conns.next;
+    while (l != &hub->conns) {
+        struct hub_link *n = l->next;
+        struct hub_conn *c = HUB_CONN_OF(l, all);
+        if (c->alloc == a && c->kind == C_USER && !c->closing)
+            hub_conn_close(c, SL_ELIMIT);
+        l = n;
+    }
+}
