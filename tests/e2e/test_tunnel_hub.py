@@ -1,0 +1,336 @@
+"""The hub alone, driven by Python peers that speak the tunnel protocol
+(docs/protocol.md): routing errors, allocation and welcome, pairing
+through the pool and through `open`, the pairing window, credentials and
+their rate limit, the hijack header, slowloris, keep-alive across
+identities, framed data connections and the traffic limit."""
+
+import asyncio
+import concurrent.futures
+import json
+import socket
+import time
+
+import pytest
+
+from helpers import scaled, wait_for
+from tunnel_x_support import (Hub, PyBridge, basic, control_attempt,
+                              data_conn, http_get, new_fingerprint,
+                              read_head, read_response, upgrade_request)
+
+
+@pytest.fixture
+def hubs(tmp_path):
+    made = []
+
+    def make(*args):
+        h = Hub(tmp_path, name="hub%d" % len(made), args=args)
+        made.append(h)
+        return h
+    yield make
+    problems = []
+    for h in made:
+        problems.extend(h.problems())
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, scaled(60)))
+
+
+def user_get(hub, identity, path="/", **kw):
+    return http_get(hub.port, hub.host(identity), path, **kw)
+
+
+def test_unknown_identity_404(hubs):
+    hub = hubs()
+    st, _, body = user_get(hub, "zz0000000000")
+    assert (st, body) == (404, b"Proxy not available")
+    # Not an identity label at all under the domain.
+    st, _, body = http_get(hub.port, "www.%s:%d" % (hub.domain, hub.port))
+    assert (st, body) == (404, b"Proxy not available")
+    # The hub itself: only the bridge endpoints.
+    st, _, body = http_get(hub.port, "127.0.0.1:%d" % hub.port, "/x")
+    assert st == 404
+    assert json.loads(body) == {"error": "Not found", "code": 404}
+
+
+def test_502_before_bridge_then_allocation_and_welcome(hubs):
+    hub = hubs()
+    creds = hub.create()
+    st, _, body = user_get(hub, creds["identity"])
+    assert (st, body) == (502, b"Proxy not connected")
+
+    async def main():
+        b = PyBridge(hub.port)               # no credentials: allocate
+        w = await b.connect()
+        assert w["identity"] and len(w["identity"]) == 12
+        assert w["url"] == "http://%s.localhost:%d/" % (w["identity"],
+                                                        hub.port)
+        assert len(w["username"]) == 6 and len(w["password"]) == 24
+        assert w["pairing_window"] == 8 and w["ping_interval"] == 15
+        await b.close()
+        # The same credentials authenticate again; no password this time.
+        b2 = PyBridge(hub.port, w["username"], w["password"])
+        w2 = await b2.connect()
+        assert w2["identity"] == w["identity"]
+        assert "password" not in w2
+        await b2.close()
+    run(main())
+
+
+def test_request_paired_through_pool(hubs):
+    hub = hubs()
+    creds = hub.create()
+    ident = creds["identity"]
+
+    async def main():
+        b = PyBridge(hub.port, creds["username"], creds["password"],
+                     answer=False)
+        await b.connect()
+        # A pool connection waits unanswered.
+        d = data_conn(hub, creds["username"], creds["password"],
+                      "%s|%s" % (ident, new_fingerprint()))
+        d.settimeout(0.3)
+        with pytest.raises(socket.timeout):
+            d.recv(1)
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            fut = loop.run_in_executor(
+                ex, lambda: user_get(hub, ident, "/hello",
+                                     headers={"X-Forwarded-For": "1.2.3.4"}))
+            st, head, rest = await loop.run_in_executor(
+                None, lambda: read_head(d))
+            assert st == 101
+            assert "sluice-framing: raw" in head.lower()
+            req = rest
+            while b"\r\n\r\n" not in req:
+                req += await loop.run_in_executor(None, d.recv, 65536)
+            text = req.decode()
+            assert text.startswith("GET /hello HTTP/1.1\r\n")
+            assert "X-Forwarded-For: 1.2.3.4, 127.0.0.1\r\n" in text
+            assert "X-Forwarded-Proto: http\r\n" in text
+            assert "X-Forwarded-Host: %s\r\n" % hub.host(ident) in text
+            d.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npool")
+            st, _, body = await fut
+        assert (st, body) == (200, b"pool")
+        assert b.fingerprints == []            # no open was needed
+        d.close()
+        await b.close()
+    run(main())
+
+
+def test_request_paired_through_open(hubs):
+    hub = hubs()
+    creds = hub.create()
+
+    async def main():
+        b = PyBridge(hub.port, creds["username"], creds["password"],
+                     body=b"hello from the bridge")
+        await b.connect()
+        task = asyncio.ensure_future(b.serve())
+        loop = asyncio.get_running_loop()
+        for i in range(3):
+            st, _, body = await loop.run_in_executor(
+                None, lambda: user_get(hub, creds["identity"]))
+            assert (st, body) == (200, b"hello from the bridge")
+        assert len(b.fingerprints) == 3 and len(set(b.fingerprints)) == 3
+        # An answer to an open whose user has been served: refused.
+        s = data_conn(hub, creds["username"], creds["password"],
+                      "%s|%s" % (creds["identity"], b.fingerprints[0]))
+        st, _, _ = await loop.run_in_executor(None, lambda: read_head(s))
+        assert st == 409
+        s.close()
+        await b.close()
+        await task
+    run(main())
+
+
+def test_pairing_window_504(hubs):
+    hub = hubs("--pairing-window-ms", "300")
+    creds = hub.create()
+
+    async def main():
+        b = PyBridge(hub.port, creds["username"], creds["password"],
+                     answer=False)
+        await b.connect()
+        task = asyncio.ensure_future(b.serve())
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        st, _, body = await loop.run_in_executor(
+            None, lambda: user_get(hub, creds["identity"]))
+        assert (st, body) == (504, b"Proxy not connected")
+        assert time.monotonic() - t0 >= 0.25
+        assert len(b.fingerprints) == 1
+        await b.close()
+        await task
+    run(main())
+
+
+def test_wrong_password_401_then_rate_limited(hubs):
+    hub = hubs()
+    creds = hub.create()
+    for _ in range(5):
+        assert control_attempt(hub, creds["username"], "x" * 24) == 401
+    # Blocked for a minute now, even with the right password.
+    assert control_attempt(hub, creds["username"], creds["password"]) == 429
+    # Unknown username: 401 too (from another address, not blocked).
+    assert control_attempt(hub, "nobody", "x", source="127.0.0.2") == 401
+
+
+def test_gateway_token(hubs):
+    hub = hubs("--token", "s3cret")
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    s.sendall(upgrade_request("/_sluice/v1/control", "h"))
+    st, _, body = read_head(s)
+    assert st == 401
+    s.close()
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    s.sendall(upgrade_request("/_sluice/v1/control?token=s3cret", "h"))
+    st, head, _ = read_head(s, timeout=30)
+    assert st == 101 and "sluice-identity:" in head.lower()
+    s.close()
+
+
+def test_hijack_malformed_400_and_foreign_identity_403(hubs):
+    hub = hubs()
+    a = hub.create()
+    b = hub.create()
+    for bad in ["", "nonsense", a["identity"] + "|not-a-uuid",
+                a["identity"] + new_fingerprint(),
+                a["identity"].upper() + "|" + new_fingerprint()]:
+        s = data_conn(hub, a["username"], a["password"], bad)
+        st, _, _ = read_head(s)
+        assert st == 400, bad
+        s.close()
+    s = data_conn(hub, a["username"], a["password"],
+                  "%s|%s" % (b["identity"], new_fingerprint()))
+    st, _, _ = read_head(s, timeout=30)
+    assert st == 403
+    s.close()
+
+
+def test_slowloris_head_cut_off(hubs):
+    hub = hubs("--head-timeout-ms", "500")
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    t0 = time.monotonic()
+    for _ in range(100):
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            break
+        time.sleep(0.02)
+        if time.monotonic() - t0 > scaled(5):
+            break
+    st, _, _ = read_head(s)
+    assert st == 408
+    s.close()
+    # A head over 64 KiB: 431.
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * (70 * 1024))
+    except OSError:
+        pass
+    st, _, _ = read_head(s)
+    assert st == 431
+    s.close()
+
+
+def test_keepalive_two_identities(hubs):
+    hub = hubs()
+    c1, c2 = hub.create(), hub.create()
+
+    async def main():
+        b1 = PyBridge(hub.port, c1["username"], c1["password"], body=b"one")
+        b2 = PyBridge(hub.port, c2["username"], c2["password"], body=b"two")
+        await b1.connect()
+        await b2.connect()
+        tasks = [asyncio.ensure_future(b1.serve()),
+                 asyncio.ensure_future(b2.serve())]
+        loop = asyncio.get_running_loop()
+
+        def user():
+            s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+            got = []
+            for c in (c1, c2, c2, c1):
+                s.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n"
+                          % hub.host(c["identity"]).encode())
+                st, _, body = read_response(s)
+                got.append((st, body))
+            s.close()
+            return got
+        got = await loop.run_in_executor(None, user)
+        assert got == [(200, b"one"), (200, b"two"), (200, b"two"),
+                       (200, b"one")]
+        await b1.close()
+        await b2.close()
+        for t in tasks:
+            await t
+    run(main())
+
+
+def test_framed_data_connection(hubs):
+    hub = hubs()
+    creds = hub.create()
+    ident = creds["identity"]
+
+    async def main():
+        import websockets
+        loop = asyncio.get_running_loop()
+        fut = None
+
+        async def bridge_side():
+            ws = await websockets.connect(
+                "ws://127.0.0.1:%d/_sluice/v1/data" % hub.port,
+                extra_headers={"Authorization": basic(creds["username"],
+                                                      creds["password"]),
+                               "Sluice-Hijack": "%s|%s"
+                               % (ident, new_fingerprint())},
+                ping_interval=None, open_timeout=scaled(30))
+            req = b""
+            while b"\r\n\r\n" not in req:
+                req += await ws.recv()
+            assert req.startswith(b"GET /framed HTTP/1.1\r\n")
+            await ws.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+            await ws.send(b"framed")
+            return ws
+        bt = asyncio.ensure_future(bridge_side())
+        # The pool connection must be waiting before the user comes.
+        await asyncio.sleep(0.3)
+        fut = loop.run_in_executor(None, lambda: user_get(hub, ident,
+                                                          "/framed"))
+        ws = await bt
+        st, _, body = await fut
+        assert (st, body) == (200, b"framed")
+        await ws.close()
+    run(main())
+
+
+def test_traffic_limit(hubs):
+    hub = hubs()
+    creds = hub.create(traffic=20000)
+
+    async def main():
+        b = PyBridge(hub.port, creds["username"], creds["password"],
+                     body=b"x" * 4000)
+        await b.connect()
+        task = asyncio.ensure_future(b.serve())
+        loop = asyncio.get_running_loop()
+        codes = []
+        for _ in range(10):
+            st, _, _ = await loop.run_in_executor(
+                None, lambda: user_get(hub, creds["identity"]))
+            codes.append(st)
+            if st == 429:
+                break
+        assert codes[0] == 200 and codes[-1] == 429, codes
+        st, _, body = await loop.run_in_executor(
+            None, lambda: user_get(hub, creds["identity"]))
+        assert (st, body) == (429, b"Traffic limit exceeded")
+        await b.close()
+        await task
+    run(main())
+    # The flag is persisted and shown by the API.
+    wait_for(lambda: hub.proxy(creds["identity"])["limited"], 15,
+             what="limited in the API")
