@@ -47,11 +47,11 @@ def still_serving(site):
     assert site["node"].alive() and site["hub"].alive()
 
 
-def refused(sock, want, timeout=10):
+def refused(sock, want, timeout=10, what=""):
     """The hub answers `want` and closes the connection."""
     try:
         st, head, _ = read_head(sock, timeout)
-        assert st == want, head
+        assert st == want, (what, head)
         sock.settimeout(scaled(timeout))
         try:
             while sock.recv(65536):
@@ -70,10 +70,10 @@ def test_malformed_hijack_refused(site):
            ident[:11] + "|" + fp, ident + "x|" + fp, ident + "|" + fp.upper(),
            ident + "|" + fp[:-1], ident + "|" + fp + "|" + fp,
            ident + "|" + fp.replace("-4", "-1", 1),  # not a v4 UUID
-           ident + "|" + fp + "\t", ident + " |" + fp, "a" * 8000]
+           ident + " |" + fp, ident + "|\t" + fp, "a" * 8000]
     for value in bad:
         s = data_conn(hub, x["username"], x["password"], value)
-        refused(s, 400)
+        refused(s, 400, what=repr(value[:80]))
     # and no Sluice-Hijack header at all
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
     from tunnel_x_support import basic, upgrade_request

@@ -650,6 +650,7 @@ def curl(*args, timeout=60):
     import subprocess
     return subprocess.run(["curl", "-sS"] + [str(a) for a in args],
                           capture_output=True, timeout=scaled(timeout),
+                          text=True, errors="replace",
                           stdin=subprocess.DEVNULL)
 
 
