@@ -97,7 +97,7 @@ static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
 static void work_verify(uv_work_t *w)
 {
     struct hub_conn *c = w->data;
-    c->work_result = sl_password_verify(c->password, c->alloc->password_hash);
+    c->work_result = sl_password_verify(c->password, c->new_hash);
 }
 
 static void work_allocate(uv_work_t *w)
@@ -123,6 +123,11 @@ static void after_work_common(uv_work_t *w, int status, after_fn next)
 
 static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
 {
+    /* The job reads its own copy: the allocation may be forgotten (and
+     * freed) while the job runs. */
+    if (fn == work_verify)
+        snprintf(c->new_hash, sizeof(c->new_hash), "%s",
+                 c->alloc->password_hash);
     c->work.data = c;
     int rc = uv_queue_work(c->hub->loop, &c->work, fn, after);
     if (rc == 0)
@@ -595,6 +600,13 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     c->want_raw = x != NULL && x->value_len == 3 &&
                   strncasecmp(x->value, "raw", 3) == 0;
     c->framed = !c->want_raw;
+    if (c->head_len == c->head_off) {
+        /* Nothing came after the head (a client waits for the 101): a
+         * pool connection holds no buffer. h is not used after this. */
+        free(c->head);
+        c->head = NULL;
+        c->head_len = c->head_cap = c->head_off = 0;
+    }
     if ((c->alloc = alloc_of_user(c)) == NULL)
         return;
     if (mac_ok(c)) {
