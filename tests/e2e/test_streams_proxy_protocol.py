@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from helpers import (closed_by_peer, connect, handler_echo, handler_pp_echo,
-                     pp_v1, pp_v2, recv_exact, route, wait_for)
+from helpers import (PP2_SIG, closed_by_peer, connect, handler_echo,
+                     handler_pp_echo, pp_v1, pp_v2, recv_exact, route,
+                     wait_for)
 
 FAKE_SRC = "203.0.113.7"
 FAKE_PORT = 40000
@@ -150,3 +151,38 @@ def test_untrusted_source_header_not_believed(sluice, tcp_upstream):
         wait_for(lambda: "pp" in r, 5)
         assert r["pp"] is None or r["pp"]["src"] == "127.0.0.8", r
     assert FAKE_SRC.encode() not in got
+
+
+def test_local_and_unknown_headers_use_real_address(sluice, tcp_upstream):
+    up = tcp_upstream(handler_pp_echo)
+    s = sluice({"routes": {"pp": pp_route(up.port)}})
+    port = s.port("pp")
+    # v2 LOCAL (health checks of a load balancer) and v1 UNKNOWN carry no
+    # address: the connection's own is used
+    local = PP2_SIG + bytes([0x20, 0x00]) + b"\x00\x00"
+    for hdr in (local, b"PROXY UNKNOWN\r\n"):
+        with connect(port, source="127.0.0.10") as c:
+            cport = c.getsockname()[1]
+            c.sendall(hdr + b"hc")
+            assert recv_exact(c, 2) == b"hc"
+        rec = wait_for(lambda: up.accepted() and up.accepted()[-1].get("pp"),
+                       5)
+        assert (rec["src"], rec["sport"]) == ("127.0.0.10", cport), rec
+        up.records.clear()
+
+
+def test_ipv6_source_in_header_relayed(sluice, tcp_upstream):
+    up = tcp_upstream(handler_pp_echo)
+    s = sluice({"routes": {"pp": pp_route(up.port)}})
+    port = s.port("pp")
+    hdr = pp_v2("2001:db8::7", 4242, "2001:db8::1", 443)
+    assert exchange(port, b"v6", hdr) == b"v6"
+    rec = wait_for(lambda: up.accepted() and up.accepted()[0].get("pp"), 5)
+    assert rec["family"] == 2 and rec["src"] == "2001:db8::7", rec
+    assert rec["sport"] == 4242
+    # v1 with TCP6 as well
+    assert exchange(port, b"v1", pp_v1("2001:db8::8", 4343, "2001:db8::1",
+                                       443)) == b"v1"
+    rec = wait_for(lambda: len(up.accepted()) == 2 and
+                   up.accepted()[1].get("pp"), 5)
+    assert rec["src"] == "2001:db8::8" and rec["sport"] == 4343, rec

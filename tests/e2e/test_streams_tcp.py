@@ -353,3 +353,43 @@ def test_sigint_stops_cleanly(sluice, tcp_upstream):
     assert echo_roundtrip(s.port("echo"))
     assert s.stop(signal.SIGINT) == 0
     assert not s.alive()
+
+
+def test_host_localhost_and_default_host_dial_every_address(sluice,
+                                                            tcp_upstream):
+    # The upstream listens on 127.0.0.1 only; "localhost" may resolve to
+    # ::1 first, which refuses: the dial must go on to the next address.
+    up = tcp_upstream(handler_echo)
+    named = route("tcp", up.port, host="localhost")
+    default = route("tcp", up.port)
+    del default["host"]
+    s = sluice({"routes": {"named": named, "default": default}})
+    assert s.routes["default"].target.startswith("localhost:")
+    for name in ("named", "default"):
+        for _ in range(3):
+            assert echo_roundtrip(s.port(name)), name
+
+
+def test_explicit_listen_port(sluice, tcp_upstream):
+    up = tcp_upstream(handler_echo)
+    port = free_port(both=True)
+    s = sluice({"routes": {"fixed": route("tcp", up.port, listen_port=port)}})
+    assert s.port("fixed") == port
+    assert s.routes["fixed"].scheme == "tcp"
+    assert s.routes["fixed"].target == "127.0.0.1:%d" % up.port
+    assert echo_roundtrip(port)
+
+
+def test_many_routes_each_listening(sluice, tcp_upstream, udp_upstream):
+    up = tcp_upstream(handler_echo)
+    uup = udp_upstream()
+    routes = {}
+    for i in range(20):
+        routes["t%02d" % i] = route("tcp", up.port)
+        routes["u%02d" % i] = route("udp", uup.port)
+    s = sluice({"routes": routes})
+    assert len(s.routes) == 40
+    assert len({r.port for r in s.routes.values()
+                if r.scheme == "tcp"}) == 20
+    for i in range(0, 20, 5):
+        assert echo_roundtrip(s.port("t%02d" % i))

@@ -4,8 +4,10 @@ datagrams, ACL, session limits and idle expiry."""
 import socket
 import subprocess
 
-from helpers import (dns_answer_a, dns_query, route, scaled, udp_bound,
-                     wait_for)
+import pytest
+
+from helpers import (dns_answer_a, dns_query, parse_pp_v2, route, scaled,
+                     udp_bound, wait_for)
 
 
 def dig(port, name, source=None, timeout=2):
@@ -133,3 +135,71 @@ def test_udp_idle_session_expires(sluice, udp_upstream):
     finally:
         idle.close()
         busy.close()
+
+
+def test_udp_relays_proxy_v2_header_per_datagram(sluice, udp_upstream):
+    up = udp_upstream()
+    s = sluice({"routes": {"u": route("udp", up.port,
+                                      relay_proxy_protocol_header=True)}})
+    port = s.port("u")
+    c = udp_client(source="127.0.0.9")
+    try:
+        for i in range(3):
+            msg = b"dgram %d" % i
+            reply = ask(c, port, msg)
+            # the echo carries the header back; sluice passes replies as
+            # they are
+            info, rest = parse_pp_v2(reply)
+            assert info is not None, reply
+            assert rest == msg
+            assert info["proto"] == 2, info  # DGRAM
+            assert (info["src"], info["sport"]) == ("127.0.0.9",
+                                                    c.getsockname()[1])
+            assert info["dport"] == port
+    finally:
+        c.close()
+
+
+def test_udp_largest_datagram_and_several_replies(sluice):
+    # an upstream answering each datagram three times
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.settimeout(scaled(5))
+    try:
+        s = sluice({"routes": {"u": route("udp", srv.getsockname()[1])}})
+        with udp_client() as c:
+            big = bytes(i % 251 for i in range(65507))  # the IPv4 maximum
+            c.sendto(big, ("127.0.0.1", s.port("u")))
+            data, peer = srv.recvfrom(70000)
+            assert data == big
+            for i in range(3):
+                srv.sendto(b"reply %d" % i, peer)
+            for i in range(3):
+                assert c.recvfrom(100)[0] == b"reply %d" % i
+            srv.sendto(big, peer)
+            assert c.recvfrom(70000)[0] == big
+    finally:
+        srv.close()
+
+
+def test_udp6_route(sluice):
+    srv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        srv.bind(("::1", 0))
+    except OSError:
+        srv.close()
+        pytest.skip("no IPv6 loopback")
+    srv.settimeout(scaled(5))
+    try:
+        s = sluice({"routes": {"u6": route("udp6", srv.getsockname()[1],
+                                           host="::1", bind="::1")}})
+        assert s.routes["u6"].addr == "::1"
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as c:
+            c.settimeout(scaled(5))
+            c.sendto(b"six", ("::1", s.port("u6")))
+            data, peer = srv.recvfrom(100)
+            assert data == b"six" and peer[0] == "::1"
+            srv.sendto(b"xis", peer)
+            assert c.recvfrom(100)[0] == b"xis"
+    finally:
+        srv.close()
