@@ -597,12 +597,7 @@ void hub_conn_start_head(struct hub_conn *c)
         if (c->closing || !c->read_into_head)
             return;
     }
-    if (c->reading) {
-        /* Switch the read buffers: stop and start again. */
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    }
-    read_start(c);
+    read_start(c); /* no-op when reading: the next read lands in head[] */
 }
 
 static void reply_json_404(struct hub_conn *c)
@@ -627,9 +622,10 @@ static void process_head(struct hub_conn *c)
                              NULL);
         return;
     }
-    /* The head is complete: stop reading until its request is handled. */
+    /* The head is complete. Reading goes on into blocks (libuv asks for a
+     * buffer per read, so no stop/start): what follows is body, or the
+     * next request, which the user side keeps (bounded) for later. */
     uv_timer_stop(&c->timer);
-    hub_conn_read_stop(c);
     c->read_into_head = 0;
 
     struct sl_http_head h;

@@ -11,6 +11,9 @@
 #include "core/error.h"
 #include "hub/hub_int.h"
 
+/* User bytes kept while a request is pairing or its response runs. */
+#define HUB_PENDING_MAX (16 * 1024)
+
 static int req_complete(http_parser *p)
 {
     struct hub_conn *u = p->data;
@@ -471,11 +474,14 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
         return;
     }
     if (u->ustate != U_BODY) {
-        /* Not expected while we do not read; keep it for later. */
+        /* Pairing or waiting for a response: keep what comes (the body,
+         * or the next request) for later, and stop past a bound. */
         int rc = head_append(u, p, n);
         hub_block_put(u->hub, b);
         if (rc < 0)
             user_close(u, rc);
+        else if (u->head_len > HUB_PENDING_MAX)
+            hub_conn_read_stop(u);
         return;
     }
     size_t k = body_feed(u, p, n);
@@ -492,7 +498,6 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
             return;
         }
         u->ustate = U_WAIT;
-        hub_conn_read_stop(u);
     }
     send_to_data(u, b, p, k);
     if (u->closing)
@@ -585,6 +590,13 @@ void hub_user_upstream_gone(struct hub_conn *u, int reason)
 
 void hub_user_on_eof(struct hub_conn *u)
 {
+    if (u->ustate == U_WAIT) {
+        /* A half-close after the request: answer, then close. */
+        hub_conn_read_stop(u);
+        u->eof_in = 1;
+        u->keep_alive = 0;
+        return;
+    }
     if (u->ustate == U_OPAQUE && u->peer != NULL) {
         hub_conn_read_stop(u);
         u->eof_in = 1;
