@@ -9,7 +9,7 @@ import pytest
 
 from helpers import (PP2_SIG, closed_by_peer, connect, handler_echo,
                      handler_pp_echo, pp_v1, pp_v2, recv_exact, route,
-                     wait_for)
+                     scaled, wait_for)
 
 FAKE_SRC = "203.0.113.7"
 FAKE_PORT = 40000
@@ -141,7 +141,7 @@ def test_untrusted_source_header_not_believed(sluice, tcp_upstream):
     with connect(port, source="127.0.0.8") as c:
         c.sendall(hdr + b"u")
         try:
-            c.settimeout(5)
+            c.settimeout(scaled(5))
             got = c.recv(100)
         except OSError:
             got = b""

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from helpers import (closed_by_peer, connect, free_port, handler_echo,
-                     recv_all, recv_exact, route, scaled, sha256,
-                     tcp_route_stats, wait_for)
+                     recv_all, recv_exact, require_binary, route, scaled,
+                     sha256, tcp_route_stats, wait_for)
 
 
 def run(argv, timeout=30, **kw):
@@ -56,6 +56,7 @@ def test_ssh_bulk_stdin_through_tcp_route(sluice, sshd):
 
 def test_curl_through_tcp_route(sluice, http_server, tmp_path):
     big = os.urandom(24 << 20)
+    require_binary("curl")
     web = http_server(files={"hello.txt": b"hello from upstream\n",
                              "big.bin": big})
     s = sluice({"routes": {"web": route("tcp", web.port)}})

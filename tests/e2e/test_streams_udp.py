@@ -6,11 +6,12 @@ import subprocess
 
 import pytest
 
-from helpers import (dns_answer_a, dns_query, parse_pp_v2, route, scaled,
-                     udp_bound, wait_for)
+from helpers import (dns_answer_a, dns_query, parse_pp_v2, require_binary,
+                     route, scaled, udp_bound, wait_for)
 
 
 def dig(port, name, source=None, timeout=2):
+    require_binary("dig")
     argv = ["dig", "@127.0.0.1", "-p", str(port), name, "+short",
             "+time=%d" % max(1, int(scaled(timeout))), "+tries=1"]
     if source:
