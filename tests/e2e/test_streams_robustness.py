@@ -13,7 +13,7 @@ import threading
 import time
 
 from helpers import (closed_by_peer, connect, free_port, handler_echo,
-                     pp_v2, recv_all, recv_exact, route, scaled,
+                     handler_pp_echo, pp_v2, recv_all, recv_exact, route, scaled,
                      tcp_route_stats, wait_for)
 
 
@@ -210,4 +210,110 @@ def test_stop_with_everything_in_flight(sluice, tcp_upstream, udp_upstream):
         assert s.proc.wait(15) == 0
     finally:
         for c in conns + udps:
+            c.close()
+
+
+def _limit_fds(n):
+    import resource
+
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return set_limit
+
+
+def test_out_of_descriptors_pauses_then_recovers(sluice, tcp_upstream):
+    # With few descriptors, accept() or the upstream socket fails with
+    # EMFILE: sluice must neither spin nor die, keep its live connections,
+    # and accept again on the same port once descriptors are free.
+    up = tcp_upstream(handler_echo)
+    s = sluice({"routes": {"r": route("tcp", up.port)}},
+               preexec_fn=_limit_fds(48))
+    port = s.port("r")
+    clients = []
+    try:
+        for _ in range(60):
+            try:
+                c = connect(port, timeout=2)
+            except OSError:
+                continue
+            c.settimeout(scaled(2))
+            clients.append(c)
+        working = []
+        for c in clients:
+            try:
+                c.sendall(b"e")
+                if c.recv(1) == b"e":
+                    working.append(c)
+            except OSError:
+                pass
+        assert 5 <= len(working) < 60, len(working)
+        # either accept() or the upstream socket ran out
+        assert "too many open files" in s.stderr().lower()
+        assert s.alive()
+        cpu0 = _cpu_seconds(s.pid)
+        # live connections still relay while the listener rests
+        for c in working:
+            c.sendall(b"still")
+            assert recv_exact(c, 5) == b"still"
+        for c in clients:
+            c.close()
+        clients = []
+        wait_for(lambda: try_echo(port), 15, interval=0.2,
+                 what="accepting again on the same port")
+        # a listener paused on EMFILE must not busy-loop
+        assert _cpu_seconds(s.pid) - cpu0 < 5
+    finally:
+        for c in clients:
+            c.close()
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_accept_out_of_descriptors_rejects_then_recovers(sluice,
+                                                         tcp_upstream):
+    # Clients that hold a connection in the PROXY-header phase cost one
+    # descriptor each and no dial, so accept() itself runs out (EMFILE).
+    # The clients over the limit must be closed, not left hanging in the
+    # accept queue; sluice must not spin, and must take connections on the
+    # same port once descriptors are free.
+    up = tcp_upstream(handler_pp_echo)
+    s = sluice({"routes": {"r": route(
+        "tcp", up.port, proxy_protocol="required",
+        relay_proxy_protocol_header=True, proxy_protocol_timeout="60s")}},
+        preexec_fn=_limit_fds(40))
+    port = s.port("r")
+    clients = []
+    try:
+        for _ in range(60):
+            try:
+                clients.append(connect(port, timeout=2))
+            except OSError:
+                pass
+        cpu0 = _cpu_seconds(s.pid)
+        rejected = 0
+        for c in clients[-15:]:
+            data, how = recv_all(c, timeout=5)
+            rejected += how in ("eof", "reset")
+        assert rejected == 15, "clients over the limit were left hanging"
+        assert s.alive()
+        for c in clients:
+            c.close()
+        clients = []
+        hdr = pp_v2("203.0.113.7", 1234, "127.0.0.1", port)
+
+        def works():
+            try:
+                with connect(port, timeout=2) as c:
+                    c.sendall(hdr + b"back")
+                    return recv_exact(c, 4, timeout=2) == b"back"
+            except (OSError, AssertionError):
+                return False
+        wait_for(works, 15, interval=0.2, what="accepting again")
+        assert _cpu_seconds(s.pid) - cpu0 < 5
+    finally:
+        for c in clients:
             c.close()
