@@ -213,6 +213,8 @@ void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32])
 
 /* Connections. */
 
+void hub_auth_drop(struct hub_conn *c);
+
 static void conn_maybe_free(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
@@ -226,8 +228,18 @@ static void conn_maybe_free(struct hub_conn *c)
     default: break;
     }
     free(c->head);
-    OPENSSL_cleanse(c->password, sizeof(c->password));
+    hub_auth_drop(c);
+    free(c->ws);
     free(c);
+}
+
+void hub_auth_drop(struct hub_conn *c)
+{
+    if (c->auth == NULL || c->work_pending)
+        return;
+    OPENSSL_cleanse(c->auth, sizeof(*c->auth));
+    free(c->auth);
+    c->auth = NULL;
 }
 
 static void maybe_finish_stop(struct sl_hub *hub);
@@ -279,7 +291,7 @@ void hub_conn_close(struct hub_conn *c, int reason)
     hub_block_put(c->hub, c->fwd);
     c->fwd = NULL;
     if (c->ws_active) {
-        sl_ws_abort(&c->ws, reason); /* its on_close closes the timer */
+        sl_ws_abort(c->ws, reason); /* its on_close closes the timer */
         return;
     }
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
@@ -305,7 +317,7 @@ void hub_conn_ws_closed(struct hub_conn *c, int reason)
 size_t hub_conn_queued(const struct hub_conn *c)
 {
     if (c->ws_active)
-        return sl_ws_queued(&c->ws);
+        return sl_ws_queued(c->ws);
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
@@ -397,7 +409,7 @@ void hub_conn_finish(struct hub_conn *c)
     uv_timer_stop(&c->timer);
     c->ustate = U_CLOSING;
     if (c->ws_active) {
-        sl_ws_close(&c->ws, 1000);
+        sl_ws_close(c->ws, 1000);
         return;
     }
     /* Shut down after the queued writes are out, then close. */

@@ -78,15 +78,24 @@ static void auth_failed(struct hub_conn *c)
     reply_json(c, 401, JSON_401);
 }
 
-/* Parses Authorization into c->username/c->password. 0 or SL_EPARSE. */
+/* Parses Authorization into c->auth. 0, SL_ENOTFOUND or SL_EPARSE. */
+static int ensure_auth(struct hub_conn *c)
+{
+    if (c->auth == NULL)
+        c->auth = calloc(1, sizeof(*c->auth));
+    return c->auth ? 0 : UV_ENOMEM;
+}
+
 static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
 {
     const struct sl_http_header *a = sl_http_head_find(h, "authorization");
     if (a == NULL)
         return SL_ENOTFOUND;
-    return sl_basic_auth_parse(a->value, a->value_len, c->username,
-                               sizeof(c->username), c->password,
-                               sizeof(c->password)) == 0
+    if (ensure_auth(c) != 0)
+        return UV_ENOMEM;
+    return sl_basic_auth_parse(a->value, a->value_len, c->auth->username,
+                               sizeof(c->auth->username), c->auth->password,
+                               sizeof(c->auth->password)) == 0
                ? 0
                : SL_EPARSE;
 }
@@ -97,16 +106,16 @@ static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
 static void work_verify(uv_work_t *w)
 {
     struct hub_conn *c = w->data;
-    c->work_result = sl_password_verify(c->password, c->new_hash);
+    c->auth->result = sl_password_verify(c->auth->password, c->auth->hash);
 }
 
 static void work_allocate(uv_work_t *w)
 {
     struct hub_conn *c = w->data;
-    c->work_result = sl_creds_new(c->username, c->password);
-    if (c->work_result == 0)
-        c->work_result = sl_password_hash(c->password, c->new_hash,
-                                          sizeof(c->new_hash));
+    c->auth->result = sl_creds_new(c->auth->username, c->auth->password);
+    if (c->auth->result == 0)
+        c->auth->result = sl_password_hash(c->auth->password, c->auth->hash,
+                                          sizeof(c->auth->hash));
 }
 
 typedef void (*after_fn)(struct hub_conn *c);
@@ -117,7 +126,7 @@ static void after_work_common(uv_work_t *w, int status, after_fn next)
     if (hub_conn_work_done(c))
         return; /* the conn closed meanwhile and is gone now */
     if (status < 0)
-        c->work_result = status;
+        c->auth->result = status;
     next(c);
 }
 
@@ -126,10 +135,10 @@ static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
     /* The job reads its own copy: the allocation may be forgotten (and
      * freed) while the job runs. */
     if (fn == work_verify)
-        snprintf(c->new_hash, sizeof(c->new_hash), "%s",
+        snprintf(c->auth->hash, sizeof(c->auth->hash), "%s",
                  c->alloc->password_hash);
-    c->work.data = c;
-    int rc = uv_queue_work(c->hub->loop, &c->work, fn, after);
+    c->auth->work.data = c;
+    int rc = uv_queue_work(c->hub->loop, &c->auth->work, fn, after);
     if (rc == 0)
         c->work_pending = 1;
     return rc;
@@ -143,7 +152,7 @@ static void send_ctl(struct hub_conn *c, const struct sl_ctl_msg *m)
     size_t len = 0;
     if (!c->ws_active || sl_ctl_encode(m, &json, &len) != 0)
         return;
-    sl_ws_send_text(&c->ws, json, len);
+    sl_ws_send_text(c->ws, json, len);
     free(json);
 }
 
@@ -156,11 +165,11 @@ static void send_welcome(struct hub_conn *c)
     snprintf(m.welcome.identity, sizeof(m.welcome.identity), "%s",
              a->identity);
     sl_hub_url(hub, a->identity, m.welcome.url, sizeof(m.welcome.url));
-    if (c->just_allocated) {
+    if (c->just_allocated && c->auth != NULL) {
         snprintf(m.welcome.username, sizeof(m.welcome.username), "%s",
                  a->username);
         snprintf(m.welcome.password, sizeof(m.welcome.password), "%s",
-                 c->password);
+                 c->auth->password);
         c->just_allocated = 0;
     }
     m.welcome.limit_bridges = (uint32_t)a->limits.bridges;
@@ -172,7 +181,7 @@ static void send_welcome(struct hub_conn *c)
     m.welcome.pairing_window = win >= 1000 ? (int)(win / 1000) : 1;
     send_ctl(c, &m);
     OPENSSL_cleanse(&m, sizeof(m));
-    OPENSSL_cleanse(c->password, sizeof(c->password));
+    hub_auth_drop(c);
     if (a->limited) {
         struct sl_ctl_msg e;
         sl_ctl_init(&e, SL_CTL_ERROR);
@@ -257,7 +266,7 @@ static void control_upgrade(struct hub_conn *c)
         send_ctl(old, &e);
         hub_conn_alist_del(old);
         if (old->ws_active)
-            sl_ws_close(&old->ws, 1000);
+            sl_ws_close(old->ws, 1000);
         else
             hub_conn_close(old, 0);
     }
@@ -271,16 +280,23 @@ static void control_upgrade(struct hub_conn *c)
     struct sl_ws_opts o = ws_opts(hub, SL_WS_MAX_MSG_CONTROL);
     uv_timer_stop(&c->timer);
     hub_conn_read_stop(c);
-    c->ws.data = c;
-    c->ws.on_message = control_on_message;
-    c->ws.on_close = on_ws_closed;
-    c->ws.on_drain = NULL;
-    c->ws.on_peer_close = NULL;
+    if (!c->just_allocated)
+        hub_auth_drop(c);
+    c->ws = calloc(1, sizeof(*c->ws));
+    if (c->ws == NULL) {
+        hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    c->ws->data = c;
+    c->ws->on_message = control_on_message;
+    c->ws->on_close = on_ws_closed;
+    c->ws->on_drain = NULL;
+    c->ws->on_peer_close = NULL;
     c->ws_active = 1;
     sl_info(hub->log, "hub control %llu (%s) from %s: connected%s",
             (unsigned long long)c->id, a->identity, c->peer_ip,
             c->just_allocated ? " (new allocation)" : "");
-    sl_ws_start(&c->ws, &c->tcp, &o, pre, pre_len);
+    sl_ws_start(c->ws, &c->tcp, &o, pre, pre_len);
     /* The head buffer is no longer needed. */
     if (!c->closing) {
         free(c->head);
@@ -291,13 +307,13 @@ static void control_upgrade(struct hub_conn *c)
 
 static void after_verify_control(struct hub_conn *c)
 {
-    if (c->work_result != 1) {
+    if (c->auth->result != 1) {
         auth_failed(c);
         return;
     }
-    hub_mac(c->hub, c->password, c->alloc->pass_mac);
+    hub_mac(c->hub, c->auth->password, c->alloc->pass_mac);
     c->alloc->has_mac = 1;
-    OPENSSL_cleanse(c->password, sizeof(c->password));
+    OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
     control_upgrade(c);
 }
 
@@ -310,7 +326,7 @@ static void after_allocate(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
     struct sl_alloc s;
-    int rc = c->work_result;
+    int rc = c->auth->result;
     if (rc != 0) {
         sl_error(hub->log, "hub conn %llu: cannot make credentials: %s",
                  (unsigned long long)c->id, sl_strerror(rc));
@@ -321,16 +337,16 @@ static void after_allocate(struct hub_conn *c)
         memset(&s, 0, sizeof(s));
         if ((rc = sl_identity_new(s.identity)) != 0)
             break;
-        snprintf(s.username, sizeof(s.username), "%s", c->username);
-        snprintf(s.password_hash, sizeof(s.password_hash), "%s", c->new_hash);
+        snprintf(s.username, sizeof(s.username), "%s", c->auth->username);
+        snprintf(s.password_hash, sizeof(s.password_hash), "%s", c->auth->hash);
         s.limits = hub->opts.default_limits;
         rc = sl_store_create(hub->store, &s);
         if (rc != SL_EEXIST)
             break;
         /* Taken: a new identity, and a new username too if that was it. */
-        if (sl_store_get_by_username(hub->store, c->username, &s) == 0) {
+        if (sl_store_get_by_username(hub->store, c->auth->username, &s) == 0) {
             char pass_unused[SL_PASSWORD_LEN + 1];
-            sl_creds_new(c->username, pass_unused);
+            sl_creds_new(c->auth->username, pass_unused);
             OPENSSL_cleanse(pass_unused, sizeof(pass_unused));
             rc = SL_EEXIST;
             /* The hash covers the password, not the username: keep it. */
@@ -376,11 +392,11 @@ static int query_token(const char *q, size_t qlen, char *out, size_t cap)
     return SL_ENOTFOUND;
 }
 
-/* Finds the allocation of c->username. Returns it or NULL (answered). */
+/* Finds the allocation of c->auth->username. Returns it or NULL (answered). */
 static struct hub_alloc *alloc_of_user(struct hub_conn *c)
 {
     struct sl_alloc s;
-    if (sl_store_get_by_username(c->hub->store, c->username, &s) != 0) {
+    if (sl_store_get_by_username(c->hub->store, c->auth->username, &s) != 0) {
         auth_failed(c);
         return NULL;
     }
@@ -396,7 +412,7 @@ static int mac_ok(struct hub_conn *c)
     unsigned char mac[32];
     if (!c->alloc->has_mac)
         return 0;
-    hub_mac(c->hub, c->password, mac);
+    hub_mac(c->hub, c->auth->password, mac);
     return CRYPTO_memcmp(mac, c->alloc->pass_mac, sizeof(mac)) == 0;
 }
 
@@ -424,7 +440,8 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
                 return;
             }
         }
-        if (queue_work(c, work_allocate, after_allocate_cb) != 0)
+        if (ensure_auth(c) != 0 ||
+            queue_work(c, work_allocate, after_allocate_cb) != 0)
             hub_conn_close(c, UV_ENOMEM);
         return;
     }
@@ -435,7 +452,7 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
     if ((c->alloc = alloc_of_user(c)) == NULL)
         return;
     if (mac_ok(c)) {
-        OPENSSL_cleanse(c->password, sizeof(c->password));
+        OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
         control_upgrade(c);
         return;
     }
@@ -507,7 +524,7 @@ static void data_authed(struct hub_conn *c)
     struct sl_hub *hub = c->hub;
     struct hub_alloc *a = c->alloc;
     const char *fp = c->hijack.fingerprint;
-    OPENSSL_cleanse(c->password, sizeof(c->password));
+    hub_auth_drop(c);
     if (strcmp(c->hijack.identity, a->identity) != 0) {
         sl_info(hub->log, "hub data %llu from %s: identity %s is not the "
                           "credentials' (%s), answering 403",
@@ -559,11 +576,11 @@ static void data_authed(struct hub_conn *c)
 
 static void after_verify_data(struct hub_conn *c)
 {
-    if (c->work_result != 1) {
+    if (c->auth->result != 1) {
         auth_failed(c);
         return;
     }
-    hub_mac(c->hub, c->password, c->alloc->pass_mac);
+    hub_mac(c->hub, c->auth->password, c->alloc->pass_mac);
     c->alloc->has_mac = 1;
     data_authed(c);
 }
@@ -683,13 +700,16 @@ int hub_data_accept(struct hub_conn *d)
     const char *pre = d->head ? d->head + d->head_off : NULL;
     size_t pre_len = d->head_len > d->head_off ? d->head_len - d->head_off : 0;
     struct sl_ws_opts o = ws_opts(hub, SL_WS_MAX_MSG_DATA);
-    d->ws.data = d;
-    d->ws.on_message = data_ws_message;
-    d->ws.on_close = on_ws_closed;
-    d->ws.on_drain = data_ws_drain;
-    d->ws.on_peer_close = data_ws_peer_close;
+    d->ws = calloc(1, sizeof(*d->ws));
+    if (d->ws == NULL)
+        return UV_ENOMEM;
+    d->ws->data = d;
+    d->ws->on_message = data_ws_message;
+    d->ws->on_close = on_ws_closed;
+    d->ws->on_drain = data_ws_drain;
+    d->ws->on_peer_close = data_ws_peer_close;
     d->ws_active = 1;
-    sl_ws_start(&d->ws, &d->tcp, &o, pre, pre_len);
+    sl_ws_start(d->ws, &d->tcp, &o, pre, pre_len);
     return 0;
 }
 
@@ -698,7 +718,7 @@ int hub_data_send(struct hub_conn *d, struct hub_block *b, const char *p,
 {
     hub_count_bridge(d->alloc, 0, n);
     if (d->framed) {
-        int rc = sl_ws_send_binary(&d->ws, p, n);
+        int rc = sl_ws_send_binary(d->ws, p, n);
         hub_block_put(d->hub, b);
         return rc;
     }
@@ -712,7 +732,7 @@ void hub_data_pause(struct hub_conn *d)
 {
     if (d->framed) {
         if (d->ws_active)
-            sl_ws_pause_read(&d->ws);
+            sl_ws_pause_read(d->ws);
     } else {
         hub_conn_read_stop(d);
     }
@@ -724,7 +744,7 @@ void hub_data_resume(struct hub_conn *d)
         return;
     if (d->framed) {
         if (d->ws_active)
-            sl_ws_resume_read(&d->ws);
+            sl_ws_resume_read(d->ws);
     } else {
         hub_conn_read_blocks(d);
     }
@@ -742,7 +762,7 @@ void hub_data_end(struct hub_conn *d)
         return;
     if (d->framed) {
         if (d->ws_active)
-            sl_ws_close(&d->ws, 1000);
+            sl_ws_close(d->ws, 1000);
         return;
     }
     d->shutdown_req.data = d;

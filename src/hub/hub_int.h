@@ -133,25 +133,30 @@ struct hub_conn {
     struct hub_block *fwd; /* rewritten request head, until paired */
     size_t fwd_len;
     char fingerprint[SL_UUID_LEN + 1];
-    char host[256];
 
     /* Bridge side. */
     enum data_state dstate;
-    struct sl_ws ws;
-    int ws_active; /* ws owns tcp */
-    int framed;    /* data conn speaks WebSocket frames */
+    struct sl_ws *ws; /* control and framed data conns, else NULL */
+    int ws_active;    /* ws owns tcp */
+    int framed;       /* data conn speaks WebSocket frames */
     int want_raw;
     int just_allocated; /* control: credentials to send in welcome */
-    char username[SL_BASIC_USER_MAX];
-    char password[SL_BASIC_PASS_MAX]; /* kept only until verified */
-    char ws_accept[SL_WS_ACCEPT_LEN + 1];
-    char new_identity[SL_IDENTITY_LEN + 1];
-    char new_hash[SL_PASSWORD_HASH_MAX];
-    int work_result;
     int got_hello;
+    struct hub_auth *auth; /* while credentials are checked, else NULL */
+    char ws_accept[SL_WS_ACCEPT_LEN + 1];
     size_t head_off; /* end of the first head in head[] */
-    uv_work_t work;
     struct sl_hijack hijack;
+};
+
+/* Credentials of a bridge connection while they are checked (and, for a
+ * new allocation, until its welcome): kept apart so an established
+ * connection does not carry them. */
+struct hub_auth {
+    uv_work_t work;
+    int result;
+    char username[SL_BASIC_USER_MAX];
+    char password[SL_BASIC_PASS_MAX];
+    char hash[SL_PASSWORD_HASH_MAX];
 };
 
 struct hub_rate {
@@ -237,6 +242,8 @@ void hub_conn_timer_start(struct hub_conn *c, uint64_t ms);
 /* Stops reading, shuts the write side down once queued writes are out,
  * then closes. */
 void hub_conn_finish(struct hub_conn *c);
+/* Wipes and frees c->auth (unless a job still uses it). */
+void hub_auth_drop(struct hub_conn *c);
 void hub_alloc_remember_fp(struct hub_alloc *a, const char *fp);
 /* A thread-pool job of c finished. Returns 1 if c was closing (it may have
  * been freed: do not touch it), 0 if it is live. */

@@ -138,7 +138,7 @@ static int is_named(const struct sl_http_header *x, const char *name)
  * added), X-Forwarded-Proto and -Host set by the hub (the user's own are
  * dropped: they would lie). */
 static int build_head(struct hub_conn *u, const struct sl_http_head *h,
-                      char *buf, size_t cap)
+                      const struct sl_http_header *host, char *buf, size_t cap)
 {
     const char *base = u->head;
     size_t end = h->len;
@@ -179,7 +179,7 @@ static int build_head(struct hub_conn *u, const struct sl_http_head *h,
     puts_(&o, "X-Forwarded-Proto: ");
     puts_(&o, u->hub->s_scheme);
     puts_(&o, "\r\nX-Forwarded-Host: ");
-    puts_(&o, u->host);
+    put(&o, host->value, host->value_len);
     puts_(&o, "\r\n\r\n");
     return o.over ? SL_ETOOBIG : (int)o.len;
 }
@@ -423,10 +423,6 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
         return;
     }
     const struct sl_http_header *host = sl_http_head_find(h, "host");
-    size_t hl = host->value_len < sizeof(u->host) - 1 ? host->value_len
-                                                      : sizeof(u->host) - 1;
-    memcpy(u->host, host->value, hl);
-    u->host[hl] = '\0';
     u->resp_head = h->method == HTTP_HEAD;
     u->keep_alive = h->keep_alive;
 
@@ -435,7 +431,7 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
         user_close(u, UV_ENOMEM);
         return;
     }
-    int n = build_head(u, h, b->data, HUB_BLOCK);
+    int n = build_head(u, h, host, b->data, HUB_BLOCK);
     if (n < 0) {
         hub_block_put(hub, b);
         drop_data(u);
