@@ -46,7 +46,7 @@ count "${ok:-0}" "${ko:-0}"
 
 step "fuzz targets (libFuzzer, ${SLUICE_FUZZ_SECONDS:-20}s each)"
 for f in build-clang/fuzz/fuzz_*; do
-  [ -x "$f" ] || continue
+  [ -f "$f" ] && [ -x "$f" ] || continue
   name=$(basename "$f")
   corpus="fuzz/corpus/${name#fuzz_}"
   mkdir -p "build-clang/$name.corpus"
