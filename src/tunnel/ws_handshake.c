@@ -68,6 +68,8 @@ int sl_ws_accept(const char *key, size_t len, char out[SL_WS_ACCEPT_LEN + 1])
     out[0] = '\0';
     if (key == NULL && len > 0)
         return UV_EINVAL;
+    if (key != NULL)
+        trim(&key, &len);
     if (len > KEY_MAX)
         return SL_ETOOBIG;
     EVP_MD_CTX *md = EVP_MD_CTX_new();

@@ -33,8 +33,9 @@ struct sl_ws_upgrade {
 int sl_ws_key_new(char out[SL_WS_KEY_LEN + 1]);
 
 /* Writes base64(SHA-1(key + GUID)) (28 characters) and a NUL into out: the
- * Sec-WebSocket-Accept value for key[0..len) taken verbatim (the caller
- * passes the trimmed value). Returns 0, UV_EINVAL (NULL key with len > 0),
+ * Sec-WebSocket-Accept value for key[0..len), spaces and tabs around it
+ * ignored (a base64 key never contains them, so the raw header value may
+ * be passed). Returns 0, UV_EINVAL (NULL key with len > 0),
  * SL_ETOOBIG (len > 256) or UV_EIO (OpenSSL failed); out is "" on error. */
 int sl_ws_accept(const char *key, size_t len, char out[SL_WS_ACCEPT_LEN + 1]);
 

@@ -18,6 +18,8 @@ static void test_accept_rfc6455(void **state)
     char out[SL_WS_ACCEPT_LEN + 1];
     assert_int_equal(sl_ws_accept(SAMPLE_KEY, strlen(SAMPLE_KEY), out), 0);
     assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    assert_int_equal(sl_ws_accept(" " SAMPLE_KEY "\t", 26, out), 0);
+    assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     assert_true(sl_ws_check_accept(SAMPLE_KEY, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
                                    28));
     assert_true(sl_ws_check_accept(SAMPLE_KEY,
