@@ -334,3 +334,85 @@ def test_traffic_limit(hubs):
     # The flag is persisted and shown by the API.
     wait_for(lambda: hub.proxy(creds["identity"])["limited"], 15,
              what="limited in the API")
+
+
+def test_newer_control_replaces_oldest_at_bridge_limit(hubs):
+    hub = hubs()
+    creds = hub.create(bridges=1)
+
+    async def main():
+        import websockets
+        a = PyBridge(hub.port, creds["username"], creds["password"])
+        await a.connect()
+        b = PyBridge(hub.port, creds["username"], creds["password"])
+        await b.connect()                    # never refused
+        msgs = []
+        try:
+            async for raw in a.ws:
+                msgs.append(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        assert {"type": "error", "message": "Replaced by a newer connection",
+                "code": 409} in msgs
+        # The newer one serves.
+        task = asyncio.ensure_future(b.serve())
+        loop = asyncio.get_running_loop()
+        st, _, body = await loop.run_in_executor(
+            None, lambda: user_get(hub, creds["identity"]))
+        assert (st, body) == (200, b"ok")
+        await b.close()
+        await task
+    run(main())
+
+
+def test_dead_control_connection_closed(hubs):
+    hub = hubs("--ping-ms", "100", "--dead-ms", "600")
+    creds = hub.create()
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    s.sendall(upgrade_request("/_sluice/v1/control", "h", {
+        "Authorization": basic(creds["username"], creds["password"])}))
+    st, _, rest = read_head(s, timeout=30)
+    assert st == 101
+    # Silent from here on: pings arrive, then the hub gives up.
+    t0 = time.monotonic()
+    got = rest
+    s.settimeout(scaled(10))
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            b = b""
+        if not b:
+            break
+        got += b
+    took = time.monotonic() - t0
+    assert got[:1] == b"\x89"                # a ping frame (FIN, opcode 9)
+    assert 0.4 < took < scaled(5), took
+    s.close()
+
+
+def test_pool_connection_ages_out_and_stats(hubs):
+    hub = hubs("--pool-age-ms", "300", "--flush-ms", "200")
+    creds = hub.create()
+    d = data_conn(hub, creds["username"], creds["password"],
+                  "%s|%s" % (creds["identity"], new_fingerprint()))
+    st, _, _ = read_head(d, timeout=10)
+    assert st == 204
+    d.close()
+
+    async def main():
+        b = PyBridge(hub.port, creds["username"], creds["password"])
+        await b.connect()
+        loop = asyncio.get_running_loop()
+        serve = asyncio.ensure_future(b.serve())
+        st, _, _ = await loop.run_in_executor(
+            None, lambda: user_get(hub, creds["identity"]))
+        assert st == 200
+        await b.close()
+        await serve
+    run(main())
+    # Counters reach the store (and the API) within a few flushes.
+    def counted():
+        t = hub.proxy(creds["identity"])["traffic"]["user"]
+        return t["down"] > 0 and t["up"] > 0
+    wait_for(counted, 15, what="user traffic in the API")
