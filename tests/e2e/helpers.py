@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -601,7 +600,3 @@ class UdpUpstream:
         self._stop.set()
         self.thread.join(timeout=2)
         self.sock.close()
-
-
-def make_selector():
-    return selectors.DefaultSelector()

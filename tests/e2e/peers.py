@@ -124,6 +124,11 @@ class Sluice:
                 self.exit_code = self.proc.popen.returncode
                 out.append("sluice died during the test with code %d"
                            % self.exit_code)
+        else:
+            # the test stopped it: the exit code must still be 0
+            rc = self.proc.popen.poll()
+            if rc is not None and rc != 0:
+                out.append("sluice exited with code %d" % rc)
         self.proc.kill_group()
         report = sanitizer_report(self.proc.stderr())
         if report:

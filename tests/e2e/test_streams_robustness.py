@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from helpers import (closed_by_peer, connect, free_port, handler_echo,
+from helpers import (connect, free_port, handler_echo,
                      handler_pp_echo, pp_v2, recv_all, recv_exact, route, scaled,
                      tcp_route_stats, wait_for)
 
