@@ -291,7 +291,13 @@ void hub_conn_close(struct hub_conn *c, int reason)
     hub_block_put(c->hub, c->fwd);
     c->fwd = NULL;
     if (c->ws_active) {
-        sl_ws_abort(c->ws, reason); /* its on_close closes the timer */
+        /* Its on_close closes the timer. A clean end gets a close frame
+         * (so the bridge tells it from a failure), bounded by the ws's
+         * close timeout; anything else ends at once. */
+        if (reason == 0)
+            sl_ws_close(c->ws, 1000);
+        else
+            sl_ws_abort(c->ws, reason);
         return;
     }
     if (!uv_is_closing((uv_handle_t *)&c->tcp))

@@ -303,7 +303,14 @@ def test_framed_data_connection(hubs):
         ws = await bt
         st, _, body = await fut
         assert (st, body) == (200, b"framed")
+        # The user has gone: the hub ends the data connection with a close
+        # frame (or answers ours, whichever comes first).
+        try:
+            await asyncio.wait_for(ws.recv(), scaled(10))
+        except websockets.ConnectionClosedOK:
+            pass
         await ws.close()
+        assert ws.close_code == 1000
     run(main())
 
 
