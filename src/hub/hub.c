@@ -698,14 +698,8 @@ static void on_connection(uv_stream_t *l, int status)
     }
     struct hub_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        uv_tcp_t tmp;
-        /* Still take it off the backlog, and drop it. */
-        if (uv_tcp_init(hub->loop, &tmp) == 0) {
-            if (uv_accept(l, (uv_stream_t *)&tmp) == 0) {
-                uv_close((uv_handle_t *)&tmp, NULL);
-                /* tmp lives on the stack: run it out now. */
-            }
-        }
+        /* Left in the backlog; libuv offers it again. */
+        sl_warn(hub->log, "hub: out of memory accepting a connection");
         return;
     }
     c->hub = hub;
