@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/cli_boot_daemon.h"
 #include "cli/cli_boot_hub.h"
+#include "cli/cli_boot_node.h"
 #include "config/config.h"
 #include "core/error.h"
 #include "net/addr.h"
@@ -188,6 +189,9 @@ static int boot_up(struct sl_cli *cli)
     for (int i = 1; i < cli->argc; i++) /* the hub has its own options */
         if (strcmp(cli->argv[i], "--proxy") == 0)
             return sl_cli_boot_hub(cli);
+    for (int i = 1; i < cli->argc; i++) /* the node has its own options */
+        if (strcmp(cli->argv[i], "--bridge") == 0)
+            return sl_cli_boot_node(cli);
     int rc = parse_up(cli, &b.opts);
     if (rc != 0)
         return rc;

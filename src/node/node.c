@@ -50,16 +50,6 @@ void sl_node_save(struct sl_node *node)
     sl_node_saver_save(&node->saver, text);
 }
 
-static void save_info(struct sl_node *node)
-{
-    json_t *o = json_pack("{s:s, s:I, s:s}", "api", node->api_addr, "pid",
-                          (json_int_t)getpid(), "state_dir", node->state_dir);
-    char *text = o != NULL ? json_dumps(o, JSON_INDENT(2)) : NULL;
-    json_decref(o);
-    if (text != NULL)
-        sl_node_saver_save(&node->info_saver, text);
-}
-
 void sl_node_bridge_set_error(struct sl_node_bridge *b, const char *fmt, ...)
 {
     va_list ap;
@@ -446,17 +436,11 @@ static int mkdir_p(const char *dir)
 static void node_free(void *arg)
 {
     struct sl_node *node = arg;
-    if (sl_node_saver_busy(&node->saver) ||
-        sl_node_saver_busy(&node->info_saver)) {
-        /* wait for the other one too */
-        if (sl_node_saver_busy(&node->saver))
-            sl_node_saver_flush(&node->saver, node_free, node);
-        else
-            sl_node_saver_flush(&node->info_saver, node_free, node);
+    if (sl_node_saver_busy(&node->saver)) {
+        sl_node_saver_flush(&node->saver, node_free, node);
         return;
     }
     sl_node_saver_free(&node->saver);
-    sl_node_saver_free(&node->info_saver);
     sl_node_stopped_cb cb = node->stop_cb;
     void *cb_arg = node->stop_arg;
     if (node->ctx->node == node)
@@ -507,12 +491,9 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
         goto fail;
     }
     if ((rc = sl_node_saver_init(&node->saver, ctx->loop, node->state_dir,
-                                 SL_NODE_STATE_FILE)) != 0 ||
-        (rc = sl_node_saver_init(&node->info_saver, ctx->loop,
-                                 node->state_dir, SL_NODE_INFO_FILE)) != 0)
+                                 SL_NODE_STATE_FILE)) != 0)
         goto fail;
     node->saver.log = node->log;
-    node->info_saver.log = node->log;
 
     recs = calloc(SL_NODE_BRIDGES_MAX, sizeof(*recs));
     if (recs == NULL) {
@@ -556,7 +537,6 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     free(recs);
     recs = NULL;
     ctx->node = node;
-    save_info(node);
     sl_info(node->log, "node: started with %zu bridge(s), state in %s, API "
             "%s", node->nbridges, node->state_dir,
             node->api_addr[0] != '\0' ? node->api_addr : "off");

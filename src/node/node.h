@@ -32,7 +32,6 @@
 #define SL_NODE_API_DEFAULT "127.0.0.1:8082"
 #define SL_NODE_HUB_DEFAULT "http://127.0.0.1:8080"
 #define SL_NODE_POOL_DEFAULT 2
-#define SL_NODE_INFO_FILE "node.json" /* {"api": "ip:port", "pid": N} */
 
 struct sl_node;
 struct sl_node_bridge;
@@ -46,7 +45,8 @@ struct sl_node_options {
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by
- * the user, starts the local API and writes node.json. On success the node
+ * the user and starts the local API (the caller publishes its address,
+ * sl_node_api_address, in node.json: core/statedir.h). On success the node
  * is ctx->node and is freed by sl_node_stop. Returns 0 or a negative code
  * (SL_ECONFIG bad options, SL_EPARSE unreadable bridges.json, a libuv
  * error such as UV_EADDRINUSE for the API address); then nothing is left

@@ -124,7 +124,7 @@ struct sl_node {
     struct sl_node_bridge *bridges;
     size_t nbridges;
     unsigned next_conn_id;
-    struct sl_node_saver saver, info_saver;
+    struct sl_node_saver saver;
     uv_timer_t tick;
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
