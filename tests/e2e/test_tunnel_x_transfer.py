@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -219,3 +220,47 @@ def test_bridge_killed_mid_download(env):
                 m.get("sluice_hub_data_connections") == 0 and
                 m.get("sluice_hub_control_connections") == 0)
     wait_for(drained, 15, what="hub connection gauges back to 0")
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_regression_burst_after_allocation_scrypt_per_data_conn(env):
+    """A burst of user connections right after a bridge got its new
+    allocation: each data connection answering `open` carries the same
+    (right) password. The hub must not run scrypt (~40 ms of CPU) for each
+    of them: one check, then the cached MAC. It did, so 200 connections
+    queued 8 s of scrypt, users hit the pairing window and the hub took
+    longer than that to stop. CPU time is the measure, not wall time, so a
+    loaded machine does not change the verdict."""
+    hub = env.hub()
+    web = env.nginx(files={"small.txt": b"s" * 1024})
+    node = env.node(hub, web.url, pool=0)  # every pair answers an `open`
+    n = 100
+    results = []
+    lock = threading.Lock()
+
+    def one():
+        try:
+            r = http_get(hub.port, hub.host(node.identity), "/small.txt",
+                         timeout=30)[0]
+        except OSError as e:
+            r = repr(e)
+        with lock:
+            results.append(r)
+    before = cpu_seconds(hub.pid)
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(scaled(60))
+    spent = cpu_seconds(hub.pid) - before
+    # 100 scrypt checks would be about 4 CPU-seconds
+    assert results.count(200) == n and spent < 1.5, (
+        "%d of %d answered 200 (others: %s); hub used %.2f CPU-s" % (
+            results.count(200), n, [r for r in results if r != 200][:5],
+            spent))

@@ -96,13 +96,14 @@ class Hub(Role):
     """`sluice boot up --proxy` on free loopback ports (public and API)."""
 
     def __init__(self, workdir, name="hub", args=(), binary=None, env=None,
-                 http_port=None, state_dir=None):
+                 http_port=None, state_dir=None, global_args=()):
         self.workdir = str(workdir)
         self.port = http_port or free_port()
         self.api_port = free_port()
         self.state_dir = state_dir or os.path.join(self.workdir,
                                                    name + "-state")
-        argv = [binary or sluice_bin(), "boot", "up", "--proxy",
+        argv = [binary or sluice_bin()] + list(global_args) + [
+                "boot", "up", "--proxy",
                 "--http", "127.0.0.1:%d" % self.port,
                 "--api", "127.0.0.1:%d" % self.api_port,
                 "--state-dir", self.state_dir] + list(args)
@@ -173,14 +174,16 @@ class Node(Role):
     that allocation instead of asking for a new one."""
 
     def __init__(self, workdir, hub, upstream, name="node", creds=None,
-                 pool=None, args=(), binary=None, env=None, wait=True):
+                 pool=None, args=(), binary=None, env=None, wait=True,
+                 global_args=()):
         self.workdir = str(workdir)
         self.state_dir = os.path.join(self.workdir, name + "-state")
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self.hub = hub
         self.upstream = upstream
         self.api_port = free_port()
-        argv = [binary or sluice_bin(), "boot", "up", "--bridge",
+        argv = [binary or sluice_bin()] + list(global_args) + [
+                "boot", "up", "--bridge",
                 "--hub", hub.url, "--state-dir", self.state_dir,
                 "--api", "127.0.0.1:%d" % self.api_port]
         if creds is not None:
