@@ -832,6 +832,13 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         rc = UV_EIO;
         goto fail_strings;
     }
+    char probe[SL_IDENTITY_LEN + 1];
+    if (sl_host_route("x", 1, hub->s_domain, probe) == UV_EINVAL) {
+        sl_error(hub->log, "hub: --domain '%s' is not a DNS name",
+                 hub->s_domain);
+        rc = SL_ECONFIG;
+        goto fail_strings;
+    }
     if (sl_addr_parse(hub->s_http_addr, &ss) != 0) {
         sl_error(hub->log, "hub: --http '%s' is not an address (ip:port)",
                  hub->s_http_addr);
