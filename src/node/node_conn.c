@@ -520,8 +520,12 @@ static void data_got_head(struct conn *c, const struct sl_http_head *h,
     }
     char excerpt[128];
     body_excerpt(rest, rest_len, excerpt, sizeof(excerpt));
-    sl_warn(conn_log(c), "bridge %s: hub refused data connection #%u: %d %s",
-            bridge_name(b), c->id, h->status, excerpt);
+    /* 409 to an answer to `open`: the user left (or a pool connection
+     * took it) before we came; nothing is wrong. */
+    enum sl_log_level lvl = h->status == 409 && !c->is_pool ? SL_LOG_DEBUG
+                                                            : SL_LOG_WARN;
+    sl_log_write(conn_log(c), lvl, "bridge %s: hub refused data connection "
+                 "#%u: %d %s", bridge_name(b), c->id, h->status, excerpt);
     sl_node_conn_close(c, SL_EDENIED);
 }
 

@@ -1,0 +1,257 @@
+"""The bridge node (`sluice boot up --bridge`) against the real hub:
+reverse connect (errors before the bridge attaches, 200 after), GET and
+POST through the tunnel, the private-upstream rule, an upstream that is
+down, a hub restart, a killed bridge, the state file and the `sluice
+bridge` CLI over the node's local API. No fixed sleeps: every wait polls a
+condition with a bound.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from helpers import free_port, scaled, sluice_bin, wait_for
+from tunnel_x_support import BRIDGE_RE, Hub, TunnelEnv, http_get
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = TunnelEnv(tmp_path)
+    yield e
+    problems = e.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+def get(hub, identity, path="/", **kw):
+    return http_get(hub.port, hub.host(identity), path, **kw)
+
+
+def bridge_cli(node, *args, timeout=30):
+    """Runs `sluice bridge --api <node api> ...`; returns the process."""
+    return subprocess.run(
+        [sluice_bin(), "bridge", "--api", "127.0.0.1:%d" % node.api_port]
+        + list(args), capture_output=True, text=True,
+        timeout=scaled(timeout), stdin=subprocess.DEVNULL)
+
+
+def node_bridges(node):
+    cp = bridge_cli(node, "list", "--json")
+    assert cp.returncode == 0, cp.stderr
+    return json.loads(cp.stdout)
+
+
+def test_reverse_connect(env):
+    """HAProxy's reverse_connect_full in miniature: the identity exists,
+    the bridge is not there yet (error), then it attaches (200)."""
+    hub = env.hub()
+    up = env.hash_upstream("revup")
+    creds = hub.create()
+    ident = creds["identity"]
+    st, _, body = get(hub, "zz0000000000")
+    assert st == 404 and b"Proxy not available" in body
+    st, _, body = get(hub, ident)
+    assert st in (502, 504) and b"Proxy not connected" in body
+    node = env.node(hub, up.url, creds=creds)
+    assert node.identity == ident
+    st, _, body = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+        get(hub, ident, "/hello")), 20, what="200 through the bridge")
+    assert body == b"revup /hello"
+
+
+def test_get_and_post_through_tunnel(env, tmp_path):
+    hub = env.hub()
+    web = env.nginx(files={"index.html": b"<h1>hi</h1>\n",
+                           "big.bin": os.urandom(3 << 20)})
+    node = env.node(hub, web.url)
+    st, _, body = get(hub, node.identity, "/index.html")
+    assert st == 200 and body == b"<h1>hi</h1>\n"
+    st, _, body = get(hub, node.identity, "/big.bin", timeout=60)
+    with open(os.path.join(web.root, "big.bin"), "rb") as f:
+        assert st == 200 and body == f.read()
+
+    up = env.hash_upstream("postup")
+    st, _ = node.add_bridge(up.url)
+    assert st == 201
+    lines = node.wait_bridges(2)
+    ident2 = [b for b in lines if b[2] == up.url][0][0]
+    # warm up with a GET: a big body sent before the new bridge's first
+    # data connection is authenticated is the hub's to hold, not ours
+    wait_for(lambda: get(hub, ident2, "/w")[0] == 200, 20, what="GET ok")
+    payload = os.urandom(200000)
+    st, _, body = get(hub, ident2, "/p", method="POST", body=payload)
+    assert st == 200, body
+    import hashlib
+    got = json.loads(body)
+    assert got["length"] == len(payload)
+    assert got["sha256"] == hashlib.sha256(payload).hexdigest()
+    # the node counted it both ways
+    b = [x for x in node_bridges(node) if x["identity"] == ident2][0]
+    assert b["traffic"]["upstream"]["up"] >= len(payload)
+    assert b["traffic"]["gateway"]["down"] >= len(payload)
+    assert b["state"] == "connected"
+
+
+def test_public_upstream_refused(env):
+    hub = env.hub()
+    # 192.0.2.1 (TEST-NET-1) is public and never dialled: the check runs
+    # on the resolved address before any connect.
+    node = env.node(hub, "http://192.0.2.1:80")
+    st, _, body = get(hub, node.identity)
+    assert st == 502 and body == b"Upstream not private"
+    st, _, body = get(hub, node.identity)
+    assert st == 502 and body == b"Upstream not private"
+    # logged once, not per request
+    assert node.proc.stderr().count("not private") >= 1
+    assert node.proc.stderr().count("answering 502 (") == 1
+
+
+def test_public_upstream_allowed_by_flag(env):
+    hub = env.hub()
+    up = env.hash_upstream("pub")
+    # 127.0.0.1 is private anyway; the flag must not break the normal path
+    node = env.node(hub, up.url, args=["--allow-public-upstream"])
+    assert get(hub, node.identity, "/x")[2] == b"pub /x"
+
+
+def test_upstream_down_gives_502(env):
+    hub = env.hub()
+    port = free_port()
+    node = env.node(hub, "http://127.0.0.1:%d" % port)
+    st, _, body = get(hub, node.identity)
+    assert st == 502 and body == b"Upstream not reachable"
+    # and the bridge itself stays up: more requests, same answer
+    for _ in range(3):
+        assert get(hub, node.identity)[0] == 502
+    assert node.alive()
+
+
+def test_hub_restart_keeps_identity(env, tmp_path):
+    port = free_port()
+    state = str(tmp_path / "hubstate")
+    hub = env.hub(http_port=port, state_dir=state)
+    up = env.hash_upstream("r")
+    node = env.node(hub, up.url)
+    ident = node.identity
+    url = node.bridges()[0][1]
+    assert get(hub, ident, "/a")[0] == 200
+    assert hub.stop() == 0
+    hub2 = env.hub(http_port=port, state_dir=state)
+
+    def back():
+        try:
+            r = get(hub2, ident, "/b", timeout=15)
+        except OSError:
+            return None
+        return r if r[0] == 200 else None
+    st, _, body = wait_for(back, 30, what="bridge back after hub restart")
+    assert body == b"r /b"
+    # same identity and URL, announced once
+    assert len(node.bridges()) == 1
+    bs = node_bridges(node)
+    assert bs[0]["identity"] == ident and bs[0]["url"] == url
+
+
+def test_bridge_killed_gives_proxy_not_connected(env):
+    hub = env.hub()
+    up = env.hash_upstream("k")
+    node = env.node(hub, up.url)
+    assert get(hub, node.identity)[0] == 200
+    node.kill()
+    t0 = time.monotonic()
+    st, _, body = wait_for(
+        lambda: (lambda r: r if r[0] != 200 else None)(get(hub,
+                                                           node.identity)),
+        10, what="an error once the bridge is gone")
+    assert st in (502, 504) and b"Proxy not connected" in body
+    assert time.monotonic() - t0 < scaled(9)
+
+
+def test_state_survives_node_restart(env):
+    hub = env.hub()
+    up = env.hash_upstream("s")
+    node = env.node(hub, up.url)
+    ident = node.identity
+    assert node.stop() == 0
+    with open(os.path.join(node.state_dir, "bridges.json")) as f:
+        saved = json.load(f)
+    assert saved["bridges"][0]["identity"] == ident
+    assert oct(os.stat(os.path.join(node.state_dir,
+                                    "bridges.json")).st_mode & 0o777) \
+        == "0o600"
+    # same state dir; --upstream names the saved bridge, so none is added
+    node2 = env.node(hub, up.url, name="node0")
+    assert node2.identity == ident
+    assert len(node_bridges(node2)) == 1
+    assert get(hub, ident, "/z")[2] == b"s /z"
+
+
+def test_bridge_cli(env):
+    hub = env.hub()
+    up = env.hash_upstream("c")
+    node = env.node(hub, up.url)
+    ident = node.identity
+    cp = bridge_cli(node, "list")
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.splitlines()
+    assert lines[0].split()[:4] == ["IDENTITY", "UPSTREAM", "HUB", "STATE"]
+    assert "TRAFFIC" in lines[0] and "LAST SEEN" in lines[0]
+    row = [l for l in lines if l.startswith(ident)][0]
+    assert "connected" in row and "\u2193" in row and "\u2191" in row
+    # columns are aligned: the header's STATE starts where the row's does
+    assert lines[0].index("STATE") == row.index("connected")
+
+    cp = bridge_cli(node, "disconnect", ident)
+    assert cp.returncode == 0, cp.stderr
+    assert node_bridges(node)[0]["state"] == "disconnected"
+    st, _, body = get(hub, ident)
+    assert st in (502, 504) and b"Proxy not connected" in body
+
+    cp = bridge_cli(node, "connect", ident)
+    assert cp.returncode == 0, cp.stderr
+    wait_for(lambda: get(hub, ident)[0] == 200, 20, what="reconnected")
+
+    cp = bridge_cli(node, "create", "http://127.0.0.1")
+    assert cp.returncode == 1 and "explicit port" in cp.stderr
+    cp = bridge_cli(node, "create", up.url, hub.url)
+    assert cp.returncode == 1 and "exists already" in cp.stderr
+    cp = bridge_cli(node, "remove", "zz0000000000")
+    assert cp.returncode == 1 and "No such bridge" in cp.stderr
+
+    # a bridge whose hub is down never gets an identity: prune takes it
+    dead_hub = "http://127.0.0.1:%d" % free_port()
+    cp = bridge_cli(node, "create", up.url, dead_hub)
+    assert cp.returncode == 0, cp.stderr
+    assert len(node_bridges(node)) == 2
+    cp = bridge_cli(node, "prune")
+    assert cp.returncode == 0 and cp.stdout.startswith("1 bridge removed")
+    assert [b["identity"] for b in node_bridges(node)] == [ident]
+
+    cp = bridge_cli(node, "remove", ident)
+    assert cp.returncode == 0, cp.stderr
+    assert node_bridges(node) == []
+    st, _, body = get(hub, ident)
+    assert st in (502, 504)
+
+
+def test_bad_upstream_url_refused_at_boot(tmp_path):
+    cp = subprocess.run(
+        [sluice_bin(), "boot", "up", "--bridge", "--upstream",
+         "http://127.0.0.1:80/app", "--state-dir", str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=scaled(10),
+        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 2
+    assert "path is not allowed" in cp.stderr
+
+
+def test_cli_without_node(tmp_path):
+    cp = subprocess.run(
+        [sluice_bin(), "bridge", "--api", "127.0.0.1:%d" % free_port(),
+         "list"], capture_output=True, text=True, timeout=scaled(10),
+        stdin=subprocess.DEVNULL)
+    assert cp.returncode == 1
+    assert "is one running" in cp.stderr
