@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -652,6 +653,14 @@ static void process_head(struct hub_conn *c)
         return;
     }
     const struct sl_http_header *host = sl_http_head_find(&h, "host");
+    for (size_t i = 0; host != NULL && i < h.nhdr; i++) {
+        /* Two Hosts could route here and mean another thing upstream. */
+        if (&h.hdr[i] != host && h.hdr[i].name_len == 4 &&
+            strncasecmp(h.hdr[i].name, "host", 4) == 0) {
+            hub_conn_reply_close(c, 400, NULL, "Bad Request", NULL);
+            return;
+        }
+    }
     char identity[SL_IDENTITY_LEN + 1];
     int rc = host ? sl_host_route(host->value, host->value_len, hub->s_domain,
                                   identity)
