@@ -21,7 +21,8 @@
 static const char node_usage[] =
     "usage: sluice boot up --bridge [--hub URL] [--upstream URL] [--token T]\n"
     "                      [--state-dir DIR] [--api ADDR]\n"
-    "                      [--allow-public-upstream] [--pool N] [--daemon]\n"
+    "                      [--allow-public-upstream] [--pool N] [--framed]\n"
+    "                      [--daemon]\n"
     "\n"
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
     "the hub hands it to a local upstream service.\n"
@@ -35,6 +36,10 @@ static const char node_usage[] =
     ")\n"
     "  --allow-public-upstream  allow upstreams on public addresses\n"
     "  --pool N        idle data connections per bridge (default 2)\n"
+    "  --framed        carry data in WebSocket frames, never raw (for\n"
+    "                  proxies in the way that mangle raw upgrades)\n"
+    "  --ping-ms MS, --dead-ms MS  keep-alive ping interval and dead-hub\n"
+    "                  timeout (default 15000 and 45000)\n"
     "  --daemon        detach; logs go to DIR/node.log\n"
     "\n"
     "Bridges saved in the state directory are started as well. For each\n"
@@ -43,7 +48,8 @@ static const char node_usage[] =
 
 struct node_opts {
     const char *hub, *upstream, *token, *state_dir, *api;
-    int allow_public, daemon, pool;
+    int allow_public, daemon, pool, framed;
+    long ping_ms, dead_ms;
 };
 
 struct node_boot {
@@ -69,6 +75,8 @@ static int parse(struct sl_cli *cli, struct node_opts *o)
             {"--state-dir", offsetof(struct node_opts, state_dir)},
             {"--api", offsetof(struct node_opts, api)},
             {"--pool", 0},
+            {"--ping-ms", 0},
+            {"--dead-ms", 0},
         };
         size_t k;
         for (k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
@@ -89,7 +97,21 @@ static int parse(struct sl_cli *cli, struct node_opts *o)
             break;
         }
         if (val != NULL) {
-            if (strcmp(with_value[k].name, "--pool") == 0) {
+            if (strcmp(with_value[k].name, "--ping-ms") == 0 ||
+                strcmp(with_value[k].name, "--dead-ms") == 0) {
+                char *end;
+                long ms = strtol(val, &end, 10);
+                if (*val == '\0' || *end != '\0' || ms < 10 ||
+                    ms > 3600000) {
+                    fprintf(stderr, "sluice: %s: '%s' is not a number "
+                            "10-3600000\n", with_value[k].name, val);
+                    return 2;
+                }
+                if (with_value[k].name[2] == 'p')
+                    o->ping_ms = ms;
+                else
+                    o->dead_ms = ms;
+            } else if (strcmp(with_value[k].name, "--pool") == 0) {
                 char *end;
                 long p = strtol(val, &end, 10);
                 if (*val == '\0' || *end != '\0' || p < 0 || p > 16) {
@@ -102,10 +124,15 @@ static int parse(struct sl_cli *cli, struct node_opts *o)
                 slot = (const char **)(void *)((char *)o + with_value[k].off);
                 *slot = val;
             }
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(node_usage, stdout);
+            return -1;
         } else if (strcmp(a, "--bridge") == 0) {
             /* that is why we are here */
         } else if (strcmp(a, "--daemon") == 0) {
             o->daemon = 1;
+        } else if (strcmp(a, "--framed") == 0) {
+            o->framed = 1;
         } else if (strcmp(a, "--allow-public-upstream") == 0) {
             o->allow_public = 1;
         } else {
@@ -149,7 +176,7 @@ int sl_cli_boot_node(struct sl_cli *cli)
     struct node_opts o = {0};
     int rc = parse(cli, &o);
     if (rc != 0)
-        return rc;
+        return rc < 0 ? 0 : rc; /* -1: help was printed */
 
     /* Bad URLs are refused here, in the terminal, before detaching. */
     char err[256];
@@ -222,6 +249,9 @@ int sl_cli_boot_node(struct sl_cli *cli)
         .api_listen = o.api,
         .allow_public_upstream = o.allow_public,
         .pool_size = o.pool,
+        .framed = o.framed,
+        .ping_ms = (uint64_t)o.ping_ms,
+        .dead_ms = (uint64_t)o.dead_ms,
     };
     rc = sl_node_start(ctx, &no);
     if (rc != 0) {

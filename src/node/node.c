@@ -195,6 +195,7 @@ static struct sl_node_bridge *bridge_new(struct sl_node *node,
     }
     b->node = node;
     b->state = rec->disconnected ? BS_DISCONNECTED : BS_CONNECTING;
+    b->no_raw = node->framed;
     uv_timer_init(node->ctx->loop, &b->retry_timer);
     uv_timer_init(node->ctx->loop, &b->pool_timer);
     b->retry_timer.data = b;
@@ -477,6 +478,9 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->ctx = ctx;
     node->log = &ctx->log;
     node->allow_public = opts->allow_public_upstream;
+    node->framed = opts->framed;
+    node->ping_ms = opts->ping_ms;
+    node->dead_ms = opts->dead_ms;
     node->pool_size = opts->pool_size < 0 ? SL_NODE_POOL_DEFAULT
                                           : opts->pool_size;
     int n = snprintf(node->state_dir, sizeof(node->state_dir), "%s",

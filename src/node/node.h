@@ -42,6 +42,10 @@ struct sl_node_options {
     int allow_public_upstream; /* 1: skip the private-address check */
     int pool_size;             /* idle data connections per bridge; <0:
                                   SL_NODE_POOL_DEFAULT; at most 16 */
+    int framed;                /* 1: never ask for raw data connections
+                                  (for intermediaries that mangle them) */
+    uint64_t ping_ms, dead_ms; /* WebSocket keep-alive; 0: net/ws.h's
+                                  defaults (15 s, 45 s). For tests. */
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by

@@ -489,6 +489,8 @@ static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
     struct sl_ws_opts opts;
     memset(&opts, 0, sizeof(opts));
     opts.role = SL_WS_CLIENT;
+    opts.ping_ms = c->b->node->ping_ms;
+    opts.dead_ms = c->b->node->dead_ms;
     opts.max_msg = SL_WS_MAX_MSG_CONTROL;
     c->phase = PH_CTL;
     c->ws.data = c;
@@ -634,6 +636,8 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
         struct sl_ws_opts opts;
         memset(&opts, 0, sizeof(opts));
         opts.role = SL_WS_CLIENT;
+    opts.ping_ms = c->b->node->ping_ms;
+    opts.dead_ms = c->b->node->dead_ms;
         c->ws.data = c;
         c->ws.on_message = data_ws_noop_message;
         c->ws.on_close = on_ws_close;
@@ -848,6 +852,8 @@ static void start_framed(struct conn *c)
     struct sl_ws_opts opts;
     memset(&opts, 0, sizeof(opts));
     opts.role = SL_WS_CLIENT;
+    opts.ping_ms = c->b->node->ping_ms;
+    opts.dead_ms = c->b->node->dead_ms;
     opts.max_msg = SL_WS_MAX_MSG_DATA;
     c->ws.data = c;
     c->ws.on_message = data_ws_on_message;

@@ -121,6 +121,8 @@ struct sl_node {
     char api_addr[80];
     int allow_public;
     int pool_size;
+    int framed;
+    uint64_t ping_ms, dead_ms;
     struct sl_node_bridge *bridges;
     size_t nbridges;
     unsigned next_conn_id;

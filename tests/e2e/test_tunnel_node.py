@@ -255,3 +255,110 @@ def test_cli_without_node(tmp_path):
         stdin=subprocess.DEVNULL)
     assert cp.returncode == 1
     assert "is one running" in cp.stderr
+
+
+def test_framed_data_connections(env, tmp_path):
+    """--framed: the data connections carry WebSocket binary frames (the
+    fallback when raw upgrades are mangled on the way)."""
+    hub = env.hub()
+    up = env.hash_upstream("f")
+    node = env.node(hub, up.url, args=["--framed"])
+    st, _, body = get(hub, node.identity, "/framed")
+    assert st == 200 and body == b"f /framed"
+    import hashlib
+    payload = os.urandom(3 << 20)  # several frames, past the high water
+    st, _, body = get(hub, node.identity, "/p", method="POST", body=payload,
+                      timeout=60)
+    assert st == 200, body
+    got = json.loads(body)
+    assert got["length"] == len(payload)
+    assert got["sha256"] == hashlib.sha256(payload).hexdigest()
+    # 502 in framed mode too
+    node2 = env.node(hub, "http://127.0.0.1:%d" % free_port(),
+                     args=["--framed"])
+    st, _, body = get(hub, node2.identity)
+    assert st == 502 and body == b"Upstream not reachable"
+
+
+def test_node_started_before_hub(env):
+    """The bridge retries with back-off until the hub appears."""
+    port = free_port()
+
+    class Later:
+        url = "http://127.0.0.1:%d" % port
+    up = env.hash_upstream("early")
+    node = env.node(Later, up.url, wait=False)
+    wait_for(lambda: "retrying in" in node.proc.stderr(), 10,
+             what="a retry logged")
+    hub = env.hub(http_port=port)
+    node.hub = hub
+    node.wait_bridges(1, timeout=30)
+    assert get(hub, node.identity, "/e")[2] == b"early /e"
+
+
+def test_dead_hub_detected(env):
+    """A hub that stops answering (SIGSTOP) is declared dead after
+    --dead-ms; once it runs again the bridge is back, same identity."""
+    import signal
+    hub = env.hub()
+    up = env.hash_upstream("d")
+    node = env.node(hub, up.url, args=["--ping-ms", "200", "--dead-ms",
+                                       "1000"])
+    ident = node.identity
+    assert get(hub, ident)[0] == 200
+    os.kill(hub.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "retrying in" in node.proc.stderr(), 10,
+                 what="dead hub noticed")
+    finally:
+        os.kill(hub.pid, signal.SIGCONT)
+
+    def back():
+        try:
+            r = get(hub, ident, "/d", timeout=15)
+        except OSError:
+            return None
+        return r if r[0] == 200 else None
+    wait_for(back, 30, what="bridge back after the hub resumed")
+    assert len(node.bridges()) == 1
+
+
+def test_daemon_mode(env, tmp_path):
+    hub = env.hub()
+    up = env.hash_upstream("dm")
+    state = str(tmp_path / "dstate")
+    api = free_port()
+    cp = subprocess.run(
+        [sluice_bin(), "boot", "up", "--bridge", "--daemon", "--hub",
+         hub.url, "--upstream", up.url, "--state-dir", state, "--api",
+         "127.0.0.1:%d" % api], capture_output=True, text=True,
+        timeout=scaled(30), stdin=subprocess.DEVNULL)
+    assert cp.returncode == 0, cp.stderr
+    pid = int(open(os.path.join(state, "node.pid")).read())
+    try:
+        def listed():
+            c = subprocess.run([sluice_bin(), "bridge", "--state-dir", state,
+                                "list", "--json"], capture_output=True,
+                               text=True, timeout=scaled(10))
+            if c.returncode != 0:
+                return None
+            bs = json.loads(c.stdout)
+            return bs if bs and bs[0]["state"] == "connected" else None
+        bs = wait_for(listed, 20, what="daemon's bridge connected")
+        assert get(hub, bs[0]["identity"], "/q")[2] == b"dm /q"
+        cp = subprocess.run([sluice_bin(), "boot", "down", "--bridge",
+                             "--state-dir", state], capture_output=True,
+                            text=True, timeout=scaled(30))
+        assert cp.returncode == 0, cp.stderr
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 open("/proc/%d/stat" % pid).read().split()[2] == "Z",
+                 20, what="daemon gone")
+        log = open(os.path.join(state, "node.log")).read()
+        assert "node: stopped" in log
+        from helpers import sanitizer_report
+        assert sanitizer_report(log) is None, sanitizer_report(log)
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
