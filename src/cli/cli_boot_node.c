@@ -27,7 +27,8 @@ static const char node_usage[] =
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
     "the hub hands it to a local upstream service.\n"
     "  --hub URL       the hub, http://host:port (default " SL_NODE_HUB_DEFAULT
-    ")\n"
+    ");\n"
+    "                  also the hub of bridges created without one\n"
     "  --upstream URL  the local service, http://host:port; a bridge to it\n"
     "                  is added unless one to the same hub exists\n"
     "  --token T       gateway token the hub demands for a new identity\n"
@@ -191,9 +192,6 @@ int sl_cli_boot_node(struct sl_cli *cli)
         fprintf(stderr, "sluice: --hub %s\n", err);
         return 2;
     }
-    if (o.hub != NULL && o.upstream == NULL)
-        fprintf(stderr, "sluice: note: --hub without --upstream adds no "
-                "bridge\n");
 
     char dir[SL_STATEDIR_PATH_MAX];
     rc = sl_statedir_resolve(o.state_dir, dir, sizeof(dir));
@@ -250,6 +248,7 @@ int sl_cli_boot_node(struct sl_cli *cli)
         .allow_public_upstream = o.allow_public,
         .pool_size = o.pool,
         .framed = o.framed,
+        .default_hub = o.hub,
         .ping_ms = (uint64_t)o.ping_ms,
         .dead_ms = (uint64_t)o.dead_ms,
     };

@@ -250,7 +250,7 @@ int sl_node_bridge_add(struct sl_node *node, const char *upstream,
     if (out != NULL)
         *out = NULL;
     if (hub == NULL || hub[0] == '\0')
-        hub = SL_NODE_HUB_DEFAULT;
+        hub = node->default_hub;
     if (sl_node_url_parse_upstream(upstream, &up, err, errcap) != 0 ||
         sl_node_url_parse_hub(hub, &hu, err, errcap) != 0)
         return SL_EPARSE;
@@ -479,6 +479,20 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->log = &ctx->log;
     node->allow_public = opts->allow_public_upstream;
     node->framed = opts->framed;
+    if (opts->default_hub != NULL && opts->default_hub[0] != '\0') {
+        char err[256];
+        struct sl_node_url hu;
+        if (sl_node_url_parse_hub(opts->default_hub, &hu, err,
+                                  sizeof(err)) != 0) {
+            sl_error(node->log, "node: default hub %s", err);
+            rc = SL_ECONFIG;
+            goto fail;
+        }
+        sl_node_url_format(&hu, node->default_hub, sizeof(node->default_hub));
+    } else {
+        snprintf(node->default_hub, sizeof(node->default_hub), "%s",
+                 SL_NODE_HUB_DEFAULT);
+    }
     node->ping_ms = opts->ping_ms;
     node->dead_ms = opts->dead_ms;
     node->pool_size = opts->pool_size < 0 ? SL_NODE_POOL_DEFAULT

@@ -42,6 +42,8 @@ struct sl_node_options {
     int allow_public_upstream; /* 1: skip the private-address check */
     int pool_size;             /* idle data connections per bridge; <0:
                                   SL_NODE_POOL_DEFAULT; at most 16 */
+    const char *default_hub;   /* hub of bridges added without one; NULL:
+                                  SL_NODE_HUB_DEFAULT (copied) */
     int framed;                /* 1: never ask for raw data connections
                                   (for intermediaries that mangle them) */
     uint64_t ping_ms, dead_ms; /* WebSocket keep-alive; 0: net/ws.h's
@@ -67,7 +69,8 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb,
 
 /* --- bridge management (used by the local API and boot up) ----------- */
 
-/* Adds and starts a bridge. hub NULL or "" means SL_NODE_HUB_DEFAULT; token
+/* Adds and starts a bridge. hub NULL or "" means the node's default hub
+ * (sl_node_options.default_hub, else SL_NODE_HUB_DEFAULT); token
  * may be NULL. On a bad URL returns SL_EPARSE with a reason in err; on a
  * bridge with the same upstream and hub returns SL_EEXIST (and *out is
  * that bridge); SL_ELIMIT past SL_NODE_BRIDGES_MAX. *out may be NULL. */

@@ -123,6 +123,7 @@ struct sl_node {
     int pool_size;
     int framed;
     uint64_t ping_ms, dead_ms;
+    char default_hub[SL_NODE_URL_MAX];
     struct sl_node_bridge *bridges;
     size_t nbridges;
     unsigned next_conn_id;

@@ -231,9 +231,19 @@ def test_bridge_cli(env):
     assert cp.returncode == 0 and cp.stdout.startswith("1 bridge removed")
     assert [b["identity"] for b in node_bridges(node)] == [ident]
 
+    # without a hub, create uses the node's own --hub
+    up2 = env.hash_upstream("c2")
+    cp = bridge_cli(node, "create", up2.url)
+    assert cp.returncode == 0, cp.stderr
+    m = BRIDGE_RE.search(cp.stdout)
+    assert m and m.group(3) == up2.url, cp.stdout
+    wait_for(lambda: get(hub, m.group(1), "/y")[0] == 200, 20,
+             what="second bridge serving")
+    assert get(hub, m.group(1), "/y")[2] == b"c2 /y"
+
     cp = bridge_cli(node, "remove", ident)
     assert cp.returncode == 0, cp.stderr
-    assert node_bridges(node) == []
+    assert [b["identity"] for b in node_bridges(node)] == [m.group(1)]
     st, _, body = get(hub, ident)
     assert st in (502, 504)
 
