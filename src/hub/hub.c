@@ -274,6 +274,14 @@ void hub_conn_close(struct hub_conn *c, int reason)
         return;
     c->closing = 1;
     c->reason = reason;
+    sl_debug(c->hub->log, "hub conn %llu (%s, %s) from %s: closing (%s)",
+             (unsigned long long)c->id,
+             c->kind == C_USER      ? "user"
+             : c->kind == C_CONTROL ? "control"
+             : c->kind == C_DATA    ? "data"
+                                    : "new",
+             c->alloc ? c->alloc->identity : "-", c->peer_ip,
+             reason ? sl_strerror(reason) : "normal");
     hub_conn_alist_del(c);
     struct hub_conn *p = c->peer;
     if (p != NULL) {

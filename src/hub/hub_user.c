@@ -66,19 +66,24 @@ static void reply_text(struct hub_conn *u, int status, const char *body)
     hub_conn_reply_close(u, status, NULL, body, NULL);
 }
 
-/* Appends bytes to the head buffer (the start of the next request). */
+/* Appends bytes to the head buffer: body bytes read while a request is
+ * pairing, or the start of the next request. Reading stops once more than
+ * HUB_PENDING_MAX bytes wait, but a read in progress may still bring a
+ * whole block: hence the bound. */
+#define HUB_PENDING_CAP (HUB_PENDING_MAX + HUB_BLOCK)
+
 static int head_append(struct hub_conn *u, const char *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (u->head_len + n > SL_HTTP_HEAD_MAX)
+    if (u->head_len + n > HUB_PENDING_CAP)
         return SL_ETOOBIG;
     if (u->head_len + n > u->head_cap) {
         size_t cap = u->head_cap ? u->head_cap : 4096;
         while (cap < u->head_len + n)
             cap *= 2;
-        if (cap > SL_HTTP_HEAD_MAX)
-            cap = SL_HTTP_HEAD_MAX;
+        if (cap > HUB_PENDING_CAP)
+            cap = HUB_PENDING_CAP;
         char *q = realloc(u->head, cap);
         if (q == NULL)
             return UV_ENOMEM;
@@ -493,6 +498,8 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
             user_close(u, SL_ETOOBIG);
             return;
         }
+        if (u->head_len > HUB_PENDING_MAX)
+            hub_conn_read_stop(u);
         u->ustate = U_WAIT;
     }
     send_to_data(u, b, p, k);

@@ -423,3 +423,29 @@ def test_pool_connection_ages_out_and_stats(hubs):
         t = hub.proxy(creds["identity"])["traffic"]["user"]
         return t["down"] > 0 and t["up"] > 0
     wait_for(counted, 15, what="user traffic in the API")
+
+
+@pytest.mark.parametrize("framed", [False, True])
+def test_big_body_while_pairing(tmp_path, framed):
+    """Regression: body bytes read while a request waits for its data
+    connection (no idle pool: every request pairs through `open`) were
+    bounded by the head limit, so a large POST was reset."""
+    import hashlib
+    from tunnel_x_support import TunnelEnv
+    env = TunnelEnv(tmp_path)
+    try:
+        hub = env.hub()
+        up = env.hash_upstream("big")
+        args = ["--framed"] if framed else []
+        node = env.node(hub, up.url, pool=0, args=args)
+        for _ in range(3):
+            payload = b"%d" % time.monotonic_ns() + bytes(3 << 20)
+            st, _, body = http_get(hub.port, hub.host(node.identity), "/p",
+                                   method="POST", body=payload, timeout=60)
+            assert st == 200, body
+            got = json.loads(body)
+            assert got["length"] == len(payload)
+            assert got["sha256"] == hashlib.sha256(payload).hexdigest()
+    finally:
+        problems = env.close()
+    assert not problems, problems
