@@ -42,10 +42,18 @@ def file_sha256(path):
             h.update(b)
 
 
-def test_big_upload_sha256(env, tmp_path):
+FRAMING = pytest.mark.parametrize("framing", ["raw", "framed"])
+
+
+def node_args(framing):
+    return ["--framed"] if framing == "framed" else []
+
+
+@FRAMING
+def test_big_upload_sha256(env, tmp_path, framing):
     hub = env.hub()
     up = env.hash_upstream()
-    node = env.node(hub, up.url)
+    node = env.node(hub, up.url, args=node_args(framing))
     path = str(tmp_path / "up.bin")
     want = big_file(path, BIG_MB)
     # PUT with Content-Length (curl asks Expect: 100-continue first)
@@ -76,11 +84,12 @@ def test_big_upload_sha256(env, tmp_path):
         assert a["sha256"] == want_small and a["length"] == 4 << 20
 
 
-def test_big_download_sha256(env, tmp_path):
+@FRAMING
+def test_big_download_sha256(env, tmp_path, framing):
     hub = env.hub()
     web = env.nginx()
     want = big_file(os.path.join(web.root, "big.bin"), BIG_MB)
-    node = env.node(hub, web.url)
+    node = env.node(hub, web.url, args=node_args(framing))
     out = str(tmp_path / "down.bin")
     cp = curl_via(hub, node.identity, "/big.bin", "--fail", "-o", out,
                   timeout=240)
@@ -89,11 +98,12 @@ def test_big_download_sha256(env, tmp_path):
     assert file_sha256(out) == want
 
 
-def test_websocket_echo(env):
+@FRAMING
+def test_websocket_echo(env, framing):
     websockets = pytest.importorskip("websockets")
     hub = env.hub()
     echo = env.ws_echo()
-    node = env.node(hub, echo.url)
+    node = env.node(hub, echo.url, args=node_args(framing))
     host = "%s.%s:%d" % (node.identity, hub.domain, hub.port)
     mib = os.urandom(1 << 20)
     messages = ["hello", b"\x00\x01\x02binary", "h\u00e9llo \u2603", mib,
@@ -181,12 +191,13 @@ def test_two_identities_one_keepalive_connection(env):
         s.close()
 
 
-def test_bridge_killed_mid_download(env):
+@FRAMING
+def test_bridge_killed_mid_download(env, framing):
     hub = env.hub()
     web = env.nginx()
     size_mb = max(16, min(BIG_MB, 64))
     big_file(os.path.join(web.root, "big.bin"), size_mb)
-    node = env.node(hub, web.url)
+    node = env.node(hub, web.url, args=node_args(framing))
     ident = node.identity
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
     try:
