@@ -104,8 +104,12 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed)
         return;
     b->state = BS_CONNECTING;
     if (welcomed) {
-        b->attempt = 0;
         b->rec.last_seen = sl_node_now_ms();
+        /* Only a connection that lasted resets the back-off: a hub that
+         * welcomes and then drops us at once (a limit, an error) must not
+         * be re-dialled every second forever. */
+        if (uv_now(b->node->ctx->loop) - b->welcomed_at >= 10000)
+            b->attempt = 0;
     }
     uint64_t delay = sl_node_backoff_ms(b->attempt, sl_node_backoff_jitter());
     if (b->attempt < 64)
@@ -128,7 +132,7 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
     snprintf(b->rec.identity, sizeof(b->rec.identity), "%s", identity);
     snprintf(b->rec.url, sizeof(b->rec.url), "%s", url);
     b->state = BS_CONNECTED;
-    b->attempt = 0;
+    b->welcomed_at = uv_now(node->ctx->loop);
     b->error[0] = '\0';
     b->rec.connected_at = b->rec.last_seen = sl_node_now_ms();
     sl_info(node->log, "bridge %s: connected to hub %s%s; public URL %s -> %s",

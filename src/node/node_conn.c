@@ -74,6 +74,7 @@ static void on_timer_close(uv_handle_t *h)
 static void on_hub_tcp_close(uv_handle_t *h);
 static void on_up_tcp_close(uv_handle_t *h);
 static void try_up_connect(struct conn *c);
+static void up_addresses_ready(struct conn *c);
 
 void sl_node_conn_close(struct conn *c, int reason)
 {
@@ -348,9 +349,28 @@ out:
     conn_unref(c);
 }
 
+/* If host is an IP literal, points ai_cur at it and returns 1. */
+static int use_literal(struct conn *c, const char *host, uint16_t port)
+{
+    if (sl_addr_parse_ip(host, port, &c->fixed_sa) != 0)
+        return 0;
+    memset(&c->fixed_ai, 0, sizeof(c->fixed_ai));
+    c->fixed_ai.ai_family = c->fixed_sa.ss_family;
+    c->fixed_ai.ai_socktype = SOCK_STREAM;
+    c->fixed_ai.ai_addr = (struct sockaddr *)&c->fixed_sa;
+    c->fixed_ai.ai_addrlen = sl_addr_len((struct sockaddr *)&c->fixed_sa);
+    c->ai_cur = &c->fixed_ai;
+    return 1;
+}
+
 static void start_dial(struct conn *c)
 {
     struct sl_node_bridge *b = c->b;
+    if (use_literal(c, b->hub.host, b->hub.port)) {
+        c->phase = PH_CONNECT; /* no resolver request to cancel */
+        try_hub_connect(c);
+        return;
+    }
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -966,12 +986,20 @@ static void on_up_resolved(uv_getaddrinfo_t *req, int status,
         uv_freeaddrinfo(c->ai);
     c->ai = res;
     c->ai_cur = res;
+    up_addresses_ready(c);
+out:
+    conn_unref(c);
+}
+
+static void up_addresses_ready(struct conn *c)
+{
+    struct sl_node_bridge *b = c->b;
     /* Every address must be private, not just the first: a name that
      * resolves to one private and one public address is refused. The
      * check runs on these very addresses, so DNS cannot change them
      * between check and dial. */
     if (!b->node->allow_public) {
-        for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
+        for (struct addrinfo *a = c->ai_cur; a != NULL; a = a->ai_next) {
             if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
                 continue;
             if (!sl_addr_is_private(a->ai_addr)) {
@@ -980,13 +1008,11 @@ static void on_up_resolved(uv_getaddrinfo_t *req, int status,
                        "upstream %s resolves to %s, which is not private "
                        "(see --allow-public-upstream)", b->rec.upstream,
                        sl_addr_str(a->ai_addr, as));
-                goto out;
+                return;
             }
         }
     }
     try_up_connect(c);
-out:
-    conn_unref(c);
 }
 
 static void data_got_101(struct conn *c, const struct sl_http_head *h,
@@ -1032,6 +1058,10 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
              "dialling %s", bridge_name(b), c->id, c->raw ? "raw" : "framed",
              b->rec.upstream);
 
+    if (use_literal(c, b->up.host, b->up.port)) {
+        up_addresses_ready(c);
+        return;
+    }
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;

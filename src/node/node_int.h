@@ -70,6 +70,10 @@ struct conn {
 
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *ai_cur;
+    /* a numeric host needs no resolver round trip through the thread
+     * pool: its one address lives here (never freed: not in ai) */
+    struct addrinfo fixed_ai;
+    struct sockaddr_storage fixed_sa;
     uv_connect_t creq;
     uv_tcp_t hub_tcp;
     uv_timer_t timer;
@@ -101,7 +105,8 @@ struct sl_node_bridge {
     struct conn *conns;   /* every connection, control included */
     int refs;             /* conns + open timers + 1 until removed */
     int pool_idle;        /* pool connections waiting for their 101 */
-    unsigned attempt;     /* reconnect attempts since the last welcome */
+    unsigned attempt;     /* reconnect attempts since a lasting welcome */
+    uint64_t welcomed_at; /* uv_now of the last welcome */
     uv_timer_t retry_timer;
     uv_timer_t pool_timer;
     unsigned removed : 1;
