@@ -283,6 +283,12 @@ def test_framed_data_connections(env, tmp_path):
     got = json.loads(body)
     assert got["length"] == len(payload)
     assert got["sha256"] == hashlib.sha256(payload).hexdigest()
+    # a download bigger than every buffer on the way, framed
+    blob = os.urandom(6 << 20)
+    web = env.nginx(files={"blob.bin": blob})
+    node3 = env.node(hub, web.url, args=["--framed"])
+    st, _, body = get(hub, node3.identity, "/blob.bin", timeout=60)
+    assert st == 200 and body == blob
     # 502 in framed mode too
     node2 = env.node(hub, "http://127.0.0.1:%d" % free_port(),
                      args=["--framed"])
