@@ -91,6 +91,7 @@ struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
     hub_list_init(&a->controls);
     hub_list_init(&a->pool);
     hub_list_init(&a->waiting);
+    hub_list_init(&a->verify_wait);
     unsigned k = bucket_of(a->identity);
     a->hnext = hub->buckets[k];
     hub->buckets[k] = a;
@@ -261,11 +262,11 @@ void hub_conn_alist_del(struct hub_conn *c)
     if (!c->in_alist || a == NULL)
         return;
     hub_list_del(&c->alink);
-    c->in_alist = 0;
-    if (c->kind == C_CONTROL)
+    if (c->in_alist == AL_CONTROLS)
         a->ncontrols--;
-    else if (c->kind == C_DATA)
+    else if (c->in_alist == AL_POOL)
         a->npool--;
+    c->in_alist = AL_NONE;
 }
 
 void hub_conn_close(struct hub_conn *c, int reason)

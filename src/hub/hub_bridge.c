@@ -271,7 +271,7 @@ static void control_upgrade(struct hub_conn *c)
             hub_conn_close(old, 0);
     }
     hub_list_push(&a->controls, &c->alink);
-    c->in_alist = 1;
+    c->in_alist = AL_CONTROLS;
     a->ncontrols++;
     hub_alloc_touch(a);
 
@@ -303,23 +303,6 @@ static void control_upgrade(struct hub_conn *c)
         c->head = NULL;
         c->head_len = c->head_cap = 0;
     }
-}
-
-static void after_verify_control(struct hub_conn *c)
-{
-    if (c->auth->result != 1) {
-        auth_failed(c);
-        return;
-    }
-    hub_mac(c->hub, c->auth->password, c->alloc->pass_mac);
-    c->alloc->has_mac = 1;
-    OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
-    control_upgrade(c);
-}
-
-static void after_verify_control_cb(uv_work_t *w, int status)
-{
-    after_work_common(w, status, after_verify_control);
 }
 
 static void after_allocate(struct hub_conn *c)
@@ -363,6 +346,9 @@ static void after_allocate(struct hub_conn *c)
         hub_conn_close(c, UV_ENOMEM);
         return;
     }
+    /* The password is known good: later connections skip scrypt. */
+    hub_mac(hub, c->auth->password, c->alloc->pass_mac);
+    c->alloc->has_mac = 1;
     sl_info(hub->log, "hub alloc %s: created for %s", s.identity, c->peer_ip);
     c->just_allocated = 1;
     control_upgrade(c);
@@ -406,14 +392,83 @@ static struct hub_alloc *alloc_of_user(struct hub_conn *c)
     return a;
 }
 
-/* 1: the password matches the last one verified (no scrypt needed). */
-static int mac_ok(struct hub_conn *c)
+static void data_authed(struct hub_conn *c);
+static void auth_decide(struct hub_conn *c);
+
+/* Credentials accepted: the connection goes on. */
+static void auth_proceed(struct hub_conn *c)
 {
+    if (c->kind == C_CONTROL) {
+        OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
+        control_upgrade(c);
+    } else {
+        data_authed(c);
+    }
+}
+
+/* Wakes the connections that waited for the check of the same password. */
+static void wake_verify_waiters(struct hub_alloc *a, int ok,
+                                const unsigned char mac[32])
+{
+    while (!hub_list_empty(&a->verify_wait)) {
+        struct hub_conn *w = HUB_CONN_OF(a->verify_wait.next, alink);
+        hub_conn_alist_del(w);
+        if (CRYPTO_memcmp(w->auth->mac, mac, 32) != 0)
+            auth_decide(w); /* cannot happen: parked on the same MAC */
+        else if (ok)
+            auth_proceed(w);
+        else
+            auth_failed(w);
+    }
+}
+
+static void after_verify_cb(uv_work_t *w, int status)
+{
+    struct hub_conn *c = w->data;
+    struct hub_alloc *a = c->alloc; /* NULL if forgotten meanwhile */
+    int ok = status == 0 && c->auth->result == 1;
     unsigned char mac[32];
-    if (!c->alloc->has_mac)
-        return 0;
-    hub_mac(c->hub, c->auth->password, mac);
-    return CRYPTO_memcmp(mac, c->alloc->pass_mac, sizeof(mac)) == 0;
+    memcpy(mac, c->auth->mac, sizeof(mac));
+    if (a != NULL) {
+        a->verifying = 0;
+        if (ok) {
+            memcpy(a->pass_mac, mac, sizeof(mac));
+            a->has_mac = 1;
+        }
+    }
+    if (!hub_conn_work_done(c)) { /* c may be gone after this returns 1 */
+        if (ok)
+            auth_proceed(c);
+        else
+            auth_failed(c);
+    }
+    if (a != NULL)
+        wake_verify_waiters(a, ok, mac);
+}
+
+/* One scrypt check per password at a time: a burst of data connections
+ * with the same credentials (a bridge's pool, answers to many opens) waits
+ * for the first check, then goes through on its MAC. */
+static void auth_decide(struct hub_conn *c)
+{
+    struct hub_alloc *a = c->alloc;
+    hub_mac(c->hub, c->auth->password, c->auth->mac);
+    if (a->has_mac && CRYPTO_memcmp(c->auth->mac, a->pass_mac, 32) == 0) {
+        auth_proceed(c);
+        return;
+    }
+    if (a->verifying &&
+        CRYPTO_memcmp(c->auth->mac, a->verify_mac, 32) == 0) {
+        hub_list_push(&a->verify_wait, &c->alink);
+        c->in_alist = AL_VERIFY;
+        return;
+    }
+    if (queue_work(c, work_verify, after_verify_cb) != 0) {
+        hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    a->verifying = 1;
+    memcpy(a->verify_mac, c->auth->mac, 32);
 }
 
 void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
@@ -451,13 +506,7 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
     }
     if ((c->alloc = alloc_of_user(c)) == NULL)
         return;
-    if (mac_ok(c)) {
-        OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
-        control_upgrade(c);
-        return;
-    }
-    if (queue_work(c, work_verify, after_verify_control_cb) != 0)
-        hub_conn_close(c, UV_ENOMEM);
+    auth_decide(c);
 }
 
 void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
@@ -566,28 +615,12 @@ static void data_authed(struct hub_conn *c)
     }
     c->dstate = D_POOL;
     hub_list_push(&a->pool, &c->alink);
-    c->in_alist = 1;
+    c->in_alist = AL_POOL;
     a->npool++;
     /* Reading notices a bridge that drops it; the timer ages it out. */
     hub_conn_read_blocks(c);
     if (!c->closing)
         hub_conn_timer_start(c, pool_age(hub));
-}
-
-static void after_verify_data(struct hub_conn *c)
-{
-    if (c->auth->result != 1) {
-        auth_failed(c);
-        return;
-    }
-    hub_mac(c->hub, c->auth->password, c->alloc->pass_mac);
-    c->alloc->has_mac = 1;
-    data_authed(c);
-}
-
-static void after_verify_data_cb(uv_work_t *w, int status)
-{
-    after_work_common(w, status, after_verify_data);
 }
 
 void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
@@ -626,12 +659,7 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     }
     if ((c->alloc = alloc_of_user(c)) == NULL)
         return;
-    if (mac_ok(c)) {
-        data_authed(c);
-        return;
-    }
-    if (queue_work(c, work_verify, after_verify_data_cb) != 0)
-        hub_conn_close(c, UV_ENOMEM);
+    auth_decide(c);
 }
 
 void hub_data_on_timer(struct hub_conn *d)

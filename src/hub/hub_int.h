@@ -66,12 +66,19 @@ struct hub_alloc {
     struct hub_link controls; /* control conns, oldest first */
     struct hub_link pool;     /* idle data conns, oldest first */
     struct hub_link waiting;  /* user conns waiting for a data conn */
+    struct hub_link verify_wait; /* bridge conns waiting for the scrypt
+                                    check of the same password */
+    int verifying;               /* a check runs for verify_mac */
+    unsigned char verify_mac[32];
     uint32_t ncontrols, npool, npairs;
     char recent_fp[HUB_RECENT_FP][SL_UUID_LEN + 1];
     unsigned recent_next;
 };
 
 enum conn_kind { C_NEW, C_USER, C_CONTROL, C_DATA };
+
+/* The allocation list a connection is in (hub_conn.in_alist). */
+enum alist { AL_NONE, AL_CONTROLS, AL_POOL, AL_WAITING, AL_VERIFY };
 
 enum user_state {
     U_HEAD,    /* reading a request head into head[] */
@@ -94,7 +101,7 @@ struct hub_conn {
     uint64_t id;
     struct hub_link all;   /* hub->conns */
     struct hub_link alink; /* in one of the allocation's lists */
-    int in_alist;
+    int in_alist;          /* which: enum alist (0 none) */
     struct hub_alloc *alloc;
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -157,6 +164,7 @@ struct hub_auth {
     char username[SL_BASIC_USER_MAX];
     char password[SL_BASIC_PASS_MAX];
     char hash[SL_PASSWORD_HASH_MAX];
+    unsigned char mac[32]; /* hub_mac of password */
 };
 
 struct hub_rate {

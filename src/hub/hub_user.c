@@ -394,7 +394,7 @@ static void pair(struct hub_conn *u)
     }
     hub_alloc_remember_fp(a, u->fingerprint);
     hub_list_push(&a->waiting, &u->alink);
-    u->in_alist = 1;
+    u->in_alist = AL_WAITING;
     u->ustate = U_PAIRING;
     hub_conn_timer_start(u, pairing_window(hub));
 }
