@@ -393,6 +393,16 @@ static void on_ws_close(struct sl_ws *ws, int reason)
 {
     struct conn *c = ws->data;
     c->ws_live = 0;
+    /* Framed, after the user's close frame: the upstream shutdown queued
+     * behind the last writes ends the connection, not this. */
+    if (!c->closing && c->up_shutting && reason == 0) {
+        if (c->up_reading) {
+            uv_read_stop((uv_stream_t *)&c->up_tcp);
+            c->up_reading = 0;
+        }
+        conn_unref(c);
+        return;
+    }
     if (!c->closing) {
         if (c->kind == CONN_CTL && c->welcomed)
             sl_info(conn_log(c), "bridge %s: control connection to %s "
@@ -799,7 +809,8 @@ static void up_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void data_ws_on_drain(struct sl_ws *ws)
 {
     struct conn *c = ws->data;
-    if (c->closing || c->up_eof || c->up_reading || !c->up_tcp_open)
+    if (c->closing || c->up_eof || c->up_reading || !c->up_tcp_open ||
+        !c->ws_live)
         return;
     if (uv_read_start((uv_stream_t *)&c->up_tcp, up_alloc, up_on_read) == 0)
         c->up_reading = 1;
@@ -863,8 +874,10 @@ static void data_ws_on_peer_close(struct sl_ws *ws, uint16_t status)
     if (c->closing || !c->up_tcp_open)
         return;
     if (uv_shutdown(&c->up_shutdown, (uv_stream_t *)&c->up_tcp,
-                    on_up_shutdown) == 0)
+                    on_up_shutdown) == 0) {
         c->refs++;
+        c->up_shutting = 1;
+    }
 }
 
 static void start_framed(struct conn *c)

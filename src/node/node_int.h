@@ -63,6 +63,7 @@ struct conn {
     unsigned ws_read_paused : 1;
     unsigned welcomed : 1;
     unsigned reader_used : 1;
+    unsigned up_shutting : 1; /* framed: upstream shutdown in flight */
     unsigned retry_next : 1;  /* a connect failed: try the next address */
 
     char fingerprint[SL_UUID_LEN + 1];
