@@ -66,6 +66,12 @@ static void conn_unref(struct conn *c)
     sl_node_bridge_unref(b);
 }
 
+static void conn_unref_n(struct conn *c, int n)
+{
+    c->refs -= n - 1;
+    conn_unref(c);
+}
+
 static void on_timer_close(uv_handle_t *h)
 {
     conn_unref(CONTAINER_OF(h, struct conn, timer));
@@ -726,8 +732,8 @@ static void relay_on_done(struct sl_relay *r, int reason)
     c->relay_live = 0;
     if (!c->closing)
         sl_node_conn_close(c, reason == UV_EOF ? 0 : reason);
-    conn_unref(c); /* hub handle */
-    conn_unref(c); /* upstream handle */
+    /* Both handles the relay owned, in one step: c may be gone after it. */
+    conn_unref_n(c, 2);
 }
 
 static void start_raw_relay(struct conn *c)
