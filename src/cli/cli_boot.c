@@ -192,6 +192,11 @@ static int boot_up(struct sl_cli *cli)
     for (int i = 1; i < cli->argc; i++) /* the node has its own options */
         if (strcmp(cli->argv[i], "--bridge") == 0)
             return sl_cli_boot_node(cli);
+    /* After the role dispatch, so that each role prints its own help. */
+    if (sl_cli_wants_help(cli->argc - 1, cli->argv + 1)) {
+        fputs(boot_usage, stdout);
+        return 0;
+    }
     int rc = parse_up(cli, &b.opts);
     if (rc != 0)
         return rc;
@@ -274,13 +279,8 @@ int sl_cli_boot(struct sl_cli *cli)
         fputs(boot_usage, cli->argc < 1 ? stderr : stdout);
         return cli->argc < 1 ? 2 : 0;
     }
-    if (strcmp(cli->argv[0], "up") == 0) {
-        if (sl_cli_wants_help(cli->argc - 1, cli->argv + 1)) {
-            fputs(boot_usage, stdout);
-            return 0;
-        }
+    if (strcmp(cli->argv[0], "up") == 0)
         return boot_up(cli);
-    }
     if (strcmp(cli->argv[0], "down") == 0)
         return sl_cli_boot_down(cli);
     if (strcmp(cli->argv[0], "status") == 0)
