@@ -306,6 +306,7 @@ int sl_cli_boot_hub(struct sl_cli *cli)
      * hash's block goes back to the system instead of staying in an
      * arena (tens of MB of RSS for nothing). */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     rc = sl_hub_start(ctx, &ho);
     if (rc != 0) {
         sl_error(&ctx->log, "boot: cannot start the hub: %s",

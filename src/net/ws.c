@@ -16,6 +16,7 @@
  * syscall per frame header and 4 KiB masked chunk. */
 
 #define OBUF_CAP (64 * 1024)
+#define RBUF_FIRST 4096
 #define PUMP_ROUNDS 64
 
 static void pump(struct sl_ws *ws);
@@ -55,15 +56,22 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data,
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    if (f->data == NULL) {
-        f->data = malloc(ws->obuf_cap);
-        if (f->data == NULL) {
+    if (f->cap - f->len < len && f->cap < ws->obuf_cap) {
+        /* Grow towards what the frames need, at most obuf_cap. */
+        size_t ncap = f->cap ? f->cap * 2 : RBUF_FIRST;
+        while (ncap < f->len + len && ncap < ws->obuf_cap)
+            ncap *= 2;
+        if (ncap > ws->obuf_cap)
+            ncap = ws->obuf_cap;
+        char *p = realloc(f->data, ncap);
+        if (p == NULL) {
             wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
             return -1;
         }
-        f->len = 0;
+        f->data = p;
+        f->cap = ncap;
     }
-    size_t room = ws->obuf_cap - f->len;
+    size_t room = f->cap - f->len;
     if (room == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -140,12 +148,16 @@ static void on_handle_closed(uv_handle_t *h)
     struct sl_ws *ws = h->data;
     if (--ws->open_handles > 0)
         return;
-    free(ws->rbuf);
+    if (ws->rbuf != ws->rmem)
+        free(ws->rbuf);
     ws->rbuf = NULL;
+    free(ws->rmem);
+    ws->rmem = NULL;
+    ws->rcap = 0;
     for (int i = 0; i < 2; i++) {
         free(ws->out[i].data);
         ws->out[i].data = NULL;
-        ws->out[i].len = 0;
+        ws->out[i].len = ws->out[i].cap = 0;
     }
     if (ws->wslay != NULL)
         wslay_event_context_free(W(ws));
@@ -187,13 +199,14 @@ static int flush(struct sl_ws *ws)
     if (n < 0)
         n = 0;
     ws->bytes_out += (uint64_t)n;
+    ws->used = 1;
     if ((size_t)n == f->len) {
         f->len = 0;
         return 0;
     }
     /* The rest goes out from the same block; the other block fills. */
     struct sl_ws_obuf tmp = ws->out[0];
-    ws->out[0].data = f->data;
+    ws->out[0] = *f;
     ws->out[0].len = f->len - (size_t)n;
     *f = tmp;
     f->len = 0;
@@ -220,14 +233,35 @@ static void on_write(uv_write_t *req, int status)
     pump(ws);
 }
 
+/* At a timer tick: a connection that moved nothing since the previous
+ * tick gives its buffers back. */
 static void drop_idle_buffers(struct sl_ws *ws)
 {
-    /* An idle connection keeps no output block. */
-    if (!ws->writing && ws->out[0].len == 0 && ws->out[1].len == 0) {
-        free(ws->out[0].data);
-        free(ws->out[1].data);
-        ws->out[0].data = ws->out[1].data = NULL;
+    if (ws->used) {
+        ws->used = 0;
+        return;
     }
+    if (!ws->writing && ws->out[0].len == 0 && ws->out[1].len == 0) {
+        for (int i = 0; i < 2; i++) {
+            free(ws->out[i].data);
+            ws->out[i].data = NULL;
+            ws->out[i].cap = 0;
+        }
+    }
+    if (ws->rbuf == NULL) {
+        free(ws->rmem);
+        ws->rmem = NULL;
+        ws->rcap = 0;
+        ws->rwant = RBUF_FIRST;
+    }
+}
+
+static void release_rbuf(struct sl_ws *ws)
+{
+    if (ws->rbuf != ws->rmem)
+        free(ws->rbuf); /* the bytes given to sl_ws_start */
+    ws->rbuf = NULL;
+    ws->rlen = ws->roff = 0;
 }
 
 static void start_reading(struct sl_ws *ws);
@@ -254,11 +288,8 @@ static void pump(struct sl_ws *ws)
                 return;
             }
         }
-        if (ws->roff >= ws->rlen || !wslay_event_want_read(ctx)) {
-            free(ws->rbuf);
-            ws->rbuf = NULL;
-            ws->rlen = ws->roff = 0;
-        }
+        if (ws->roff >= ws->rlen || !wslay_event_want_read(ctx))
+            release_rbuf(ws);
     }
 
     /* Our close frame goes after every message queued before it. */
@@ -319,7 +350,6 @@ static void pump(struct sl_ws *ws)
         }
     }
 
-    drop_idle_buffers(ws);
     if (!ws->read_paused && !ws->reading && wslay_event_want_read(ctx))
         start_reading(ws);
 }
@@ -339,6 +369,7 @@ static void on_timer(uv_timer_t *t)
         close_handles(ws, UV_ETIMEDOUT);
         return;
     }
+    drop_idle_buffers(ws);
     struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
     if (wslay_event_queue_msg(W(ws), &ping) == 0)
         pump(ws);
@@ -353,16 +384,19 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    char *p = malloc(SL_WS_READ_SIZE);
-    *buf = uv_buf_init(p, p ? SL_WS_READ_SIZE : 0);
+    if (ws->rmem == NULL || ws->rcap != ws->rwant) {
+        free(ws->rmem);
+        ws->rmem = malloc(ws->rwant);
+        ws->rcap = ws->rmem ? ws->rwant : 0;
+    }
+    *buf = uv_buf_init(ws->rmem, (unsigned)ws->rcap);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct sl_ws *ws = s->data;
+    (void)buf; /* always ws->rmem (or NULL) */
     if (nread <= 0) {
-        if (buf->base != ws->rbuf)
-            free(buf->base);
         if (nread == 0)
             return;
         if (nread == UV_ENOBUFS) {
@@ -376,9 +410,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             close_handles(ws, (int)nread);
         return;
     }
-    ws->rbuf = buf->base;
+    ws->rbuf = ws->rmem;
     ws->rlen = (size_t)nread;
     ws->roff = 0;
+    ws->used = 1;
+    if ((size_t)nread == ws->rcap && ws->rwant < SL_WS_READ_SIZE) {
+        /* A full read: the next one gets a bigger buffer. */
+        ws->rwant = ws->rwant * 4 < SL_WS_READ_SIZE ? ws->rwant * 4
+                                                    : SL_WS_READ_SIZE;
+    }
     ws->bytes_in += (uint64_t)nread;
     ws->last_rx = uv_now(s->loop);
     pump(ws);
@@ -415,6 +455,10 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     ws->wslay = NULL;
     ws->rbuf = NULL;
     ws->rlen = ws->roff = 0;
+    ws->rmem = NULL;
+    ws->rcap = 0;
+    ws->rwant = RBUF_FIRST;
+    ws->used = 0;
     memset(ws->out, 0, sizeof(ws->out));
     ws->max_queued = opts->max_queued ? opts->max_queued : SL_WS_MAX_QUEUED;
     ws->high_water = opts->high_water ? opts->high_water : SL_WS_HIGH_WATER;

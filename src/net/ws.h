@@ -10,8 +10,11 @@
  *    (and its own timer), and calls on_close exactly once, after every
  *    close callback has run. Only from on_close on may the caller free the
  *    handle and the struct sl_ws.
- *  - A read buffer exists only while the socket is readable (or while a
- *    paused reader holds unread bytes). Outgoing messages are copied:
+ *  - Buffers follow the traffic: the read buffer starts at 4 KiB and grows
+ *    (to 64 KiB) while reads fill it, the output buffers grow as frames
+ *    need; all are kept while bytes move (no malloc/free per message) and
+ *    freed at the first keep-alive tick without traffic, so an idle
+ *    connection holds none for long. Outgoing messages are copied:
  *    queued bytes are bounded by max_queued; above high_water the sender
  *    is told to wait (sl_ws_send returns 1) and on_drain is called once
  *    they fall to low_water.
@@ -85,7 +88,7 @@ struct sl_ws_opts {
 /* Private state; the fields are here only so the struct can be embedded. */
 struct sl_ws_obuf {
     char *data;
-    size_t len;
+    size_t len, cap;
 };
 
 struct sl_ws {
@@ -104,6 +107,8 @@ struct sl_ws {
     struct sl_ws_obuf out[2]; /* [0] being written, [1] filling */
     char *rbuf;               /* unread input, or NULL */
     size_t rlen, roff;
+    char *rmem;               /* the read buffer, kept while in use */
+    size_t rcap, rwant;       /* its size, and the size the next read gets */
     size_t max_queued, high_water, low_water, obuf_cap;
     uint64_t ping_ms, dead_ms, close_timeout_ms;
     uint64_t last_rx;         /* uv_now of the last byte read */
@@ -123,6 +128,7 @@ struct sl_ws {
     unsigned closing : 1;      /* handles being closed */
     unsigned peer_closed : 1;  /* close frame received */
     unsigned in_cb : 1;        /* inside wslay_event_recv */
+    unsigned used : 1;         /* bytes moved since the last timer tick */
 };
 
 /* Starts the WebSocket on tcp (connected, not being read). pre/pre_len are
