@@ -304,7 +304,9 @@ int sl_cli_boot_hub(struct sl_cli *cli)
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each
      * hash's block goes back to the system instead of staying in an
-     * arena (tens of MB of RSS for nothing). */
+     * arena (tens of MB of RSS for nothing). Fixing it also fixes the
+     * trim threshold at 128 KiB, so the top of the heap would be given
+     * back and faulted in again on every 64 KiB read: keep 1 MiB. */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
     rc = sl_hub_start(ctx, &ho);
