@@ -382,10 +382,9 @@ def test_daemon_mode(env, tmp_path):
 
 def test_gateway_token(env):
     """A hub started with a gateway token allocates only to bridges that
-    send it (?token=). The node percent-encodes the token; the hub does
-    not decode the query yet, so this token keeps to unreserved
-    characters, which travel as they are."""
-    token = "s3cret-T0ken_x.y~z"
+    send it (?token=). The node percent-encodes the token and the hub
+    decodes it, so reserved characters (space, '&', '=', '%') survive."""
+    token = "s3cret T0ken&x=y%z~"
     hub = env.hub(args=["--token", token])
     up = env.hash_upstream("tok")
     bad = env.node(hub, up.url, wait=False, name="nodebad")
