@@ -12,9 +12,9 @@ import time
 import pytest
 
 from helpers import scaled
-from tunnel_x_support import (PyBridge, TunnelEnv, control_attempt,
+from tunnel_x_support import (PyBridge, TunnelEnv, basic, control_attempt,
                               curl_via, data_conn, http_get, new_fingerprint,
-                              read_head)
+                              read_head, upgrade_request)
 
 HEAD_TIMEOUT = 10  # the hub's default for a request head (s)
 
@@ -69,14 +69,14 @@ def test_malformed_hijack_refused(site):
     bad = ["", "|", ident, ident + "|", "|" + fp, ident.upper() + "|" + fp,
            ident[:11] + "|" + fp, ident + "x|" + fp, ident + "|" + fp.upper(),
            ident + "|" + fp[:-1], ident + "|" + fp + "|" + fp,
-           ident + "|" + fp.replace("-4", "-1", 1),  # not a v4 UUID
+           ident + "|" + fp[:14] + "1" + fp[15:],  # version 1, not 4
+           ident + "|" + fp[:19] + "c" + fp[20:],  # variant not 8, 9, a, b
            ident + " |" + fp, ident + "|\t" + fp, "a" * 8000]
     for value in bad:
         s = data_conn(hub, x["username"], x["password"], value)
         refused(s, 400, what=repr(value[:80]))
     # and no Sluice-Hijack header at all
     s = socket.create_connection(("127.0.0.1", hub.port), timeout=scaled(10))
-    from tunnel_x_support import basic, upgrade_request
     s.sendall(upgrade_request("/_sluice/v1/data", "127.0.0.1",
                               {"Authorization": basic(x["username"],
                                                       x["password"])}))
