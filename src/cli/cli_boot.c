@@ -1,34 +1,50 @@
-/* `sluice boot up`: load the configuration, start the roles asked for on
- * one loop, run until SIGINT/SIGTERM, then stop every role (each drains
- * its own connections) and exit once every handle is closed.
- *
- * Roles are started and stopped through the table below; the hub
- * (`--proxy`) and the bridge (`--bridge`) plug in as further rows. */
+/* `sluice boot up`: runs the roles asked for in one process, on one loop:
+ * stream routes (--config), the hub (--proxy) and the bridge node
+ * (--bridge), alone or together. This file owns what they share: the
+ * option scan, the state directory, pid files and daemon mode, the loop,
+ * one SIGINT/SIGTERM handler (first signal: every role stops gracefully;
+ * second: exit at once) and <role>.json. Each role is a row of the table
+ * below (cli/cli_boot_role.h); it parses its own options and starts and
+ * stops itself. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_boot_daemon.h"
 #include "cli/cli_boot_hub.h"
 #include "cli/cli_boot_node.h"
+#include "cli/cli_boot_role.h"
+#include "cli/cli_util.h"
 #include "config/config.h"
+#include "core/daemon.h"
 #include "core/error.h"
 #include "net/addr.h"
 #include "stream/streams.h"
 
 static const char boot_usage[] =
     "usage: sluice boot up [--config FILE | -c FILE] [--proxy] [--bridge]\n"
-    "                      [--daemon]\n"
+    "                      [--daemon] [--state-dir DIR] [role options]\n"
     "\n"
-    "Starts sluice in the foreground until SIGINT or SIGTERM.\n"
+    "Starts sluice in the foreground until SIGINT or SIGTERM, running the\n"
+    "roles asked for together in one process.\n"
     "  -c, --config FILE  configuration file (YAML); its routes: are started\n"
-    "                     as TCP/UDP stream routes. Default: ./sluice.yaml\n"
-    "  --proxy            also run the hub (public entry point)\n"
-    "  --bridge           also run a bridge node\n"
-    "  --daemon           detach (with --bridge)\n"
+    "                     as TCP/UDP stream routes. Default when neither\n"
+    "                     --proxy nor --bridge is given: ./sluice.yaml\n"
+    "  --proxy            run the hub (public entry point)\n"
+    "  --bridge           run a bridge node\n"
+    "  --daemon           detach (with --proxy and/or --bridge); logs go to\n"
+    "                     DIR/hub.log, or DIR/node.log without --proxy\n"
+    "  --state-dir DIR    state directory of the hub and the node (one\n"
+    "                     directory serves both)\n"
+    "\n"
+    "An option several roles know applies to each of them (--token: the\n"
+    "hub's gateway token and the node's; --ping-ms, --dead-ms). With\n"
+    "--proxy, --api is the hub's and the node's API is --node-api.\n"
+    "A first SIGINT/SIGTERM stops every role gracefully; a second exits.\n"
     "\n"
     "On start, one line per route is printed to standard output:\n"
     "  listening <name> <scheme> <addr:port> -> <host:port>\n"
@@ -37,41 +53,9 @@ static const char boot_usage[] =
     "  sluice boot status   query a daemon\n";
 
 #define DEFAULT_CONFIG "sluice.yaml"
+#define STATE_FILE_MAX (SL_STATEDIR_PATH_MAX + 16)
 
-struct boot_opts {
-    const char *config_path;
-    int proxy;
-    int bridge;
-    int daemon;
-};
-
-struct boot {
-    struct sl_ctx *ctx;
-    struct boot_opts opts;
-    uv_signal_t sigint, sigterm;
-    int roles_running; /* roles whose stop has not finished */
-    int exit_code;
-};
-
-/* ---- roles ------------------------------------------------------------- */
-
-/* A role is started on the loop and stopped with a callback that fires once
- * its handles are closed. */
-struct role {
-    const char *name;
-    int (*wanted)(const struct boot *b);
-    int (*start)(struct boot *b);
-    void (*stop)(struct boot *b, void (*stopped)(struct sl_ctx *ctx));
-};
-
-static int streams_wanted(const struct boot *b)
-{
-    /* Stream routes run whenever the configuration has some (and even with
-     * none, when no other role is asked for, so `boot up` with an empty
-     * routes: list still runs until stopped). */
-    (void)b;
-    return 1;
-}
+/* ---- the stream routes role -------------------------------------------- */
 
 static void print_routes(const struct sl_streams *s)
 {
@@ -91,25 +75,280 @@ static void print_routes(const struct sl_streams *s)
     fflush(stdout);
 }
 
-static int streams_start(struct boot *b)
+static void on_streams_abandoned(struct sl_ctx *ctx) { (void)ctx; }
+
+static int streams_start(void *st, struct sl_ctx *ctx,
+                         const struct sl_boot_common *c,
+                         struct sl_role_info *info)
 {
-    int err = sl_streams_start(b->ctx, b->ctx->config);
-    if (err == 0)
-        print_routes(b->ctx->streams);
-    return err;
+    (void)st, (void)c, (void)info;
+    int err = sl_streams_start(ctx, ctx->config);
+    if (err != 0) {
+        /* What did start is closed on the loop; nobody waits for it. */
+        sl_streams_stop(ctx, on_streams_abandoned);
+        return err;
+    }
+    print_routes(ctx->streams);
+    return 0;
 }
 
-static void streams_stop(struct boot *b, void (*stopped)(struct sl_ctx *ctx))
+static void streams_stop(void *st, struct sl_ctx *ctx,
+                         sl_boot_stopped_cb done)
 {
-    sl_streams_stop(b->ctx, stopped);
+    (void)st;
+    sl_streams_stop(ctx, done);
 }
 
-static const struct role roles[] = {
-    {"streams", streams_wanted, streams_start, streams_stop},
-    /* {"hub", hub_wanted, hub_start, hub_stop}, */
-    /* {"bridge", bridge_wanted, bridge_start, bridge_stop}, */
+static const struct sl_boot_role streams_role = {
+    .name = "streams",
+    .start = streams_start,
+    .stop = streams_stop,
+};
+
+/* Started in this order (routes and the hub before the node that may dial
+ * that hub), stopped all at once. */
+static const struct sl_boot_role *const roles[] = {
+    &streams_role,
+    &sl_boot_role_hub,
+    &sl_boot_role_node,
 };
 #define NROLES (sizeof(roles) / sizeof(roles[0]))
+
+/* ---- one boot ---------------------------------------------------------- */
+
+struct slot {
+    const struct sl_boot_role *role;
+    void *st;     /* the role's state, owned */
+    int wanted;
+    int started;  /* start succeeded: stop must be called */
+    int pid_held; /* pid_path is ours to remove */
+    struct sl_role_info info;
+    char pid_path[STATE_FILE_MAX];
+    char log_path[STATE_FILE_MAX];
+};
+
+struct boot {
+    struct sl_ctx *ctx;
+    struct sl_boot_common common;
+    const char *config_path;
+    const char *state_flag;
+    char dir[SL_STATEDIR_PATH_MAX];
+    struct slot slots[NROLES];
+    uv_signal_t sigint, sigterm;
+    int roles_running; /* started roles whose stop has not finished */
+    int exit_code;
+};
+
+/* The slot that keeps the state directory's files and is named first:
+ * its pid file and log are the daemon's. NULL when none is wanted. */
+static struct slot *first_state_slot(struct boot *b)
+{
+    for (size_t i = 0; i < NROLES; i++)
+        if (b->slots[i].wanted && b->slots[i].role->state_dir)
+            return &b->slots[i];
+    return NULL;
+}
+
+static void print_role_help(const struct boot *b, FILE *f)
+{
+    int any = 0;
+    for (size_t i = 0; i < NROLES; i++) {
+        const struct slot *s = &b->slots[i];
+        if (s->role->flag == NULL || s->role->usage == NULL)
+            continue;
+        if (b->common.proxy || b->common.bridge ? !s->wanted : 0)
+            continue;
+        fprintf(f, "%s%s", any ? "\n" : "", s->role->usage);
+        any = 1;
+    }
+}
+
+/* The usage text for this command line: the roles' own when --proxy or
+ * --bridge is given, else everything. */
+static void print_usage(const struct boot *b, FILE *f)
+{
+    if (!b->common.proxy && !b->common.bridge) {
+        fputs(boot_usage, f);
+        fputs("\n", f);
+    }
+    print_role_help(b, f);
+    if (b->common.proxy || b->common.bridge)
+        fputs("\n-c FILE adds the stream routes of FILE to the same process;"
+              "\n`sluice boot up --help` tells how roles run together.\n", f);
+}
+
+static int parse_up(struct sl_cli *cli, struct boot *b)
+{
+    int argc = cli->argc;
+    char **argv = cli->argv;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        int m;
+        if (strcmp(a, "--proxy") == 0 || strcmp(a, "--bridge") == 0)
+            continue; /* seen by boot_up already */
+        if (strcmp(a, "--daemon") == 0) {
+            b->common.daemon = 1;
+            continue;
+        }
+        if ((m = sl_cli_opt_value(argc, argv, &i, "--config", &v)) != 0 ||
+            (m = sl_cli_opt_value(argc, argv, &i, "-c", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            b->config_path = v;
+            continue;
+        }
+        if ((m = sl_cli_opt_value(argc, argv, &i, "--state-dir", &v)) != 0) {
+            if (m < 0)
+                return 2;
+            b->state_flag = v;
+            continue;
+        }
+        /* Offered to every role asked for: each that knows it takes it. */
+        int taken = 0, next = i;
+        for (size_t r = 0; r < NROLES; r++) {
+            struct slot *s = &b->slots[r];
+            if (!s->wanted || s->role->parse == NULL)
+                continue;
+            int j = i;
+            int rc = s->role->parse(s->st, &b->common, argc, argv, &j);
+            if (rc == 2)
+                return 2;
+            if (rc == 1) {
+                taken = 1;
+                next = j;
+            }
+        }
+        if (!taken) {
+            fprintf(stderr, "sluice: boot up%s%s: unknown option '%s'\n",
+                    b->common.proxy ? " --proxy" : "",
+                    b->common.bridge ? " --bridge" : "", a);
+            print_usage(b, stderr);
+            return 2;
+        }
+        i = next;
+    }
+    return 0;
+}
+
+static void report_running(const struct boot *b, const struct slot *s,
+                           pid_t holder)
+{
+    if (holder > 0)
+        fprintf(stderr, "sluice: a %s is already running on %s (pid %ld)\n",
+                s->role->name, b->dir, (long)holder);
+    else
+        fprintf(stderr, "sluice: cannot start the %s: a %s is already "
+                "running on this state directory\n", s->role->name,
+                s->role->name);
+}
+
+static void release_pid_files(struct boot *b)
+{
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (s->pid_held)
+            sl_pidfile_remove(s->pid_path, getpid());
+        s->pid_held = 0;
+    }
+}
+
+/* Claims the pid file of every role that keeps one. With --daemon the
+ * process detaches first, through the first such role's pid file and log;
+ * the others are refused before forking when taken and created by the
+ * daemon, so all name the one process. Returns 0 or the exit code. */
+static int claim_pid_files(struct boot *b, int *ready_fd)
+{
+    struct slot *first = b->common.daemon ? first_state_slot(b) : NULL;
+    pid_t holder = 0;
+    int rc;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (!s->wanted || !s->role->state_dir || s == first)
+            continue;
+        if (first != NULL) {
+            if (sl_pidfile_read(s->pid_path, &holder) == 0) {
+                report_running(b, s, holder);
+                return 1;
+            }
+            continue;
+        }
+        rc = sl_pidfile_create(s->pid_path, getpid(), &holder);
+        if (rc != 0) {
+            if (rc == SL_EEXIST)
+                report_running(b, s, holder);
+            else
+                fprintf(stderr, "sluice: cannot start the %s: %s\n",
+                        s->role->name, sl_strerror(rc));
+            release_pid_files(b);
+            return 1;
+        }
+        s->pid_held = 1;
+    }
+    if (first == NULL)
+        return 0;
+    rc = sl_daemon_start(first->pid_path, first->log_path, ready_fd);
+    if (rc != 0) {
+        if (rc == SL_EEXIST)
+            report_running(b, first, 0);
+        else
+            fprintf(stderr, "sluice: cannot start the %s: %s\n",
+                    first->role->name, sl_strerror(rc));
+        return 1;
+    }
+    first->pid_held = 1;
+    /* In the daemon now: stderr is the log. */
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (!s->wanted || !s->role->state_dir || s == first)
+            continue;
+        rc = sl_pidfile_create(s->pid_path, getpid(), &holder);
+        if (rc != 0) {
+            if (rc == SL_EEXIST)
+                report_running(b, s, holder);
+            else
+                fprintf(stderr, "sluice: cannot start the %s: %s\n",
+                        s->role->name, sl_strerror(rc));
+            sl_daemon_ready(ready_fd, 0);
+            release_pid_files(b);
+            return 1;
+        }
+        s->pid_held = 1;
+    }
+    return 0;
+}
+
+/* Resolves and creates the state directory and names the roles' files in
+ * it. Returns 0 or the exit code. */
+static int prepare_state_dir(struct boot *b)
+{
+    if (first_state_slot(b) == NULL)
+        return 0;
+    int rc = sl_statedir_resolve(b->state_flag, b->dir, sizeof(b->dir));
+    if (rc == 0)
+        rc = sl_statedir_ensure(b->dir);
+    if (rc != 0) {
+        fprintf(stderr, "sluice: state directory: %s (use --state-dir)\n",
+                sl_strerror(rc));
+        return 1;
+    }
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        char pid_name[32], log_name[32];
+        if (!s->wanted || !s->role->state_dir)
+            continue;
+        snprintf(pid_name, sizeof(pid_name), "%s.pid", s->role->name);
+        snprintf(log_name, sizeof(log_name), "%s.log", s->role->name);
+        if (sl_statedir_path(b->dir, pid_name, s->pid_path,
+                             sizeof(s->pid_path)) != 0 ||
+            sl_statedir_path(b->dir, log_name, s->log_path,
+                             sizeof(s->log_path)) != 0) {
+            fprintf(stderr, "sluice: state directory path too long\n");
+            return 1;
+        }
+    }
+    b->common.state_dir = b->dir;
+    return 0;
+}
 
 /* ---- lifecycle --------------------------------------------------------- */
 
@@ -134,11 +373,11 @@ static void stop_roles(struct boot *b)
     /* Counted first: a role may report stopped from inside its stop. */
     b->roles_running = 1;
     for (size_t i = 0; i < NROLES; i++)
-        if (roles[i].wanted(b))
+        if (b->slots[i].started)
             b->roles_running++;
     for (size_t i = 0; i < NROLES; i++)
-        if (roles[i].wanted(b))
-            roles[i].stop(b, on_role_stopped);
+        if (b->slots[i].started)
+            b->slots[i].role->stop(b->slots[i].st, ctx, on_role_stopped);
     on_role_stopped(ctx);
 }
 
@@ -155,121 +394,172 @@ static void on_signal(uv_signal_t *h, int signum)
     stop_roles(b);
 }
 
-static int parse_up(struct sl_cli *cli, struct boot_opts *o)
+/* Starts the wanted roles in table order and publishes <role>.json for
+ * those with a state directory. On a failure the roles already started
+ * are stopped and exit_code is 1. */
+static void start_roles(struct boot *b)
 {
-    for (int i = 1; i < cli->argc; i++) {
-        const char *a = cli->argv[i];
-        if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
-            if (i + 1 >= cli->argc) {
-                fprintf(stderr, "sluice: %s needs a FILE\n%s", a, boot_usage);
-                return 2;
-            }
-            o->config_path = cli->argv[++i];
-        } else if (strncmp(a, "--config=", 9) == 0) {
-            o->config_path = a + 9;
-        } else if (strcmp(a, "--proxy") == 0) {
-            o->proxy = 1;
-        } else if (strcmp(a, "--bridge") == 0) {
-            o->bridge = 1;
-        } else if (strcmp(a, "--daemon") == 0) {
-            o->daemon = 1;
-        } else {
-            fprintf(stderr, "sluice: boot up: unknown option '%s'\n%s", a,
-                    boot_usage);
-            return 2;
+    struct sl_ctx *ctx = b->ctx;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (!s->wanted)
+            continue;
+        s->info.pid = getpid();
+        s->info.started_at = (int64_t)time(NULL);
+        int e = s->role->start(s->st, ctx, &b->common, &s->info);
+        if (e != 0) {
+            sl_error(&ctx->log, "boot: cannot start the %s: %s",
+                     s->role->name, sl_strerror(e));
+            b->exit_code = 1;
+            stop_roles(b);
+            return;
         }
+        s->started = 1;
     }
-    return 0;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (!s->wanted || !s->role->state_dir)
+            continue;
+        int e = sl_statedir_write_role(b->dir, s->role->name, &s->info);
+        if (e != 0)
+            sl_warn(&ctx->log, "boot: writing %s/%s.json: %s", b->dir,
+                    s->role->name, sl_strerror(e));
+    }
 }
 
-static int boot_up(struct sl_cli *cli)
+/* Runs the loop with every wanted role until they have all stopped.
+ * Returns the exit code. */
+static int run(struct boot *b, int *ready_fd)
 {
-    struct sl_ctx *ctx = cli->ctx;
-    struct boot b = {.ctx = ctx};
-    for (int i = 1; i < cli->argc; i++) /* the hub has its own options */
-        if (strcmp(cli->argv[i], "--proxy") == 0)
-            return sl_cli_boot_hub(cli);
-    for (int i = 1; i < cli->argc; i++) /* the node has its own options */
-        if (strcmp(cli->argv[i], "--bridge") == 0)
-            return sl_cli_boot_node(cli);
-    /* After the role dispatch, so that each role prints its own help. */
-    if (sl_cli_wants_help(cli->argc - 1, cli->argv + 1)) {
-        fputs(boot_usage, stdout);
-        return 0;
-    }
-    int rc = parse_up(cli, &b.opts);
-    if (rc != 0)
-        return rc;
-    if (b.opts.proxy || b.opts.bridge || b.opts.daemon) {
-        fprintf(stderr, "sluice: boot up %s: not implemented yet\n",
-                b.opts.proxy ? "--proxy"
-                : b.opts.bridge ? "--bridge"
-                                : "--daemon");
-        return 2;
-    }
-    if (b.opts.config_path == NULL) {
-        if (access(DEFAULT_CONFIG, F_OK) != 0) {
-            fputs(boot_usage, stderr);
-            return 2;
-        }
-        b.opts.config_path = DEFAULT_CONFIG;
-    }
-
-    char err[512] = "";
-    int e = sl_config_load_file(b.opts.config_path, &ctx->config, err,
-                                sizeof(err));
-    if (e != 0) {
-        fprintf(stderr, "sluice: %s: %s\n", b.opts.config_path,
-                err[0] ? err : sl_strerror(e));
-        return 1;
-    }
-
+    struct sl_ctx *ctx = b->ctx;
     /* A peer that closes while we write must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
-
     uv_loop_t loop;
-    e = uv_loop_init(&loop);
+    int e = uv_loop_init(&loop);
     if (e < 0) {
-        fprintf(stderr, "sluice: cannot create the event loop: %s\n",
-                sl_strerror(e));
-        sl_config_free(ctx->config);
-        ctx->config = NULL;
+        sl_error(&ctx->log, "boot: cannot create the event loop: %s",
+                 sl_strerror(e));
+        sl_daemon_ready(ready_fd, 0);
         return 1;
     }
-    loop.data = &b;
+    loop.data = b;
     ctx->loop = &loop;
-    uv_signal_init(&loop, &b.sigint);
-    uv_signal_init(&loop, &b.sigterm);
-    b.sigint.data = &b;
-    b.sigterm.data = &b;
-    uv_signal_start(&b.sigint, on_signal, SIGINT);
-    uv_signal_start(&b.sigterm, on_signal, SIGTERM);
+    uv_signal_init(&loop, &b->sigint);
+    uv_signal_init(&loop, &b->sigterm);
+    b->sigint.data = b;
+    b->sigterm.data = b;
+    uv_signal_start(&b->sigint, on_signal, SIGINT);
+    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
 
-    b.exit_code = 0;
-    for (size_t i = 0; i < NROLES; i++) {
-        if (!roles[i].wanted(&b))
-            continue;
-        e = roles[i].start(&b);
-        if (e != 0) {
-            sl_error(&ctx->log, "boot: cannot start %s: %s", roles[i].name,
-                     sl_strerror(e));
-            b.exit_code = 1;
-            stop_roles(&b);
-            break;
-        }
-    }
-    if (b.exit_code == 0)
-        sl_info(&ctx->log, "boot: up (config %s)", b.opts.config_path);
+    start_roles(b);
+    sl_daemon_ready(ready_fd, b->exit_code == 0);
+    if (b->exit_code == 0)
+        sl_info(&ctx->log, "boot: up (%s%s%s%s)",
+                b->config_path ? "config " : "",
+                b->config_path ? b->config_path : "",
+                b->common.proxy ? " hub" : "",
+                b->common.bridge ? " node" : "");
 
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         sl_warn(&ctx->log, "boot: handles left open at exit");
     ctx->loop = NULL;
+    for (size_t i = 0; i < NROLES; i++)
+        if (b->slots[i].wanted && b->slots[i].role->state_dir)
+            sl_statedir_remove_role(b->dir, b->slots[i].role->name,
+                                    getpid());
+    if (b->exit_code == 0)
+        sl_info(&ctx->log, "boot: stopped");
+    return b->exit_code;
+}
+
+/* Everything after the roles' states exist. Returns the exit code. */
+static int boot_run(struct sl_cli *cli, struct boot *b)
+{
+    struct sl_ctx *ctx = cli->ctx;
+    int rc = parse_up(cli, b);
+    if (rc != 0)
+        return rc;
+    int roles_flagged = b->common.proxy || b->common.bridge;
+    if (b->common.daemon && !roles_flagged) {
+        fprintf(stderr, "sluice: boot up --daemon needs --proxy or "
+                "--bridge\n");
+        return 2;
+    }
+    if (b->config_path == NULL && !roles_flagged) {
+        if (access(DEFAULT_CONFIG, F_OK) != 0) {
+            fputs(boot_usage, stderr);
+            return 2;
+        }
+        b->config_path = DEFAULT_CONFIG;
+    }
+    b->slots[0].wanted = b->config_path != NULL;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (s->wanted && s->role->check != NULL &&
+            (rc = s->role->check(s->st, &b->common)) != 0)
+            return rc;
+    }
+
+    /* Before detaching: the daemon runs in "/", and errors belong in the
+     * terminal. */
+    if (b->config_path != NULL) {
+        char err[512] = "";
+        int e = sl_config_load_file(b->config_path, &ctx->config, err,
+                                    sizeof(err));
+        if (e != 0) {
+            fprintf(stderr, "sluice: %s: %s\n", b->config_path,
+                    err[0] ? err : sl_strerror(e));
+            return 1;
+        }
+    }
+    int ready_fd = -1;
+    rc = prepare_state_dir(b);
+    if (rc == 0)
+        rc = claim_pid_files(b, &ready_fd);
+    if (rc == 0)
+        rc = run(b, &ready_fd);
+    release_pid_files(b);
     sl_config_free(ctx->config);
     ctx->config = NULL;
-    if (b.exit_code == 0)
-        sl_info(&ctx->log, "boot: stopped");
-    return b.exit_code;
+    return rc;
+}
+
+static int boot_up(struct sl_cli *cli)
+{
+    struct boot *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        fprintf(stderr, "sluice: out of memory\n");
+        return 1;
+    }
+    b->ctx = cli->ctx;
+    int help = 0;
+    for (int i = 1; i < cli->argc; i++) {
+        const char *a = cli->argv[i];
+        b->common.proxy |= strcmp(a, "--proxy") == 0;
+        b->common.bridge |= strcmp(a, "--bridge") == 0;
+        help |= strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        s->role = roles[i];
+        s->wanted = (s->role == &sl_boot_role_hub && b->common.proxy) ||
+                    (s->role == &sl_boot_role_node && b->common.bridge);
+        if (s->wanted && s->role->state_size > 0 &&
+            (s->st = calloc(1, s->role->state_size)) == NULL) {
+            fprintf(stderr, "sluice: out of memory\n");
+            rc = 1;
+        }
+    }
+    if (rc == 0 && help)
+        print_usage(b, stdout);
+    else if (rc == 0)
+        rc = boot_run(cli, b);
+    for (size_t i = 0; i < NROLES; i++)
+        free(b->slots[i].st);
+    free(b);
+    return rc;
 }
 
 int sl_cli_boot(struct sl_cli *cli)

@@ -186,15 +186,28 @@ int sl_cli_boot_down(struct sl_cli *cli)
         return rc;
     int exit_code = 0;
     struct found f[NROLES];
-    /* Signal every role first, then wait for all: they stop in parallel. */
+    for (size_t r = 0; r < NROLES; r++)
+        find_role(dir, &role_refs[r], &f[r]);
+    /* `boot up --proxy --bridge` runs both roles in one process: stopping
+     * one stops the other, so it is reported too. */
+    for (size_t r = 0; r < NROLES; r++)
+        for (size_t q = 0; q < NROLES; q++)
+            if (o.want[q] && f[q].pid != 0 && f[r].pid == f[q].pid)
+                o.want[r] = 1;
+    /* Signal every role first, then wait for all: they stop in parallel.
+     * A process gets one SIGTERM: a second would make it exit at once. */
     for (size_t r = 0; r < NROLES; r++) {
         if (!o.want[r])
             continue;
-        find_role(dir, &role_refs[r], &f[r]);
         if (f[r].pid == 0) {
             printf("%s: not running\n", role_refs[r].label);
             continue;
         }
+        int signalled = 0;
+        for (size_t q = 0; q < r; q++)
+            signalled |= o.want[q] && f[q].pid == f[r].pid;
+        if (signalled)
+            continue;
         if (kill(f[r].pid, SIGTERM) != 0 && errno != ESRCH) {
             fprintf(stderr, "sluice: %s: cannot signal pid %ld: %s\n",
                     role_refs[r].label, (long)f[r].pid, strerror(errno));

@@ -1,24 +1,19 @@
-/* `sluice boot up --proxy`: the hub role with its admin API. Resolves and
- * creates the state directory, detaches when asked (before the loop
- * exists), starts the hub (store <state>/hub.db) and the admin API on its
- * own listener, publishes hub.json, and runs until SIGINT/SIGTERM; then
- * closes the API first (it uses the hub's store) and stops the hub. */
+/* `sluice boot up --proxy`: the hub role with its admin API, a row of
+ * cli_boot.c's role table. Starts the hub (store <state>/hub.db) and the
+ * admin API on its own listener; stops the API first (it uses the hub's
+ * store), then the hub. */
 #include "cli/cli_boot_hub.h"
 
 #include <malloc.h>
 #include <stddef.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "api/hub_api.h"
 #include "api/server.h"
-#include "core/daemon.h"
+#include "cli/cli_util.h"
 #include "core/error.h"
-#include "core/statedir.h"
 #include "hub/hub.h"
 
 #define HUB_HTTP_DEFAULT "127.0.0.1:8080"
@@ -52,9 +47,9 @@ static const char hub_usage[] =
     "  hub listening http://<addr> domain <domain>\n";
 
 struct hub_opts {
-    const char *http, *api, *domain, *state_dir, *gateway_token, *api_token;
+    const char *http, *api, *domain, *gateway_token, *api_token;
     const char *scheme;
-    int daemon, require_token;
+    int require_token;
     long public_port; /* 0: the listener's; -1: none */
     unsigned long long limit_bridges, limit_traffic;
     /* Hidden knobs for tests, in milliseconds (0: the protocol's). */
@@ -76,21 +71,17 @@ static const struct {
     {"--flush-ms", offsetof(struct hub_opts, flush_ms)},
 };
 
-/* Returns 1 and stores the value if a is one of the numeric options
- * (advancing *i for "--opt value"), 0 if it is not, 2 on a bad value. */
-static int take_numeric(struct sl_cli *cli, int *i, struct hub_opts *o)
+/* Returns 1 and stores the value if argv[*i] is one of the numeric
+ * options (advancing *i for "--opt value"), 0 if it is not, 2 on a bad or
+ * missing value. */
+static int take_numeric(int argc, char **argv, int *i, struct hub_opts *o)
 {
-    const char *a = cli->argv[*i];
     for (size_t k = 0; k < sizeof(numeric) / sizeof(numeric[0]); k++) {
-        size_t n = strlen(numeric[k].name);
         const char *v;
-        if (strncmp(a, numeric[k].name, n) != 0)
-            continue;
-        if (a[n] == '=')
-            v = a + n + 1;
-        else if (a[n] == '\0' && *i + 1 < cli->argc)
-            v = cli->argv[++*i];
-        else
+        int m = sl_cli_opt_value(argc, argv, i, numeric[k].name, &v);
+        if (m < 0)
+            return 2;
+        if (m == 0)
             continue;
         char *end = NULL;
         unsigned long long x = strtoull(v, &end, 10);
@@ -105,16 +96,18 @@ static int take_numeric(struct sl_cli *cli, int *i, struct hub_opts *o)
     return 0;
 }
 
-struct hub_boot {
+/* The role's state: its options, then what runs. */
+struct hub_role {
+    struct hub_opts o;
     struct sl_ctx *ctx;
     struct sl_hub_api *api;
-    uv_signal_t sigint, sigterm;
-    int stopping;
+    sl_boot_stopped_cb done;
 };
 
-static int parse(struct sl_cli *cli, struct hub_opts *o)
+static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
+                     char **argv, int *i)
 {
-    int rc;
+    struct hub_opts *o = &((struct hub_role *)st)->o;
     static const struct {
         const char *name;
         size_t off;
@@ -122,184 +115,87 @@ static int parse(struct sl_cli *cli, struct hub_opts *o)
         {"--http", offsetof(struct hub_opts, http)},
         {"--api", offsetof(struct hub_opts, api)},
         {"--domain", offsetof(struct hub_opts, domain)},
-        {"--state-dir", offsetof(struct hub_opts, state_dir)},
         {"--gateway-token", offsetof(struct hub_opts, gateway_token)},
         {"--api-token", offsetof(struct hub_opts, api_token)},
         {"--token", offsetof(struct hub_opts, gateway_token)},
         {"--public-scheme", offsetof(struct hub_opts, scheme)},
     };
-    for (int i = 1; i < cli->argc; i++) {
-        const char *a = cli->argv[i];
-        const char *val = NULL;
-        size_t k;
-        for (k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
-            size_t n = strlen(with_value[k].name);
-            if (strncmp(a, with_value[k].name, n) != 0)
-                continue;
-            if (a[n] == '=') {
-                val = a + n + 1;
-            } else if (a[n] == '\0') {
-                if (i + 1 >= cli->argc) {
-                    fprintf(stderr, "sluice: %s needs a value\n", a);
-                    return 2;
-                }
-                val = cli->argv[++i];
-            } else {
-                continue;
-            }
-            break;
-        }
-        if (val != NULL) {
-            const char **slot =
-                (const char **)(void *)((char *)o + with_value[k].off);
-            *slot = val;
-        } else if (strcmp(a, "--proxy") == 0) {
-            /* that is why we are here */
-        } else if (strcmp(a, "--daemon") == 0) {
-            o->daemon = 1;
-        } else if (strcmp(a, "--api-require-token") == 0) {
-            o->require_token = 1;
-        } else if (strncmp(a, "--public-url-port", 17) == 0 &&
-                   (a[17] == '=' || (a[17] == '\0' && i + 1 < cli->argc))) {
-            const char *v = a[17] == '=' ? a + 18 : cli->argv[++i];
-            char *end = NULL;
-            long p = strtol(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || p < 0 || p > 65535) {
-                fprintf(stderr, "sluice: --public-url-port: '%s' is not a "
-                        "port\n", v);
-                return 2;
-            }
-            o->public_port = p == 0 ? -1 : p;
-        } else if ((rc = take_numeric(cli, &i, o)) != 0) {
-            if (rc == 2)
-                return 2;
-        } else {
-            fprintf(stderr, "sluice: boot up --proxy: unknown option "
-                    "'%s'\n%s", a, hub_usage);
+    (void)c;
+    const char *a = argv[*i], *val;
+    for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
+        int m = sl_cli_opt_value(argc, argv, i, with_value[k].name, &val);
+        if (m < 0)
             return 2;
+        if (m > 0) {
+            *(const char **)(void *)((char *)o + with_value[k].off) = val;
+            return 1;
         }
     }
+    if (strcmp(a, "--api-require-token") == 0) {
+        o->require_token = 1;
+        return 1;
+    }
+    int m = sl_cli_opt_value(argc, argv, i, "--public-url-port", &val);
+    if (m < 0)
+        return 2;
+    if (m > 0) {
+        char *end = NULL;
+        long p = strtol(val, &end, 10);
+        if (*val == '\0' || *end != '\0' || p < 0 || p > 65535) {
+            fprintf(stderr, "sluice: --public-url-port: '%s' is not a "
+                    "port\n", val);
+            return 2;
+        }
+        o->public_port = p == 0 ? -1 : p;
+        return 1;
+    }
+    return take_numeric(argc, argv, i, o);
+}
+
+static int hub_check(void *st, const struct sl_boot_common *c)
+{
+    struct hub_opts *o = &((struct hub_role *)st)->o;
+    (void)c;
     if (o->api_token == NULL) {
         const char *env = getenv("SLUICE_API_TOKEN");
         if (env != NULL && env[0] != '\0')
             o->api_token = env;
     }
+    const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
+    /* Refuse a token-less public API here, in the terminal. */
+    if ((o->require_token || !sl_api_listen_is_loopback(api_addr)) &&
+        o->api_token == NULL) {
+        fprintf(stderr, "sluice: --api %s %s: give --api-token (or "
+                "$SLUICE_API_TOKEN)\n", api_addr,
+                o->require_token ? "with --api-require-token needs a token"
+                                 : "is not a loopback address");
+        return 2;
+    }
     return 0;
 }
 
-static void on_signal_closed(uv_handle_t *h)
+static int hub_start(void *st, struct sl_ctx *ctx,
+                     const struct sl_boot_common *c, struct sl_role_info *info)
 {
-    (void)h;
-}
-
-static void on_hub_stopped(void *arg)
-{
-    struct hub_boot *hb = arg;
-    uv_close((uv_handle_t *)&hb->sigint, on_signal_closed);
-    uv_close((uv_handle_t *)&hb->sigterm, on_signal_closed);
-}
-
-static void on_signal(uv_signal_t *h, int signum)
-{
-    struct hub_boot *hb = h->data;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
-    if (hb->stopping) {
-        sl_warn(&hb->ctx->log, "boot: second %s; exiting now", name);
-        _exit(1);
-    }
-    hb->stopping = 1;
-    hb->ctx->stopping = 1;
-    sl_info(&hb->ctx->log, "boot: %s received; stopping the hub", name);
-    /* The API first: it reads the hub's store, which the hub closes. */
-    sl_hub_api_close(hb->api);
-    hb->api = NULL;
-    sl_hub_stop(hb->ctx->hub, on_hub_stopped, hb);
-}
-
-int sl_cli_boot_hub(struct sl_cli *cli)
-{
-    struct sl_ctx *ctx = cli->ctx;
-    struct hub_opts o;
-    memset(&o, 0, sizeof(o));
-    if (sl_cli_wants_help(cli->argc, cli->argv)) {
-        fputs(hub_usage, stdout);
-        return 0;
-    }
-    int rc = parse(cli, &o);
-    if (rc != 0)
-        return rc;
-    const char *api_addr = o.api ? o.api : HUB_API_DEFAULT;
-    /* Refuse a token-less public API here, in the terminal. */
-    if ((o.require_token || !sl_api_listen_is_loopback(api_addr)) &&
-        o.api_token == NULL) {
-        fprintf(stderr, "sluice: --api %s %s: give --api-token (or "
-                "$SLUICE_API_TOKEN)\n", api_addr,
-                o.require_token ? "with --api-require-token needs a token"
-                                : "is not a loopback address");
-        return 2;
-    }
-
-    char dir[SL_STATEDIR_PATH_MAX];
-    rc = sl_statedir_resolve(o.state_dir, dir, sizeof(dir));
-    if (rc == 0)
-        rc = sl_statedir_ensure(dir);
-    if (rc != 0) {
-        fprintf(stderr, "sluice: state directory: %s (use --state-dir)\n",
-                sl_strerror(rc));
-        return 1;
-    }
-    char pid_path[SL_STATEDIR_PATH_MAX + 16], log_path[sizeof(pid_path)];
-    if (sl_statedir_path(dir, "hub.pid", pid_path, sizeof(pid_path)) != 0 ||
-        sl_statedir_path(dir, "hub.log", log_path, sizeof(log_path)) != 0) {
-        fprintf(stderr, "sluice: state directory path too long\n");
-        return 1;
-    }
-
-    int ready_fd = -1;
-    pid_t holder = 0;
-    if (o.daemon)
-        rc = sl_daemon_start(pid_path, log_path, &ready_fd);
-    else
-        rc = sl_pidfile_create(pid_path, getpid(), &holder);
-    if (rc != 0) {
-        if (rc == SL_EEXIST && !o.daemon)
-            fprintf(stderr, "sluice: a hub is already running on %s (pid "
-                    "%ld)\n", dir, (long)holder);
-        else if (rc != SL_EEXIST)
-            fprintf(stderr, "sluice: cannot start the hub: %s\n",
-                    sl_strerror(rc));
-        return 1;
-    }
-
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_t loop;
-    struct hub_boot hb = {.ctx = ctx};
-    int exit_code = 1;
-    rc = uv_loop_init(&loop);
-    if (rc != 0) {
-        sl_error(&ctx->log, "boot: cannot create the event loop: %s",
-                 sl_strerror(rc));
-        sl_daemon_ready(&ready_fd, 0);
-        sl_pidfile_remove(pid_path, getpid());
-        return 1;
-    }
-    ctx->loop = &loop;
-
+    struct hub_role *hr = st;
+    const struct hub_opts *o = &hr->o;
+    const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
+    hr->ctx = ctx;
     struct sl_hub_options ho = {
-        .http_addr = o.http ? o.http : HUB_HTTP_DEFAULT,
-        .domain = o.domain,
-        .gateway_token = o.gateway_token,
-        .state_dir = dir,
-        .public_scheme = o.scheme,
-        .public_port = (int)o.public_port,
-        .default_limits = {.bridges = o.limit_bridges,
-                           .traffic = o.limit_traffic},
-        .pairing_window_ms = o.pairing_window_ms,
-        .head_timeout_ms = o.head_timeout_ms,
-        .pool_max_age_ms = o.pool_age_ms,
-        .ping_ms = o.ping_ms,
-        .dead_ms = o.dead_ms,
-        .flush_ms = o.flush_ms,
+        .http_addr = o->http ? o->http : HUB_HTTP_DEFAULT,
+        .domain = o->domain,
+        .gateway_token = o->gateway_token,
+        .state_dir = c->state_dir,
+        .public_scheme = o->scheme,
+        .public_port = (int)o->public_port,
+        .default_limits = {.bridges = o->limit_bridges,
+                           .traffic = o->limit_traffic},
+        .pairing_window_ms = o->pairing_window_ms,
+        .head_timeout_ms = o->head_timeout_ms,
+        .pool_max_age_ms = o->pool_age_ms,
+        .ping_ms = o->ping_ms,
+        .dead_ms = o->dead_ms,
+        .flush_ms = o->flush_ms,
     };
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each
@@ -309,54 +205,52 @@ int sl_cli_boot_hub(struct sl_cli *cli)
      * back and faulted in again on every 64 KiB read: keep 1 MiB. */
     mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
-    rc = sl_hub_start(ctx, &ho);
-    if (rc != 0) {
-        sl_error(&ctx->log, "boot: cannot start the hub: %s",
-                 sl_strerror(rc));
-        sl_daemon_ready(&ready_fd, 0);
-        goto out;
-    }
-    struct sl_hub_api_opts ao = {.require_token = o.require_token};
-    rc = sl_hub_api_start(ctx, ctx->hub, api_addr, o.api_token,
-                          sl_hub_store(ctx->hub), &ao, &hb.api);
+    int rc = sl_hub_start(ctx, &ho);
+    if (rc != 0)
+        return rc;
+    struct sl_hub_api_opts ao = {.require_token = o->require_token};
+    rc = sl_hub_api_start(ctx, ctx->hub, api_addr, o->api_token,
+                          sl_hub_store(ctx->hub), &ao, &hr->api);
     if (rc != 0) {
         sl_error(&ctx->log, "boot: cannot start the admin API on %s: %s",
                  api_addr, sl_strerror(rc));
-        hb.stopping = 1;
         sl_hub_stop(ctx->hub, NULL, NULL);
-        sl_daemon_ready(&ready_fd, 0);
-        goto out;
+        return rc;
     }
-
-    struct sl_role_info info = {.pid = getpid(),
-                                .started_at = (int64_t)time(NULL)};
-    sl_hub_api_address(hb.api, info.api, sizeof(info.api));
-    sl_hub_address(ctx->hub, info.http, sizeof(info.http));
-    rc = sl_statedir_write_role(dir, "hub", &info);
-    if (rc != 0)
-        sl_warn(&ctx->log, "boot: writing %s/hub.json: %s", dir,
-                sl_strerror(rc));
-
-    uv_signal_init(&loop, &hb.sigint);
-    uv_signal_init(&loop, &hb.sigterm);
-    hb.sigint.data = &hb;
-    hb.sigterm.data = &hb;
-    uv_signal_start(&hb.sigint, on_signal, SIGINT);
-    uv_signal_start(&hb.sigterm, on_signal, SIGTERM);
-
-    printf("hub listening http://%s domain %s\n", info.http,
-           o.domain ? o.domain : "localhost");
-    printf("hub api http://%s\n", info.api);
+    sl_hub_api_address(hr->api, info->api, sizeof(info->api));
+    sl_hub_address(ctx->hub, info->http, sizeof(info->http));
+    printf("hub listening http://%s domain %s\n", info->http,
+           o->domain ? o->domain : "localhost");
+    printf("hub api http://%s\n", info->api);
     fflush(stdout);
-    sl_daemon_ready(&ready_fd, 1);
-    exit_code = 0;
-
-out:
-    uv_run(&loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&loop) != 0)
-        sl_warn(&ctx->log, "boot: handles left open at exit");
-    ctx->loop = NULL;
-    sl_statedir_remove_role(dir, "hub", getpid());
-    sl_pidfile_remove(pid_path, getpid());
-    return exit_code;
+    return 0;
 }
+
+static void on_hub_stopped(void *arg)
+{
+    struct hub_role *hr = arg;
+    hr->done(hr->ctx);
+}
+
+static void hub_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done)
+{
+    struct hub_role *hr = st;
+    hr->ctx = ctx;
+    hr->done = done;
+    /* The API first: it reads the hub's store, which the hub closes. */
+    sl_hub_api_close(hr->api);
+    hr->api = NULL;
+    sl_hub_stop(ctx->hub, on_hub_stopped, hr);
+}
+
+const struct sl_boot_role sl_boot_role_hub = {
+    .name = "hub",
+    .flag = "--proxy",
+    .usage = hub_usage,
+    .state_dir = 1,
+    .state_size = sizeof(struct hub_role),
+    .parse = hub_parse,
+    .check = hub_check,
+    .start = hub_start,
+    .stop = hub_stop,
+};
