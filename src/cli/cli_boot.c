@@ -92,11 +92,20 @@ static int streams_start(void *st, struct sl_ctx *ctx,
     return 0;
 }
 
-static void streams_stop(void *st, struct sl_ctx *ctx,
-                         sl_boot_stopped_cb done)
+static void on_role_stopped(void *arg);
+
+/* The stream engine's callback carries only ctx; the loop's data is the
+ * boot, whose on_role_stopped is the done every role is given. */
+static void on_streams_stopped(struct sl_ctx *ctx)
 {
-    (void)st;
-    sl_streams_stop(ctx, done);
+    on_role_stopped(ctx->loop->data);
+}
+
+static void streams_stop(void *st, struct sl_ctx *ctx,
+                         sl_boot_stopped_cb done, void *arg)
+{
+    (void)st, (void)done, (void)arg;
+    sl_streams_stop(ctx, on_streams_stopped);
 }
 
 static const struct sl_boot_role streams_role = {
@@ -252,6 +261,16 @@ static void release_pid_files(struct boot *b)
     }
 }
 
+static void report_claim(const struct boot *b, const struct slot *s, int rc,
+                         pid_t holder)
+{
+    if (rc == SL_EEXIST)
+        report_running(b, s, holder);
+    else
+        fprintf(stderr, "sluice: cannot start the %s: %s\n", s->role->name,
+                sl_strerror(rc));
+}
+
 /* Claims the pid file of every role that keeps one. With --daemon the
  * process detaches first, through the first such role's pid file and log;
  * the others are refused before forking when taken and created by the
@@ -261,53 +280,29 @@ static int claim_pid_files(struct boot *b, int *ready_fd)
     struct slot *first = b->common.daemon ? first_state_slot(b) : NULL;
     pid_t holder = 0;
     int rc;
-    for (size_t i = 0; i < NROLES; i++) {
+    for (size_t i = 0; first != NULL && i < NROLES; i++) {
         struct slot *s = &b->slots[i];
-        if (!s->wanted || !s->role->state_dir || s == first)
-            continue;
-        if (first != NULL) {
-            if (sl_pidfile_read(s->pid_path, &holder) == 0) {
-                report_running(b, s, holder);
-                return 1;
-            }
-            continue;
-        }
-        rc = sl_pidfile_create(s->pid_path, getpid(), &holder);
-        if (rc != 0) {
-            if (rc == SL_EEXIST)
-                report_running(b, s, holder);
-            else
-                fprintf(stderr, "sluice: cannot start the %s: %s\n",
-                        s->role->name, sl_strerror(rc));
-            release_pid_files(b);
+        if (s->wanted && s->role->state_dir && s != first &&
+            sl_pidfile_read(s->pid_path, &holder) == 0) {
+            report_running(b, s, holder);
             return 1;
         }
-        s->pid_held = 1;
     }
-    if (first == NULL)
-        return 0;
-    rc = sl_daemon_start(first->pid_path, first->log_path, ready_fd);
-    if (rc != 0) {
-        if (rc == SL_EEXIST)
-            report_running(b, first, 0);
-        else
-            fprintf(stderr, "sluice: cannot start the %s: %s\n",
-                    first->role->name, sl_strerror(rc));
-        return 1;
+    if (first != NULL) {
+        rc = sl_daemon_start(first->pid_path, first->log_path, ready_fd);
+        if (rc != 0) {
+            report_claim(b, first, rc, 0);
+            return 1;
+        }
+        first->pid_held = 1; /* in the daemon now: stderr is the log */
     }
-    first->pid_held = 1;
-    /* In the daemon now: stderr is the log. */
     for (size_t i = 0; i < NROLES; i++) {
         struct slot *s = &b->slots[i];
         if (!s->wanted || !s->role->state_dir || s == first)
             continue;
         rc = sl_pidfile_create(s->pid_path, getpid(), &holder);
         if (rc != 0) {
-            if (rc == SL_EEXIST)
-                report_running(b, s, holder);
-            else
-                fprintf(stderr, "sluice: cannot start the %s: %s\n",
-                        s->role->name, sl_strerror(rc));
+            report_claim(b, s, rc, holder);
             sl_daemon_ready(ready_fd, 0);
             release_pid_files(b);
             return 1;
@@ -354,9 +349,9 @@ static int prepare_state_dir(struct boot *b)
 
 static void on_signal_closed(uv_handle_t *h) { (void)h; }
 
-static void on_role_stopped(struct sl_ctx *ctx)
+static void on_role_stopped(void *arg)
 {
-    struct boot *b = ctx->loop->data;
+    struct boot *b = arg;
     if (--b->roles_running > 0)
         return;
     /* Last role down: drop the signal handlers and let the loop end. */
@@ -377,8 +372,8 @@ static void stop_roles(struct boot *b)
             b->roles_running++;
     for (size_t i = 0; i < NROLES; i++)
         if (b->slots[i].started)
-            b->slots[i].role->stop(b->slots[i].st, ctx, on_role_stopped);
-    on_role_stopped(ctx);
+            b->slots[i].role->stop(b->slots[i].st, ctx, on_role_stopped, b);
+    on_role_stopped(b);
 }
 
 static void on_signal(uv_signal_t *h, int signum)

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "cli/cli_util.h"
 #include "core/daemon.h"
 #include "core/error.h"
 #include "core/statedir.h"
@@ -59,10 +60,12 @@ static int parse(struct sl_cli *cli, struct daemon_opts *o, int down)
         }
         if (matched)
             continue;
-        if (strncmp(a, "--state-dir=", 12) == 0) {
-            o->state_dir = a + 12;
-        } else if (strcmp(a, "--state-dir") == 0 && i + 1 < cli->argc) {
-            o->state_dir = cli->argv[++i];
+        int m = sl_cli_opt_value(cli->argc, cli->argv, &i, "--state-dir",
+                                 &o->state_dir);
+        if (m < 0)
+            return 2;
+        if (m > 0) {
+            continue;
         } else if (!down && strcmp(a, "--json") == 0) {
             o->json = 1;
         } else if (down && (strcmp(a, "--timeout") == 0 ||
@@ -165,6 +168,22 @@ static int resolve(const struct daemon_opts *o, char *dir, size_t cap)
     return 0;
 }
 
+/* What down and status do first: help, options, the state directory.
+ * Returns -1 to go on, else the exit code. */
+static int begin(struct sl_cli *cli, struct daemon_opts *o, int down,
+                 char *dir, size_t cap)
+{
+    memset(o, 0, sizeof(*o));
+    if (sl_cli_wants_help(cli->argc, cli->argv)) {
+        fputs(daemon_usage, stdout);
+        return 0;
+    }
+    int rc = parse(cli, o, down);
+    if (rc == 0)
+        rc = resolve(o, dir, cap);
+    return rc != 0 ? rc : -1;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -175,14 +194,9 @@ static int64_t now_ms(void)
 int sl_cli_boot_down(struct sl_cli *cli)
 {
     struct daemon_opts o;
-    memset(&o, 0, sizeof(o));
-    if (sl_cli_wants_help(cli->argc, cli->argv)) {
-        fputs(daemon_usage, stdout);
-        return 0;
-    }
-    int rc = parse(cli, &o, 1);
     char dir[SL_STATEDIR_PATH_MAX];
-    if (rc != 0 || (rc = resolve(&o, dir, sizeof(dir))) != 0)
+    int rc = begin(cli, &o, 1, dir, sizeof(dir));
+    if (rc >= 0)
         return rc;
     int exit_code = 0;
     struct found f[NROLES];
@@ -242,14 +256,9 @@ int sl_cli_boot_down(struct sl_cli *cli)
 int sl_cli_boot_status(struct sl_cli *cli)
 {
     struct daemon_opts o;
-    memset(&o, 0, sizeof(o));
-    if (sl_cli_wants_help(cli->argc, cli->argv)) {
-        fputs(daemon_usage, stdout);
-        return 0;
-    }
-    int rc = parse(cli, &o, 0);
     char dir[SL_STATEDIR_PATH_MAX];
-    if (rc != 0 || (rc = resolve(&o, dir, sizeof(dir))) != 0)
+    int rc = begin(cli, &o, 0, dir, sizeof(dir));
+    if (rc >= 0)
         return rc;
     int running = 0;
     json_t *arr = o.json ? json_array() : NULL;
@@ -296,10 +305,7 @@ int sl_cli_boot_status(struct sl_cli *cli)
         printf(")\n");
     }
     if (arr != NULL) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
+        sl_cli_print_json(arr);
         json_decref(arr);
     }
     fflush(stdout);

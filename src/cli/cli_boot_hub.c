@@ -99,19 +99,14 @@ static int take_numeric(int argc, char **argv, int *i, struct hub_opts *o)
 /* The role's state: its options, then what runs. */
 struct hub_role {
     struct hub_opts o;
-    struct sl_ctx *ctx;
     struct sl_hub_api *api;
-    sl_boot_stopped_cb done;
 };
 
 static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
                      char **argv, int *i)
 {
     struct hub_opts *o = &((struct hub_role *)st)->o;
-    static const struct {
-        const char *name;
-        size_t off;
-    } with_value[] = {
+    static const struct sl_cli_str_opt with_value[] = {
         {"--http", offsetof(struct hub_opts, http)},
         {"--api", offsetof(struct hub_opts, api)},
         {"--domain", offsetof(struct hub_opts, domain)},
@@ -122,20 +117,15 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
     };
     (void)c;
     const char *a = argv[*i], *val;
-    for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
-        int m = sl_cli_opt_value(argc, argv, i, with_value[k].name, &val);
-        if (m < 0)
-            return 2;
-        if (m > 0) {
-            *(const char **)(void *)((char *)o + with_value[k].off) = val;
-            return 1;
-        }
-    }
+    int m = sl_cli_opt_strings(argc, argv, i, with_value,
+                               sizeof(with_value) / sizeof(with_value[0]), o);
+    if (m != 0)
+        return m < 0 ? 2 : 1;
     if (strcmp(a, "--api-require-token") == 0) {
         o->require_token = 1;
         return 1;
     }
-    int m = sl_cli_opt_value(argc, argv, i, "--public-url-port", &val);
+    m = sl_cli_opt_value(argc, argv, i, "--public-url-port", &val);
     if (m < 0)
         return 2;
     if (m > 0) {
@@ -180,7 +170,6 @@ static int hub_start(void *st, struct sl_ctx *ctx,
     struct hub_role *hr = st;
     const struct hub_opts *o = &hr->o;
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
-    hr->ctx = ctx;
     struct sl_hub_options ho = {
         .http_addr = o->http ? o->http : HUB_HTTP_DEFAULT,
         .domain = o->domain,
@@ -226,21 +215,14 @@ static int hub_start(void *st, struct sl_ctx *ctx,
     return 0;
 }
 
-static void on_hub_stopped(void *arg)
-{
-    struct hub_role *hr = arg;
-    hr->done(hr->ctx);
-}
-
-static void hub_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done)
+static void hub_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done,
+                     void *arg)
 {
     struct hub_role *hr = st;
-    hr->ctx = ctx;
-    hr->done = done;
     /* The API first: it reads the hub's store, which the hub closes. */
     sl_hub_api_close(hr->api);
     hr->api = NULL;
-    sl_hub_stop(ctx->hub, on_hub_stopped, hr);
+    sl_hub_stop(ctx->hub, done, arg);
 }
 
 const struct sl_boot_role sl_boot_role_hub = {

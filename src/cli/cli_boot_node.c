@@ -54,8 +54,6 @@ struct node_opts {
 /* The role's state. */
 struct node_role {
     struct node_opts o;
-    struct sl_ctx *ctx;
-    sl_boot_stopped_cb done;
 };
 
 /* A number in [min, max] for option name. Returns 0, or 2 (printed). */
@@ -77,10 +75,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
                       char **argv, int *i)
 {
     struct node_opts *o = &((struct node_role *)st)->o;
-    static const struct {
-        const char *name;
-        size_t off;
-    } with_value[] = {
+    /* --api last: with the hub in the same process, it is the hub's. */
+    static const struct sl_cli_str_opt with_value[] = {
         {"--hub", offsetof(struct node_opts, hub)},
         {"--upstream", offsetof(struct node_opts, upstream)},
         {"--token", offsetof(struct node_opts, token)},
@@ -88,21 +84,13 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--api", offsetof(struct node_opts, api)},
     };
     const char *a = argv[*i], *val;
-    for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++) {
-        /* With the hub in the same process, --api is the hub's. */
-        if (c->proxy && strcmp(with_value[k].name, "--api") == 0)
-            continue;
-        int m = sl_cli_opt_value(argc, argv, i, with_value[k].name, &val);
-        if (m < 0)
-            return 2;
-        if (m > 0) {
-            *(const char **)(void *)((char *)o + with_value[k].off) = val;
-            return 1;
-        }
-    }
+    size_t n = sizeof(with_value) / sizeof(with_value[0]) - (c->proxy ? 1 : 0);
+    int m = sl_cli_opt_strings(argc, argv, i, with_value, n, o);
+    if (m != 0)
+        return m < 0 ? 2 : 1;
     static const char *const numbers[] = {"--pool", "--ping-ms", "--dead-ms"};
     for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
-        int m = sl_cli_opt_value(argc, argv, i, numbers[k], &val);
+        m = sl_cli_opt_value(argc, argv, i, numbers[k], &val);
         if (m < 0)
             return 2;
         if (m == 0)
@@ -155,7 +143,6 @@ static int node_start(void *st, struct sl_ctx *ctx,
 {
     struct node_role *nr = st;
     const struct node_opts *o = &nr->o;
-    nr->ctx = ctx;
     struct sl_node_options no = {
         .state_dir = c->state_dir,
         .api_listen = o->api,
@@ -185,18 +172,11 @@ static int node_start(void *st, struct sl_ctx *ctx,
     return 0;
 }
 
-static void on_node_stopped(void *arg)
+static void node_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done,
+                      void *arg)
 {
-    struct node_role *nr = arg;
-    nr->done(nr->ctx);
-}
-
-static void node_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done)
-{
-    struct node_role *nr = st;
-    nr->ctx = ctx;
-    nr->done = done;
-    sl_node_stop(ctx->node, on_node_stopped, nr);
+    (void)st;
+    sl_node_stop(ctx->node, done, arg);
 }
 
 const struct sl_boot_role sl_boot_role_node = {

@@ -32,7 +32,7 @@ struct sl_boot_common {
                               one) */
 };
 
-typedef void (*sl_boot_stopped_cb)(struct sl_ctx *ctx);
+typedef void (*sl_boot_stopped_cb)(void *arg);
 
 struct sl_boot_role {
     const char *name;  /* "hub", "node", "streams"; names <name>.pid,
@@ -57,9 +57,10 @@ struct sl_boot_role {
      * closing whatever it opened by itself and stop is not called. */
     int (*start)(void *st, struct sl_ctx *ctx, const struct sl_boot_common *c,
                  struct sl_role_info *info);
-    /* Begins a graceful stop; calls done(ctx) exactly once, from the loop
+    /* Begins a graceful stop; calls done(arg) exactly once, from the loop
      * or from inside this call, once the role's handles are closed. */
-    void (*stop)(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done);
+    void (*stop)(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done,
+                 void *arg);
 };
 
 /* The rows of the role table (cli_boot_hub.c, cli_boot_node.c). */

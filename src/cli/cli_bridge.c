@@ -8,12 +8,9 @@
 
 #include <jansson.h>
 
-#include "api/client.h"
 #include "cli/cli.h"
-#include "core/daemon.h"
-#include "core/error.h"
+#include "cli/cli_util.h"
 #include "core/fmt.h"
-#include "core/statedir.h"
 #include "node/node.h"
 
 static const char bridge_usage[] =
@@ -31,109 +28,22 @@ static const char bridge_usage[] =
     "\n"
     "The node must be running (sluice boot up --bridge).\n";
 
-struct bridge_cli {
-    const char *api_flag;
-    const char *state_flag;
-    char api[160];
-};
-
-/* Finds the node's API: --api, node.json of a live node, the default. */
-static void resolve_api(struct bridge_cli *bc)
-{
-    if (bc->api_flag != NULL) {
-        snprintf(bc->api, sizeof(bc->api), "%s", bc->api_flag);
-        return;
-    }
-    char dir[SL_STATEDIR_PATH_MAX];
-    struct sl_role_info info;
-    if (sl_statedir_resolve(bc->state_flag, dir, sizeof(dir)) == 0 &&
-        sl_statedir_read_role(dir, "node", &info) == 0 &&
-        sl_pid_alive(info.pid) && info.api[0] != '\0') {
-        snprintf(bc->api, sizeof(bc->api), "%s", info.api);
-        return;
-    }
-    snprintf(bc->api, sizeof(bc->api), "%s", SL_NODE_API_DEFAULT);
-}
-
-/* One API call. Returns 0 with *out (may be NULL) on a 2xx answer; else
- * prints the error and returns the exit code (1). */
-static int call(struct bridge_cli *bc, const char *method, const char *path,
-                json_t *body, json_t **out)
-{
-    int status = 0;
-    char err[512] = "";
-    json_t *resp = NULL;
-    int rc = sl_http_client_json(bc->api, method, path, NULL, body, &status,
-                                 &resp, err, sizeof(err));
-    if (rc != 0) {
-        if (rc == UV_ECONNREFUSED)
-            fprintf(stderr, "sluice: no node answers at %s; is one running? "
-                    "(sluice boot up --bridge)\n", bc->api);
-        else
-            fprintf(stderr, "sluice: %s\n", err[0] ? err : sl_strerror(rc));
-        json_decref(resp);
-        return 1;
-    }
-    if (status < 200 || status >= 300) {
-        fprintf(stderr, "sluice: %s\n", err[0] ? err : "request failed");
-        json_decref(resp);
-        return 1;
-    }
-    if (out != NULL)
-        *out = resp;
-    else
-        json_decref(resp);
-    return 0;
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-    json_t *v = json_object_get(o, k);
-    return json_is_string(v) ? json_string_value(v) : "";
-}
-
-static uint64_t jnum(json_t *o, const char *path1, const char *path2,
-                     const char *k)
-{
-    json_t *v = o;
-    if (path1 != NULL)
-        v = json_object_get(v, path1);
-    if (path2 != NULL)
-        v = json_object_get(v, path2);
-    v = json_object_get(v, k);
-    if (json_is_integer(v))
-        return json_integer_value(v) < 0 ? 0
-                                         : (uint64_t)json_integer_value(v);
-    if (json_is_real(v))
-        return json_real_value(v) < 0 ? 0 : (uint64_t)json_real_value(v);
-    return 0;
-}
-
-/* Display width of UTF-8 text: code points, not bytes (the arrows). */
-static size_t width(const char *s)
-{
-    size_t w = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            w++;
-    return w;
-}
-
-#define NCOLS 7
 #define CELL 200
 
-static void print_row(char cells[NCOLS][CELL], const size_t *widths)
+static const char *const list_heads[] = {
+    "IDENTITY", "UPSTREAM", "HUB", "STATE", "TRAFFIC", "BANDWIDTH",
+    "LAST SEEN"};
+#define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
+
+/* One call to the node's API: 0 with *out (may be NULL) on a 2xx answer;
+ * else the error is printed and the exit code (1) returned. */
+static int call(const struct sl_cli_api *api, const char *method,
+                const char *path, json_t *body, json_t **out)
 {
-    for (int c = 0; c < NCOLS; c++) {
-        fputs(cells[c], stdout);
-        if (c + 1 < NCOLS)
-            for (size_t p = width(cells[c]); p < widths[c] + 2; p++)
-                putchar(' ');
-    }
-    putchar('\n');
+    return sl_cli_api_call(api, method, path, body, 0, out);
 }
 
-static int cmd_list(struct bridge_cli *bc, int argc, char **argv)
+static int cmd_list(const struct sl_cli_api *bc, int argc, char **argv)
 {
     int json_out = 0;
     for (int i = 0; i < argc; i++) {
@@ -156,12 +66,9 @@ static int cmd_list(struct bridge_cli *bc, int argc, char **argv)
         return 1;
     }
     if (json_out) {
-        char *text = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        if (text != NULL)
-            puts(text);
-        free(text);
+        rc = sl_cli_print_json(arr);
         json_decref(resp);
-        return 0;
+        return rc;
     }
     size_t n = json_array_size(arr);
     char(*rows)[NCOLS][CELL] = calloc(n + 1, sizeof(*rows));
@@ -169,38 +76,31 @@ static int cmd_list(struct bridge_cli *bc, int argc, char **argv)
         json_decref(resp);
         return 1;
     }
-    static const char *const heads[NCOLS] = {
-        "IDENTITY", "UPSTREAM", "HUB", "STATE", "TRAFFIC", "BANDWIDTH",
-        "LAST SEEN"};
-    for (int c = 0; c < NCOLS; c++)
-        snprintf(rows[0][c], CELL, "%s", heads[c]);
+    for (size_t c = 0; c < NCOLS; c++)
+        snprintf(rows[0][c], CELL, "%s", list_heads[c]);
     int64_t now_ms = (int64_t)time(NULL) * 1000;
     for (size_t i = 0; i < n; i++) {
         json_t *b = json_array_get(arr, i);
         char(*r)[CELL] = rows[i + 1];
-        const char *id = jstr(b, "identity");
+        const char *id = sl_cli_json_str(b, "identity");
         snprintf(r[0], CELL, "%s", id[0] ? id : "-");
-        snprintf(r[1], CELL, "%s", jstr(b, "upstream"));
-        snprintf(r[2], CELL, "%s", jstr(b, "hub"));
-        snprintf(r[3], CELL, "%s", jstr(b, "state"));
-        sl_fmt_traffic(jnum(b, "traffic", "gateway", "down"),
-                       jnum(b, "traffic", "gateway", "up"), r[4], CELL);
+        snprintf(r[1], CELL, "%s", sl_cli_json_str(b, "upstream"));
+        snprintf(r[2], CELL, "%s", sl_cli_json_str(b, "hub"));
+        snprintf(r[3], CELL, "%s", sl_cli_json_str(b, "state"));
+        sl_fmt_traffic(sl_cli_json_u64(b, "traffic", "gateway", "down"),
+                       sl_cli_json_u64(b, "traffic", "gateway", "up"), r[4],
+                       CELL);
         char down[SL_FMT_MAX], up[SL_FMT_MAX];
-        sl_fmt_rate((double)jnum(b, "bandwidth", NULL, "down"), down,
-                    sizeof(down));
-        sl_fmt_rate((double)jnum(b, "bandwidth", NULL, "up"), up, sizeof(up));
+        sl_fmt_rate((double)sl_cli_json_u64(b, "bandwidth", "down", NULL),
+                    down, sizeof(down));
+        sl_fmt_rate((double)sl_cli_json_u64(b, "bandwidth", "up", NULL), up,
+                    sizeof(up));
         snprintf(r[5], CELL, "\xe2\x86\x93 %s \xe2\x86\x91 %s", down, up);
-        uint64_t seen = jnum(b, NULL, NULL, "last_seen");
+        uint64_t seen = sl_cli_json_u64(b, "last_seen", NULL, NULL);
         sl_fmt_ago(seen == 0 ? -1 : (now_ms - (int64_t)seen) / 1000, r[6],
                    CELL);
     }
-    size_t widths[NCOLS] = {0};
-    for (size_t i = 0; i <= n; i++)
-        for (int c = 0; c < NCOLS; c++)
-            if (width(rows[i][c]) > widths[c])
-                widths[c] = width(rows[i][c]);
-    for (size_t i = 0; i <= n; i++)
-        print_row(rows[i], widths);
+    sl_cli_table_print(&rows[0][0][0], n + 1, NCOLS, CELL);
     free(rows);
     json_decref(resp);
     return 0;
@@ -208,18 +108,19 @@ static int cmd_list(struct bridge_cli *bc, int argc, char **argv)
 
 static int same_bridge(json_t *b, const char *upstream, const char *hub)
 {
-    return strcmp(jstr(b, "upstream"), upstream) == 0 &&
-           strcmp(jstr(b, "hub"), hub) == 0;
+    return strcmp(sl_cli_json_str(b, "upstream"), upstream) == 0 &&
+           strcmp(sl_cli_json_str(b, "hub"), hub) == 0;
 }
 
-static int cmd_create(struct bridge_cli *bc, int argc, char **argv)
+static int cmd_create(const struct sl_cli_api *bc, int argc, char **argv)
 {
     const char *upstream = NULL, *hub = NULL, *token = NULL;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--token") == 0 && i + 1 < argc) {
-            token = argv[++i];
-        } else if (strncmp(argv[i], "--token=", 8) == 0) {
-            token = argv[i] + 8;
+        int m = sl_cli_opt_value(argc, argv, &i, "--token", &token);
+        if (m < 0)
+            return 2;
+        if (m > 0) {
+            continue;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "sluice: bridge create: unknown option '%s'\n",
                     argv[i]);
@@ -251,8 +152,8 @@ static int cmd_create(struct bridge_cli *bc, int argc, char **argv)
     if (rc != 0)
         return rc;
     char want_up[300], want_hub[300];
-    snprintf(want_up, sizeof(want_up), "%s", jstr(created, "upstream"));
-    snprintf(want_hub, sizeof(want_hub), "%s", jstr(created, "hub"));
+    snprintf(want_up, sizeof(want_up), "%s", sl_cli_json_str(created, "upstream"));
+    snprintf(want_hub, sizeof(want_hub), "%s", sl_cli_json_str(created, "hub"));
     json_decref(created);
 
     /* The identity comes with the hub's welcome: wait a little for it so
@@ -266,16 +167,16 @@ static int cmd_create(struct bridge_cli *bc, int argc, char **argv)
         json_array_foreach(arr, i, b) {
             if (!same_bridge(b, want_up, want_hub))
                 continue;
-            if (jstr(b, "identity")[0] != '\0') {
-                printf("bridge %s %s -> %s\n", jstr(b, "identity"),
-                       jstr(b, "url"), want_up);
+            if (sl_cli_json_str(b, "identity")[0] != '\0') {
+                printf("bridge %s %s -> %s\n", sl_cli_json_str(b, "identity"),
+                       sl_cli_json_str(b, "url"), want_up);
                 json_decref(resp);
                 return 0;
             }
             if (tries == 49)
                 printf("bridge created: %s -> %s (%s%s%s)\n", want_up,
-                       want_hub, jstr(b, "state"),
-                       jstr(b, "error")[0] ? ": " : "", jstr(b, "error"));
+                       want_hub, sl_cli_json_str(b, "state"),
+                       sl_cli_json_str(b, "error")[0] ? ": " : "", sl_cli_json_str(b, "error"));
         }
         json_decref(resp);
         struct timespec ts = {0, 100 * 1000 * 1000};
@@ -284,7 +185,7 @@ static int cmd_create(struct bridge_cli *bc, int argc, char **argv)
     return 0;
 }
 
-static int cmd_on_identity(struct bridge_cli *bc, const char *verb,
+static int cmd_on_identity(const struct sl_cli_api *bc, const char *verb,
                            const char *method, const char *suffix, int argc,
                            char **argv)
 {
@@ -292,16 +193,13 @@ static int cmd_on_identity(struct bridge_cli *bc, const char *verb,
         fprintf(stderr, "sluice: bridge %s needs one <identity>\n", verb);
         return 2;
     }
-    /* Identities are [a-z0-9]; anything else cannot exist and must not
-     * reach the URL path. */
-    for (const char *p = argv[0]; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))) {
-            fprintf(stderr, "sluice: '%s' is not an identity\n", argv[0]);
-            return 2;
-        }
+    /* Anything else cannot exist and must not reach the URL path. */
+    if (!sl_cli_is_identity(argv[0])) {
+        fprintf(stderr, "sluice: '%s' is not an identity\n", argv[0]);
+        return 2;
     }
     char path[128];
-    snprintf(path, sizeof(path), "/api/bridge/%.20s/%s", argv[0], suffix);
+    snprintf(path, sizeof(path), "/api/bridge/%s/%s", argv[0], suffix);
     json_t *resp = NULL;
     int rc = call(bc, method, path, NULL, &resp);
     if (rc != 0)
@@ -309,12 +207,12 @@ static int cmd_on_identity(struct bridge_cli *bc, const char *verb,
     if (strcmp(verb, "remove") == 0)
         printf("bridge %s removed\n", argv[0]);
     else
-        printf("bridge %s %s\n", argv[0], jstr(resp, "state"));
+        printf("bridge %s %s\n", argv[0], sl_cli_json_str(resp, "state"));
     json_decref(resp);
     return 0;
 }
 
-static int cmd_prune(struct bridge_cli *bc, int argc, char **argv)
+static int cmd_prune(const struct sl_cli_api *bc, int argc, char **argv)
 {
     (void)argv;
     if (argc != 0) {
@@ -325,33 +223,16 @@ static int cmd_prune(struct bridge_cli *bc, int argc, char **argv)
     int rc = call(bc, "DELETE", "/api/bridge/prune/", NULL, &resp);
     if (rc != 0)
         return rc;
-    uint64_t n = jnum(resp, NULL, NULL, "removed");
+    uint64_t n = sl_cli_json_u64(resp, "removed", NULL, NULL);
     printf("%llu bridge%s removed\n", (unsigned long long)n,
            n == 1 ? "" : "s");
     json_decref(resp);
     return 0;
 }
 
-/* "--name=value" or "--name value": returns the value and advances *i,
- * or NULL when argv[*i] is not this option. */
-static const char *take_opt(int argc, char **argv, int *i, const char *name)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0)
-        return NULL;
-    if (a[n] == '=')
-        return a + n + 1;
-    if (a[n] == '\0' && *i + 1 < argc) {
-        (*i)++;
-        return argv[*i];
-    }
-    return NULL;
-}
-
 int sl_cli_bridge(struct sl_cli *cli)
 {
-    struct bridge_cli bc = {0};
+    const char *api_flag = NULL, *state_flag = NULL;
     int i = 0;
     for (; i < cli->argc && cli->argv[i][0] == '-'; i++) {
         const char *a = cli->argv[i];
@@ -359,13 +240,14 @@ int sl_cli_bridge(struct sl_cli *cli)
             fputs(bridge_usage, stdout);
             return 0;
         }
-        const char *v;
-        if ((v = take_opt(cli->argc, cli->argv, &i, "--api")) != NULL) {
-            bc.api_flag = v;
-        } else if ((v = take_opt(cli->argc, cli->argv, &i, "--state-dir")) !=
-                   NULL) {
-            bc.state_flag = v;
-        } else {
+        int m = sl_cli_opt_value(cli->argc, cli->argv, &i, "--api",
+                                 &api_flag);
+        if (m == 0)
+            m = sl_cli_opt_value(cli->argc, cli->argv, &i, "--state-dir",
+                                 &state_flag);
+        if (m < 0)
+            return 2;
+        if (m == 0) {
             fprintf(stderr, "sluice: bridge: unknown option '%s'\n%s", a,
                     bridge_usage);
             return 2;
@@ -382,19 +264,25 @@ int sl_cli_bridge(struct sl_cli *cli)
         fputs(bridge_usage, stdout);
         return 0;
     }
-    resolve_api(&bc);
+    struct sl_cli_api api = {
+        .refused_hint = "no node answers there; is one running? (sluice "
+                        "boot up --bridge)",
+    };
+    sl_cli_api_resolve(&api, api_flag, state_flag, "node",
+                       SL_NODE_API_DEFAULT);
+    const struct sl_cli_api *bc = &api;
     if (strcmp(cmd, "list") == 0 || strcmp(cmd, "ls") == 0)
-        return cmd_list(&bc, argc, argv);
+        return cmd_list(bc, argc, argv);
     if (strcmp(cmd, "create") == 0)
-        return cmd_create(&bc, argc, argv);
+        return cmd_create(bc, argc, argv);
     if (strcmp(cmd, "connect") == 0)
-        return cmd_on_identity(&bc, cmd, "POST", "connect/", argc, argv);
+        return cmd_on_identity(bc, cmd, "POST", "connect/", argc, argv);
     if (strcmp(cmd, "disconnect") == 0)
-        return cmd_on_identity(&bc, cmd, "POST", "disconnect/", argc, argv);
+        return cmd_on_identity(bc, cmd, "POST", "disconnect/", argc, argv);
     if (strcmp(cmd, "remove") == 0 || strcmp(cmd, "rm") == 0)
-        return cmd_on_identity(&bc, "remove", "DELETE", "", argc, argv);
+        return cmd_on_identity(bc, "remove", "DELETE", "", argc, argv);
     if (strcmp(cmd, "prune") == 0)
-        return cmd_prune(&bc, argc, argv);
+        return cmd_prune(bc, argc, argv);
     fprintf(stderr, "sluice: bridge: unknown command '%s'\n%s", cmd,
             bridge_usage);
     return 2;

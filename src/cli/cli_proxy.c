@@ -10,11 +10,10 @@
 
 #include <jansson.h>
 
-#include "api/client.h"
 #include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "core/error.h"
 #include "core/fmt.h"
-#include "core/statedir.h"
 
 #define DEFAULT_API "127.0.0.1:8081"
 
@@ -107,20 +106,13 @@ static int duration_ok(const char *s)
     return strchr("smhdw", *end) != NULL && end[1] == '\0';
 }
 
+/* Returns the value of option name at argv[*i] (advancing *i), NULL when
+ * argv[*i] is another option, "" when the value is missing (printed). */
 static const char *take(int argc, char **argv, int *i, const char *name)
 {
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) == 0 && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc) {
-            fprintf(stderr, "sluice: proxy: %s needs a value\n", name);
-            return "";
-        }
-        return argv[++*i];
-    }
-    return NULL;
+    const char *v = NULL;
+    int m = sl_cli_opt_value(argc, argv, i, name, &v);
+    return m < 0 ? "" : m > 0 ? v : NULL;
 }
 
 static int parse_opts(struct sl_cli *cli, const char *cmd,
@@ -190,82 +182,27 @@ static int parse_opts(struct sl_cli *cli, const char *cmd,
     return 0;
 }
 
-/* The API address: --api, else hub.json, else the default. */
-static const char *api_addr(struct proxy_opts *o, char *buf, size_t cap)
-{
-    if (o->api != NULL)
-        return o->api;
-    char dir[SL_STATEDIR_PATH_MAX];
-    struct sl_role_info info;
-    if (sl_statedir_resolve(o->state_dir, dir, sizeof(dir)) == 0 &&
-        sl_statedir_read_role(dir, "hub", &info) == 0 && info.api[0] != '\0') {
-        snprintf(buf, cap, "%s", info.api);
-        return buf;
-    }
-    return DEFAULT_API;
-}
-
 static int call(struct proxy_opts *o, const char *method, const char *path,
                 json_t *body, int want, json_t **out)
 {
-    char buf[256], err[512];
-    const char *addr = api_addr(o, buf, sizeof(buf));
-    int status = 0;
-    int rc = sl_http_client_json(addr, method, path, o->token, body, &status,
-                                 out, err, sizeof(err));
-    if (rc != 0) {
-        fprintf(stderr, "sluice: %s\n", err[0] ? err : sl_strerror(rc));
-        if (rc == UV_ECONNREFUSED)
-            fprintf(stderr, "sluice: is the hub running? (sluice boot up "
-                            "--proxy; or give --api ADDR)\n");
-        return 1;
-    }
-    if (status != want) {
-        fprintf(stderr, "sluice: %s\n", err[0] ? err : "unexpected answer");
-        if (status == 401)
-            fprintf(stderr, "sluice: give the admin token with --token or "
-                            "$SLUICE_API_TOKEN\n");
-        json_decref(*out);
-        *out = NULL;
-        return 1;
-    }
-    return 0;
+    struct sl_cli_api api = {
+        .token = o->token,
+        .refused_hint = "is the hub running? (sluice boot up --proxy; or "
+                        "give --api ADDR)",
+        .forbidden_hint = "give the admin token with --token or "
+                          "$SLUICE_API_TOKEN",
+    };
+    sl_cli_api_resolve(&api, o->api, o->state_dir, "hub", DEFAULT_API);
+    *out = NULL;
+    return sl_cli_api_call(&api, method, path, body, want, out);
 }
 
-static uint64_t jint(json_t *j, const char *a, const char *b, const char *c)
-{
-    json_t *v = json_object_get(j, a);
-    if (b)
-        v = json_object_get(v, b);
-    if (c)
-        v = json_object_get(v, c);
-    json_int_t i = json_integer_value(v);
-    return i < 0 ? 0 : (uint64_t)i;
-}
-
-/* Display width of UTF-8 text: code points (the arrows are one column). */
-static size_t width(const char *s)
-{
-    size_t w = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xc0) != 0x80)
-            w++;
-    return w;
-}
-
-#define NCOLS 7
 #define CELL 96
 
-static void print_row(char cells[NCOLS][CELL], const size_t *widths)
-{
-    for (int c = 0; c < NCOLS; c++) {
-        fputs(cells[c], stdout);
-        if (c + 1 < NCOLS)
-            for (size_t p = width(cells[c]); p < widths[c] + 2; p++)
-                putchar(' ');
-    }
-    putchar('\n');
-}
+static const char *const list_heads[] = {"IDENTITY", "USER", "BRIDGES",
+                                         "TRAFFIC", "BANDWIDTH", "LIMIT",
+                                         "LAST SEEN"};
+#define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
 
 static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
 {
@@ -273,20 +210,22 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
     const char *user = json_string_value(json_object_get(p, "username"));
     snprintf(cells[0], CELL, "%s", id ? id : "?");
     snprintf(cells[1], CELL, "%s", user ? user : "?");
-    uint64_t lb = jint(p, "limits", "bridges", NULL);
+    uint64_t lb = sl_cli_json_u64(p, "limits", "bridges", NULL);
+    uint64_t nb = sl_cli_json_u64(p, "bridges", NULL, NULL);
     if (lb > 0)
-        snprintf(cells[2], CELL, "%" PRIu64 "/%" PRIu64,
-                 jint(p, "bridges", NULL, NULL), lb);
+        snprintf(cells[2], CELL, "%" PRIu64 "/%" PRIu64, nb, lb);
     else
-        snprintf(cells[2], CELL, "%" PRIu64, jint(p, "bridges", NULL, NULL));
-    sl_fmt_traffic(jint(p, "traffic", "user", "down"),
-                   jint(p, "traffic", "user", "up"), cells[3], CELL);
+        snprintf(cells[2], CELL, "%" PRIu64, nb);
+    sl_fmt_traffic(sl_cli_json_u64(p, "traffic", "user", "down"),
+                   sl_cli_json_u64(p, "traffic", "user", "up"), cells[3],
+                   CELL);
     char down[SL_FMT_MAX], up[SL_FMT_MAX];
-    sl_fmt_rate((double)jint(p, "bandwidth", "down", NULL), down,
-                sizeof(down));
-    sl_fmt_rate((double)jint(p, "bandwidth", "up", NULL), up, sizeof(up));
+    sl_fmt_rate((double)sl_cli_json_u64(p, "bandwidth", "down", NULL),
+                down, sizeof(down));
+    sl_fmt_rate((double)sl_cli_json_u64(p, "bandwidth", "up", NULL), up,
+                sizeof(up));
     snprintf(cells[4], CELL, "\xe2\x86\x93 %s \xe2\x86\x91 %s", down, up);
-    uint64_t lt = jint(p, "limits", "traffic", NULL);
+    uint64_t lt = sl_cli_json_u64(p, "limits", "traffic", NULL);
     char lim[SL_FMT_MAX];
     if (lt > 0)
         sl_fmt_bytes(lt, lim, sizeof(lim));
@@ -315,12 +254,9 @@ static int cmd_list(struct proxy_opts *o)
         return 1;
     }
     if (o->json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
+        int rc = sl_cli_print_json(arr);
         json_decref(res);
-        return s ? 0 : 1;
+        return rc;
     }
     size_t n = json_array_size(arr);
     if (n == 0) {
@@ -333,21 +269,12 @@ static int cmd_list(struct proxy_opts *o)
         json_decref(res);
         return 1;
     }
-    static const char *const head[NCOLS] = {"IDENTITY", "USER", "BRIDGES",
-                                            "TRAFFIC", "BANDWIDTH", "LIMIT",
-                                            "LAST SEEN"};
-    for (int c = 0; c < NCOLS; c++)
-        snprintf(rows[0][c], CELL, "%s", head[c]);
+    for (size_t c = 0; c < NCOLS; c++)
+        snprintf(rows[0][c], CELL, "%s", list_heads[c]);
     int64_t now = (int64_t)time(NULL);
     for (size_t i = 0; i < n; i++)
         fill_row(json_array_get(arr, i), now, rows[i + 1]);
-    size_t widths[NCOLS] = {0};
-    for (size_t r = 0; r <= n; r++)
-        for (int c = 0; c < NCOLS; c++)
-            if (width(rows[r][c]) > widths[c])
-                widths[c] = width(rows[r][c]);
-    for (size_t r = 0; r <= n; r++)
-        print_row(rows[r], widths);
+    sl_cli_table_print(&rows[0][0][0], n + 1, NCOLS, CELL);
     free(rows);
     json_decref(res);
     return 0;
@@ -372,10 +299,7 @@ static int cmd_create(struct proxy_opts *o)
     if (rc != 0)
         return 1;
     if (o->json) {
-        char *s = json_dumps(res, JSON_INDENT(2));
-        if (s)
-            puts(s);
-        free(s);
+        sl_cli_print_json(res);
     } else {
         const char *keys[] = {"identity", "username", "password", "url"};
         for (size_t i = 0; i < 4; i++) {
@@ -393,13 +317,10 @@ static int cmd_remove(struct proxy_opts *o)
 {
     char path[128];
     /* Refuse what cannot be an identity before it reaches a URL. */
-    for (const char *p = o->identity; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) ||
-            p - o->identity >= 32) {
-            fprintf(stderr, "sluice: proxy remove: '%s' is not an "
-                            "identity\n", o->identity);
-            return 2;
-        }
+    if (!sl_cli_is_identity(o->identity)) {
+        fprintf(stderr, "sluice: proxy remove: '%s' is not an identity\n",
+                o->identity);
+        return 2;
     }
     snprintf(path, sizeof(path), "/api/proxy/%s/", o->identity);
     json_t *res = NULL;
@@ -418,7 +339,7 @@ static int cmd_prune(struct proxy_opts *o)
     json_t *res = NULL;
     if (call(o, "DELETE", path, NULL, 200, &res) != 0)
         return 1;
-    uint64_t n = jint(res, "removed", NULL, NULL);
+    uint64_t n = sl_cli_json_u64(res, "removed", NULL, NULL);
     printf("pruned %" PRIu64 " prox%s\n", n, n == 1 ? "y" : "ies");
     size_t i;
     json_t *id;

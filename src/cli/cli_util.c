@@ -32,6 +32,21 @@ int sl_cli_opt_value(int argc, char **argv, int *i, const char *name,
     return 1;
 }
 
+int sl_cli_opt_strings(int argc, char **argv, int *i,
+                       const struct sl_cli_str_opt *opts, size_t n,
+                       void *base)
+{
+    for (size_t k = 0; k < n; k++) {
+        const char *val;
+        int m = sl_cli_opt_value(argc, argv, i, opts[k].name, &val);
+        if (m > 0)
+            *(const char **)(void *)((char *)base + opts[k].off) = val;
+        if (m != 0)
+            return m;
+    }
+    return 0;
+}
+
 void sl_cli_api_resolve(struct sl_cli_api *api, const char *flag,
                         const char *state_flag, const char *role,
                         const char *fallback)

@@ -16,6 +16,19 @@
 int sl_cli_opt_value(int argc, char **argv, int *i, const char *name,
                      const char **val);
 
+/* A string option stored at a byte offset of an options struct. */
+struct sl_cli_str_opt {
+    const char *name;
+    size_t off; /* of a const char * member */
+};
+
+/* sl_cli_opt_value for each of opts[0..n): the first that matches has
+ * its value stored at (char *)base + off. Returns 1 (taken), 0 (none of
+ * them) or -1 (value missing, printed). */
+int sl_cli_opt_strings(int argc, char **argv, int *i,
+                       const struct sl_cli_str_opt *opts, size_t n,
+                       void *base);
+
 /* Where a command finds a running role's API and what it tells a user who
  * has none. */
 struct sl_cli_api {
