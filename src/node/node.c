@@ -446,6 +446,7 @@ static void node_free(void *arg)
         return;
     }
     sl_node_saver_free(&node->saver);
+    sl_relay_pool_drain(&node->relay_pool);
     sl_node_stopped_cb cb = node->stop_cb;
     void *cb_arg = node->stop_arg;
     if (node->ctx->node == node)
@@ -497,6 +498,7 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
         snprintf(node->default_hub, sizeof(node->default_hub), "%s",
                  SL_NODE_HUB_DEFAULT);
     }
+    node->relay_pool.max_free = SL_NODE_RELAY_FREE;
     node->ping_ms = opts->ping_ms;
     node->dead_ms = opts->dead_ms;
     node->pool_size = opts->pool_size < 0 ? SL_NODE_POOL_DEFAULT

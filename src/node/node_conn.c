@@ -744,8 +744,13 @@ static void start_raw_relay(struct conn *c)
     c->hub_tcp_open = 0;
     c->up_tcp_open = 0;
     c->relay_live = 1;
+    struct sl_relay_opts opts = {
+        .buf_size = SL_NODE_RELAY_BUF,
+        .high_water = 2 * SL_NODE_RELAY_BUF,
+        .pool = &c->b->node->relay_pool,
+    };
     sl_relay_start(&c->relay, (uv_stream_t *)&c->hub_tcp,
-                   (uv_stream_t *)&c->up_tcp, NULL);
+                   (uv_stream_t *)&c->up_tcp, &opts);
 }
 
 static void on_pre_written(uv_write_t *req, int status)

@@ -24,6 +24,12 @@ struct sl_api_server;
 #define SL_NODE_RESP_HEAD_MAX (16 * 1024)
 #define SL_NODE_LINGER_MS 5000 /* after a 502: read the request, then close */
 #define SL_NODE_POOL_RETRY_MS 1000
+/* Raw relays read up to 256 KiB at a time: a bulk transfer then costs a
+ * quarter of the read/write calls (and wake-ups of the peers) of 64 KiB
+ * reads. A buffer is held only while its side is readable (a short read
+ * gives it back), and at most SL_NODE_RELAY_FREE idle ones are kept. */
+#define SL_NODE_RELAY_BUF (256 * 1024)
+#define SL_NODE_RELAY_FREE 8
 
 enum conn_kind { CONN_CTL, CONN_DATA };
 
@@ -137,6 +143,10 @@ struct sl_node {
     uv_timer_t tick;
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
+    /* Read buffers of the raw relays, kept across reads and connections
+     * so a busy data connection does not malloc/free (and trim the heap)
+     * per read. */
+    struct sl_relay_pool relay_pool;
     unsigned stopping : 1;
     sl_node_stopped_cb stop_cb;
     void *stop_arg;
