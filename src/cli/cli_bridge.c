@@ -87,15 +87,7 @@ static int cmd_list(const struct sl_cli_api *bc, int argc, char **argv)
         snprintf(r[1], CELL, "%s", sl_cli_json_str(b, "upstream"));
         snprintf(r[2], CELL, "%s", sl_cli_json_str(b, "hub"));
         snprintf(r[3], CELL, "%s", sl_cli_json_str(b, "state"));
-        sl_fmt_traffic(sl_cli_json_u64(b, "traffic", "gateway", "down"),
-                       sl_cli_json_u64(b, "traffic", "gateway", "up"), r[4],
-                       CELL);
-        char down[SL_FMT_MAX], up[SL_FMT_MAX];
-        sl_fmt_rate((double)sl_cli_json_u64(b, "bandwidth", "down", NULL),
-                    down, sizeof(down));
-        sl_fmt_rate((double)sl_cli_json_u64(b, "bandwidth", "up", NULL), up,
-                    sizeof(up));
-        snprintf(r[5], CELL, "\xe2\x86\x93 %s \xe2\x86\x91 %s", down, up);
+        sl_cli_fmt_usage(b, "gateway", r[4], r[5], CELL);
         uint64_t seen = sl_cli_json_u64(b, "last_seen", NULL, NULL);
         sl_fmt_ago(seen == 0 ? -1 : (now_ms - (int64_t)seen) / 1000, r[6],
                    CELL);

@@ -216,15 +216,7 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
         snprintf(cells[2], CELL, "%" PRIu64 "/%" PRIu64, nb, lb);
     else
         snprintf(cells[2], CELL, "%" PRIu64, nb);
-    sl_fmt_traffic(sl_cli_json_u64(p, "traffic", "user", "down"),
-                   sl_cli_json_u64(p, "traffic", "user", "up"), cells[3],
-                   CELL);
-    char down[SL_FMT_MAX], up[SL_FMT_MAX];
-    sl_fmt_rate((double)sl_cli_json_u64(p, "bandwidth", "down", NULL),
-                down, sizeof(down));
-    sl_fmt_rate((double)sl_cli_json_u64(p, "bandwidth", "up", NULL), up,
-                sizeof(up));
-    snprintf(cells[4], CELL, "\xe2\x86\x93 %s \xe2\x86\x91 %s", down, up);
+    sl_cli_fmt_usage(p, "user", cells[3], cells[4], CELL);
     uint64_t lt = sl_cli_json_u64(p, "limits", "traffic", NULL);
     char lim[SL_FMT_MAX];
     if (lt > 0)

@@ -9,6 +9,7 @@
 #include "api/client.h"
 #include "core/daemon.h"
 #include "core/error.h"
+#include "core/fmt.h"
 #include "core/statedir.h"
 
 int sl_cli_opt_value(int argc, char **argv, int *i, const char *name,
@@ -120,6 +121,19 @@ const char *sl_cli_json_str(json_t *o, const char *k)
 {
     json_t *v = json_object_get(o, k);
     return json_is_string(v) ? json_string_value(v) : "";
+}
+
+void sl_cli_fmt_usage(json_t *o, const char *side, char *traffic,
+                      char *bandwidth, size_t cap)
+{
+    sl_fmt_traffic(sl_cli_json_u64(o, "traffic", side, "down"),
+                   sl_cli_json_u64(o, "traffic", side, "up"), traffic, cap);
+    char down[SL_FMT_MAX], up[SL_FMT_MAX];
+    sl_fmt_rate((double)sl_cli_json_u64(o, "bandwidth", "down", NULL), down,
+                sizeof(down));
+    sl_fmt_rate((double)sl_cli_json_u64(o, "bandwidth", "up", NULL), up,
+                sizeof(up));
+    snprintf(bandwidth, cap, "\xe2\x86\x93 %s \xe2\x86\x91 %s", down, up);
 }
 
 int sl_cli_print_json(json_t *j)

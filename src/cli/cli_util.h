@@ -60,6 +60,13 @@ uint64_t sl_cli_json_u64(json_t *o, const char *k1, const char *k2,
 /* o[k] when it is a string, else "". */
 const char *sl_cli_json_str(json_t *o, const char *k);
 
+/* Formats the traffic (o.traffic.<side>.down/up, core/fmt.h's
+ * sl_fmt_traffic) and the bandwidth (o.bandwidth.down/up, "↓ 1.2 MB/s ↑
+ * 3 kB/s") cells of a list row; side is "user" (hub) or "gateway" (node).
+ */
+void sl_cli_fmt_usage(json_t *o, const char *side, char *traffic,
+                      char *bandwidth, size_t cap);
+
 /* Prints j as indented JSON and a newline. Returns 0, or 1 when it could
  * not be encoded. */
 int sl_cli_print_json(json_t *j);
