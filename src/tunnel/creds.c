@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "tunnel/b64.h"
 
 #define SCRYPT_N 16384
@@ -153,11 +154,6 @@ int sl_password_verify(const char *password, const char *stored)
     return rc;
 }
 
-static int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 int sl_basic_auth_parse(const char *value, size_t len, char *user,
                         size_t usercap, char *pass, size_t passcap)
 {
@@ -169,12 +165,7 @@ int sl_basic_auth_parse(const char *value, size_t len, char *user,
         pass[0] = '\0';
     if (value == NULL || user == NULL || pass == NULL)
         return SL_EPARSE;
-    while (len > 0 && is_ows(value[0])) {
-        value++;
-        len--;
-    }
-    while (len > 0 && is_ows(value[len - 1]))
-        len--;
+    sl_trim_ows(&value, &len);
     if (len < 6 || strncasecmp(value, "basic", 5) != 0 || value[5] != ' ')
         return SL_EPARSE;
     value += 5;

@@ -4,23 +4,14 @@
 #include <string.h>
 
 #include "core/error.h"
-
-static int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
+#include "core/str.h"
 
 int sl_hijack_parse(const char *value, size_t len, struct sl_hijack *out)
 {
     memset(out, 0, sizeof(*out));
     if (value == NULL)
         return SL_EPARSE;
-    while (len > 0 && is_ows(value[0])) {
-        value++;
-        len--;
-    }
-    while (len > 0 && is_ows(value[len - 1]))
-        len--;
+    sl_trim_ows(&value, &len);
     if (len != SL_IDENTITY_LEN + 1 + SL_UUID_LEN ||
         value[SL_IDENTITY_LEN] != '|' ||
         !sl_identity_valid(value, SL_IDENTITY_LEN) ||

@@ -1,0 +1,25 @@
+/* Small pure helpers on counted strings, shared by the header parsers. */
+#ifndef SL_CORE_STR_H
+#define SL_CORE_STR_H
+
+#include <stddef.h>
+
+/* Optional white space of HTTP (RFC 9110 5.6.3): space or tab. */
+static inline int sl_is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Moves *s past leading and *len before trailing spaces and tabs.
+ * *s may be anything when *len is 0. */
+static inline void sl_trim_ows(const char **s, size_t *len)
+{
+    while (*len > 0 && sl_is_ows((*s)[0])) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && sl_is_ows((*s)[*len - 1]))
+        (*len)--;
+}
+
+#endif
