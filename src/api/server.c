@@ -8,7 +8,9 @@
 #include <http_parser.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "net/addr.h"
+#include "net/http_head.h"
 #include "tunnel/creds.h"
 
 #define AUTHZ_MAX 1024
@@ -289,32 +291,6 @@ static void conn_close(struct conn *c, const char *why)
 /* --------------------------------------------------------------------- */
 /* Writing replies                                                        */
 
-static const char *status_text(int status)
-{
-    switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
-    }
-}
-
 static void conn_read_start(struct conn *c);
 static void conn_feed(struct conn *c, const char *data, size_t len);
 
@@ -356,15 +332,9 @@ static void conn_send(struct conn *c, int status, const char *ctype,
                       const char *body, size_t len, int keep_alive)
 {
     char head[256];
-    int hn = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\n"
-                      "Content-Type: %s\r\n"
-                      "Content-Length: %zu\r\n"
-                      "Cache-Control: no-store\r\n"
-                      "Connection: %s\r\n\r\n",
-                      status, status_text(status), ctype, len,
-                      keep_alive ? "keep-alive" : "close");
-    if (hn < 0 || (size_t)hn >= sizeof(head)) {
+    int hn = sl_http_format_head(head, sizeof(head), status, ctype, len,
+                                 "Cache-Control: no-store\r\n", keep_alive);
+    if (hn < 0) {
         conn_close(c, "response head too long");
         return;
     }
@@ -462,7 +432,7 @@ void sl_api_reply_error(struct sl_api_req *req, int status,
                         const char *message)
 {
     size_t len;
-    char *s = error_json(status, message ? message : status_text(status),
+    char *s = error_json(status, message ? message : sl_http_reason(status),
                          &len);
     if (s == NULL) {
         sl_api_reply_text(req, 500, "application/json",
@@ -662,17 +632,14 @@ static int authorized(struct conn *c)
     if (!srv->need_auth)
         return 1;
     const char *v = c->authz;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    if (strncasecmp(v, "Bearer", 6) != 0 || (v[6] != ' ' && v[6] != '\t'))
+    size_t n = strlen(v);
+    sl_trim_ows(&v, &n);
+    if (n < 7 || strncasecmp(v, "Bearer", 6) != 0 || !sl_is_ows(v[6]))
         return 0;
     v += 6;
-    while (*v == ' ' || *v == '\t')
-        v++;
+    n -= 6;
+    sl_trim_ows(&v, &n);
     char tok[AUTHZ_MAX + 1];
-    size_t n = strlen(v);
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
     memcpy(tok, v, n);
     tok[n] = '\0';
     return sl_token_equal(tok, srv->token);

@@ -207,6 +207,7 @@ const char *sl_http_reason(int status)
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -216,6 +217,7 @@ const char *sl_http_reason(int status)
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -227,24 +229,42 @@ const char *sl_http_reason(int status)
     }
 }
 
-int sl_http_format_response(char *buf, size_t cap, int status,
-                            const char *content_type, const char *body,
-                            const char *extra, int keep_alive)
+int sl_http_format_head(char *buf, size_t cap, int status,
+                        const char *content_type, size_t content_length,
+                        const char *extra, int keep_alive)
 {
-    size_t blen = body ? strlen(body) : 0;
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n%sConnection: %s\r\n\r\n%s",
+                     "Content-Length: %zu\r\n%sConnection: %s\r\n\r\n",
                      status, sl_http_reason(status),
-                     content_type ? content_type : "text/plain", blen,
-                     extra ? extra : "", keep_alive ? "keep-alive" : "close",
-                     body ? body : "");
+                     content_type ? content_type : "text/plain",
+                     content_length, extra ? extra : "",
+                     keep_alive ? "keep-alive" : "close");
     if (n < 0 || (size_t)n >= cap) {
         if (cap > 0)
             buf[0] = '\0';
         return SL_ETOOBIG;
     }
     return n;
+}
+
+int sl_http_format_response(char *buf, size_t cap, int status,
+                            const char *content_type, const char *body,
+                            const char *extra, int keep_alive)
+{
+    size_t blen = body ? strlen(body) : 0;
+    int n = sl_http_format_head(buf, cap, status, content_type, blen, extra,
+                                keep_alive);
+    if (n < 0)
+        return n;
+    if ((size_t)n + blen >= cap) {
+        buf[0] = '\0';
+        return SL_ETOOBIG;
+    }
+    if (blen > 0)
+        memcpy(buf + n, body, blen);
+    buf[(size_t)n + blen] = '\0';
+    return n + (int)blen;
 }
 
 struct write_block {

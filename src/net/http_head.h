@@ -73,6 +73,15 @@ int sl_http_head_get(const struct sl_http_head *h, const char *name, char *buf,
 /* The standard reason phrase of a status ("OK", "Not Found", ...). */
 const char *sl_http_reason(int status);
 
+/* Formats a response head without its body:
+ * "HTTP/1.1 <status> <reason>\r\nContent-Type: ..\r\nContent-Length:
+ * <content_length>\r\n<extra>Connection: close|keep-alive\r\n\r\n".
+ * content_type NULL means "text/plain"; extra as below. Returns the length
+ * written (NUL-terminated) or SL_ETOOBIG. */
+int sl_http_format_head(char *buf, size_t cap, int status,
+                        const char *content_type, size_t content_length,
+                        const char *extra, int keep_alive);
+
 /* Formats a complete response with a plain-text (or the given type) body:
  * "HTTP/1.1 <status> <reason>\r\nContent-Type: ..\r\nContent-Length: ..\r\n
  * <extra>Connection: close|keep-alive\r\n\r\n<body>". extra is zero or more

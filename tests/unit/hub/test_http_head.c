@@ -110,6 +110,34 @@ static void test_format(void **state)
                      SL_ETOOBIG);
 }
 
+/* The admin API formats its heads with sl_http_format_head: same shape as a
+ * full response, with the extra header lines before Connection. */
+static void test_format_head(void **state)
+{
+    (void)state;
+    char buf[256];
+    int n = sl_http_format_head(buf, sizeof(buf), 202, "application/json", 2,
+                                "Cache-Control: no-store\r\n", 1);
+    assert_true(n > 0);
+    assert_string_equal(buf, "HTTP/1.1 202 Accepted\r\nContent-Type: "
+                             "application/json\r\nContent-Length: 2\r\n"
+                             "Cache-Control: no-store\r\n"
+                             "Connection: keep-alive\r\n\r\n");
+    assert_int_equal(n, (int)strlen(buf));
+    assert_string_equal(sl_http_reason(414), "URI Too Long");
+    assert_int_equal(sl_http_format_head(buf, 20, 200, NULL, 0, NULL, 0),
+                     SL_ETOOBIG);
+    assert_string_equal(buf, "");
+    /* A body that does not fit after a head that does. */
+    n = sl_http_format_head(buf, sizeof(buf), 200, NULL, 0, NULL, 0);
+    assert_int_equal(sl_http_format_response(buf, (size_t)n + 3, 200, NULL,
+                                              "abc", NULL, 0),
+                     SL_ETOOBIG);
+    assert_int_equal(sl_http_format_response(buf, (size_t)n + 4, 200, NULL,
+                                              "abc", NULL, 0),
+                     n + 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +146,7 @@ int main(void)
         cmocka_unit_test(test_parse_response),
         cmocka_unit_test(test_parse_bad),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
