@@ -30,7 +30,11 @@ struct sl_api_server {
     void *arg;
     char address[SL_ADDR_STRLEN];
     struct conn *conns; /* doubly linked */
-    size_t handles;     /* listener + live connections */
+    size_t handles;     /* listener + live connections + refuser */
+    /* Takes a connection we have no memory to serve (see refuse). */
+    uv_tcp_t refuser;
+    int refusing;       /* refuser open */
+    int refuse_again;   /* another connection waits for the refuser */
     int closing;
     unsigned long next_id;
 };
@@ -837,6 +841,39 @@ static void on_timeout(uv_timer_t *t)
         conn_close(c, "idle timeout");
 }
 
+static void refuse(struct sl_api_server *srv);
+
+static void on_refuser_closed(uv_handle_t *h)
+{
+    struct sl_api_server *srv = h->data;
+    srv->refusing = 0;
+    srv->handles--;
+    if (srv->refuse_again && !srv->closing) {
+        srv->refuse_again = 0;
+        refuse(srv);
+    }
+    server_maybe_free(srv);
+}
+
+/* libuv stops watching a listener whose pending connection the callback
+ * did not uv_accept, so leaving one unaccepted after a failed allocation
+ * would stop the API for good: take it on a spare handle and close it. */
+static void refuse(struct sl_api_server *srv)
+{
+    if (srv->refusing) {
+        srv->refuse_again = 1;
+        return;
+    }
+    if (uv_tcp_init(srv->ctx->loop, &srv->refuser) != 0)
+        return;
+    srv->refuser.data = srv;
+    srv->refusing = 1;
+    srv->handles++;
+    (void)uv_accept((uv_stream_t *)&srv->listener,
+                    (uv_stream_t *)&srv->refuser);
+    uv_close((uv_handle_t *)&srv->refuser, on_refuser_closed);
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct sl_api_server *srv = ls->data;
@@ -846,8 +883,12 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    if (c == NULL) {
+        sl_warn(&srv->ctx->log, "%s: out of memory; refusing a connection",
+                srv->name);
+        refuse(srv);
         return;
+    }
     c->srv = srv;
     c->id = ++srv->next_id;
     uv_tcp_init(srv->ctx->loop, &c->tcp);

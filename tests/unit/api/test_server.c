@@ -10,7 +10,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <stdatomic.h>
+#include <uv.h>
+
+/* Allocation failure injection for server.c: the next n callocs fail. */
+static atomic_int calloc_failures;
+static void *failing_calloc(size_t n, size_t size)
+{
+    if (atomic_load(&calloc_failures) > 0) {
+        atomic_fetch_sub(&calloc_failures, 1);
+        return NULL;
+    }
+    return calloc(n, size);
+}
+#define calloc(n, size) failing_calloc(n, size)
 #include "../../../src/api/server.c"
+#undef calloc
 #include "api/client.h"
 
 static void h_dummy(struct sl_api_req *req, void *arg)
@@ -390,6 +405,61 @@ static void test_start_errors(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Regression, API listener wedged after an allocation failure on
+ * accept: the connection that could not get memory was never accepted, so
+ * libuv stopped watching the listener and no later client was answered. */
+struct oom_accept {
+    struct live lv;
+    int refused_closed; /* the first client saw a close, not a reply */
+    int rc, status;
+    char *body;
+};
+
+static void oom_client_thread(void *arg)
+{
+    struct oom_accept *t = arg;
+    char resp[256];
+    t->refused_closed =
+        raw_exchange(t->lv.addr, "GET /echo/x/ HTTP/1.1\r\n\r\n", resp,
+                     sizeof(resp)) == 0 && resp[0] == '\0';
+    t->rc = sl_http_client_request(t->lv.addr, "GET", "/echo/y/", NULL, NULL,
+                                   3000, &t->status, &t->body, NULL);
+    uv_async_send(&t->lv.done);
+}
+
+static void test_accept_oom_wedges_listener(void **state)
+{
+    (void)state;
+    struct oom_accept *t = calloc(1, sizeof(*t));
+    struct live *lv = &t->lv;
+    lv->ctx.loop = malloc(sizeof(uv_loop_t));
+    uv_loop_init(lv->ctx.loop);
+    lv->ctx.log.level = SL_LOG_ERROR; /* the warning is expected */
+    struct sl_api_config cfg = {
+        .name = "test-api", .listen = "127.0.0.1:0", .routes = live_routes,
+        .nroutes = sizeof(live_routes) / sizeof(live_routes[0]), .arg = lv,
+    };
+    assert_int_equal(sl_api_server_start(&lv->ctx, &cfg, &lv->srv), 0);
+    assert_int_equal(sl_api_server_address(lv->srv, lv->addr,
+                                           sizeof(lv->addr)), 0);
+    uv_async_init(lv->ctx.loop, &lv->done, on_done);
+    lv->done.data = lv;
+    /* The first calloc of server.c from here on is the first accepted
+     * connection's. */
+    atomic_store(&calloc_failures, 1);
+    uv_thread_create(&lv->thread, oom_client_thread, t);
+    uv_run(lv->ctx.loop, UV_RUN_DEFAULT);
+    uv_thread_join(&lv->thread);
+    assert_int_equal(uv_loop_close(lv->ctx.loop), 0);
+    free(lv->ctx.loop);
+    assert_int_equal(atomic_load(&calloc_failures), 0);
+    assert_true(t->refused_closed);
+    assert_int_equal(t->rc, 0);
+    assert_int_equal(t->status, 200);
+    free(t->body);
+    free(t);
+}
+
 static void test_client_errors(void **state)
 {
     (void)state;
@@ -430,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_live),
         cmocka_unit_test(test_live_token),
         cmocka_unit_test(test_start_errors),
+        cmocka_unit_test(test_accept_oom_wedges_listener),
         cmocka_unit_test(test_client_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
