@@ -260,7 +260,10 @@ static int v4_is_private(uint32_t a)
            (a >> 16) == ((169u << 8) | 254);
 }
 
-int sl_addr_is_loopback(const struct sockaddr *sa)
+/* 1 if sa is a loopback address, or with want_private also a private,
+ * link-local or unique-local one. IPv4-mapped IPv6 addresses count as
+ * the IPv4 address they carry. */
+static int addr_is_local(const struct sockaddr *sa, int want_private)
 {
     struct sockaddr_storage v4;
     if (sl_addr_unmap(sa, &v4))
@@ -269,33 +272,27 @@ int sl_addr_is_loopback(const struct sockaddr *sa)
         return 0;
     if (sa->sa_family == AF_INET) {
         uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return v4_is_loopback(a);
+        return want_private ? v4_is_private(a) : v4_is_loopback(a);
     }
-    if (sa->sa_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(
-            &((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return 0;
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(in6))
+        return 1;
+    if (!want_private)
+        return 0;
+    const uint8_t *b = in6->s6_addr;
+    if ((b[0] & 0xfe) == 0xfc) /* fc00::/7 */
+        return 1;
+    return b[0] == 0xfe && (b[1] & 0xc0) == 0x80; /* fe80::/10 */
+}
+
+int sl_addr_is_loopback(const struct sockaddr *sa)
+{
+    return addr_is_local(sa, 0);
 }
 
 int sl_addr_is_private(const struct sockaddr *sa)
 {
-    struct sockaddr_storage v4;
-    if (sl_addr_unmap(sa, &v4))
-        sa = (const struct sockaddr *)&v4;
-    if (sa == NULL)
-        return 0;
-    if (sa->sa_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return v4_is_private(a);
-    }
-    if (sa->sa_family == AF_INET6) {
-        const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-        if (IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr))
-            return 1;
-        if ((b[0] & 0xfe) == 0xfc) /* fc00::/7 */
-            return 1;
-        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) /* fe80::/10 */
-            return 1;
-    }
-    return 0;
+    return addr_is_local(sa, 1);
 }
