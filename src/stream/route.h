@@ -89,6 +89,33 @@ void sl_udp_route_stop(struct sl_route *route);
 /* Close every live stream now (end of the grace period). */
 void sl_tcp_route_abort(struct sl_route *route);
 
+/* route.c: what TCP and UDP routes share on the way to their target. */
+
+/* 1 if address family af (AF_INET, AF_INET6) is allowed by the route's
+ * "family" setting, else 0. */
+int sl_route_family_ok(const struct sl_route *route, int af);
+
+/* If the route's target host is an IP literal, fills *out with it and the
+ * target port and returns 0, or UV_EAI_ADDRFAMILY when the route's family
+ * forbids it. Returns 1 when the host is a name to resolve. */
+int sl_route_literal_target(const struct sl_route *route,
+                            struct sockaddr_storage *out);
+
+/* Starts resolving the route's target host and port with uv_getaddrinfo
+ * on the route's loop, restricted to the route's family and to socktype
+ * (SOCK_STREAM or SOCK_DGRAM). req is the caller's and must live until cb
+ * ran. Returns 0 (cb will run) or a libuv error (cb will not run). */
+int sl_route_resolve(struct sl_route *route, uv_getaddrinfo_t *req,
+                     uv_getaddrinfo_cb cb, int socktype);
+
+/* Counts a failed stream and logs that its upstream is unreachable:
+ * what is "connection" or "session", id its number, client its peer, err
+ * the libuv error, action what happens next ("closing the client"). */
+void sl_route_upstream_failed(struct sl_route *route, const char *what,
+                              unsigned long long id,
+                              const struct sockaddr *client, int err,
+                              const char *action);
+
 /* Called when a handle or stream of the route is released. */
 static inline void sl_route_unref(struct sl_route *route)
 {

@@ -288,15 +288,9 @@ static void start_relay(struct tcp_conn *c)
 
 static void dial_failed(struct tcp_conn *c, int err)
 {
-    struct sl_route *route = c->route;
-    char a[SL_ADDR_STRLEN];
-    route->stats.failed++;
-    sl_warn(&route->ctx->log,
-            "route \"%s\": connection #%llu from %s: upstream %s unreachable"
-            " (%s); closing the client",
-            cname(c), (unsigned long long)c->id,
-            sl_addr_str(&c->client_addr.sa, a), route->target,
-            sl_strerror(err));
+    sl_route_upstream_failed(c->route, "connection",
+                             (unsigned long long)c->id, &c->client_addr.sa,
+                             err, "closing the client");
     conn_close(c, err);
 }
 
@@ -359,15 +353,6 @@ static void dial_next(struct tcp_conn *c)
     dial_failed(c, err);
 }
 
-static int family_ok(const struct sl_route *route, int af)
-{
-    switch (route->cfg->family) {
-    case SL_FAMILY_V4: return af == AF_INET;
-    case SL_FAMILY_V6: return af == AF_INET6;
-    default: return af == AF_INET || af == AF_INET6;
-    }
-}
-
 static void on_resolved(uv_getaddrinfo_t *req, int status,
                         struct addrinfo *res)
 {
@@ -388,7 +373,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     }
     for (struct addrinfo *ai = res; ai && c->targets->n < MAX_TARGETS;
          ai = ai->ai_next) {
-        if (!family_ok(c->route, ai->ai_family) ||
+        if (!sl_route_family_ok(c->route, ai->ai_family) ||
             ai->ai_addrlen > sizeof(union sockaddr_any))
             continue;
         memcpy(&c->targets->addr[c->targets->n++], ai->ai_addr,
@@ -413,11 +398,12 @@ static void start_dial(struct tcp_conn *c)
                    rc->connect_timeout_ms ? rc->connect_timeout_ms : 10000, 0);
 
     struct sockaddr_storage lit;
-    if (sl_addr_parse_ip(rc->host, rc->target_port, &lit) == 0) {
-        if (!family_ok(route, lit.ss_family)) {
-            dial_failed(c, UV_EAI_ADDRFAMILY);
-            return;
-        }
+    int lr = sl_route_literal_target(route, &lit);
+    if (lr < 0) {
+        dial_failed(c, lr);
+        return;
+    }
+    if (lr == 0) {
         memcpy(&c->targets->addr[0], &lit, sl_addr_len((struct sockaddr *)&lit));
         c->targets->n = 1;
         dial_next(c);
@@ -430,17 +416,7 @@ static void start_dial(struct tcp_conn *c)
         return;
     }
     g->conn = c;
-    struct addrinfo hints = {0};
-    hints.ai_family = rc->family == SL_FAMILY_V4   ? AF_INET
-                      : rc->family == SL_FAMILY_V6 ? AF_INET6
-                                                   : AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", rc->target_port);
-    int err = uv_getaddrinfo(route->ctx->loop, &g->req, on_resolved, rc->host,
-                             port, &hints);
+    int err = sl_route_resolve(route, &g->req, on_resolved, SOCK_STREAM);
     if (err < 0) {
         free(g);
         dial_failed(c, err);

@@ -255,29 +255,14 @@ static int session_connect(struct udp_session *s)
     if (err == 0)
         err = uv_udp_recv_start(&s->sock, on_session_alloc, on_upstream_recv);
     if (err < 0) {
-        char a[SL_ADDR_STRLEN];
-        route->stats.failed++;
-        sl_warn(&route->ctx->log,
-                "route \"%s\": session #%llu from %s: upstream %s unreachable"
-                " (%s); dropping the session",
-                rname(route), (unsigned long long)s->id,
-                sl_addr_str(&s->client.sa, a), route->target,
-                sl_strerror(err));
+        sl_route_upstream_failed(route, "session", (unsigned long long)s->id,
+                                 &s->client.sa, err, "dropping the session");
         session_close(s, sl_strerror(err));
         return err;
     }
     s->connected = 1;
     flush_pending(s);
     return 0;
-}
-
-static int family_ok(const struct sl_route *route, int af)
-{
-    switch (route->cfg->family) {
-    case SL_FAMILY_V4: return af == AF_INET;
-    case SL_FAMILY_V6: return af == AF_INET6;
-    default: return af == AF_INET || af == AF_INET6;
-    }
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status,
@@ -298,7 +283,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
      * often listen on 127.0.0.1 only. */
     const struct addrinfo *pick = NULL;
     for (const struct addrinfo *ai = res; status == 0 && ai; ai = ai->ai_next) {
-        if (!family_ok(route, ai->ai_family) ||
+        if (!sl_route_family_ok(route, ai->ai_family) ||
             ai->ai_addrlen > sizeof(s->target))
             continue;
         if (pick == NULL || (ai->ai_family == AF_INET &&
@@ -373,11 +358,12 @@ static struct udp_session *session_new(struct sl_route *route,
              sl_addr_str(client, a));
 
     struct sockaddr_storage lit;
-    if (sl_addr_parse_ip(rc->host, rc->target_port, &lit) == 0) {
-        if (!family_ok(route, lit.ss_family)) {
-            session_close(s, "target of the wrong family");
-            return NULL;
-        }
+    int lr = sl_route_literal_target(route, &lit);
+    if (lr < 0) {
+        session_close(s, "target of the wrong family");
+        return NULL;
+    }
+    if (lr == 0) {
         memcpy(&s->target, &lit, sl_addr_len((struct sockaddr *)&lit));
         return session_connect(s) == 0 ? s : NULL;
     }
@@ -387,17 +373,7 @@ static struct udp_session *session_new(struct sl_route *route,
         return NULL;
     }
     req->data = s;
-    struct addrinfo hints = {0};
-    hints.ai_family = rc->family == SL_FAMILY_V4   ? AF_INET
-                      : rc->family == SL_FAMILY_V6 ? AF_INET6
-                                                   : AF_UNSPEC;
-    hints.ai_socktype = SOCK_DGRAM;
-    hints.ai_protocol = IPPROTO_UDP;
-    hints.ai_flags = AI_NUMERICSERV;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", rc->target_port);
-    int err = uv_getaddrinfo(route->ctx->loop, req, on_resolved, rc->host,
-                             port, &hints);
+    int err = sl_route_resolve(route, req, on_resolved, SOCK_DGRAM);
     if (err < 0) {
         free(req);
         session_close(s, sl_strerror(err));
