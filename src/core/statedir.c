@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,7 +211,10 @@ int sl_statedir_read_role(const char *dir, const char *role,
         return SL_EPARSE;
     }
     json_t *pid = json_object_get(j, "pid");
-    if (!json_is_integer(pid) || json_integer_value(pid) <= 0) {
+    /* pid_t is 32 bits: a larger number would wrap to some other process
+     * (4294967297 is pid 1) that callers then probe or signal. */
+    if (!json_is_integer(pid) || json_integer_value(pid) <= 0 ||
+        json_integer_value(pid) > INT32_MAX) {
         json_decref(j);
         return SL_EPARSE;
     }

@@ -106,6 +106,21 @@ static void test_files(void **state)
     assert_int_equal(sl_statedir_write_file(dir, "node.json", "{\"pid\":\"x\"}",
                                             11), 0);
     assert_int_equal(sl_statedir_read_role(dir, "node", &out), SL_EPARSE);
+    /* Regression, role file pid wraps: 4294967297 must not read as pid 1
+     * (nor 4294967296 as 0, the caller's process group). */
+    static const char *const wrapping[] = {"{\"pid\":4294967297}",
+                                           "{\"pid\":4294967296}",
+                                           "{\"pid\":2147483648}"};
+    for (size_t i = 0; i < sizeof(wrapping) / sizeof(wrapping[0]); i++) {
+        assert_int_equal(sl_statedir_write_file(dir, "node.json", wrapping[i],
+                                                strlen(wrapping[i])), 0);
+        assert_int_equal(sl_statedir_read_role(dir, "node", &out), SL_EPARSE);
+        assert_int_equal(out.pid, 0);
+    }
+    assert_int_equal(sl_statedir_write_file(dir, "node.json",
+                                            "{\"pid\":2147483647}", 18), 0);
+    assert_int_equal(sl_statedir_read_role(dir, "node", &out), 0);
+    assert_int_equal(out.pid, 2147483647);
 
     /* removal only by the owner */
     assert_int_equal(sl_statedir_remove_role(dir, "hub", getpid() + 1),
