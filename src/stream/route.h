@@ -4,6 +4,8 @@
 #define SL_STREAM_ROUTE_H
 
 #include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <uv.h>
 
 #include "config/config.h"
@@ -14,6 +16,16 @@
 
 struct tcp_conn;
 struct udp_session;
+
+#define container_of(p, type, member)                                          \
+    ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+/* Room for an IPv4 or IPv6 socket address, viewed as either. */
+union sockaddr_any {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
 
 /* Intrusive list node. */
 struct sl_link {

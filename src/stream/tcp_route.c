@@ -21,15 +21,6 @@
 /* Room for the header and whatever the client sent right behind it. */
 #define PP_BUF_SIZE (SL_PP_MAX_HEADER + 1024)
 
-#define container_of(p, type, member)                                          \
-    ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
-union sockaddr_any {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-};
-
 enum phase {
     PH_PROXY,   /* reading the PROXY header */
     PH_DIAL,    /* resolving and connecting */

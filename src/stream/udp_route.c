@@ -18,15 +18,6 @@
 /* Datagrams held while a session's target is being resolved. */
 #define UDP_PENDING_MAX 8
 
-#define container_of(p, type, member)                                          \
-    ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
-union sockaddr_any {
-    struct sockaddr sa;
-    struct sockaddr_in in;
-    struct sockaddr_in6 in6;
-};
-
 struct pending_dgram {
     struct pending_dgram *next;
     size_t len;
