@@ -4,13 +4,9 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "core/str.h"
 
 #define NAME_MAX_LEN 253
-
-static int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
 
 static char lower(char c)
 {
@@ -44,12 +40,7 @@ int sl_host_route(const char *host, size_t len, const char *domain,
 
     if (host == NULL)
         return SL_ENOTFOUND;
-    while (len > 0 && is_ows(host[0])) {
-        host++;
-        len--;
-    }
-    while (len > 0 && is_ows(host[len - 1]))
-        len--;
+    sl_trim_ows(&host, &len);
     /* An IPv6 literal is never a name under the domain. */
     if (len == 0 || host[0] == '[')
         return SL_ENOTFOUND;

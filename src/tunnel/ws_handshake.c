@@ -8,24 +8,10 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "tunnel/b64.h"
 
 #define KEY_MAX 256
-
-static int is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static void trim(const char **s, size_t *len)
-{
-    while (*len > 0 && is_ows((*s)[0])) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len > 0 && is_ows((*s)[*len - 1]))
-        (*len)--;
-}
 
 /* Returns 1 if the comma-separated list s[0..len) holds token (compared
  * case-insensitively, whitespace around each element ignored). Upgrade
@@ -38,7 +24,7 @@ static int list_has(const char *s, size_t len, const char *token)
         size_t elen = comma != NULL ? (size_t)(comma - s) : len;
         const char *e = s;
         size_t el = elen;
-        trim(&e, &el);
+        sl_trim_ows(&e, &el);
         if (el == tlen && strncasecmp(e, token, tlen) == 0)
             return 1;
         if (comma == NULL)
@@ -69,7 +55,7 @@ int sl_ws_accept(const char *key, size_t len, char out[SL_WS_ACCEPT_LEN + 1])
     if (key == NULL && len > 0)
         return UV_EINVAL;
     if (key != NULL)
-        trim(&key, &len);
+        sl_trim_ows(&key, &len);
     if (len > KEY_MAX)
         return SL_ETOOBIG;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -116,7 +102,7 @@ int sl_ws_check_upgrade(const struct sl_ws_upgrade *h, const char **reason)
         why = "no Sec-WebSocket-Key";
         goto out;
     }
-    trim(&key, &klen);
+    sl_trim_ows(&key, &klen);
     if (klen != SL_WS_KEY_LEN ||
         sl_b64_decode(key, klen, raw, sizeof(raw)) != 16) {
         why = "Sec-WebSocket-Key is not base64 of 16 bytes";
@@ -128,7 +114,7 @@ int sl_ws_check_upgrade(const struct sl_ws_upgrade *h, const char **reason)
         why = "no Sec-WebSocket-Version";
         goto out;
     }
-    trim(&ver, &vlen);
+    sl_trim_ows(&ver, &vlen);
     if (vlen != 2 || memcmp(ver, "13", 2) != 0) {
         why = "Sec-WebSocket-Version is not 13";
         rc = SL_EDENIED;
@@ -146,7 +132,7 @@ int sl_ws_check_accept(const char *key, const char *accept, size_t len)
     char want[SL_WS_ACCEPT_LEN + 1];
     if (key == NULL || accept == NULL)
         return 0;
-    trim(&accept, &len);
+    sl_trim_ows(&accept, &len);
     if (len != SL_WS_ACCEPT_LEN ||
         sl_ws_accept(key, strlen(key), want) != 0)
         return 0;
