@@ -15,6 +15,7 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include "core/dynbuf.h"
 #include "core/error.h"
 
 #define HOST_MAX 256
@@ -158,35 +159,16 @@ static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 }
 
 struct resp {
-    char *body;
-    size_t len, cap;
+    struct sl_dynbuf body;
     int complete;
-    int too_big;
+    int err; /* why on_body stopped the parser */
 };
 
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct resp *r = p->data;
-    if (n > SL_HTTP_CLIENT_BODY_MAX - r->len) {
-        r->too_big = 1;
-        return -1;
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *d = realloc(r->body, cap);
-        if (d == NULL) {
-            r->too_big = 1;
-            return -1;
-        }
-        r->body = d;
-        r->cap = cap;
-    }
-    memcpy(r->body + r->len, at, n);
-    r->len += n;
-    r->body[r->len] = '\0';
-    return 0;
+    r->err = sl_dynbuf_append(&r->body, at, n, SL_HTTP_CLIENT_BODY_MAX);
+    return r->err != 0 ? -1 : 0;
 }
 
 static int on_complete(http_parser *p)
@@ -267,8 +249,8 @@ int sl_http_client_request(const char *addr, const char *method,
         /* n == 0 tells the parser about EOF (ends a body without
          * length, or is an error mid-message). */
         size_t done = http_parser_execute(&parser, &settings, buf, (size_t)n);
-        if (r.too_big) {
-            rc = SL_ETOOBIG;
+        if (r.err != 0) {
+            rc = r.err;
             goto out;
         }
         if (HTTP_PARSER_ERRNO(&parser) != HPE_OK || done != (size_t)n) {
@@ -283,19 +265,18 @@ int sl_http_client_request(const char *addr, const char *method,
         goto out;
     }
     *status = (int)parser.status_code;
-    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
+    size_t len = r.body.len;
+    if ((*resp_body = sl_dynbuf_take(&r.body)) == NULL) {
         rc = UV_ENOMEM;
         goto out;
     }
-    *resp_body = r.body;
     if (resp_len)
-        *resp_len = r.len;
-    r.body = NULL;
+        *resp_len = len;
     rc = 0;
 out:
     if (fd >= 0)
         close(fd);
-    free(r.body);
+    sl_dynbuf_free(&r.body);
     return rc;
 }
 

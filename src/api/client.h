@@ -22,7 +22,8 @@
  * On success *status gets the HTTP status and *resp_body a malloc'd,
  * NUL-terminated body (caller frees) of *resp_len bytes (resp_len may be
  * NULL). Returns 0, UV_EINVAL, SL_EPARSE (bad addr or bad response),
- * SL_ETOOBIG, UV_ETIMEDOUT, or a connect error (UV_ECONNREFUSED, ...). */
+ * SL_ETOOBIG (body over SL_HTTP_CLIENT_BODY_MAX), UV_ENOMEM, UV_ETIMEDOUT,
+ * or a connect error (UV_ECONNREFUSED, ...). */
 int sl_http_client_request(const char *addr, const char *method,
                            const char *path, const char *token,
                            const char *body, int timeout_ms, int *status,

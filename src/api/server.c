@@ -7,6 +7,7 @@
 
 #include <http_parser.h>
 
+#include "core/dynbuf.h"
 #include "core/error.h"
 #include "core/str.h"
 #include "net/addr.h"
@@ -54,13 +55,6 @@ struct sl_api_req {
     int keep_alive;
 };
 
-/* Growing buffer with a hard cap. */
-struct dynbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-};
-
 struct conn {
     struct sl_api_server *srv;
     struct conn *prev, *next;
@@ -73,8 +67,8 @@ struct conn {
     char peer[SL_ADDR_STRLEN];
 
     /* the request being read */
-    struct dynbuf url;
-    struct dynbuf body;
+    struct sl_dynbuf url;
+    struct sl_dynbuf body;
     size_t head_bytes;
     char field[FIELD_MAX + 1];
     size_t field_len;
@@ -185,48 +179,6 @@ int sl_api_listen_is_loopback(const char *listen)
 }
 
 /* --------------------------------------------------------------------- */
-/* Buffers                                                                */
-
-static int dynbuf_append(struct dynbuf *b, const char *p, size_t n,
-                         size_t max)
-{
-    if (n > max || b->len > max - n)
-        return SL_ETOOBIG;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (cap > max + 1)
-            cap = max + 1;
-        char *d = realloc(b->data, cap);
-        if (d == NULL)
-            return UV_ENOMEM;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-static void dynbuf_free(struct dynbuf *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-/* Hands the buffer's memory to the caller (never NULL on success). */
-static char *dynbuf_take(struct dynbuf *b)
-{
-    char *d = b->data;
-    if (d == NULL)
-        d = calloc(1, 1);
-    memset(b, 0, sizeof(*b));
-    return d;
-}
-
-/* --------------------------------------------------------------------- */
 /* Connection lifetime                                                    */
 
 static void server_maybe_free(struct sl_api_server *srv)
@@ -239,8 +191,8 @@ static void server_maybe_free(struct sl_api_server *srv)
 
 static void conn_reset_request(struct conn *c)
 {
-    dynbuf_free(&c->url);
-    dynbuf_free(&c->body);
+    sl_dynbuf_free(&c->url);
+    sl_dynbuf_free(&c->body);
     c->head_bytes = 0;
     c->field_len = 0;
     c->field_overflow = 0;
@@ -576,7 +528,7 @@ static int on_url(http_parser *p, const char *at, size_t n)
     struct conn *c = p->data;
     if (head_add(c, n) != 0)
         return -1;
-    if (dynbuf_append(&c->url, at, n, SL_API_HEAD_MAX) != 0) {
+    if (sl_dynbuf_append(&c->url, at, n, SL_API_HEAD_MAX) != 0) {
         c->error_status = 414;
         c->error_msg = "URI too long";
         return -1;
@@ -669,7 +621,7 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
-    int rc = dynbuf_append(&c->body, at, n, SL_API_BODY_MAX);
+    int rc = sl_dynbuf_append(&c->body, at, n, SL_API_BODY_MAX);
     if (rc != 0) {
         c->error_status = rc == SL_ETOOBIG ? 413 : 500;
         c->error_msg = rc == SL_ETOOBIG ? "Request body too large"
@@ -717,8 +669,8 @@ static void dispatch(struct conn *c)
     req->keep_alive = http_should_keep_alive(&c->parser) &&
                       !c->parser.upgrade;
     req->body_len = c->body.len;
-    req->body = dynbuf_take(&c->body);
-    req->url = dynbuf_take(&c->url);
+    req->body = sl_dynbuf_take(&c->body);
+    req->url = sl_dynbuf_take(&c->url);
     if (req->body == NULL || req->url == NULL) {
         req_free(req);
         conn_fail(c, 500, "Out of memory");
