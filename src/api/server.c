@@ -427,40 +427,6 @@ const char *sl_api_req_param(const struct sl_api_req *req, const char *name)
     return NULL;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into buf; '+' is a space. */
-static int pct_decode(const char *s, size_t n, char *buf, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
-                   hexval(s[i + 2]) >= 0) {
-            ch = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return SL_ETOOBIG;
-        buf[o++] = ch;
-    }
-    if (cap == 0)
-        return SL_ETOOBIG;
-    buf[o] = '\0';
-    return 0;
-}
-
 int sl_api_req_query(const struct sl_api_req *req, const char *key,
                      char *buf, size_t cap)
 {
@@ -473,8 +439,8 @@ int sl_api_req_query(const struct sl_api_req *req, const char *key,
         size_t name_len = eq ? (size_t)(eq - p) : n;
         if (name_len == klen && memcmp(p, key, klen) == 0) {
             if (eq == NULL)
-                return pct_decode("", 0, buf, cap);
-            return pct_decode(eq + 1, n - name_len - 1, buf, cap);
+                return sl_pct_decode("", 0, buf, cap, 0);
+            return sl_pct_decode(eq + 1, n - name_len - 1, buf, cap, 0);
         }
         p = end ? end + 1 : NULL;
     }

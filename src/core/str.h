@@ -22,4 +22,11 @@ static inline void sl_trim_ows(const char **s, size_t *len)
         (*len)--;
 }
 
+/* Percent-decodes s[0..n) (a query value; '+' is a space) into buf and
+ * NUL-terminates it. strict: a malformed escape or %00 is SL_EPARSE (for
+ * credentials, where a guess at the meaning is wrong); otherwise such a
+ * '%' is kept as it is. Returns 0, SL_EPARSE or SL_ETOOBIG when the result
+ * and its NUL do not fit in cap. */
+int sl_pct_decode(const char *s, size_t n, char *buf, size_t cap, int strict);
+
 #endif

@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "hub/hub_int.h"
 #include "tunnel/control.h"
 
@@ -359,17 +360,6 @@ static void after_allocate_cb(uv_work_t *w, int status)
     after_work_common(w, status, after_allocate);
 }
 
-static int hex_value(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* The token is percent-encoded in the query (the node encodes it), so a
  * token with spaces, '&' or '=' must be decoded before it is compared. */
 static int query_token(const char *q, size_t qlen, char *out, size_t cap)
@@ -378,27 +368,8 @@ static int query_token(const char *q, size_t qlen, char *out, size_t cap)
     while (q != NULL && q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *e = amp ? amp : end;
-        if ((size_t)(e - q) > 6 && memcmp(q, "token=", 6) == 0) {
-            size_t n = 0;
-            for (const char *p = q + 6; p < e; p++) {
-                char ch = *p;
-                if (ch == '+') {
-                    ch = ' ';
-                } else if (ch == '%') {
-                    int hi = e - p > 2 ? hex_value(p[1]) : -1;
-                    int lo = hi >= 0 ? hex_value(p[2]) : -1;
-                    if (lo < 0 || (hi == 0 && lo == 0))
-                        return SL_EPARSE;
-                    ch = (char)(hi * 16 + lo);
-                    p += 2;
-                }
-                if (n + 1 >= cap)
-                    return SL_ETOOBIG;
-                out[n++] = ch;
-            }
-            out[n] = '\0';
-            return 0;
-        }
+        if ((size_t)(e - q) > 6 && memcmp(q, "token=", 6) == 0)
+            return sl_pct_decode(q + 6, (size_t)(e - q) - 6, out, cap, 1);
         q = e + 1;
     }
     return SL_ENOTFOUND;
