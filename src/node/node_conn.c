@@ -369,6 +369,20 @@ static int use_literal(struct conn *c, const char *host, uint16_t port)
     return 1;
 }
 
+/* Starts a non-blocking lookup of host:port (TCP, any family) into c->gai. */
+static int resolve(struct conn *c, const char *host, uint16_t port,
+                   uv_getaddrinfo_cb cb)
+{
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char service[8];
+    snprintf(service, sizeof(service), "%u", (unsigned)port);
+    return uv_getaddrinfo(c->b->node->ctx->loop, &c->gai, cb, host, service,
+                          &hints);
+}
+
 static void start_dial(struct conn *c)
 {
     struct sl_node_bridge *b = c->b;
@@ -377,15 +391,8 @@ static void start_dial(struct conn *c)
         try_hub_connect(c);
         return;
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)b->hub.port);
     c->phase = PH_RESOLVE;
-    int rc = uv_getaddrinfo(b->node->ctx->loop, &c->gai, on_hub_resolved,
-                            b->hub.host, port, &hints);
+    int rc = resolve(c, b->hub.host, b->hub.port, on_hub_resolved);
     if (rc != 0) {
         sl_node_conn_close(c, rc);
         return;
@@ -1086,15 +1093,8 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
         up_addresses_ready(c);
         return;
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)b->up.port);
     c->phase = PH_UP_RESOLVE;
-    int rc = uv_getaddrinfo(b->node->ctx->loop, &c->gai, on_up_resolved,
-                            b->up.host, port, &hints);
+    int rc = resolve(c, b->up.host, b->up.port, on_up_resolved);
     if (rc != 0) {
         refuse(c, upstream_unreachable, "upstream %s: cannot resolve: %s",
                b->rec.upstream, sl_strerror(rc));
