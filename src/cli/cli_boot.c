@@ -410,6 +410,9 @@ static void start_roles(struct boot *b)
             return;
         }
         s->started = 1;
+        if (s->role == &sl_boot_role_hub && s->info.http[0] != '\0')
+            snprintf(b->common.hub_url, sizeof(b->common.hub_url),
+                     "http://%s", s->info.http);
     }
     for (size_t i = 0; i < NROLES; i++) {
         struct slot *s = &b->slots[i];

@@ -143,13 +143,17 @@ static int node_start(void *st, struct sl_ctx *ctx,
 {
     struct node_role *nr = st;
     const struct node_opts *o = &nr->o;
+    /* With --proxy too and no --hub, the bridge dials this process's hub. */
+    const char *hub = o->hub != NULL          ? o->hub
+                      : c->hub_url[0] != '\0' ? c->hub_url
+                                              : NULL;
     struct sl_node_options no = {
         .state_dir = c->state_dir,
         .api_listen = o->api,
         .allow_public_upstream = o->allow_public,
         .pool_size = o->pool_given ? o->pool : -1,
         .framed = o->framed,
-        .default_hub = o->hub,
+        .default_hub = hub,
         .ping_ms = (uint64_t)o->ping_ms,
         .dead_ms = (uint64_t)o->dead_ms,
     };
@@ -158,7 +162,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
         return rc;
     if (o->upstream != NULL) {
         char err[256] = "";
-        rc = sl_node_bridge_add(ctx->node, o->upstream, o->hub, o->token,
+        rc = sl_node_bridge_add(ctx->node, o->upstream, hub, o->token,
                                 NULL, err, sizeof(err));
         if (rc != 0 && rc != SL_EEXIST) {
             sl_error(&ctx->log, "boot: cannot add the bridge: %s",

@@ -29,7 +29,10 @@ struct sl_boot_common {
     int daemon;          /* --daemon */
     const char *state_dir; /* the resolved state directory; set before
                               start, NULL before (and when no role needs
-                              one) */
+                              one) */    char hub_url[320];   /* "http://ADDR" of the hub started in this
+                            process (set once it listens; roles start hub
+                            first), "" without one: a node with no --hub
+                            dials it */
 };
 
 typedef void (*sl_boot_stopped_cb)(void *arg);

@@ -43,24 +43,24 @@ class Ports:
         self.url = "http://127.0.0.1:%d" % self.port
         self.domain = "localhost"
 
-    def args(self, upstream, state_dir):
+    def args(self, upstream, state_dir, hub=True):
         return ["--http", "127.0.0.1:%d" % self.port,
                 "--api", "127.0.0.1:%d" % self.api_port,
-                "--node-api", "127.0.0.1:%d" % self.node_api_port,
-                "--hub", self.url, "--upstream", upstream,
-                "--state-dir", state_dir]
+                "--node-api", "127.0.0.1:%d" % self.node_api_port] + \
+            (["--hub", self.url] if hub else []) + \
+            ["--upstream", upstream, "--state-dir", state_dir]
 
 
 class Combined(Role):
     """`sluice boot up --proxy --bridge --config FILE`, in the foreground;
     stopped and checked (exit code, sanitizer) by TunnelEnv.close()."""
 
-    def __init__(self, workdir, config, upstream, args=()):
+    def __init__(self, workdir, config, upstream, args=(), hub=True):
         self.ports = Ports()
         self.state_dir = os.path.join(str(workdir), "combined-state")
         argv = [sluice_bin(), "boot", "up", "--proxy", "--bridge",
                 "--config", config] + self.ports.args(
-                    upstream, self.state_dir) + list(args)
+                    upstream, self.state_dir, hub) + list(args)
         self.proc = Proc(argv, str(workdir), "combined")
         self.pid = self.proc.pid
 
@@ -114,6 +114,21 @@ def test_all_roles_in_one_process(env, tmp_path, tcp_upstream):
     for name in ("hub.pid", "node.pid", "hub.json", "node.json"):
         assert not os.path.exists(os.path.join(c.state_dir, name)), name
     assert "node: stopped" in c.proc.stderr()
+
+
+def test_bridge_without_hub_dials_its_own_hub(env, tmp_path):
+    """With --proxy --bridge and no --hub, the bridge dials the hub of its
+    own process (on its --http port), not the default 127.0.0.1:8080."""
+    up = env.hash_upstream("own")
+    config = tmp_path / "empty.yaml"
+    config.write_text("routes: {}\n")
+    c = Combined(tmp_path, config, up.url, hub=False)
+    env.hubs.append(c)
+    r = curl_via(c.ports, c.identity, "/y", "-w", "\n%{http_code}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "own /y\n200", r.stdout
+    rc, out, err = cli("bridge", "--state-dir", c.state_dir, "list", "--json")
+    assert rc == 0 and json.loads(out)[0]["hub"] == c.ports.url, (out, err)
 
 
 def test_daemon_with_both_roles(env, tmp_path):
