@@ -88,10 +88,10 @@ struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
     a->stats_mark = a->total.user_down + a->total.user_up;
     a->limited = s->limited;
     a->last_seen = s->last_seen;
-    hub_list_init(&a->controls);
-    hub_list_init(&a->pool);
-    hub_list_init(&a->waiting);
-    hub_list_init(&a->verify_wait);
+    sl_list_init(&a->controls);
+    sl_list_init(&a->pool);
+    sl_list_init(&a->waiting);
+    sl_list_init(&a->verify_wait);
     unsigned k = bucket_of(a->identity);
     a->hnext = hub->buckets[k];
     hub->buckets[k] = a;
@@ -222,7 +222,7 @@ static void conn_maybe_free(struct hub_conn *c)
     struct sl_hub *hub = c->hub;
     if (c->open_handles > 0 || c->work_pending)
         return;
-    hub_list_del(&c->all);
+    sl_list_del(&c->all);
     switch (c->kind) {
     case C_USER: hub->totals.user_conns--; break;
     case C_CONTROL: hub->totals.control_conns--; break;
@@ -261,7 +261,7 @@ void hub_conn_alist_del(struct hub_conn *c)
     struct hub_alloc *a = c->alloc;
     if (!c->in_alist || a == NULL)
         return;
-    hub_list_del(&c->alink);
+    sl_list_del(&c->alink);
     if (c->in_alist == AL_CONTROLS)
         a->ncontrols--;
     else if (c->in_alist == AL_POOL)
@@ -723,13 +723,13 @@ static void on_connection(uv_stream_t *l, int status)
     c->hub = hub;
     c->id = ++hub->next_id;
     c->kind = C_NEW;
-    hub_list_init(&c->alink);
+    sl_list_init(&c->alink);
     uv_tcp_init(hub->loop, &c->tcp);
     uv_timer_init(hub->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
     c->open_handles = 2;
-    hub_list_push(&hub->conns, &c->all);
+    sl_list_push(&hub->conns, &c->all);
     if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
         hub_conn_close(c, UV_ECONNABORTED);
         return;
@@ -841,7 +841,7 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     hub->s_scheme = dup_or(opts->public_scheme, "http");
     hub->s_token = dup_or(opts->gateway_token, NULL);
     hub->s_state_dir = dup_or(opts->state_dir, NULL);
-    hub_list_init(&hub->conns);
+    sl_list_init(&hub->conns);
     if (!hub->s_http_addr || !hub->s_domain || !hub->s_scheme) {
         rc = UV_ENOMEM;
         goto fail_strings;
@@ -921,7 +921,7 @@ fail_strings:
 
 static void maybe_finish_stop(struct sl_hub *hub)
 {
-    if (!hub_list_empty(&hub->conns) || hub->open_handles > 0)
+    if (!sl_list_empty(&hub->conns) || hub->open_handles > 0)
         return;
     flush_all(hub, 0);
     if (hub->own_store)
@@ -968,9 +968,9 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
     uv_close((uv_handle_t *)&hub->flush_timer, on_hub_handle_closed);
     /* Counters first, while allocations and connections are all there. */
     flush_all(hub, 0);
-    struct hub_link *l = hub->conns.next;
+    struct sl_link *l = hub->conns.next;
     while (l != &hub->conns) {
-        struct hub_link *n = l->next;
+        struct sl_link *n = l->next;
         hub_conn_close(HUB_CONN_OF(l, all), UV_ECANCELED);
         l = n;
     }
@@ -1048,9 +1048,9 @@ void sl_hub_forget(struct sl_hub *hub, const char *identity)
             identity);
     hub_alloc_error_all(a, "Proxy not available", 404);
     /* Every connection that points at it goes. */
-    struct hub_link *l = hub->conns.next;
+    struct sl_link *l = hub->conns.next;
     while (l != &hub->conns) {
-        struct hub_link *n = l->next;
+        struct sl_link *n = l->next;
         struct hub_conn *c = HUB_CONN_OF(l, all);
         if (c->alloc == a) {
             hub_conn_close(c, UV_ECANCELED);

@@ -254,7 +254,7 @@ static void control_upgrade(struct hub_conn *c)
     }
     /* At the bridge limit, the newest connection wins. */
     while (a->limits.bridges > 0 && a->ncontrols >= a->limits.bridges &&
-           !hub_list_empty(&a->controls)) {
+           !sl_list_empty(&a->controls)) {
         struct hub_conn *old = HUB_CONN_OF(a->controls.next, alink);
         sl_info(hub->log, "hub control %llu (%s): replaced by conn %llu",
                 (unsigned long long)old->id, a->identity,
@@ -271,7 +271,7 @@ static void control_upgrade(struct hub_conn *c)
         else
             hub_conn_close(old, 0);
     }
-    hub_list_push(&a->controls, &c->alink);
+    sl_list_push(&a->controls, &c->alink);
     c->in_alist = AL_CONTROLS;
     a->ncontrols++;
     hub_alloc_touch(a);
@@ -407,7 +407,7 @@ static void auth_proceed(struct hub_conn *c)
 static void wake_verify_waiters(struct hub_alloc *a, int ok,
                                 const unsigned char mac[32])
 {
-    while (!hub_list_empty(&a->verify_wait)) {
+    while (!sl_list_empty(&a->verify_wait)) {
         struct hub_conn *w = HUB_CONN_OF(a->verify_wait.next, alink);
         hub_conn_alist_del(w);
         if (CRYPTO_memcmp(w->auth->mac, mac, 32) != 0)
@@ -456,7 +456,7 @@ static void auth_decide(struct hub_conn *c)
     }
     if (a->verifying &&
         CRYPTO_memcmp(c->auth->mac, a->verify_mac, 32) == 0) {
-        hub_list_push(&a->verify_wait, &c->alink);
+        sl_list_push(&a->verify_wait, &c->alink);
         c->in_alist = AL_VERIFY;
         return;
     }
@@ -512,13 +512,13 @@ void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
     sl_ctl_init(&e, SL_CTL_ERROR);
     snprintf(e.error.message, sizeof(e.error.message), "%s", message);
     e.error.code = code;
-    for (struct hub_link *l = a->controls.next; l != &a->controls; l = l->next)
+    for (struct sl_link *l = a->controls.next; l != &a->controls; l = l->next)
         send_ctl(HUB_CONN_OF(l, alink), &e);
 }
 
 int hub_control_open(struct hub_alloc *a, const char *fingerprint)
 {
-    if (hub_list_empty(&a->controls))
+    if (sl_list_empty(&a->controls))
         return SL_ENOTFOUND;
     struct hub_conn *c = HUB_CONN_OF(a->controls.prev, alink); /* newest */
     struct sl_ctl_msg m;
@@ -536,7 +536,7 @@ void hub_control_stats(struct hub_alloc *a)
     m.stats.down = a->total.user_down;
     m.stats.up = a->total.user_up;
     m.stats.limit = a->limits.traffic;
-    for (struct hub_link *l = a->controls.next; l != &a->controls; l = l->next)
+    for (struct sl_link *l = a->controls.next; l != &a->controls; l = l->next)
         send_ctl(HUB_CONN_OF(l, alink), &m);
 }
 
@@ -554,7 +554,7 @@ static int fp_used(const struct hub_alloc *a, const char *fp)
     for (size_t i = 0; i < HUB_RECENT_FP; i++)
         if (strcmp(a->recent_fp[i], fp) == 0)
             return 1;
-    for (struct hub_link *l = a->pool.next; l != &a->pool; l = l->next)
+    for (struct sl_link *l = a->pool.next; l != &a->pool; l = l->next)
         if (strcmp(HUB_CONN_OF(l, alink)->hijack.fingerprint, fp) == 0)
             return 1;
     return 0;
@@ -585,7 +585,7 @@ static void data_authed(struct hub_conn *c)
     }
     hub_alloc_touch(a);
     /* An answer to open whose user still waits. */
-    for (struct hub_link *l = a->waiting.next; l != &a->waiting;
+    for (struct sl_link *l = a->waiting.next; l != &a->waiting;
          l = l->next) {
         struct hub_conn *u = HUB_CONN_OF(l, alink);
         if (strcmp(u->fingerprint, fp) == 0) {
@@ -602,7 +602,7 @@ static void data_authed(struct hub_conn *c)
     }
     hub_alloc_remember_fp(a, fp);
     /* A pool connection: the oldest waiting user takes it at once. */
-    if (!hub_list_empty(&a->waiting)) {
+    if (!sl_list_empty(&a->waiting)) {
         hub_pair(HUB_CONN_OF(a->waiting.next, alink), c);
         return;
     }
@@ -611,7 +611,7 @@ static void data_authed(struct hub_conn *c)
         return;
     }
     c->dstate = D_POOL;
-    hub_list_push(&a->pool, &c->alink);
+    sl_list_push(&a->pool, &c->alink);
     c->in_alist = AL_POOL;
     a->npool++;
     /* Reading notices a bridge that drops it; the timer ages it out. */

@@ -20,6 +20,7 @@
 #include "tunnel/hijack.h"
 #include "tunnel/identity.h"
 #include "tunnel/ws_handshake.h"
+#include "core/list.h"
 
 #define HUB_BLOCK 65536
 #define HUB_HIGH_WATER (256 * 1024)
@@ -41,10 +42,6 @@ struct hub_block {
 };
 
 /* Intrusive doubly linked list. */
-struct hub_link {
-    struct hub_link *prev, *next;
-};
-
 struct hub_alloc {
     struct hub_alloc *hnext; /* hash chain */
     struct sl_hub *hub;
@@ -63,10 +60,10 @@ struct hub_alloc {
     int limited_dirty;
     int64_t last_seen;
     int touched;
-    struct hub_link controls; /* control conns, oldest first */
-    struct hub_link pool;     /* idle data conns, oldest first */
-    struct hub_link waiting;  /* user conns waiting for a data conn */
-    struct hub_link verify_wait; /* bridge conns waiting for the scrypt
+    struct sl_link controls; /* control conns, oldest first */
+    struct sl_link pool;     /* idle data conns, oldest first */
+    struct sl_link waiting;  /* user conns waiting for a data conn */
+    struct sl_link verify_wait; /* bridge conns waiting for the scrypt
                                     check of the same password */
     int verifying;               /* a check runs for verify_mac */
     unsigned char verify_mac[32];
@@ -99,8 +96,8 @@ struct hub_conn {
     struct sl_hub *hub;
     enum conn_kind kind;
     uint64_t id;
-    struct hub_link all;   /* hub->conns */
-    struct hub_link alink; /* in one of the allocation's lists */
+    struct sl_link all;   /* hub->conns */
+    struct sl_link alink; /* in one of the allocation's lists */
     int in_alist;          /* which: enum alist (0 none) */
     struct hub_alloc *alloc;
     uv_tcp_t tcp;
@@ -191,7 +188,7 @@ struct sl_hub {
     char address[SL_ADDR_STRLEN];
     int port;
     uint64_t next_id;
-    struct hub_link conns;
+    struct sl_link conns;
     struct hub_alloc *buckets[HUB_BUCKETS];
     struct hub_block *free_blocks;
     size_t nfree_blocks;
@@ -200,28 +197,6 @@ struct sl_hub {
     struct sl_hub_totals totals;
 };
 
-/* Lists. */
-static inline void hub_list_init(struct hub_link *l)
-{
-    l->prev = l->next = l;
-}
-static inline int hub_list_empty(const struct hub_link *l)
-{
-    return l->next == l;
-}
-static inline void hub_list_push(struct hub_link *l, struct hub_link *n)
-{
-    n->prev = l->prev;
-    n->next = l;
-    l->prev->next = n;
-    l->prev = n;
-}
-static inline void hub_list_del(struct hub_link *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
-}
 #define HUB_CONN_OF(link, field)                                               \
     ((struct hub_conn *)((char *)(link)-offsetof(struct hub_conn, field)))
 

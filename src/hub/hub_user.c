@@ -373,7 +373,7 @@ static void pair(struct hub_conn *u)
 {
     struct hub_alloc *a = u->alloc;
     struct sl_hub *hub = u->hub;
-    if (!hub_list_empty(&a->pool)) {
+    if (!sl_list_empty(&a->pool)) {
         hub_pair(u, HUB_CONN_OF(a->pool.next, alink));
         return;
     }
@@ -393,7 +393,7 @@ static void pair(struct hub_conn *u)
         return;
     }
     hub_alloc_remember_fp(a, u->fingerprint);
-    hub_list_push(&a->waiting, &u->alink);
+    sl_list_push(&a->waiting, &u->alink);
     u->in_alist = AL_WAITING;
     u->ustate = U_PAIRING;
     hub_conn_timer_start(u, pairing_window(hub));
@@ -630,9 +630,9 @@ void hub_user_resume_from_data(struct hub_conn *d)
 void hub_alloc_close_pairs(struct hub_alloc *a)
 {
     struct sl_hub *hub = a->hub;
-    struct hub_link *l = hub->conns.next;
+    struct sl_link *l = hub->conns.next;
     while (l != &hub->conns) {
-        struct hub_link *n = l->next;
+        struct sl_link *n = l->next;
         struct hub_conn *c = HUB_CONN_OF(l, all);
         if (c->alloc == a && c->kind == C_USER && !c->closing)
             hub_conn_close(c, SL_ELIMIT);

@@ -13,6 +13,7 @@
 #include "net/addr.h"
 #include "net/relay.h"
 #include "stream/hooks.h"
+#include "core/list.h"
 
 struct tcp_conn;
 struct udp_session;
@@ -27,32 +28,6 @@ union sockaddr_any {
     struct sockaddr_in6 in6;
 };
 
-/* Intrusive list node. */
-struct sl_link {
-    struct sl_link *prev, *next;
-};
-
-static inline void sl_list_init(struct sl_link *head)
-{
-    head->prev = head->next = head;
-}
-static inline void sl_list_add(struct sl_link *head, struct sl_link *n)
-{
-    n->next = head->next;
-    n->prev = head;
-    head->next->prev = n;
-    head->next = n;
-}
-static inline void sl_list_del(struct sl_link *n)
-{
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = n;
-}
-static inline int sl_list_empty(const struct sl_link *head)
-{
-    return head->next == head;
-}
 
 struct sl_route {
     struct sl_streams *streams;
