@@ -858,6 +858,24 @@ static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     struct conn *c = ws->data;
     if (c->closing || type != SL_WS_BINARY || len == 0 || !c->up_tcp_open)
         return;
+    c->b->gw_down += len;
+    c->b->up_up += len;
+    if (c->up_queued == 0) {
+        /* Straight from wslay's buffer when the upstream keeps up: the
+         * copy and its 64 KiB allocation are only for what must wait. */
+        uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->up_tcp, &now, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            sl_node_conn_close(c, n);
+            return;
+        }
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
     struct up_write *w = malloc(sizeof(*w) + len);
     if (w == NULL) {
         sl_node_conn_close(c, UV_ENOMEM);
@@ -875,8 +893,6 @@ static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     }
     c->refs++;
     c->up_queued += len;
-    c->b->gw_down += len;
-    c->b->up_up += len;
     if (c->up_queued > SL_WS_HIGH_WATER && !c->ws_read_paused) {
         c->ws_read_paused = 1;
         sl_ws_pause_read(&c->ws);
