@@ -16,6 +16,7 @@
 
 static const char node_usage[] =
     "usage: sluice boot up --bridge [--hub URL] [--upstream URL] [--token T]\n"
+    "                      [--username U --password P]\n"
     "                      [--state-dir DIR] [--api ADDR]\n"
     "                      [--allow-public-upstream] [--pool N] [--framed]\n"
     "                      [--daemon]\n"
@@ -28,6 +29,10 @@ static const char node_usage[] =
     "  --upstream URL  the local service, http://host:port; a bridge to it\n"
     "                  is added unless one to the same hub exists\n"
     "  --token T       gateway token the hub demands for a new identity\n"
+    "  --username U, --password P  the credentials of an allocation made\n"
+    "                  on the hub beforehand (sluice proxy create): the\n"
+    "                  bridge takes that identity; --password defaults to\n"
+    "                  $SLUICE_BRIDGE_PASSWORD\n"
     "  --state-dir DIR where bridges.json and node.json live\n"
     "  --api ADDR      local REST API address (default " SL_NODE_API_DEFAULT
     ");\n"
@@ -46,7 +51,7 @@ static const char node_usage[] =
     "  bridge <identity> <public url> -> <upstream>\n";
 
 struct node_opts {
-    const char *hub, *upstream, *token, *api;
+    const char *hub, *upstream, *token, *api, *username, *password;
     int allow_public, pool, framed, pool_given;
     long ping_ms, dead_ms;
 };
@@ -80,6 +85,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--hub", offsetof(struct node_opts, hub)},
         {"--upstream", offsetof(struct node_opts, upstream)},
         {"--token", offsetof(struct node_opts, token)},
+        {"--username", offsetof(struct node_opts, username)},
+        {"--password", offsetof(struct node_opts, password)},
         {"--node-api", offsetof(struct node_opts, api)},
         {"--api", offsetof(struct node_opts, api)},
     };
@@ -117,6 +124,14 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
     return 1;
 }
 
+/* --password, else $SLUICE_BRIDGE_PASSWORD when --username is given. */
+static const char *node_password(const struct node_opts *o)
+{
+    if (o->password != NULL || o->username == NULL)
+        return o->password;
+    return getenv("SLUICE_BRIDGE_PASSWORD");
+}
+
 static int node_check(void *st, const struct sl_boot_common *c)
 {
     const struct node_opts *o = &((struct node_role *)st)->o;
@@ -132,6 +147,18 @@ static int node_check(void *st, const struct sl_boot_common *c)
     if (o->hub != NULL &&
         sl_node_url_parse_hub(o->hub, &u, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: --hub %s\n", err);
+        return 2;
+    }
+    if ((o->username != NULL || o->password != NULL) && o->upstream == NULL) {
+        fprintf(stderr, "sluice: --username and --password need --upstream "
+                        "(they are the credentials of that bridge)\n");
+        return 2;
+    }
+    const char *pass = node_password(o);
+    if ((o->username == NULL) != (pass == NULL || pass[0] == '\0')) {
+        fprintf(stderr, "sluice: --username and --password go together "
+                        "(the password may come from "
+                        "$SLUICE_BRIDGE_PASSWORD)\n");
         return 2;
     }
     return 0;
@@ -162,11 +189,18 @@ static int node_start(void *st, struct sl_ctx *ctx,
         return rc;
     if (o->upstream != NULL) {
         char err[256] = "";
-        rc = sl_node_bridge_add(ctx->node, o->upstream, hub, o->token,
-                                NULL, err, sizeof(err));
+        struct sl_node_bridge_spec spec = {
+            .upstream = o->upstream,
+            .hub = hub,
+            .token = o->token,
+            .username = o->username,
+            .password = node_password(o),
+        };
+        rc = sl_node_bridge_add(ctx->node, &spec, NULL, err, sizeof(err));
         if (rc != 0 && rc != SL_EEXIST) {
             sl_error(&ctx->log, "boot: cannot add the bridge: %s",
-                     rc == SL_EPARSE ? err : sl_strerror(rc));
+                     rc == SL_EPARSE || rc == SL_EDENIED ? err
+                                                         : sl_strerror(rc));
             sl_node_stop(ctx->node, NULL, NULL);
             return rc;
         }

@@ -18,8 +18,11 @@ static const char bridge_usage[] =
     "\n"
     "commands:\n"
     "  list [--json]                 the node's bridges\n"
-    "  create <upstream> [<hub>] [--token T]\n"
-    "                                add a bridge (upstream http://host:port)\n"
+    "  create <upstream> [<hub>] [--token T] [--username U --password P]\n"
+    "                                add a bridge (upstream http://host:port);\n"
+    "                                --username/--password: an allocation\n"
+    "                                made with sluice proxy create (password\n"
+    "                                default $SLUICE_BRIDGE_PASSWORD)\n"
     "  connect <identity>            resume a bridge\n"
     "  disconnect <identity>         stop a bridge (kept for later)\n"
     "  remove <identity>             forget a bridge\n"
@@ -107,8 +110,13 @@ static int same_bridge(json_t *b, const char *upstream, const char *hub)
 static int cmd_create(const struct sl_cli_api *bc, int argc, char **argv)
 {
     const char *upstream = NULL, *hub = NULL, *token = NULL;
+    const char *username = NULL, *password = NULL;
     for (int i = 0; i < argc; i++) {
         int m = sl_cli_opt_value(argc, argv, &i, "--token", &token);
+        if (m == 0)
+            m = sl_cli_opt_value(argc, argv, &i, "--username", &username);
+        if (m == 0)
+            m = sl_cli_opt_value(argc, argv, &i, "--password", &password);
         if (m < 0)
             return 2;
         if (m > 0) {
@@ -138,6 +146,12 @@ static int cmd_create(const struct sl_cli_api *bc, int argc, char **argv)
         json_object_set_new(body, "hub", json_string(hub));
     if (token != NULL)
         json_object_set_new(body, "token", json_string(token));
+    if (username != NULL && password == NULL)
+        password = getenv("SLUICE_BRIDGE_PASSWORD");
+    if (username != NULL)
+        json_object_set_new(body, "username", json_string(username));
+    if (password != NULL)
+        json_object_set_new(body, "password", json_string(password));
     json_t *created = NULL;
     int rc = call(bc, "POST", "/api/bridge/", body, &created);
     json_decref(body);

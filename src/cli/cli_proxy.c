@@ -298,8 +298,13 @@ static int cmd_create(struct proxy_opts *o)
             const char *v = json_string_value(json_object_get(res, keys[i]));
             printf("%-9s %s\n", keys[i], v ? v : "?");
         }
-        printf("The password is shown only once: give it to the bridge "
-               "(sluice bridge create ... or its config).\n");
+        const char *user = json_string_value(json_object_get(res, "username"));
+        printf("The password is shown only once. A bridge takes this "
+               "identity with\n  sluice boot up --bridge --hub URL "
+               "--upstream URL --username %s --password PASSWORD\n"
+               "or sluice bridge create UPSTREAM HUB --username %s "
+               "--password PASSWORD\n", user ? user : "?",
+               user ? user : "?");
     }
     json_decref(res);
     return 0;

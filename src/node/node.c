@@ -11,11 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "api/server.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "node/node_int.h"
 #include "tunnel/control.h"
+#include "tunnel/creds.h"
 
 static void node_unref(struct sl_node *node);
 
@@ -245,55 +248,121 @@ struct sl_node_bridge *sl_node_bridge_find(struct sl_node *node,
     return NULL;
 }
 
-int sl_node_bridge_add(struct sl_node *node, const char *upstream,
-                       const char *hub, const char *token,
+/* A printable username without ':' (Basic cannot carry one). */
+static int username_ok(const char *u)
+{
+    if (u[0] == '\0')
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f || *p == ':')
+            return 0;
+    return 1;
+}
+
+/* Copies spec's optional secrets into rec. Returns 0 or SL_EPARSE. */
+static int spec_secrets(const struct sl_node_bridge_spec *spec,
+                        struct sl_node_bridge_rec *rec, char *err,
+                        size_t errcap)
+{
+    const char *user = spec->username ? spec->username : "";
+    const char *pass = spec->password ? spec->password : "";
+    if (spec->token != NULL && strlen(spec->token) >= sizeof(rec->token)) {
+        snprintf(err, errcap, "token is too long");
+        return SL_EPARSE;
+    }
+    if ((user[0] == '\0') != (pass[0] == '\0')) {
+        snprintf(err, errcap, "username and password go together: give "
+                 "both (from sluice proxy create) or neither");
+        return SL_EPARSE;
+    }
+    if (user[0] != '\0' &&
+        (!username_ok(user) || strlen(user) >= SL_BASIC_USER_MAX ||
+         strlen(user) >= sizeof(rec->username))) {
+        snprintf(err, errcap, "username '%s' is not valid (printable, no "
+                 "':' or blanks, under %d characters)", user,
+                 SL_BASIC_USER_MAX);
+        return SL_EPARSE;
+    }
+    if (strlen(pass) >= SL_BASIC_PASS_MAX ||
+        strlen(pass) >= sizeof(rec->password)) {
+        snprintf(err, errcap, "password is too long (under %d characters)",
+                 SL_BASIC_PASS_MAX);
+        return SL_EPARSE;
+    }
+    snprintf(rec->token, sizeof(rec->token), "%s",
+             spec->token ? spec->token : "");
+    snprintf(rec->username, sizeof(rec->username), "%s", user);
+    snprintf(rec->password, sizeof(rec->password), "%s", pass);
+    return 0;
+}
+
+int sl_node_bridge_add(struct sl_node *node,
+                       const struct sl_node_bridge_spec *spec,
                        struct sl_node_bridge **out, char *err, size_t errcap)
 {
     struct sl_node_url up, hu;
     struct sl_node_bridge_rec rec;
+    const char *hub = spec->hub;
+    int rc;
     if (out != NULL)
         *out = NULL;
     if (hub == NULL || hub[0] == '\0')
         hub = node->default_hub;
-    if (sl_node_url_parse_upstream(upstream, &up, err, errcap) != 0 ||
+    if (spec->upstream == NULL) {
+        snprintf(err, errcap, "no upstream");
+        return SL_EPARSE;
+    }
+    if (sl_node_url_parse_upstream(spec->upstream, &up, err, errcap) != 0 ||
         sl_node_url_parse_hub(hub, &hu, err, errcap) != 0)
         return SL_EPARSE;
     memset(&rec, 0, sizeof(rec));
     sl_node_url_format(&up, rec.upstream, sizeof(rec.upstream));
     sl_node_url_format(&hu, rec.hub, sizeof(rec.hub));
-    if (token != NULL) {
-        if (strlen(token) >= sizeof(rec.token)) {
-            snprintf(err, errcap, "token is too long");
-            return SL_EPARSE;
-        }
-        snprintf(rec.token, sizeof(rec.token), "%s", token);
-    }
+    if ((rc = spec_secrets(spec, &rec, err, errcap)) != 0)
+        goto out;
     for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
-        if (strcmp(b->rec.upstream, rec.upstream) == 0 &&
-            strcmp(b->rec.hub, rec.hub) == 0) {
+        if (strcmp(b->rec.upstream, rec.upstream) != 0 ||
+            strcmp(b->rec.hub, rec.hub) != 0)
+            continue;
+        if (out != NULL)
+            *out = b;
+        if (rec.username[0] != '\0' &&
+            (strcmp(b->rec.username, rec.username) != 0 ||
+             strcmp(b->rec.password, rec.password) != 0)) {
+            /* Never swap the credentials of a live bridge silently. */
+            snprintf(err, errcap, "a bridge from %s to %s exists already "
+                     "with other credentials (%s): remove it first",
+                     rec.upstream, rec.hub,
+                     b->rec.identity[0] ? b->rec.identity : "no identity yet");
+            rc = SL_EDENIED;
+        } else {
             snprintf(err, errcap, "a bridge from %s to %s exists already",
                      rec.upstream, rec.hub);
-            if (out != NULL)
-                *out = b;
-            return SL_EEXIST;
+            rc = SL_EEXIST;
         }
+        goto out;
     }
     if (node->nbridges >= SL_NODE_BRIDGES_MAX) {
         snprintf(err, errcap, "at most %d bridges", SL_NODE_BRIDGES_MAX);
-        return SL_ELIMIT;
+        rc = SL_ELIMIT;
+        goto out;
     }
     rec.created_at = sl_node_now_ms();
     struct sl_node_bridge *b = bridge_new(node, &rec, err, errcap);
-    memset(&rec, 0, sizeof(rec));
-    if (b == NULL)
-        return UV_ENOMEM;
-    sl_info(node->log, "bridge %s: added (hub %s)", b->rec.upstream,
-            b->rec.hub);
+    if (b == NULL) {
+        rc = UV_ENOMEM;
+        goto out;
+    }
+    sl_info(node->log, "bridge %s: added (hub %s%s)", b->rec.upstream,
+            b->rec.hub, b->rec.username[0] ? ", given credentials" : "");
     sl_node_save(node);
     dial_ctl(b);
     if (out != NULL)
         *out = b;
-    return 0;
+    rc = 0;
+out:
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    return rc;
 }
 
 int sl_node_bridge_connect(struct sl_node_bridge *b)

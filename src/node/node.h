@@ -69,13 +69,22 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb,
 
 /* --- bridge management (used by the local API and boot up) ----------- */
 
-/* Adds and starts a bridge. hub NULL or "" means the node's default hub
- * (sl_node_options.default_hub, else SL_NODE_HUB_DEFAULT); token
- * may be NULL. On a bad URL returns SL_EPARSE with a reason in err; on a
- * bridge with the same upstream and hub returns SL_EEXIST (and *out is
- * that bridge); SL_ELIMIT past SL_NODE_BRIDGES_MAX. *out may be NULL. */
-int sl_node_bridge_add(struct sl_node *node, const char *upstream,
-                       const char *hub, const char *token,
+/* What a new bridge is given. hub NULL or "" means the node's default hub
+ * (sl_node_options.default_hub, else SL_NODE_HUB_DEFAULT); token, username
+ * and password may be NULL. username and password name an allocation made
+ * beforehand on the hub (`sluice proxy create`): both or neither; without
+ * them the hub makes a new allocation at the first connection. */
+struct sl_node_bridge_spec {
+    const char *upstream, *hub, *token, *username, *password;
+};
+
+/* Adds and starts a bridge. On bad input returns SL_EPARSE with a reason
+ * in err; on a bridge with the same upstream and hub returns SL_EEXIST
+ * (and *out is that bridge), or SL_EDENIED with a reason when that bridge
+ * has other credentials than the spec names; SL_ELIMIT past
+ * SL_NODE_BRIDGES_MAX. *out may be NULL. */
+int sl_node_bridge_add(struct sl_node *node,
+                       const struct sl_node_bridge_spec *spec,
                        struct sl_node_bridge **out, char *err, size_t errcap);
 
 /* The bridge with this identity, or NULL. */

@@ -1,7 +1,8 @@
 /* The node's local REST API (docs/protocol.md has the hub's; this one is
  * for `sluice bridge ...` on the same machine):
  *   GET    /api/bridge/                      list
- *   POST   /api/bridge/                      {"upstream", "hub", "token"}
+ *   POST   /api/bridge/                      {"upstream", "hub", "token",
+ *                                              "username", "password"}
  *   POST   /api/bridge/{identity}/connect/
  *   POST   /api/bridge/{identity}/disconnect/
  *   DELETE /api/bridge/prune/                disconnected / never connected
@@ -48,13 +49,18 @@ static void h_create(struct sl_api_req *req, void *arg)
     }
     char err[256] = "";
     struct sl_node_bridge *b = NULL;
-    int rc = sl_node_bridge_add(node, upstream, str_member(body, "hub"),
-                                str_member(body, "token"), &b, err,
-                                sizeof(err));
+    struct sl_node_bridge_spec spec = {
+        .upstream = upstream,
+        .hub = str_member(body, "hub"),
+        .token = str_member(body, "token"),
+        .username = str_member(body, "username"),
+        .password = str_member(body, "password"),
+    };
+    int rc = sl_node_bridge_add(node, &spec, &b, err, sizeof(err));
     json_decref(body);
     if (rc == SL_EPARSE) {
         sl_api_reply_error(req, 400, err);
-    } else if (rc == SL_EEXIST) {
+    } else if (rc == SL_EEXIST || rc == SL_EDENIED) {
         sl_api_reply_error(req, 409, err);
     } else if (rc == SL_ELIMIT) {
         sl_api_reply_error(req, 429, err);

@@ -1,6 +1,6 @@
 """Traffic limits of a proxy allocation, enforced by the hub: an allocation
-made through the admin API with a 1 MB quota, used by a real bridge (its
-bridges.json seeded with the allocation's credentials), is cut off after
+made through the admin API with a 1 MB quota, used by a real bridge (started with the allocation's --username and
+--password), is cut off after
 about 1 MB with `429 Traffic limit exceeded`, and the API's counters match
 the bytes the user actually moved within one buffer (64 KiB)."""
 

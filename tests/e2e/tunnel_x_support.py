@@ -169,9 +169,9 @@ class Hub(Role):
 
 
 class Node(Role):
-    """`sluice boot up --bridge`. With creds (the answer of the hub's
-    POST /api/proxy/), bridges.json is written first so the bridge uses
-    that allocation instead of asking for a new one."""
+    """`sluice boot up --bridge --upstream URL`. With creds (the answer of
+    the hub's POST /api/proxy/), --username and --password make the bridge
+    use that allocation instead of asking for a new one."""
 
     def __init__(self, workdir, hub, upstream, name="node", creds=None,
                  pool=None, args=(), binary=None, env=None, wait=True,
@@ -186,19 +186,10 @@ class Node(Role):
                 "boot", "up", "--bridge",
                 "--hub", hub.url, "--state-dir", self.state_dir,
                 "--api", "127.0.0.1:%d" % self.api_port]
+        argv += ["--upstream", upstream]
         if creds is not None:
-            rec = {"identity": creds["identity"], "upstream": upstream,
-                   "hub": hub.url, "username": creds["username"],
-                   "password": creds["password"], "token": "",
-                   "url": creds.get("url", ""), "disconnected": False,
-                   "created_at": int(time.time() * 1000),
-                   "connected_at": 0, "last_seen": 0}
-            path = os.path.join(self.state_dir, "bridges.json")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": 1, "bridges": [rec]}, f)
-        else:
-            argv += ["--upstream", upstream]
+            argv += ["--username", creds["username"],
+                     "--password", creds["password"]]
         if pool is not None:
             argv += ["--pool", str(pool)]
         argv += list(args)
