@@ -18,7 +18,7 @@
 #define DEFAULT_API "127.0.0.1:8081"
 
 static const char proxy_usage[] =
-    "usage: sluice proxy <command> [options]\n"
+    "usage: sluice proxy [options] <command> [options]\n"
     "\n"
     "commands:\n"
     "  list [--json]                      list allocations\n"
@@ -115,10 +115,37 @@ static const char *take(int argc, char **argv, int *i, const char *name)
     return m < 0 ? "" : m > 0 ? v : NULL;
 }
 
-static int parse_opts(struct sl_cli *cli, const char *cmd,
-                      struct proxy_opts *o)
+/* The index of the command word: the first argument that is neither a
+ * connection option nor its value, so `proxy --api A list` works as
+ * `proxy list --api A` does. -1 when there is none. */
+static int command_index(int argc, char **argv)
 {
-    for (int i = 1; i < cli->argc; i++) {
+    static const char *const with_value[] = {"--api", "--token",
+                                             "--state-dir"};
+    for (int i = 0; i < argc; i++) {
+        int skip = 0;
+        for (size_t k = 0; k < sizeof(with_value) / sizeof(*with_value); k++)
+            if (strcmp(argv[i], with_value[k]) == 0)
+                skip = 1;
+        if (skip) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--api=", 6) == 0 ||
+            strncmp(argv[i], "--token=", 8) == 0 ||
+            strncmp(argv[i], "--state-dir=", 12) == 0)
+            continue;
+        return i;
+    }
+    return -1;
+}
+
+static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
+{
+    const char *cmd = cli->argv[cmd_at];
+    for (int i = 0; i < cli->argc; i++) {
+        if (i == cmd_at)
+            continue;
         const char *a = cli->argv[i];
         const char *v;
         if ((v = take(cli->argc, cli->argv, &i, "--api")) != NULL) {
@@ -354,7 +381,12 @@ int sl_cli_proxy(struct sl_cli *cli)
         fputs(proxy_usage, cli->argc < 1 ? stderr : stdout);
         return cli->argc < 1 ? 2 : 0;
     }
-    const char *cmd = cli->argv[0];
+    int cmd_at = command_index(cli->argc, cli->argv);
+    if (cmd_at < 0) {
+        fputs(proxy_usage, stderr);
+        return 2;
+    }
+    const char *cmd = cli->argv[cmd_at];
     if (strcmp(cmd, "list") != 0 && strcmp(cmd, "create") != 0 &&
         strcmp(cmd, "remove") != 0 && strcmp(cmd, "prune") != 0) {
         fprintf(stderr, "sluice: proxy: unknown command '%s'\n%s", cmd,
@@ -363,7 +395,7 @@ int sl_cli_proxy(struct sl_cli *cli)
     }
     struct proxy_opts o;
     memset(&o, 0, sizeof(o));
-    int rc = parse_opts(cli, cmd, &o);
+    int rc = parse_opts(cli, cmd_at, &o);
     if (rc != 0)
         return rc;
     if (strcmp(cmd, "list") == 0)

@@ -35,7 +35,7 @@ def run(*args, env=None, timeout=30):
 def proxy_create(hub):
     """`sluice proxy create` as an operator runs it: {identity, username,
     password, url} from its table, plus the hint it prints."""
-    cp = run("proxy", "create", "--api", "127.0.0.1:%d" % hub.api_port)
+    cp = run("proxy", "--api", "127.0.0.1:%d" % hub.api_port, "create")
     assert cp.returncode == 0, cp.stderr
     out = {}
     for line in cp.stdout.splitlines():
