@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import Proc, TcpUpstream, UdpUpstream, sluice_bin  # noqa: E402
 from peers import (Dnsmasq, Haproxy, HttpServer, Iperf3Server,  # noqa: E402
                    Sluice, Sshd)
+from tunnel_x_support import TunnelEnv  # noqa: E402
 
 
 def pytest_configure(config):
@@ -141,3 +142,14 @@ def haproxy(tmp_path):
     yield make
     for p in peers:
         p.stop()
+
+
+@pytest.fixture
+def env(tmp_path):
+    """The hubs, nodes and upstreams of one tunnel test; the test fails on
+    any exit code or sanitizer report they leave at teardown."""
+    e = TunnelEnv(tmp_path)
+    yield e
+    problems = e.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

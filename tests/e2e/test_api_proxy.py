@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from helpers import free_port, scaled, sluice_bin, tcp_listening, wait_for
+from helpers import free_port, scaled, sluice_bin, tcp_listening
 from tunnel_x_support import Hub
 
 IDENTITY_RE = re.compile(r"^[a-z]{2}[a-z0-9]{10}$")

@@ -9,21 +9,10 @@ import re
 import signal
 import subprocess
 
-import pytest
-
 from helpers import (Proc, connect, free_port, handler_echo,
                      parse_listening, recv_exact, route, scaled, sluice_bin,
                      to_yaml, wait_for)
-from tunnel_x_support import BRIDGE_RE, HUB_RE, Role, TunnelEnv, curl_via
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+from tunnel_x_support import BRIDGE_RE, HUB_RE, Role, curl_via
 
 
 def cli(*args, timeout=30):

@@ -8,23 +8,11 @@ condition with a bound.
 
 import json
 import os
-import socket
 import subprocess
 import time
 
-import pytest
-
 from helpers import free_port, scaled, sluice_bin, wait_for
-from tunnel_x_support import BRIDGE_RE, Hub, TunnelEnv, http_get
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+from tunnel_x_support import BRIDGE_RE, http_get
 
 
 def get(hub, identity, path="/", **kw):

@@ -11,19 +11,8 @@ import json
 import os
 import subprocess
 
-import pytest
-
 from helpers import scaled, sluice_bin, wait_for
-from tunnel_x_support import BRIDGE_RE, TunnelEnv, http_get
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+from tunnel_x_support import BRIDGE_RE, http_get
 
 
 def run(*args, env=None, timeout=30):

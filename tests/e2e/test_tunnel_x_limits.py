@@ -7,22 +7,11 @@ the bytes the user actually moved within one buffer (64 KiB)."""
 import os
 import socket
 
-import pytest
-
 from helpers import recv_all, scaled, wait_for
-from tunnel_x_support import TunnelEnv, big_file, http_get
+from tunnel_x_support import big_file, http_get
 
 BUFFER = 64 * 1024
 QUOTA = 1000000
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def user_traffic(j):

@@ -19,17 +19,8 @@ import time
 import pytest
 
 from helpers import recv_all, require_binary, scaled, wait_for
-from tunnel_x_support import (BIG_MB, TunnelEnv, big_file, curl_via,
+from tunnel_x_support import (BIG_MB, big_file, curl_via,
                               http_get, read_response)
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def file_sha256(path):

@@ -21,7 +21,6 @@ import re
 import signal
 import socket
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
