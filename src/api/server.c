@@ -15,6 +15,7 @@
 #include "tunnel/creds.h"
 
 #define AUTHZ_MAX 1024
+#define HOSTHDR_MAX 262 /* a DNS name and ":port" */
 #define FIELD_MAX 32
 #define READ_CHUNK 65536
 
@@ -74,9 +75,14 @@ struct conn {
     size_t field_len;
     int field_overflow;
     int in_authz;     /* the value being read belongs to Authorization */
+    int in_host;      /* ... to Host */
     int last_was_value;
     char authz[AUTHZ_MAX + 1];
     size_t authz_len;
+    char host[HOSTHDR_MAX + 1];
+    size_t host_len;
+    int host_overflow;
+    int from_browser; /* an Origin or Sec-Fetch-Site header came */
     int started;      /* a byte of the current request has arrived */
     int headers_done;
     int complete;     /* message complete: dispatch after execute */
@@ -197,9 +203,14 @@ static void conn_reset_request(struct conn *c)
     c->field_len = 0;
     c->field_overflow = 0;
     c->in_authz = 0;
+    c->in_host = 0;
     c->last_was_value = 0;
     c->authz_len = 0;
     c->authz[0] = '\0';
+    c->host_len = 0;
+    c->host[0] = '\0';
+    c->host_overflow = 0;
+    c->from_browser = 0;
     c->started = 0;
     c->headers_done = 0;
     c->complete = 0;
@@ -529,10 +540,25 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         return -1;
     if (!c->last_was_value) {
         c->last_was_value = 1;
-        c->in_authz = !c->field_overflow &&
-                      strcasecmp(c->field, "authorization") == 0;
+        int known = !c->field_overflow;
+        c->in_authz = known && strcasecmp(c->field, "authorization") == 0;
         if (c->in_authz)
             c->authz_len = 0; /* the last Authorization header counts */
+        c->in_host = known && strcasecmp(c->field, "host") == 0;
+        if (c->in_host)
+            c->host_len = 0;
+        if (known && (strcasecmp(c->field, "origin") == 0 ||
+                      strcasecmp(c->field, "sec-fetch-site") == 0))
+            c->from_browser = 1;
+    }
+    if (c->in_host) {
+        if (c->host_len + n > HOSTHDR_MAX) {
+            c->host_overflow = 1;
+        } else {
+            memcpy(c->host + c->host_len, at, n);
+            c->host_len += n;
+            c->host[c->host_len] = '\0';
+        }
     }
     if (c->in_authz) {
         if (c->authz_len + n > AUTHZ_MAX) {
@@ -567,6 +593,62 @@ static int authorized(struct conn *c)
     return sl_token_equal(tok, srv->token);
 }
 
+/* 1 if a Host value names this machine: localhost (or a name under
+ * .localhost), a loopback IP literal, with an optional port. */
+static int host_is_local(const char *v, size_t n)
+{
+    char h[HOSTHDR_MAX + 1];
+    sl_trim_ows(&v, &n);
+    if (n == 0 || n > HOSTHDR_MAX)
+        return 0;
+    memcpy(h, v, n);
+    h[n] = '\0';
+    char *end = h + n;
+    if (h[0] == '[') { /* [v6] or [v6]:port */
+        char *close = strchr(h, ']');
+        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
+            return 0;
+        *close = '\0';
+        struct sockaddr_storage ss;
+        return sl_addr_parse_ip(h + 1, 0, &ss) == 0 &&
+               sl_addr_is_loopback((struct sockaddr *)&ss);
+    }
+    char *colon = strchr(h, ':');
+    if (colon != NULL)
+        end = colon;
+    *end = '\0';
+    size_t hl = (size_t)(end - h);
+    if (hl > 0 && h[hl - 1] == '.')
+        h[--hl] = '\0';
+    if (strcasecmp(h, "localhost") == 0 ||
+        (hl > 10 && strcasecmp(h + hl - 10, ".localhost") == 0))
+        return 1;
+    struct sockaddr_storage ss;
+    return sl_addr_parse_ip(h, 0, &ss) == 0 &&
+           sl_addr_is_loopback((struct sockaddr *)&ss);
+}
+
+/* Without a token, being on loopback is the only credential, and a web
+ * page in the user's browser is on loopback too: it may send a form POST
+ * (no preflight) or rebind its own name to 127.0.0.1. Browsers always add
+ * Origin or Sec-Fetch-Site to such requests and keep the page's name in
+ * Host; the CLI and curl send neither. So without a token, a request that
+ * carries those headers or names another host is refused. */
+static const char *browser_refusal(const struct conn *c)
+{
+    if (c->srv->need_auth)
+        return NULL; /* the bearer token cannot be forged by a page */
+    if (c->host_overflow || (c->host_len > 0 &&
+                             !host_is_local(c->host, c->host_len)))
+        return "Forbidden: the Host header must name this machine "
+               "(localhost or a loopback address) when no admin token "
+               "is set";
+    if (c->from_browser)
+        return "Forbidden: requests from web pages (Origin or "
+               "Sec-Fetch-Site) need the admin token";
+    return NULL;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
@@ -574,6 +656,12 @@ static int on_headers_complete(http_parser *p)
     if (!authorized(c)) {
         c->error_status = 401;
         c->error_msg = "Unauthorized";
+        return -1;
+    }
+    const char *refusal = browser_refusal(c);
+    if (refusal != NULL) {
+        c->error_status = 403;
+        c->error_msg = refusal;
         return -1;
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > SL_API_BODY_MAX) {

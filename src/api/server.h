@@ -17,6 +17,10 @@
  *   needs "Authorization: Bearer <token>" (compared in constant time), else
  *   401 {"error":"Unauthorized","code":401}. Starting on a non-loopback
  *   address, or with require_token, without a token fails (SL_ECONFIG).
+ *   Without a token, a request whose Host is not localhost or a loopback
+ *   literal (DNS rebinding), or that carries Origin or Sec-Fetch-Site (a
+ *   web page in a local browser), gets 403: loopback is then the only
+ *   credential, and a page would share it.
  * - One request at a time per connection: reading pauses while a handler
  *   has not replied (no pipelining surprises).
  *

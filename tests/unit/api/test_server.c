@@ -128,6 +128,27 @@ static void test_loopback_and_decode(void **state)
                      SL_ETOOBIG);
 }
 
+/* Without a token, Host must name this machine (DNS rebinding). */
+static void test_host_is_local(void **state)
+{
+    (void)state;
+    static const char *const local[] = {
+        "127.0.0.1:8081", "127.0.0.1", "127.9.8.7:1", "localhost",
+        "LocalHost:8082", "localhost.", "api.localhost:8081", "[::1]:8082",
+        "[::1]", " localhost:1 ",
+    };
+    static const char *const other[] = {
+        "evil.example", "evil.example:8081", "10.0.0.1:8081",
+        "0.0.0.0:8081", "localhost.evil.example", "xlocalhost",
+        "[::2]:1", "[::1", "[::1]x", "", "127.0.0.1.nip.io",
+        "[::ffff:10.0.0.1]:1",
+    };
+    for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++)
+        assert_true(host_is_local(local[i], strlen(local[i])));
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_false(host_is_local(other[i], strlen(other[i])));
+}
+
 /* --- a live server on the loop, a blocking client in a thread ---------- */
 
 struct live {
@@ -143,6 +164,7 @@ struct live {
     int rc[16];
     int raw_ok;
     char raw_resp[2048];
+    char page_resp[3][512]; /* requests a web page could make */
 };
 
 static void h_echo(struct sl_api_req *req, void *arg)
@@ -270,14 +292,27 @@ static void client_thread(void *arg)
     /* pipelined keep-alive requests, then a close */
     char req[1024];
     snprintf(req, sizeof(req),
-             "GET /echo/one/ HTTP/1.1\r\nHost: x\r\n%s%s%s\r\n"
-             "DELETE /echo/?older_than=1 HTTP/1.1\r\nHost: x\r\n"
+             "GET /echo/one/ HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s\r\n"
+             "DELETE /echo/?older_than=1 HTTP/1.1\r\nHost: localhost\r\n"
              "Connection: close\r\n%s%s%s\r\n",
              t ? "Authorization: Bearer " : "", t ? t : "", t ? "\r\n" : "",
              t ? "Authorization: bearer   " : "", t ? t : "",
              t ? "\r\n" : "");
     lv->raw_ok = raw_exchange(lv->addr, req, lv->raw_resp,
                               sizeof(lv->raw_resp)) == 0;
+    /* what a web page can send: a form POST (Origin), a fetch
+     * (Sec-Fetch-Site), a rebound name (Host) */
+    static const char *const page[3] = {
+        "POST /json/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Origin: http://evil.example\r\nContent-Length: 2\r\n\r\n{}",
+        "GET /async/ HTTP/1.1\r\nHost: localhost\r\n"
+        "Sec-Fetch-Site: cross-site\r\n\r\n",
+        "GET /async/ HTTP/1.1\r\nHost: evil.example:8082\r\n\r\n",
+    };
+    for (int k = 0; k < 3; k++)
+        if (t == NULL)
+            (void)raw_exchange(lv->addr, page[k], lv->page_resp[k],
+                               sizeof(lv->page_resp[k]));
     uv_async_send(&lv->done);
 }
 
@@ -350,6 +385,10 @@ static void test_live(void **state)
     assert_non_null(strstr(lv->raw_resp, "Connection: keep-alive"));
     assert_non_null(strstr(lv->raw_resp, "Connection: close"));
     assert_non_null(strstr(lv->raw_resp, "\"older\":\"1\""));
+    for (int k = 0; k < 3; k++) {
+        assert_non_null(strstr(lv->page_resp[k], "HTTP/1.1 403 Forbidden"));
+        assert_non_null(strstr(lv->page_resp[k], "\"code\":403"));
+    }
     free_live(lv);
     free(lv);
 }
@@ -497,6 +536,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_match),
         cmocka_unit_test(test_loopback_and_decode),
+        cmocka_unit_test(test_host_is_local),
         cmocka_unit_test(test_live),
         cmocka_unit_test(test_live_token),
         cmocka_unit_test(test_start_errors),
