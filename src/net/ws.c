@@ -354,6 +354,16 @@ static void pump(struct sl_ws *ws)
         start_reading(ws);
 }
 
+/* Wakes at the next ping or at the moment the peer turns dead, whichever
+ * comes first: checking only at pings would find a dead peer up to a ping
+ * period after dead_ms. */
+static int arm_keepalive(struct sl_ws *ws, uint64_t now)
+{
+    uint64_t dead_at = ws->last_rx + ws->dead_ms;
+    uint64_t at = ws->next_ping < dead_at ? ws->next_ping : dead_at;
+    return uv_timer_start(&ws->timer, on_timer, at > now ? at - now : 0, 0);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct sl_ws *ws = t->data;
@@ -369,10 +379,16 @@ static void on_timer(uv_timer_t *t)
         close_handles(ws, UV_ETIMEDOUT);
         return;
     }
-    drop_idle_buffers(ws);
-    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-    if (wslay_event_queue_msg(W(ws), &ping) == 0)
-        pump(ws);
+    if (now >= ws->next_ping) {
+        ws->next_ping = now + ws->ping_ms;
+        drop_idle_buffers(ws);
+        struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+        if (wslay_event_queue_msg(W(ws), &ping) == 0)
+            pump(ws);
+        if (ws->closing || ws->close_deadline != 0)
+            return; /* pump closed, or armed the close timer */
+    }
+    (void)arm_keepalive(ws, now);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -514,8 +530,8 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
         memcpy(ws->rbuf, pre, pre_len);
         ws->rlen = pre_len;
     }
-    uint64_t tick = ws->ping_ms < ws->dead_ms ? ws->ping_ms : ws->dead_ms;
-    rc = uv_timer_start(&ws->timer, on_timer, tick, tick);
+    ws->next_ping = ws->last_rx + ws->ping_ms;
+    rc = arm_keepalive(ws, ws->last_rx);
     if (rc < 0)
         goto fail;
     pump(ws);

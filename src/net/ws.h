@@ -112,6 +112,7 @@ struct sl_ws {
     size_t max_queued, high_water, low_water, obuf_cap;
     uint64_t ping_ms, dead_ms, close_timeout_ms;
     uint64_t last_rx;         /* uv_now of the last byte read */
+    uint64_t next_ping;       /* uv_now at which the next ping goes */
     uint64_t close_deadline;  /* uv_now by which TCP closes, or 0 */
     uint64_t bytes_in, bytes_out; /* wire bytes, frames included */
     int reason;

@@ -198,6 +198,26 @@ static void test_dead_peer(void **state)
     teardown(&f);
 }
 
+/* Silence is noticed when dead_ms has passed, not at the first ping tick
+ * after it (pings every 1 s, dead after 1.2 s: the tick would say 2 s). */
+static void test_dead_peer_between_pings(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    f.raw_client = 1;
+    f.sopts.ping_ms = 1000;
+    f.sopts.dead_ms = 1200;
+    setup_pair(&f);
+    uint64_t t0 = uv_hrtime();
+    run_until(&f, &f.srv.closed);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(f.srv.reason, UV_ETIMEDOUT);
+    assert_true(ms >= 1100);
+    assert_true(ms < 1900);
+    uv_close((uv_handle_t *)&f.cli.tcp, NULL);
+    teardown(&f);
+}
+
 static void ready_too_big(struct fixture *f)
 {
     char buf[2048];
@@ -256,6 +276,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_and_close),
         cmocka_unit_test(test_dead_peer),
+        cmocka_unit_test(test_dead_peer_between_pings),
         cmocka_unit_test(test_message_cap),
         cmocka_unit_test(test_pings_keep_alive),
     };
