@@ -196,8 +196,14 @@ static int node_start(void *st, struct sl_ctx *ctx,
             .username = o->username,
             .password = node_password(o),
         };
-        rc = sl_node_bridge_add(ctx->node, &spec, NULL, err, sizeof(err));
-        if (rc != 0 && rc != SL_EEXIST) {
+        struct sl_node_bridge *b = NULL;
+        rc = sl_node_bridge_add(ctx->node, &spec, &b, err, sizeof(err));
+        if (rc == SL_EEXIST && b != NULL) {
+            /* Named on the command line: it runs, even if it was saved
+             * disconnected (sluice bridge disconnect). */
+            rc = sl_node_bridge_connect(b);
+        }
+        if (rc != 0) {
             sl_error(&ctx->log, "boot: cannot add the bridge: %s",
                      rc == SL_EPARSE || rc == SL_EDENIED ? err
                                                          : sl_strerror(rc));
