@@ -1066,11 +1066,6 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
                          const char *rest, size_t rest_len)
 {
     struct sl_node_bridge *b = c->b;
-    if (c->is_pool) {
-        c->is_pool = 0;
-        b->pool_idle--;
-        sl_node_bridge_fill_pool(b);
-    }
     const struct sl_http_header *fr = sl_http_head_find(h, "Sluice-Framing");
     c->raw = c->asked_raw && fr != NULL &&
              sl_http_header_has_token(fr, "raw");
@@ -1089,6 +1084,14 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
             sl_node_conn_close(c, SL_EPARSE);
             return;
         }
+    }
+    /* Replaced only once the hub's answer is known good: a hub that
+     * answers 101 badly would otherwise get a new dial per answer at once
+     * (a pool connection that fails is replaced after a pause). */
+    if (c->is_pool) {
+        c->is_pool = 0;
+        b->pool_idle--;
+        sl_node_bridge_fill_pool(b);
     }
     if (rest_len > 0) {
         c->pre = malloc(rest_len);

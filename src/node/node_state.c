@@ -23,9 +23,9 @@ int64_t sl_node_now_ms(void)
 
 uint64_t sl_node_backoff_ms(unsigned attempt, double factor)
 {
-    uint64_t base = attempt >= 6 ? 60000 : (uint64_t)1000 << attempt;
-    if (base > 60000)
-        base = 60000;
+    /* The range's top doubles from 2 s; with the factor's floor of 0.5
+     * every delay stays within DESIGN's 1 s to 60 s, jittered each time. */
+    uint64_t base = attempt >= 5 ? 60000 : (uint64_t)2000 << attempt;
     /* NaN compares false both ways: treat it as the upper bound. */
     if (!(factor >= 0.5))
         factor = factor < 0.5 ? 0.5 : 1.0;

@@ -93,8 +93,9 @@ void sl_node_saver_flush(struct sl_node_saver *s, sl_node_saver_done_cb cb,
 /* Frees pending text; call only when idle. */
 void sl_node_saver_free(struct sl_node_saver *s);
 
-/* Reconnect delay in ms for the given attempt (0 = first retry): 1 s
- * doubling to at most 60 s, multiplied by factor, clamped into [0.5, 1]. */
+/* Reconnect delay in ms for the given attempt (0 = first retry):
+ * min(2 s * 2^attempt, 60 s) multiplied by factor, clamped into [0.5, 1];
+ * so 1-2 s first, then 2-4 s, ..., at most 30-60 s. */
 uint64_t sl_node_backoff_ms(unsigned attempt, double factor);
 
 /* A random factor in [0.5, 1.0] from the CSPRNG (for the jitter). */

@@ -74,15 +74,20 @@ static void decode_bad(void **state)
 static void backoff(void **state)
 {
     (void)state;
-    assert_int_equal(sl_node_backoff_ms(0, 1.0), 1000);
-    assert_int_equal(sl_node_backoff_ms(1, 1.0), 2000);
-    assert_int_equal(sl_node_backoff_ms(5, 1.0), 32000);
-    assert_int_equal(sl_node_backoff_ms(6, 1.0), 60000);
+    assert_int_equal(sl_node_backoff_ms(0, 1.0), 2000);
+    assert_int_equal(sl_node_backoff_ms(1, 1.0), 4000);
+    assert_int_equal(sl_node_backoff_ms(4, 1.0), 32000);
+    assert_int_equal(sl_node_backoff_ms(5, 1.0), 60000);
     assert_int_equal(sl_node_backoff_ms(1000, 1.0), 60000);
-    assert_int_equal(sl_node_backoff_ms(0, 0.5), 500);
-    assert_int_equal(sl_node_backoff_ms(0, 0.1), 500);
-    assert_int_equal(sl_node_backoff_ms(0, 7.0), 1000);
+    /* never under 1 s (DESIGN: 1 s to 60 s) */
+    assert_int_equal(sl_node_backoff_ms(0, 0.5), 1000);
+    assert_int_equal(sl_node_backoff_ms(0, 0.1), 1000);
+    assert_int_equal(sl_node_backoff_ms(0, 7.0), 2000);
     assert_int_equal(sl_node_backoff_ms(6, 0.5), 30000);
+    for (unsigned a = 0; a < 40; a++) {
+        assert_true(sl_node_backoff_ms(a, 0.5) >= 1000);
+        assert_true(sl_node_backoff_ms(a, 1.0) <= 60000);
+    }
     for (int i = 0; i < 1000; i++) {
         double f = sl_node_backoff_jitter();
         assert_true(f >= 0.5 && f <= 1.0);
