@@ -27,6 +27,22 @@ static void reply_text(struct hub_conn *c, int status, const char *body)
     hub_conn_reply_close(c, status, NULL, body, NULL);
 }
 
+/* Reads the optional Sluice-Bridge header into c->bridge_id. Returns 1 if
+ * the connection may go on, 0 if it was answered (malformed). */
+static int take_bridge_id(struct hub_conn *c, const struct sl_http_head *h)
+{
+    const struct sl_http_header *x = sl_http_head_find(h, "sluice-bridge");
+    if (x == NULL)
+        return 1;
+    if (sl_bridge_id_parse(x->value, x->value_len, c->bridge_id) == 0)
+        return 1;
+    sl_info(c->hub->log, "hub conn %llu from %s: malformed Sluice-Bridge, "
+                         "answering 400",
+            (unsigned long long)c->id, c->peer_ip);
+    reply_text(c, 400, "Malformed Sluice-Bridge header");
+    return 0;
+}
+
 /* Checks the WebSocket upgrade headers and computes the accept value.
  * Returns 1 if the connection may go on, 0 if it was answered. */
 static int check_upgrade(struct hub_conn *c, const struct sl_http_head *h)
@@ -215,6 +231,13 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
                 (unsigned long long)c->id, c->alloc->identity,
                 m.hello.version, m.hello.pool);
         send_welcome(c);
+        if (c->resend_opens) {
+            c->resend_opens = 0;
+            struct hub_alloc *a = c->alloc;
+            for (struct sl_link *l = a->waiting.next; l != &a->waiting;
+                 l = l->next)
+                hub_control_open(a, HUB_CONN_OF(l, alink)->fingerprint);
+        }
     }
 }
 
@@ -238,6 +261,60 @@ static struct sl_ws_opts ws_opts(const struct sl_hub *hub, size_t max_msg)
     return o;
 }
 
+/* Closes control connection old in favour of c. */
+static void replace_control(struct hub_conn *old, struct hub_conn *c)
+{
+    sl_info(c->hub->log, "hub control %llu (%s): replaced by conn %llu",
+            (unsigned long long)old->id, c->alloc->identity,
+            (unsigned long long)c->id);
+    struct sl_ctl_msg e;
+    sl_ctl_init(&e, SL_CTL_ERROR);
+    snprintf(e.error.message, sizeof(e.error.message),
+             "Replaced by a newer connection");
+    e.error.code = 409;
+    send_ctl(old, &e);
+    hub_conn_alist_del(old);
+    if (old->ws_active)
+        sl_ws_close(old->ws, 1000);
+    else
+        hub_conn_close(old, 0);
+}
+
+/* The bridge that owns c's Sluice-Bridge id is back while the hub still
+ * holds its earlier connections (a dead path not yet timed out): they are
+ * all stale, whatever the bridge limit. The old control connection and
+ * the idle pool it left go now, so no user is paired with a dead path;
+ * users waiting for an answer to an open sent on the old one are asked
+ * for again once c says hello. */
+static void replace_same_bridge(struct hub_alloc *a, struct hub_conn *c)
+{
+    struct sl_link *l, *next;
+    for (l = a->controls.next; l != &a->controls; l = next) {
+        next = l->next;
+        struct hub_conn *old = HUB_CONN_OF(l, alink);
+        if (strcmp(old->bridge_id, c->bridge_id) == 0) {
+            replace_control(old, c);
+            c->resend_opens = 1;
+        }
+    }
+    if (!c->resend_opens)
+        return;
+    unsigned dropped = 0;
+    for (l = a->pool.next; l != &a->pool; l = next) {
+        next = l->next;
+        struct hub_conn *d = HUB_CONN_OF(l, alink);
+        if (strcmp(d->bridge_id, c->bridge_id) == 0) {
+            hub_conn_alist_del(d);
+            hub_conn_close(d, 0);
+            dropped++;
+        }
+    }
+    if (dropped > 0)
+        sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
+                             "connections of the replaced one closed",
+                (unsigned long long)c->id, a->identity, dropped);
+}
+
 static void control_upgrade(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
@@ -252,25 +329,12 @@ static void control_upgrade(struct hub_conn *c)
         hub_conn_close(c, UV_EPIPE);
         return;
     }
+    if (c->bridge_id[0] != '\0')
+        replace_same_bridge(a, c);
     /* At the bridge limit, the newest connection wins. */
     while (a->limits.bridges > 0 && a->ncontrols >= a->limits.bridges &&
-           !sl_list_empty(&a->controls)) {
-        struct hub_conn *old = HUB_CONN_OF(a->controls.next, alink);
-        sl_info(hub->log, "hub control %llu (%s): replaced by conn %llu",
-                (unsigned long long)old->id, a->identity,
-                (unsigned long long)c->id);
-        struct sl_ctl_msg e;
-        sl_ctl_init(&e, SL_CTL_ERROR);
-        snprintf(e.error.message, sizeof(e.error.message),
-                 "Replaced by a newer connection");
-        e.error.code = 409;
-        send_ctl(old, &e);
-        hub_conn_alist_del(old);
-        if (old->ws_active)
-            sl_ws_close(old->ws, 1000);
-        else
-            hub_conn_close(old, 0);
-    }
+           !sl_list_empty(&a->controls))
+        replace_control(HUB_CONN_OF(a->controls.next, alink), c);
     sl_list_push(&a->controls, &c->alink);
     c->in_alist = AL_CONTROLS;
     a->ncontrols++;
@@ -473,7 +537,7 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
 {
     struct sl_hub *hub = c->hub;
     c->head_off = h->len;
-    if (!check_upgrade(c, h))
+    if (!check_upgrade(c, h) || !take_bridge_id(c, h))
         return;
     if (hub_rate_blocked(hub, c->peer_ip)) {
         reply_json(c, 429, JSON_429);
@@ -635,6 +699,8 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
         reply_text(c, 400, "Malformed Sluice-Hijack header");
         return;
     }
+    if (!take_bridge_id(c, h))
+        return;
     if (hub_rate_blocked(hub, c->peer_ip)) {
         reply_json(c, 429, JSON_429);
         return;

@@ -150,6 +150,8 @@ struct hub_conn {
     char ws_accept[SL_WS_ACCEPT_LEN + 1];
     size_t head_off; /* end of the first head in head[] */
     struct sl_hijack hijack;
+    char bridge_id[SL_UUID_LEN + 1]; /* Sluice-Bridge, "" when not sent */
+    int resend_opens; /* control: replaced a stale one; re-ask its opens */
 };
 
 /* Credentials of a bridge connection while they are checked (and, for a

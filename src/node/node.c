@@ -200,6 +200,11 @@ static struct sl_node_bridge *bridge_new(struct sl_node *node,
         free(b);
         return NULL;
     }
+    if (sl_uuid4_new(b->instance) != 0) {
+        snprintf(err, errcap, "no random numbers");
+        free(b);
+        return NULL;
+    }
     b->node = node;
     b->state = rec->disconnected ? BS_DISCONNECTED : BS_CONNECTING;
     b->no_raw = node->framed;

@@ -210,7 +210,7 @@ static int format_request(struct conn *c, char *buf, size_t cap)
     struct sl_node_bridge *b = c->b;
     char target[SL_NODE_TOKEN_MAX * 3 + 64];
     char auth[SL_NODE_SECRET_MAX * 2 + 32] = "";
-    char extra[SL_HIJACK_MAX + 64] = "";
+    char extra[SL_HIJACK_MAX + SL_UUID_LEN + 80] = "";
     int rc;
 
     if (c->kind == CONN_CTL && b->rec.token[0] != '\0') {
@@ -241,6 +241,9 @@ static int format_request(struct conn *c, char *buf, size_t cap)
         snprintf(extra, sizeof(extra), "%s: %s\r\n%s", SL_HIJACK_HEADER, hv,
                  c->asked_raw ? "Sluice-Framing: raw\r\n" : "");
     }
+    size_t el = strlen(extra);
+    snprintf(extra + el, sizeof(extra) - el, "%s: %s\r\n", SL_BRIDGE_HEADER,
+             b->instance);
     int n = snprintf(buf, cap,
                      "GET %s HTTP/1.1\r\n"
                      "Host: %s\r\n"

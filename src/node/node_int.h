@@ -107,6 +107,8 @@ struct sl_node_bridge {
     struct sl_node_bridge_rec rec;
     struct sl_node_url up, hub;
     char hub_host[SL_NODE_HOST_MAX + 8]; /* Host header value */
+    char instance[SL_UUID_LEN + 1]; /* Sluice-Bridge: this process's name
+                                       for the bridge, on every dial */
     enum bridge_state state;
     struct conn *ctl;     /* the control connection, or NULL */
     struct conn *conns;   /* every connection, control included */

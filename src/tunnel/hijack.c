@@ -22,6 +22,20 @@ int sl_hijack_parse(const char *value, size_t len, struct sl_hijack *out)
     return 0;
 }
 
+int sl_bridge_id_parse(const char *value, size_t len,
+                       char out[SL_UUID_LEN + 1])
+{
+    out[0] = '\0';
+    if (value == NULL)
+        return SL_EPARSE;
+    sl_trim_ows(&value, &len);
+    if (len != SL_UUID_LEN || !sl_uuid4_valid(value, len))
+        return SL_EPARSE;
+    memcpy(out, value, SL_UUID_LEN);
+    out[SL_UUID_LEN] = '\0';
+    return 0;
+}
+
 int sl_hijack_format(const struct sl_hijack *h, char *out, size_t cap)
 {
     if (cap > 0)

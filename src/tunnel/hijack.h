@@ -27,4 +27,16 @@ int sl_hijack_parse(const char *value, size_t len, struct sl_hijack *out);
  * SL_EPARSE (a field is not valid) or SL_ETOOBIG (cap < SL_HIJACK_MAX). */
 int sl_hijack_format(const struct sl_hijack *h, char *out, size_t cap);
 
+/* The Sluice-Bridge header of a bridge's control and data connections: a
+ * UUID v4 the bridge draws once per node process, so the hub can tell the
+ * same bridge coming back from another bridge of the same allocation.
+ * Optional on the wire. */
+#define SL_BRIDGE_HEADER "Sluice-Bridge"
+
+/* Parses a header value (need not be NUL-terminated): a lower-case UUID
+ * v4, spaces and tabs around it trimmed. Returns 0 or SL_EPARSE (out is
+ * then ""). */
+int sl_bridge_id_parse(const char *value, size_t len,
+                       char out[SL_UUID_LEN + 1]);
+
 #endif

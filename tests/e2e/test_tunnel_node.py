@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from helpers import free_port, scaled, sluice_bin, wait_for
-from tunnel_x_support import BRIDGE_RE, http_get
+from tunnel_x_support import BRIDGE_RE, FreezeProxy, http_get
 
 
 def get(hub, identity, path="/", **kw):
@@ -325,6 +325,33 @@ def test_dead_hub_detected(env):
         return r if r[0] == 200 else None
     wait_for(back, 30, what="bridge back after the hub resumed")
     assert len(node.bridges()) == 1
+
+
+def test_bridge_back_replaces_stale_connections(env):
+    """A path that dies silently (a NAT dropping its state: nothing
+    arrives, nothing is reset). The node notices first (--dead-ms 2 s; the
+    hub's stays 45 s) and dials again; the hub replaces the old control
+    connection and its idle pool at once, though this hub has no bridge
+    limit, so no request is paired with the dead path."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+    hub = env.hub()
+    up = env.hash_upstream("st")
+    proxy = FreezeProxy(hub.port)
+    env.others.append(proxy)
+    node = env.node(SimpleNamespace(url=proxy.url), up.url,
+                    args=["--ping-ms", "500", "--dead-ms", "2000"])
+    ident = node.identity
+    assert get(hub, ident, "/a")[0] == 200
+    proxy.freeze()
+    wait_for(lambda: "replaced by conn" in hub.proc.stderr(), 20,
+             what="the stale control connection replaced")
+    assert "idle data connections of the replaced one closed" in \
+        hub.proc.stderr()
+    with ThreadPoolExecutor(10) as ex:
+        got = list(ex.map(lambda i: get(hub, ident, "/b%d" % i,
+                                        timeout=scaled(8))[0], range(10)))
+    assert got == [200] * 10
 
 
 def test_daemon_mode(env, tmp_path):

@@ -84,6 +84,28 @@ def test_malformed_hijack_refused(site):
     still_serving(site)
 
 
+def test_malformed_bridge_id_refused(site):
+    """Sluice-Bridge, when sent, must be a UUID v4 on both endpoints."""
+    hub, x = site["hub"], site["x"]
+    auth = {"Authorization": basic(x["username"], x["password"])}
+    for value in ("", "nope", new_fingerprint().upper(),
+                  new_fingerprint() + "0"):
+        s = socket.create_connection(("127.0.0.1", hub.port),
+                                     timeout=scaled(10))
+        s.sendall(upgrade_request("/_sluice/v1/control", "127.0.0.1",
+                                  dict(auth, **{"Sluice-Bridge": value})))
+        refused(s, 400, what="control " + repr(value))
+        s = socket.create_connection(("127.0.0.1", hub.port),
+                                     timeout=scaled(10))
+        s.sendall(upgrade_request("/_sluice/v1/data", "127.0.0.1",
+                                  dict(auth, **{
+                                      "Sluice-Hijack": "%s|%s" % (
+                                          x["identity"], new_fingerprint()),
+                                      "Sluice-Bridge": value})))
+        refused(s, 400, what="data " + repr(value))
+    still_serving(site)
+
+
 def test_identity_not_belonging_to_credentials(site):
     hub, x, y = site["hub"], site["x"], site["y"]
     for ident in (site["legit"], y["identity"]):

@@ -395,6 +395,88 @@ class WsEcho:
         self.thread.join(timeout=5)
 
 
+class FreezeProxy:
+    """A TCP forwarder to 127.0.0.1:target whose freeze() turns every
+    connection it carries into a dead path, as a NAT that lost its state
+    does: nothing more is forwarded either way and nothing is closed or
+    reset. Connections made after freeze() are forwarded normally. One
+    thread, select() over the sockets; stop() closes them all."""
+
+    def __init__(self, target):
+        import selectors
+        self.target = target
+        self.sel = selectors.DefaultSelector()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(128)
+        self.ls.setblocking(False)
+        self.port = self.ls.getsockname()[1]
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.sel.register(self.ls, 1, None)
+        self.frozen = []
+        self.lock = threading.Lock()
+        self.freeze_wanted = False
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def freeze(self):
+        with self.lock:
+            self.freeze_wanted = True
+        wait_for(lambda: not self.freeze_wanted, 10, what="proxy frozen")
+
+    def _run(self):
+        while self.running:
+            with self.lock:
+                if self.freeze_wanted:
+                    for key in list(self.sel.get_map().values()):
+                        if key.data is not None:
+                            self.sel.unregister(key.fileobj)
+                            self.frozen.append(key.fileobj)
+                    self.freeze_wanted = False
+            for key, _ in self.sel.select(timeout=0.05):
+                if key.data is None:
+                    self._accept()
+                    continue
+                try:
+                    d = key.fileobj.recv(65536)
+                except OSError:
+                    d = b""
+                peer = key.data
+                if not d:
+                    for x in (key.fileobj, peer):
+                        if x in self.sel.get_map():
+                            self.sel.unregister(x)
+                        x.close()
+                    continue
+                try:
+                    peer.sendall(d)
+                except OSError:
+                    pass
+
+    def _accept(self):
+        try:
+            a, _ = self.ls.accept()
+        except OSError:
+            return
+        try:
+            b = socket.create_connection(("127.0.0.1", self.target), 5)
+        except OSError:
+            a.close()
+            return
+        self.sel.register(a, 1, b)
+        self.sel.register(b, 1, a)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=5)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        for x in self.frozen:
+            x.close()
+        self.sel.close()
+
+
 def big_file(path, mb):
     """Writes mb MiB of pseudo-random bytes to path; returns the sha256."""
     h = hashlib.sha256()

@@ -90,12 +90,38 @@ static void test_format(void **state)
     assert_int_equal(sl_hijack_format(&bad2, out, sizeof(out)), SL_EPARSE);
 }
 
+static void test_bridge_id(void **state)
+{
+    (void)state;
+    char id[SL_UUID_LEN + 1];
+    const char *ok = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    assert_int_equal(sl_bridge_id_parse(ok, strlen(ok), id), 0);
+    assert_string_equal(id, ok);
+    const char *padded = " \t0f8fad5b-d9cb-469f-a165-70867728950e ";
+    assert_int_equal(sl_bridge_id_parse(padded, strlen(padded), id), 0);
+    assert_string_equal(id, ok);
+    static const char *const bad[] = {
+        "", "0f8fad5b-d9cb-469f-a165-70867728950", /* short */
+        "0f8fad5b-d9cb-469f-a165-70867728950e0",    /* long */
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",     /* upper case */
+        "0f8fad5b-d9cb-369f-a165-70867728950e",     /* not v4 */
+        "0f8fad5b-d9cb-469f-a165-70867728950e\r\nX: y",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(sl_bridge_id_parse(bad[i], strlen(bad[i]), id),
+                         SL_EPARSE);
+        assert_string_equal(id, "");
+    }
+    assert_int_equal(sl_bridge_id_parse(NULL, 0, id), SL_EPARSE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_hostile),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_bridge_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
