@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/server.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
 #include "node/node.h"
@@ -152,6 +153,12 @@ static int node_check(void *st, const struct sl_boot_common *c)
     if ((o->username != NULL || o->password != NULL) && o->upstream == NULL) {
         fprintf(stderr, "sluice: --username and --password need --upstream "
                         "(they are the credentials of that bridge)\n");
+        return 2;
+    }
+    if (o->api != NULL && !sl_api_listen_is_loopback(o->api)) {
+        fprintf(stderr, "sluice: node API %s: it has no token and "
+                        "serves loopback only (127.0.0.1:PORT or "
+                        "[::1]:PORT)\n", o->api);
         return 2;
     }
     const char *pass = node_password(o);

@@ -101,7 +101,8 @@ static void on_retry(uv_timer_t *t)
     dial_ctl(t->data);
 }
 
-void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed)
+void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
+                             int reason)
 {
     if (!can_dial(b))
         return;
@@ -117,8 +118,20 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed)
     uint64_t delay = sl_node_backoff_ms(b->attempt, sl_node_backoff_jitter());
     if (b->attempt < 64)
         b->attempt++;
-    sl_info(b->node->log, "bridge %s: hub %s unreachable; retrying in "
-            "%llu ms", bname(b), b->rec.hub, (unsigned long long)delay);
+    /* Say why: "unreachable" for a 401 sends the operator to the wrong
+     * place. */
+    if (welcomed)
+        sl_info(b->node->log, "bridge %s: connection to hub %s lost (%s); "
+                "retrying in %llu ms", bname(b), b->rec.hub,
+                b->error[0] ? b->error
+                            : reason ? sl_strerror(reason) : "closed",
+                (unsigned long long)delay);
+    else
+        sl_info(b->node->log, "bridge %s: hub %s: %s; retrying in %llu ms",
+                bname(b), b->rec.hub,
+                b->error[0] ? b->error
+                            : reason ? sl_strerror(reason) : "unreachable",
+                (unsigned long long)delay);
     uv_timer_start(&b->retry_timer, on_retry, delay, 0);
 }
 
@@ -434,6 +447,21 @@ static const char *state_name(const struct sl_node_bridge *b)
     }
 }
 
+/* While connected, the hub was last heard from when the control
+ * connection last read a byte (pongs included), not when it was made. */
+static int64_t last_seen(const struct sl_node_bridge *b)
+{
+    int64_t t = b->rec.last_seen;
+    const struct conn *c = b->ctl;
+    if (b->state == BS_CONNECTED && c != NULL && c->ws_live) {
+        uint64_t ago = uv_now(b->node->ctx->loop) - c->ws.last_rx;
+        int64_t heard = sl_node_now_ms() - (int64_t)ago;
+        if (heard > t)
+            t = heard;
+    }
+    return t;
+}
+
 json_t *sl_node_bridge_json(const struct sl_node_bridge *b)
 {
     return json_pack(
@@ -446,7 +474,7 @@ json_t *sl_node_bridge_json(const struct sl_node_bridge *b)
         "up", (json_int_t)b->up_up, "bandwidth", "down", b->rate_down, "up",
         b->rate_up, "created_at", (json_int_t)b->rec.created_at,
         "connected_at", (json_int_t)b->rec.connected_at, "last_seen",
-        (json_int_t)b->rec.last_seen, "error", b->error);
+        (json_int_t)last_seen(b), "error", b->error);
 }
 
 json_t *sl_node_bridges_json(const struct sl_node *node)

@@ -120,7 +120,7 @@ void sl_node_conn_close(struct conn *c, int reason)
     if (c->kind == CONN_CTL) {
         if (b->ctl == c)
             b->ctl = NULL;
-        sl_node_bridge_ctl_lost(b, c->welcomed);
+        sl_node_bridge_ctl_lost(b, c->welcomed, reason);
     } else if (was_pool) {
         /* An expired pool connection is replaced at once; one that failed
          * waits a little, so a refusing hub does not make us spin. */

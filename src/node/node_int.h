@@ -160,7 +160,8 @@ void sl_node_save(struct sl_node *node);
 void sl_node_bridge_set_error(struct sl_node_bridge *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The control connection ended (reason as logged); schedules a retry. */
-void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed);
+void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
+                             int reason);
 /* A welcome arrived: identity, url, maybe credentials. */
 void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
                              const char *url, const char *username,

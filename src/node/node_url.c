@@ -56,7 +56,12 @@ static int parse_authority(const char *text, const char *p, int port_required,
         return fail(err, errcap, text, "missing host");
     if (hlen > 253)
         return fail(err, errcap, text, "host is too long");
-    memcpy(out->host, host_start, hlen);
+    /* Host names are case-insensitive: one spelling, so that
+     * HTTP://LOCALHOST:3000 names the same bridge as http://localhost:3000. */
+    for (size_t k = 0; k < hlen; k++) {
+        char ch = host_start[k];
+        out->host[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+    }
     out->host[hlen] = '\0';
 
     if (*p == ':') {

@@ -107,12 +107,23 @@ static int parse_hello(json_t *o, struct sl_ctl_msg *m)
     return 0;
 }
 
+/* A URL the node prints and logs: visible ASCII only, so a hostile hub
+ * cannot forge lines of its output ("\r\nbridge ..."). */
+static int url_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return 0;
+    return 1;
+}
+
 static int parse_welcome(json_t *o, struct sl_ctl_msg *m)
 {
     if (get_string(o, "identity", 1, m->welcome.identity,
                    sizeof(m->welcome.identity)) != 0 ||
         !sl_identity_valid(m->welcome.identity, strlen(m->welcome.identity)) ||
         get_string(o, "url", 1, m->welcome.url, sizeof(m->welcome.url)) != 0 ||
+        !url_ok(m->welcome.url) ||
         get_string(o, "username", 0, m->welcome.username,
                    sizeof(m->welcome.username)) != 0 ||
         get_string(o, "password", 0, m->welcome.password,

@@ -20,10 +20,13 @@ static void upstream_ok(void **state)
     assert_int_equal(u.port, 3000);
     assert_int_equal(u.tls, 0);
 
-    assert_int_equal(sl_node_url_parse_upstream("HTTP://localhost:1/", &u,
+    assert_int_equal(sl_node_url_parse_upstream("HTTP://LocalHost:1/", &u,
                                                 err, sizeof(err)), 0);
     assert_string_equal(u.host, "localhost");
     assert_int_equal(u.port, 1);
+    assert_int_equal(sl_node_url_parse_upstream("http://[::FFFF:7f00:1]:2",
+                                                &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "::ffff:7f00:1");
 
     assert_int_equal(sl_node_url_parse_upstream("http://[::1]:65535", &u,
                                                 err, sizeof(err)), 0);

@@ -85,6 +85,18 @@ static void test_welcome(void **state)
     assert_int_equal(m.welcome.ping_interval, 15);
     assert_int_equal(m.welcome.pairing_window, 8);
     assert_int_equal(m.welcome.limit_traffic, 0);
+    /* A URL that would forge a line of the node's output, or hide in
+     * blanks, is refused. */
+    static const char *const bad_urls[] = {
+        "http://x/\\r\\nbridge zz0000000000 http://evil/ -> x",
+        "http://x/\\n", "http://x /", "http://x/\\u007f", "http://\\u00e9/",
+    };
+    for (size_t i = 0; i < sizeof(bad_urls) / sizeof(bad_urls[0]); i++) {
+        char doc[256];
+        snprintf(doc, sizeof(doc), "{\"type\":\"welcome\",\"identity\":"
+                 "\"zz0000000000\",\"url\":\"%s\"}", bad_urls[i]);
+        assert_int_equal(parse(doc, &m), SL_EPARSE);
+    }
 
     sl_ctl_init(&m, SL_CTL_WELCOME);
     memcpy(m.welcome.identity, "ab1234567890", 13);
