@@ -178,7 +178,7 @@ def test_error_shapes(hub):
     # a body over 1 MiB is refused before it is read: the answer comes on
     # the head alone (sending the body too would race the server's close)
     with socket.create_connection(("127.0.0.1", p), timeout=scaled(10)) as s:
-        s.sendall(b"POST /api/proxy/ HTTP/1.1\r\nHost: x\r\n"
+        s.sendall(b"POST /api/proxy/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % (1024 * 1024 + 1))
         r = http.client.HTTPResponse(s)
@@ -203,7 +203,7 @@ def test_head_limit_and_keepalive(hub):
     s = socket.create_connection(("127.0.0.1", hub.api_port),
                                  timeout=scaled(10))
     try:
-        s.sendall(b"GET /api/proxy/ HTTP/1.1\r\nHost: x\r\nX-Big: " +
+        s.sendall(b"GET /api/proxy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
                   b"a" * (70 * 1024) + b"\r\n\r\n")
         data = b""
         while True:
@@ -310,6 +310,34 @@ def test_token_required(hub_factory):
                        env={"SLUICE_API_TOKEN": TOKEN})
     assert rc == 0, err
     assert len(json.loads(out)) == 1
+
+
+def test_web_pages_refused_without_token(hub_factory):
+    """Loopback without a token: curl as a browser would send it (a
+    cross-site form POST, a fetch, a rebound name) gets 403 and makes
+    nothing; with the token the same headers are fine."""
+    h = hub_factory()
+    base = "http://127.0.0.1:%d/api/proxy/" % h.api_port
+    for extra in (["-H", "Origin: http://evil.example",
+                   "-H", "Content-Type: text/plain", "-d", "{}"],
+                  ["-H", "Sec-Fetch-Site: cross-site", "-X", "POST"],
+                  ["-H", "Host: evil.example:%d" % h.api_port, "-X", "POST"]):
+        cp = subprocess.run(["curl", "-sS", "-w", "\\n%{http_code}"] + extra
+                            + [base], capture_output=True, text=True,
+                            timeout=scaled(30))
+        body, code = cp.stdout.rsplit("\n", 1)
+        assert code == "403", (extra, cp.stdout, cp.stderr)
+        assert json.loads(body)["code"] == 403
+    st, r = api(h.api_port, "GET", "/api/proxy/")
+    assert st == 200 and r == {"proxies": []}
+    st, r = api(h.api_port, "GET", "/api/proxy/",
+                headers={"Host": "localhost:%d" % h.api_port})
+    assert st == 200
+    t = hub_factory(args=["--api-token", TOKEN, "--api-require-token"])
+    st, r = api(t.api_port, "GET", "/api/proxy/",
+                headers={"Authorization": "Bearer " + TOKEN,
+                         "Origin": "http://dashboard.example"})
+    assert st == 200
 
 
 # --------------------------------------------------------------- CLI
