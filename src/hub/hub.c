@@ -161,15 +161,19 @@ void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up)
     a->unflushed.bridge_up += up;
 }
 
-/* Source-address failure limit for credentials. */
+/* Credential failure limits. Keyed by username and address, so that one
+ * bridge retrying stale credentials (its allocation was removed) does not
+ * lock out the other bridges behind the same address; the looser limit
+ * per address bounds guessing across many usernames. */
 
 static struct hub_rate *rate_slot(struct sl_hub *hub, const char *ip,
-                                  int create)
+                                  const char *user, int create)
 {
     struct hub_rate *oldest = &hub->rate[0];
     for (size_t i = 0; i < HUB_RATE_SLOTS; i++) {
         struct hub_rate *r = &hub->rate[i];
-        if (r->ip[0] != '\0' && strcmp(r->ip, ip) == 0)
+        if (r->ip[0] != '\0' && strcmp(r->ip, ip) == 0 &&
+            strcmp(r->user, user) == 0)
             return r;
         if (r->window_start < oldest->window_start &&
             r->blocked_until <= oldest->blocked_until)
@@ -179,31 +183,52 @@ static struct hub_rate *rate_slot(struct sl_hub *hub, const char *ip,
         return NULL;
     memset(oldest, 0, sizeof(*oldest));
     snprintf(oldest->ip, sizeof(oldest->ip), "%s", ip);
+    snprintf(oldest->user, sizeof(oldest->user), "%s", user);
     return oldest;
 }
 
-int hub_rate_blocked(struct sl_hub *hub, const char *ip)
+static int slot_blocked(struct sl_hub *hub, const char *ip, const char *user)
 {
-    struct hub_rate *r = rate_slot(hub, ip, 0);
+    struct hub_rate *r = rate_slot(hub, ip, user, 0);
     return r != NULL && r->blocked_until > uv_now(hub->loop);
 }
 
-void hub_rate_fail(struct sl_hub *hub, const char *ip)
+int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user)
+{
+    if (user != NULL && user[0] != '\0' && slot_blocked(hub, ip, user))
+        return 1;
+    return slot_blocked(hub, ip, "");
+}
+
+static void slot_fail(struct sl_hub *hub, const char *ip, const char *user,
+                      uint32_t max)
 {
     uint64_t now = uv_now(hub->loop);
-    struct hub_rate *r = rate_slot(hub, ip, 1);
+    struct hub_rate *r = rate_slot(hub, ip, user, 1);
     if (now - r->window_start >= RATE_WINDOW_MS || r->window_start == 0) {
         r->window_start = now ? now : 1;
         r->failures = 0;
     }
     r->failures++;
+    if (r->failures >= max && r->blocked_until <= now) {
+        r->blocked_until = now + RATE_WINDOW_MS;
+        if (user[0] != '\0')
+            sl_warn(hub->log, "hub: %s: %u failed logins as %s, refusing "
+                    "that username from there for 60 s", ip, r->failures,
+                    user);
+        else
+            sl_warn(hub->log, "hub: %s: %u failed logins, refusing it for "
+                    "60 s", ip, r->failures);
+    }
+}
+
+void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user)
+{
     uint32_t max = hub->opts.auth_failures_max ? hub->opts.auth_failures_max
                                                : 5;
-    if (r->failures >= max) {
-        r->blocked_until = now + RATE_WINDOW_MS;
-        sl_warn(hub->log, "hub: %s: %u failed logins, refusing it for 60 s",
-                ip, r->failures);
-    }
+    if (user != NULL && user[0] != '\0')
+        slot_fail(hub, ip, user, max);
+    slot_fail(hub, ip, "", max * 10);
 }
 
 void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32])

@@ -37,7 +37,9 @@ struct sl_hub_options {
     uint64_t ping_ms;           /* 15000 */
     uint64_t dead_ms;           /* 45000 */
     uint64_t flush_ms;          /* 5000: store flush and stats messages */
-    uint32_t auth_failures_max; /* per source address a minute; 0: 5 */
+    uint32_t auth_failures_max; /* per username and source address a
+                                   minute (ten times that per address);
+                                   0: 5 */
 };
 
 /* Live view of one allocation, for the admin API and metrics. */

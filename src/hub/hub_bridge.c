@@ -91,7 +91,7 @@ static void auth_failed(struct hub_conn *c)
 {
     sl_info(c->hub->log, "hub conn %llu from %s: credentials rejected",
             (unsigned long long)c->id, c->peer_ip);
-    hub_rate_fail(c->hub, c->peer_ip);
+    hub_rate_fail(c->hub, c->peer_ip, c->auth ? c->auth->username : NULL);
     reply_json(c, 401, JSON_401);
 }
 
@@ -115,6 +115,17 @@ static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
                                sizeof(c->auth->password)) == 0
                ? 0
                : SL_EPARSE;
+}
+
+/* Whether the failure limits refuse c before its credentials are checked;
+ * rc is take_basic's (only a parsed username is one). A refused attempt
+ * is not checked at all, so a blocked guesser learns nothing. */
+static int rate_blocked(struct hub_conn *c, int rc)
+{
+    if (rc != 0 && c->auth != NULL)
+        c->auth->username[0] = '\0';
+    return hub_rate_blocked(c->hub, c->peer_ip,
+                            rc == 0 ? c->auth->username : NULL);
 }
 
 /* Thread pool jobs. They touch only the conn's credential fields, which
@@ -539,11 +550,11 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
     c->head_off = h->len;
     if (!check_upgrade(c, h) || !take_bridge_id(c, h))
         return;
-    if (hub_rate_blocked(hub, c->peer_ip)) {
+    int rc = take_basic(c, h);
+    if (rate_blocked(c, rc)) {
         reply_json(c, 429, JSON_429);
         return;
     }
-    int rc = take_basic(c, h);
     if (rc == SL_ENOTFOUND) {
         if (hub->s_token != NULL) {
             char tok[256];
@@ -701,11 +712,12 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     }
     if (!take_bridge_id(c, h))
         return;
-    if (hub_rate_blocked(hub, c->peer_ip)) {
+    int rc = take_basic(c, h);
+    if (rate_blocked(c, rc)) {
         reply_json(c, 429, JSON_429);
         return;
     }
-    if (take_basic(c, h) != 0) {
+    if (rc != 0) {
         auth_failed(c);
         return;
     }

@@ -166,8 +166,11 @@ struct hub_auth {
     unsigned char mac[32]; /* hub_mac of password */
 };
 
+/* Failures of one username from one address, or ("" username) of every
+ * username from that address together. */
 struct hub_rate {
     char ip[SL_ADDR_STRLEN];
+    char user[SL_BASIC_USER_MAX];
     uint64_t window_start; /* uv_now ms */
     uint64_t blocked_until;
     uint32_t failures;
@@ -238,8 +241,11 @@ void hub_conn_read_stop(struct hub_conn *c);
 void hub_count_user(struct hub_alloc *a, uint64_t down, uint64_t up);
 void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up);
 void hub_alloc_touch(struct hub_alloc *a);
-int hub_rate_blocked(struct sl_hub *hub, const char *ip);
-void hub_rate_fail(struct sl_hub *hub, const char *ip);
+/* 1 if credentials for user (NULL or "": none given) from ip are refused
+ * for now: that username failed auth_failures_max times in a minute from
+ * there, or every username together ten times as often. */
+int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user);
+void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user);
 void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32]);
 size_t hub_conn_queued(const struct hub_conn *c);
 

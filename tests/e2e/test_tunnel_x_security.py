@@ -159,8 +159,8 @@ def test_forged_fingerprint_reused(site):
 
 
 def test_wrong_password_401_then_rate_limited(site):
-    hub, x = site["hub"], site["x"]
-    src = "127.0.0.2"  # failures count per source address
+    hub, x, y = site["hub"], site["x"], site["y"]
+    src = "127.0.0.2"  # failures count per username and source address
     statuses = []
     for _ in range(12):
         st = control_attempt(hub, x["username"], "wrong" + x["password"][5:],
@@ -179,6 +179,23 @@ def test_wrong_password_401_then_rate_limited(site):
     s = data_conn(hub, x["username"], "nope", "%s|%s" % (
         x["identity"], new_fingerprint()), source=src)
     refused(s, 429)
+    # another bridge behind the same address (one NAT, many bridges) is
+    # not locked out by that username's failures
+    assert control_attempt(hub, y["username"], y["password"],
+                           source=src) == 101
+    # guessing across usernames: ten times the limit per address, then
+    # every username from there waits
+    spray = "127.0.0.5"
+    seen = []
+    for i in range(60):
+        st = control_attempt(hub, "nobod%d" % (i % 12), "x" * 24,
+                             source=spray)
+        seen.append(st)
+        if st == 429 and i >= 50:
+            break
+    assert seen.count(401) == 50, seen
+    assert control_attempt(hub, y["username"], y["password"],
+                           source=spray) == 429
     # an unknown user from a fresh address: 401, not 404
     assert control_attempt(hub, "nobody", "x" * 24,
                            source="127.0.0.3") == 401
