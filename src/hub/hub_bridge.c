@@ -272,11 +272,38 @@ static struct sl_ws_opts ws_opts(const struct sl_hub *hub, size_t max_msg)
     return o;
 }
 
-/* Closes control connection old in favour of c. */
+/* Closes the idle pool connections that name bridge id (a bridge whose
+ * control connection is being replaced): nobody is to be paired with a
+ * path that may be dead. */
+static void drop_pool_of(struct hub_alloc *a, const char *id,
+                         const struct hub_conn *c)
+{
+    unsigned dropped = 0;
+    struct sl_link *l, *next;
+    for (l = a->pool.next; l != &a->pool; l = next) {
+        next = l->next;
+        struct hub_conn *d = HUB_CONN_OF(l, alink);
+        if (strcmp(d->bridge_id, id) == 0) {
+            hub_conn_alist_del(d);
+            hub_conn_close(d, 0);
+            dropped++;
+        }
+    }
+    if (dropped > 0)
+        sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
+                             "connections of the replaced one closed",
+                (unsigned long long)c->id, a->identity, dropped);
+}
+
+/* Closes control connection old in favour of c, with the idle pool old's
+ * bridge left; the users waiting for an answer to an open (sent on the
+ * newest control connection, perhaps old) are asked for again on c once
+ * it says hello. */
 static void replace_control(struct hub_conn *old, struct hub_conn *c)
 {
+    struct hub_alloc *a = c->alloc;
     sl_info(c->hub->log, "hub control %llu (%s): replaced by conn %llu",
-            (unsigned long long)old->id, c->alloc->identity,
+            (unsigned long long)old->id, a->identity,
             (unsigned long long)c->id);
     struct sl_ctl_msg e;
     sl_ctl_init(&e, SL_CTL_ERROR);
@@ -289,41 +316,26 @@ static void replace_control(struct hub_conn *old, struct hub_conn *c)
         sl_ws_close(old->ws, 1000);
     else
         hub_conn_close(old, 0);
+    if (old->bridge_id[0] != '\0')
+        drop_pool_of(a, old->bridge_id, c);
+    c->resend_opens = 1;
 }
 
 /* The bridge that owns c's Sluice-Bridge id is back while the hub still
- * holds its earlier connections (a dead path not yet timed out): they are
- * all stale, whatever the bridge limit. The old control connection and
- * the idle pool it left go now, so no user is paired with a dead path;
- * users waiting for an answer to an open sent on the old one are asked
- * for again once c says hello. */
+ * holds earlier connections of it (a dead path not yet timed out): they
+ * are all stale, whatever the bridge limit. Its pool is dropped even if
+ * its old control connection is gone already, since c has dialled no pool
+ * connection yet. */
 static void replace_same_bridge(struct hub_alloc *a, struct hub_conn *c)
 {
     struct sl_link *l, *next;
     for (l = a->controls.next; l != &a->controls; l = next) {
         next = l->next;
         struct hub_conn *old = HUB_CONN_OF(l, alink);
-        if (strcmp(old->bridge_id, c->bridge_id) == 0) {
+        if (strcmp(old->bridge_id, c->bridge_id) == 0)
             replace_control(old, c);
-            c->resend_opens = 1;
-        }
     }
-    if (!c->resend_opens)
-        return;
-    unsigned dropped = 0;
-    for (l = a->pool.next; l != &a->pool; l = next) {
-        next = l->next;
-        struct hub_conn *d = HUB_CONN_OF(l, alink);
-        if (strcmp(d->bridge_id, c->bridge_id) == 0) {
-            hub_conn_alist_del(d);
-            hub_conn_close(d, 0);
-            dropped++;
-        }
-    }
-    if (dropped > 0)
-        sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
-                             "connections of the replaced one closed",
-                (unsigned long long)c->id, a->identity, dropped);
+    drop_pool_of(a, c->bridge_id, c);
 }
 
 static void control_upgrade(struct hub_conn *c)

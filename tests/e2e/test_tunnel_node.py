@@ -354,6 +354,34 @@ def test_bridge_back_replaces_stale_connections(env):
     assert got == [200] * 10
 
 
+def test_newest_bridge_at_limit_takes_over_from_a_dead_one(env):
+    """An allocation for one bridge; its bridge's path dies silently and
+    another node takes the credentials. The hub replaces the old control
+    connection (the limit) and closes the idle pool the old bridge left:
+    every request goes to the new bridge, none hangs on the dead path."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+    hub = env.hub()
+    creds = hub.create(bridges=1)
+    ident = creds["identity"]
+    old_up = env.hash_upstream("old")
+    new_up = env.hash_upstream("new")
+    proxy = FreezeProxy(hub.port)
+    env.others.append(proxy)
+    env.node(SimpleNamespace(url=proxy.url), old_up.url, creds=creds,
+             name="oldnode")
+    assert get(hub, ident, "/x")[2] == b"old /x"
+    proxy.freeze()
+    env.node(hub, new_up.url, creds=creds, name="newnode")
+    wait_for(lambda: "replaced by conn" in hub.proc.stderr(), 20,
+             what="the old control connection replaced")
+    with ThreadPoolExecutor(10) as ex:
+        got = list(ex.map(lambda i: get(hub, ident, "/y%d" % i,
+                                        timeout=scaled(8)), range(10)))
+    assert [(g[0], g[2]) for g in got] == [
+        (200, b"new /y%d" % i) for i in range(10)]
+
+
 def test_daemon_mode(env, tmp_path):
     hub = env.hub()
     up = env.hash_upstream("dm")
