@@ -424,7 +424,11 @@ static void on_create(struct sl_api_req *req, void *arg)
 {
     struct sl_hub_api *api = arg;
     json_t *body = NULL;
+    /* A limit the body does not name is the hub's default, as for an
+     * allocation a bridge makes; 0 given explicitly is unlimited. */
     struct sl_store_limits limits = {0, 0};
+    if (api->hub != NULL)
+        limits = sl_hub_default_limits(api->hub);
     if (sl_api_req_json(req, &body) != 0) {
         sl_api_reply_error(req, 400, "Body is not valid JSON");
         return;

@@ -1012,6 +1012,11 @@ struct sl_store *sl_hub_store(struct sl_hub *hub)
     return hub->store;
 }
 
+struct sl_store_limits sl_hub_default_limits(const struct sl_hub *hub)
+{
+    return hub->opts.default_limits;
+}
+
 int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,
                size_t cap)
 {

@@ -84,6 +84,9 @@ int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap);
 /* The store the hub uses (for the admin API). Never NULL after start. */
 struct sl_store *sl_hub_store(struct sl_hub *hub);
 
+/* The limits a new allocation gets unless it names its own (--limit-*). */
+struct sl_store_limits sl_hub_default_limits(const struct sl_hub *hub);
+
 /* Public URL of an identity, e.g. "http://ab1234567890.localhost:8080/".
  * Returns 0 or SL_ETOOBIG. */
 int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,

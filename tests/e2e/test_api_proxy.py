@@ -312,6 +312,24 @@ def test_token_required(hub_factory):
     assert len(json.loads(out)) == 1
 
 
+def test_create_takes_the_hub_default_limits(hub_factory):
+    """--limit-* apply to allocations made through the API too; a limit
+    the request names wins, 0 meaning unlimited."""
+    h = hub_factory(args=["--limit-bridges", "1",
+                          "--limit-traffic", "10240000"])
+    st, r = api(h.api_port, "POST", "/api/proxy/", {})
+    assert st == 201, r
+    assert r["limits"] == {"bridges": 1, "traffic": 10240000}
+    st, r = api(h.api_port, "POST", "/api/proxy/",
+                {"limits": {"traffic": 0}})
+    assert st == 201, r
+    assert r["limits"] == {"bridges": 1, "traffic": 0}
+    rc, out, err = cli("proxy", "create", "--json", "--bridges", "3",
+                       "--state-dir", h.state_dir)
+    assert rc == 0, err
+    assert json.loads(out)["limits"] == {"bridges": 3, "traffic": 10240000}
+
+
 def test_web_pages_refused_without_token(hub_factory):
     """Loopback without a token: curl as a browser would send it (a
     cross-site form POST, a fetch, a rebound name) gets 403 and makes
