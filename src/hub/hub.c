@@ -659,6 +659,18 @@ static void reply_json_404(struct hub_conn *c)
                          "{\"error\":\"Not found\",\"code\":404}", NULL);
 }
 
+/* A request head the hub cannot take: said once in the log and to the
+ * client, which alone is closed. */
+static void bad_request(struct hub_conn *c, const char *why)
+{
+    char body[160];
+    snprintf(body, sizeof(body), "Bad Request: %s", why ? why : "malformed");
+    sl_info(c->hub->log, "hub conn %llu from %s: malformed request head "
+                         "(%s), answering 400",
+            (unsigned long long)c->id, c->peer_ip, why ? why : "malformed");
+    hub_conn_reply_close(c, 400, NULL, body, NULL);
+}
+
 static void process_head(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
@@ -683,7 +695,7 @@ static void process_head(struct hub_conn *c)
 
     struct sl_http_head h;
     if (sl_http_head_parse(&h, 1, c->head, (size_t)end) != 0) {
-        hub_conn_reply_close(c, 400, NULL, "Bad Request", NULL);
+        bad_request(c, h.error);
         return;
     }
     const struct sl_http_header *host = sl_http_head_find(&h, "host");
@@ -691,7 +703,7 @@ static void process_head(struct hub_conn *c)
         /* Two Hosts could route here and mean another thing upstream. */
         if (&h.hdr[i] != host && h.hdr[i].name_len == 4 &&
             strncasecmp(h.hdr[i].name, "host", 4) == 0) {
-            hub_conn_reply_close(c, 400, NULL, "Bad Request", NULL);
+            bad_request(c, "more than one Host header");
             return;
         }
     }

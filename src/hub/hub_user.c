@@ -290,6 +290,22 @@ static size_t body_feed(struct hub_conn *u, const char *p, size_t n)
     return k;
 }
 
+/* A request body http-parser refuses (a bad chunk size, say): said once
+ * in the log, and to the user while no response has started. */
+static void bad_body(struct hub_conn *u)
+{
+    sl_info(u->hub->log, "hub user %llu (%s): malformed request body: %s; "
+                         "closing",
+            (unsigned long long)u->id, u->alloc ? u->alloc->identity : "-",
+            http_errno_description(HTTP_PARSER_ERRNO(&u->reqp)));
+    if (u->resp_started) {
+        user_close(u, SL_EPARSE);
+        return;
+    }
+    drop_data(u);
+    reply_text(u, 400, "Bad Request: malformed body");
+}
+
 static void forward(struct hub_conn *u)
 {
     struct hub_block *fwd = u->fwd;
@@ -318,7 +334,7 @@ static void forward(struct hub_conn *u)
         /* Body bytes that came with the head. */
         size_t n = body_feed(u, u->head, u->head_len);
         if (n == (size_t)-1) {
-            user_close(u, SL_EPARSE);
+            bad_body(u);
             return;
         }
         send_to_data(u, NULL, u->head, n);
@@ -488,7 +504,7 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
     size_t k = body_feed(u, p, n);
     if (k == (size_t)-1) {
         hub_block_put(u->hub, b);
-        user_close(u, SL_EPARSE);
+        bad_body(u);
         return;
     }
     if (u->req_done) {

@@ -147,10 +147,19 @@ int sl_http_head_parse(struct sl_http_head *out, int is_request,
     p.data = &st;
     size_t n = http_parser_execute(&p, &head_settings, buf, len);
     (void)n;
-    if (!st.done || st.overflow)
+    enum http_errno e = HTTP_PARSER_ERRNO(&p);
+    if (st.overflow) {
+        out->error = "too many header fields";
         return SL_EPARSE;
-    if (HTTP_PARSER_ERRNO(&p) != HPE_OK && HTTP_PARSER_ERRNO(&p) != HPE_PAUSED)
+    }
+    if (e != HPE_OK && e != HPE_PAUSED) {
+        out->error = http_errno_description(e);
         return SL_EPARSE;
+    }
+    if (!st.done) {
+        out->error = "incomplete head";
+        return SL_EPARSE;
+    }
     for (size_t i = 0; i < out->nhdr; i++)
         trim(&out->hdr[i].value, &out->hdr[i].value_len);
     out->len = len;

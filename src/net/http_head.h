@@ -32,6 +32,7 @@ struct sl_http_head {
     int http_major, http_minor;
     const char *url; /* request target (requests), not NUL-terminated */
     size_t url_len;
+    const char *error; /* after SL_EPARSE: why, a static sentence */
     struct sl_http_header hdr[SL_HTTP_MAX_HEADERS];
     size_t nhdr;
     size_t len;        /* bytes of the head, through the empty line */

@@ -237,6 +237,37 @@ def test_slowloris_head_cut_off(hubs):
     s.close()
 
 
+def test_malformed_heads_400_with_reason(hubs):
+    """Each malformed head gets a 400 that says why, one log line each,
+    and closes only its own connection."""
+    hub = hubs()
+    creds = hub.create()
+    host = hub.host(creds["identity"]).encode()
+    cases = [
+        (b"GARBAGE\r\n\r\n", b"invalid"),
+        (b"GET / HTTP/1.1\r\nHost: " + host + b"\r\nHost: " + host +
+         b"\r\n\r\n", b"more than one Host header"),
+        (b"POST / HTTP/1.1\r\nHost: " + host +
+         b"\r\nContent-Length: abc\r\n\r\n", b"content-length"),
+        (b"POST / HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 3"
+         b"\r\nTransfer-Encoding: chunked\r\n\r\n", b"content-length"),
+    ]
+    for raw, why in cases:
+        s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+        try:
+            s.sendall(raw)
+            st, _, body = read_response(s)
+        finally:
+            s.close()
+        assert st == 400, (raw, body)
+        assert body.startswith(b"Bad Request: "), body
+        assert why.lower() in body.lower(), (raw, body)
+    log = hub.proc.stderr()
+    assert log.count("malformed request head") == len(cases), log
+    st, _, body = user_get(hub, creds["identity"])
+    assert st == 502 and b"Proxy not connected" in body
+
+
 def test_keepalive_two_identities(hubs):
     hub = hubs()
     c1, c2 = hub.create(), hub.create()

@@ -12,7 +12,7 @@ import subprocess
 import time
 
 from helpers import free_port, scaled, sluice_bin, wait_for
-from tunnel_x_support import BRIDGE_RE, FreezeProxy, http_get
+from tunnel_x_support import BRIDGE_RE, FreezeProxy, http_get, read_response
 
 
 def get(hub, identity, path="/", **kw):
@@ -82,6 +82,28 @@ def test_get_and_post_through_tunnel(env, tmp_path):
     assert b["traffic"]["upstream"]["up"] >= len(payload)
     assert b["traffic"]["gateway"]["down"] >= len(payload)
     assert b["state"] == "connected"
+
+
+def test_malformed_chunked_body_400(env):
+    """A chunk size that is not hex, after a good chunk went through: the
+    user gets 400 saying so (nothing of the response had started), the
+    hub logs it once, and the bridge keeps serving."""
+    import socket
+    hub = env.hub()
+    up = env.hash_upstream("mb")
+    node = env.node(hub, up.url)
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    try:
+        s.sendall(b"POST /x HTTP/1.1\r\nHost: " +
+                  hub.host(node.identity).encode() +
+                  b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        s.sendall(b"ZZZ\r\nmore\r\n")
+        st, _, body = read_response(s)
+    finally:
+        s.close()
+    assert (st, body) == (400, b"Bad Request: malformed body")
+    assert hub.proc.stderr().count("malformed request body") == 1
+    assert get(hub, node.identity, "/after")[0] == 200
 
 
 def test_public_upstream_refused(env):
