@@ -149,6 +149,8 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
     snprintf(b->rec.url, sizeof(b->rec.url), "%s", url);
     b->state = BS_CONNECTED;
     b->welcomed_at = uv_now(node->ctx->loop);
+    b->pool_failures = 0;
+    b->pool_refused = 0;
     b->error[0] = '\0';
     b->rec.connected_at = b->rec.last_seen = sl_node_now_ms();
     sl_info(node->log, "bridge %s: connected to hub %s%s; public URL %s -> %s",
@@ -182,9 +184,15 @@ static void on_pool_timer(uv_timer_t *t)
 
 void sl_node_bridge_fill_pool_later(struct sl_node_bridge *b)
 {
+    /* Doubling from 1 s to 60 s while pool connections keep failing (a
+     * hub refusing them with 429 after the traffic limit, say), so a
+     * refusing hub sees a handful of dials a minute, not a stream. */
+    unsigned f = b->pool_failures < 6 ? b->pool_failures : 6;
+    uint64_t delay = (uint64_t)SL_NODE_POOL_RETRY_MS << f;
+    if (delay > 60000)
+        delay = 60000;
     if (can_dial(b) && !uv_is_active((uv_handle_t *)&b->pool_timer))
-        uv_timer_start(&b->pool_timer, on_pool_timer, SL_NODE_POOL_RETRY_MS,
-                       0);
+        uv_timer_start(&b->pool_timer, on_pool_timer, delay, 0);
 }
 
 static void close_conns(struct sl_node_bridge *b)

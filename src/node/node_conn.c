@@ -124,10 +124,13 @@ void sl_node_conn_close(struct conn *c, int reason)
     } else if (was_pool) {
         /* An expired pool connection is replaced at once; one that failed
          * waits a little, so a refusing hub does not make us spin. */
-        if (reason == 0)
+        if (reason == 0) {
             sl_node_bridge_fill_pool(b);
-        else
+        } else {
+            if (b->pool_failures < 64)
+                b->pool_failures++;
             sl_node_bridge_fill_pool_later(b);
+        }
     }
     sl_debug(conn_log(c), "bridge %s: %s connection #%u closed (%s)",
              bridge_name(b), kind_name(c), c->id,
@@ -569,9 +572,16 @@ static void data_got_head(struct conn *c, const struct sl_http_head *h,
     char excerpt[128];
     body_excerpt(rest, rest_len, excerpt, sizeof(excerpt));
     /* 409 to an answer to `open`: the user left (or a pool connection
-     * took it) before we came; nothing is wrong. */
-    enum sl_log_level lvl = h->status == 409 && !c->is_pool ? SL_LOG_DEBUG
-                                                            : SL_LOG_WARN;
+     * took it) before we came; nothing is wrong. A pool refused again for
+     * the same reason was said already. */
+    enum sl_log_level lvl = SL_LOG_WARN;
+    if (h->status == 409 && !c->is_pool)
+        lvl = SL_LOG_DEBUG;
+    if (c->is_pool) {
+        if (b->pool_refused == h->status)
+            lvl = SL_LOG_DEBUG;
+        b->pool_refused = h->status;
+    }
     sl_log_write(conn_log(c), lvl, "bridge %s: hub refused data connection "
                  "#%u: %d %s", bridge_name(b), c->id, h->status, excerpt);
     sl_node_conn_close(c, SL_EDENIED);
@@ -1094,6 +1104,8 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
     if (c->is_pool) {
         c->is_pool = 0;
         b->pool_idle--;
+        b->pool_failures = 0;
+        b->pool_refused = 0;
         sl_node_bridge_fill_pool(b);
     }
     if (rest_len > 0) {

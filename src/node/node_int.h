@@ -114,6 +114,8 @@ struct sl_node_bridge {
     struct conn *conns;   /* every connection, control included */
     int refs;             /* conns + open timers + 1 until removed */
     int pool_idle;        /* pool connections waiting for their 101 */
+    unsigned pool_failures; /* pool connections failed in a row */
+    int pool_refused;     /* last status refusing a pool connection */
     unsigned attempt;     /* reconnect attempts since a lasting welcome */
     uint64_t welcomed_at; /* uv_now of the last welcome */
     uv_timer_t retry_timer;

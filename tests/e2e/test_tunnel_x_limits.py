@@ -6,6 +6,7 @@ the bytes the user actually moved within one buffer (64 KiB)."""
 
 import os
 import socket
+import time
 
 from helpers import recv_all, scaled, wait_for
 from tunnel_x_support import big_file, http_get
@@ -20,7 +21,9 @@ def user_traffic(j):
 
 
 def test_traffic_limit_1mb(env):
-    hub = env.hub()
+    # Pool connections age out every 2 s, so the node keeps dialling new
+    # ones, which the hub refuses once the quota is spent.
+    hub = env.hub(args=["--pool-age-ms", "2000"])
     web = env.nginx(files={"small.txt": b"hello\n"})
     big_file(os.path.join(web.root, "big.bin"), 8)
     alloc = hub.create(traffic=QUOTA)
@@ -82,6 +85,15 @@ def test_traffic_limit_1mb(env):
     m = hub.metrics()
     key = 'sluice_proxy_limited{identity="%s"}' % ident
     assert m.get(key) == 1, {k: v for k, v in m.items() if ident in k}
+
+    # The node's new pool connections are refused (429) from now on: it
+    # says so once and backs off (1 s, 2 s, ...) instead of redialling
+    # every second; a few seconds later it has not said it again.
+    wait_for(lambda: "refused data connection" in node.proc.stderr(), 15,
+             what="a refused pool connection")
+    time.sleep(scaled(4))
+    assert node.proc.stderr().count("refused data connection") == 1, \
+        node.proc.stderr()[-2000:]
 
 
 def test_unlimited_allocation_not_cut(env):
