@@ -35,8 +35,19 @@ int sl_host_route(const char *host, size_t len, const char *domain,
         dlen--;
     if (dlen == 0 || dlen > NAME_MAX_LEN)
         return UV_EINVAL;
-    for (size_t i = 0; i < dlen; i++)
+    /* Labels of 1-63 name characters: a domain no Host can match would
+     * make every identity unreachable without a word. */
+    size_t label = 0;
+    for (size_t i = 0; i < dlen; i++) {
         dom[i] = lower(domain[i]);
+        if (dom[i] == '.') {
+            if (label == 0)
+                return UV_EINVAL;
+            label = 0;
+        } else if (!is_name_char(dom[i]) || ++label > 63) {
+            return UV_EINVAL;
+        }
+    }
 
     if (host == NULL)
         return SL_ENOTFOUND;

@@ -23,7 +23,8 @@
  * - SL_EPARSE: host is under domain but the part before it is not one
  *   valid identity label (e.g. "www.<domain>", "a.b.<domain>", a bad port):
  *   the hub answers "404 Proxy not available".
- * - UV_EINVAL: domain or identity NULL, domain empty or over-long.
+ * - UV_EINVAL: domain or identity NULL, domain empty, over-long, with an
+ *   empty or over-long (63) label or a character no DNS name has.
  * identity is an empty string unless 0 is returned. */
 int sl_host_route(const char *host, size_t len, const char *domain,
                   char identity[SL_IDENTITY_LEN + 1]);

@@ -110,6 +110,16 @@ static void test_bad_args(void **state)
     assert_int_equal(route("ab1234567890.x", NULL, id), UV_EINVAL);
     assert_int_equal(route("ab1234567890.x", longdom, id), UV_EINVAL);
     assert_int_equal(route("ab1234567890.x", "x", NULL), UV_EINVAL);
+    assert_int_equal(route("ab1234567890.x", "bad domain!", id), UV_EINVAL);
+    assert_int_equal(route("ab1234567890.x", "exa_mple..com", id),
+                     UV_EINVAL);
+    assert_int_equal(route("ab1234567890.x", ".example.com", id), UV_EINVAL);
+    char biglabel[80];
+    memset(biglabel, 'a', 64);
+    memcpy(biglabel + 64, ".com", 5);
+    assert_int_equal(route("ab1234567890.x", biglabel, id), UV_EINVAL);
+    biglabel[1] = '.'; /* now labels of 1 and 62 */
+    assert_int_equal(route("ab1234567890.x", biglabel, id), SL_ENOTFOUND);
     /* A Host longer than any DNS name is not ours. */
     char longhost[600];
     memcpy(longhost, "ab1234567890.", 13);
