@@ -184,6 +184,15 @@ static void send_ctl(struct hub_conn *c, const struct sl_ctl_msg *m)
     free(json);
 }
 
+static void send_error(struct hub_conn *c, const char *message, int code)
+{
+    struct sl_ctl_msg e;
+    sl_ctl_init(&e, SL_CTL_ERROR);
+    snprintf(e.error.message, sizeof(e.error.message), "%s", message);
+    e.error.code = code;
+    send_ctl(c, &e);
+}
+
 static void send_welcome(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
@@ -210,14 +219,8 @@ static void send_welcome(struct hub_conn *c)
     send_ctl(c, &m);
     OPENSSL_cleanse(&m, sizeof(m));
     hub_auth_drop(c);
-    if (a->limited) {
-        struct sl_ctl_msg e;
-        sl_ctl_init(&e, SL_CTL_ERROR);
-        snprintf(e.error.message, sizeof(e.error.message),
-                 "Traffic limit exceeded");
-        e.error.code = 429;
-        send_ctl(c, &e);
-    }
+    if (a->limited)
+        send_error(c, "Traffic limit exceeded", 429);
 }
 
 static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
@@ -305,12 +308,7 @@ static void replace_control(struct hub_conn *old, struct hub_conn *c)
     sl_info(c->hub->log, "hub control %llu (%s): replaced by conn %llu",
             (unsigned long long)old->id, a->identity,
             (unsigned long long)c->id);
-    struct sl_ctl_msg e;
-    sl_ctl_init(&e, SL_CTL_ERROR);
-    snprintf(e.error.message, sizeof(e.error.message),
-             "Replaced by a newer connection");
-    e.error.code = 409;
-    send_ctl(old, &e);
+    send_error(old, "Replaced by a newer connection", 409);
     hub_conn_alist_del(old);
     if (old->ws_active)
         sl_ws_close(old->ws, 1000);
@@ -595,12 +593,8 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
 
 void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
 {
-    struct sl_ctl_msg e;
-    sl_ctl_init(&e, SL_CTL_ERROR);
-    snprintf(e.error.message, sizeof(e.error.message), "%s", message);
-    e.error.code = code;
     for (struct sl_link *l = a->controls.next; l != &a->controls; l = l->next)
-        send_ctl(HUB_CONN_OF(l, alink), &e);
+        send_error(HUB_CONN_OF(l, alink), message, code);
 }
 
 int hub_control_open(struct hub_alloc *a, const char *fingerprint)
