@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/str.h"
 #include "hub/hub_int.h"
+#include "net/tcp_live.h"
 #include "tunnel/control.h"
 
 #define JSON_401_TOKEN "{\"error\":\"Gateway token required\",\"code\":401}"
@@ -558,6 +559,7 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
 {
     struct sl_hub *hub = c->hub;
     c->head_off = h->len;
+    (void)sl_tcp_live(&c->tcp); /* best effort: pings cover it too */
     if (!check_upgrade(c, h) || !take_bridge_id(c, h))
         return;
     int rc = take_basic(c, h);
@@ -706,6 +708,9 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     struct sl_hub *hub = c->hub;
     c->head_off = h->len;
     c->dstate = D_AUTH;
+    /* Best effort: a raw pair has no pings, so only the kernel can tell a
+     * bridge whose path died. */
+    (void)sl_tcp_live(&c->tcp);
     if (!check_upgrade(c, h))
         return;
     const struct sl_http_header *x = sl_http_head_find(h, "sluice-hijack");

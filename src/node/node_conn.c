@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "net/addr.h"
+#include "net/tcp_live.h"
 #include "node/node_int.h"
 #include "tunnel/control.h"
 #include "tunnel/creds.h"
@@ -285,6 +286,7 @@ static void on_hub_connect(uv_connect_t *req, int status)
     }
     uv_timer_stop(&c->timer);
     c->phase = PH_HEAD;
+    (void)sl_tcp_live(&c->hub_tcp); /* best effort: pings cover control */
     if (sl_ws_key_new(c->key) != 0) {
         sl_node_conn_close(c, UV_EIO);
         goto out;

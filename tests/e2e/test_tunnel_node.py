@@ -376,6 +376,42 @@ def test_bridge_back_replaces_stale_connections(env):
     assert got == [200] * 10
 
 
+def test_tunnel_connections_watched_by_the_kernel(env):
+    """Raw data connections carry no pings, so both ends arm TCP
+    keep-alive (15 s idle, 6 probes 5 s apart) and TCP_USER_TIMEOUT on
+    every hub <-> bridge connection; `ss` shows the keep-alive timers.
+    User connections are left alone."""
+    hub = env.hub()
+    up = env.hash_upstream("ka")
+    node = env.node(hub, up.url)
+    assert get(hub, node.identity)[0] == 200
+
+    def timers(flt):
+        out = subprocess.run(["ss", "-Htno", "state", "established", flt],
+                             capture_output=True, text=True,
+                             timeout=scaled(10)).stdout
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        return lines, [ln for ln in lines if "keepalive" in ln]
+    # the hub's side (source port = the hub's) and the node's (dest port)
+    for flt in ("( sport = :%d )" % hub.port, "( dport = :%d )" % hub.port):
+        lines, ka = wait_for(lambda: (lambda r: r if len(r[1]) >= 2 and
+                                      len(r[1]) == len(r[0]) else None)(
+            timers(flt)), 10, what="keep-alive timers " + flt)
+        assert len(ka) >= 2  # the control connection and the pool
+    import socket
+    s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+    try:
+        lport = s.getsockname()[1]
+        s.sendall(b"GET / HTTP/1.1\r\nHost: " +
+                  hub.host(node.identity).encode() + b"\r\n\r\n")
+        assert read_response(s)[0] == 200
+        lines, ka = timers("( sport = :%d and dport = :%d )"
+                           % (hub.port, lport))
+        assert len(lines) == 1 and not ka, lines
+    finally:
+        s.close()
+
+
 def test_newest_bridge_at_limit_takes_over_from_a_dead_one(env):
     """An allocation for one bridge; its bridge's path dies silently and
     another node takes the credentials. The hub replaces the old control
