@@ -690,12 +690,13 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
         return;
     }
     c->phase = PH_REFUSE;
+    b->gw_up += (uint64_t)n; /* the 502 goes to the hub like any answer */
     if (!c->raw) {
         struct sl_ws_opts opts;
         memset(&opts, 0, sizeof(opts));
         opts.role = SL_WS_CLIENT;
-    opts.ping_ms = c->b->node->ping_ms;
-    opts.dead_ms = c->b->node->dead_ms;
+        opts.ping_ms = c->b->node->ping_ms;
+        opts.dead_ms = c->b->node->dead_ms;
         c->ws.data = c;
         c->ws.on_message = data_ws_noop_message;
         c->ws.on_close = on_ws_close;

@@ -138,6 +138,10 @@ def test_upstream_down_gives_502(env):
     for _ in range(3):
         assert get(hub, node.identity)[0] == 502
     assert node.alive()
+    # the 502s went to the hub: gateway up counts them, upstream nothing
+    b = node_bridges(node)[0]
+    assert b["traffic"]["gateway"]["up"] >= 4 * len(b"Upstream not reachable")
+    assert b["traffic"]["upstream"] == {"down": 0, "up": 0}
 
 
 def test_hub_restart_keeps_identity(env, tmp_path):
