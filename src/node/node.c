@@ -119,19 +119,20 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
     if (b->attempt < 64)
         b->attempt++;
     /* Say why: "unreachable" for a 401 sends the operator to the wrong
-     * place. */
+     * place. The bridge's error may be an upstream's, which is not. */
+    const char *why = b->error[0] != '\0' &&
+                              strncmp(b->error, "upstream", 8) != 0
+                          ? b->error
+                      : reason != 0 ? sl_strerror(reason)
+                      : welcomed    ? "closed"
+                                    : "unreachable";
     if (welcomed)
         sl_info(b->node->log, "bridge %s: connection to hub %s lost (%s); "
-                "retrying in %llu ms", bname(b), b->rec.hub,
-                b->error[0] ? b->error
-                            : reason ? sl_strerror(reason) : "closed",
+                "retrying in %llu ms", bname(b), b->rec.hub, why,
                 (unsigned long long)delay);
     else
         sl_info(b->node->log, "bridge %s: hub %s: %s; retrying in %llu ms",
-                bname(b), b->rec.hub,
-                b->error[0] ? b->error
-                            : reason ? sl_strerror(reason) : "unreachable",
-                (unsigned long long)delay);
+                bname(b), b->rec.hub, why, (unsigned long long)delay);
     uv_timer_start(&b->retry_timer, on_retry, delay, 0);
 }
 
