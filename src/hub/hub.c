@@ -166,25 +166,37 @@ void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up)
  * lock out the other bridges behind the same address; the looser limit
  * per address bounds guessing across many usernames. */
 
+/* The order in which slots are given up when the table is full: free
+ * ones, then per-username ones before per-address ones (a guesser cycling
+ * through usernames must not push its own address's count out), then
+ * those not blocking, then the oldest window. */
+static int rate_rank(const struct hub_rate *r, uint64_t now)
+{
+    if (r->ip[0] == '\0')
+        return 0;
+    return 1 + (r->user[0] == '\0' ? 2 : 0) + (r->blocked_until > now);
+}
+
 static struct hub_rate *rate_slot(struct sl_hub *hub, const char *ip,
                                   const char *user, int create)
 {
-    struct hub_rate *oldest = &hub->rate[0];
+    uint64_t now = uv_now(hub->loop);
+    struct hub_rate *victim = &hub->rate[0];
     for (size_t i = 0; i < HUB_RATE_SLOTS; i++) {
         struct hub_rate *r = &hub->rate[i];
         if (r->ip[0] != '\0' && strcmp(r->ip, ip) == 0 &&
             strcmp(r->user, user) == 0)
             return r;
-        if (r->window_start < oldest->window_start &&
-            r->blocked_until <= oldest->blocked_until)
-            oldest = r;
+        int a = rate_rank(r, now), b = rate_rank(victim, now);
+        if (a < b || (a == b && r->window_start < victim->window_start))
+            victim = r;
     }
     if (!create)
         return NULL;
-    memset(oldest, 0, sizeof(*oldest));
-    snprintf(oldest->ip, sizeof(oldest->ip), "%s", ip);
-    snprintf(oldest->user, sizeof(oldest->user), "%s", user);
-    return oldest;
+    memset(victim, 0, sizeof(*victim));
+    snprintf(victim->ip, sizeof(victim->ip), "%s", ip);
+    snprintf(victim->user, sizeof(victim->user), "%s", user);
+    return victim;
 }
 
 static int slot_blocked(struct sl_hub *hub, const char *ip, const char *user)

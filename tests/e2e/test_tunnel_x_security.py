@@ -196,6 +196,16 @@ def test_wrong_password_401_then_rate_limited(site):
     assert seen.count(401) == 50, seen
     assert control_attempt(hub, y["username"], y["password"],
                            source=spray) == 429
+    # more usernames than the hub has slots, spread over six addresses
+    # under the limit each: the per-address counts are not pushed out
+    for a in range(6):
+        for i in range(45):
+            assert control_attempt(hub, "u%d_%d" % (a, i), "x" * 24,
+                                   source="127.0.1.%d" % a) == 401
+    for i in range(5):
+        control_attempt(hub, "u0_more%d" % i, "x" * 24, source="127.0.1.0")
+    assert control_attempt(hub, "u0_last", "x" * 24,
+                           source="127.0.1.0") == 429
     # an unknown user from a fresh address: 401, not 404
     assert control_attempt(hub, "nobody", "x" * 24,
                            source="127.0.0.3") == 401
