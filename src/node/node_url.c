@@ -27,16 +27,33 @@ static int parse_authority(const char *text, const char *p, int port_required,
                            char *err, size_t errcap)
 {
     const char *host_start, *host_end;
+    const char *zone = NULL, *zone_end = NULL;
     if (*p == '[') {
         host_start = p + 1;
         host_end = strchr(host_start, ']');
         if (host_end == NULL)
             return fail(err, errcap, text, "unterminated '[' in host");
+        const char *pct = memchr(host_start, '%', (size_t)(host_end -
+                                                           host_start));
+        if (pct != NULL) {
+            /* A link-local address names its interface: [fe80::1%25eth0]
+             * (RFC 6874), or [fe80::1%eth0] as people type it. */
+            zone = pct + 1;
+            if (host_end - zone >= 2 && zone[0] == '2' && zone[1] == '5')
+                zone += 2;
+            zone_end = host_end;
+            if (zone == zone_end || zone_end - zone > 15)
+                return fail(err, errcap, text, "bad zone in IPv6 host");
+            for (const char *q = zone; q < zone_end; q++)
+                if (!host_char_ok(*q))
+                    return fail(err, errcap, text, "bad zone in IPv6 host");
+            host_end = pct;
+        }
         for (const char *q = host_start; q < host_end; q++)
             if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
                   (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
                 return fail(err, errcap, text, "bad IPv6 literal in host");
-        p = host_end + 1;
+        p = zone_end ? zone_end + 1 : host_end + 1;
     } else {
         host_start = p;
         while (*p != '\0' && *p != ':' && *p != '/') {
@@ -63,6 +80,12 @@ static int parse_authority(const char *text, const char *p, int port_required,
         out->host[k] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
     }
     out->host[hlen] = '\0';
+    if (zone != NULL) { /* "fe80::1%eth0", as getaddrinfo takes it; an
+                           interface name keeps its case */
+        out->host[hlen] = '%';
+        memcpy(out->host + hlen + 1, zone, (size_t)(zone_end - zone));
+        out->host[hlen + 1 + (size_t)(zone_end - zone)] = '\0';
+    }
 
     if (*p == ':') {
         p++;
@@ -123,8 +146,11 @@ int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
 int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
                             size_t cap)
 {
+    /* The zone means something on this machine only: not sent. */
     int v6 = strchr(u->host, ':') != NULL;
-    int n = snprintf(buf, cap, v6 ? "[%s]:%u" : "%s:%u", u->host,
+    const char *pct = strchr(u->host, '%');
+    int hl = pct ? (int)(pct - u->host) : (int)strlen(u->host);
+    int n = snprintf(buf, cap, v6 ? "[%.*s]:%u" : "%.*s:%u", hl, u->host,
                      (unsigned)u->port);
     return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
 }
@@ -132,7 +158,10 @@ int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
 int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap)
 {
     int v6 = strchr(u->host, ':') != NULL;
-    int n = snprintf(buf, cap, v6 ? "%s://[%s]:%u" : "%s://%s:%u",
-                     u->tls ? "https" : "http", u->host, (unsigned)u->port);
+    const char *pct = strchr(u->host, '%');
+    int hl = pct ? (int)(pct - u->host) : (int)strlen(u->host);
+    int n = snprintf(buf, cap, v6 ? "%s://[%.*s%s%s]:%u" : "%s://%.*s%s%s:%u",
+                     u->tls ? "https" : "http", hl, u->host,
+                     pct ? "%25" : "", pct ? pct + 1 : "", (unsigned)u->port);
     return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
 }

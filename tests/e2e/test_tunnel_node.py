@@ -11,7 +11,8 @@ import os
 import subprocess
 import time
 
-from helpers import free_port, scaled, sluice_bin, wait_for
+from helpers import (Proc, free_port, sanitizer_report, scaled, sluice_bin,
+                     wait_for)
 from tunnel_x_support import BRIDGE_RE, FreezeProxy, http_get, read_response
 
 
@@ -104,6 +105,82 @@ def test_malformed_chunked_body_400(env):
     assert (st, body) == (400, b"Bad Request: malformed body")
     assert hub.proc.stderr().count("malformed request body") == 1
     assert get(hub, node.identity, "/after")[0] == 200
+
+
+LL_UPSTREAM = """
+import http.server, socket, sys
+class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = b"link-local " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+S(("fe80::1", int(sys.argv[1]), 0, socket.if_nametoindex("lo")),
+  H).serve_forever()
+"""
+
+
+def test_link_local_ipv6_upstream_with_zone(tmp_path):
+    """DESIGN allows link-local upstreams; an IPv6 one needs its
+    interface: http://[fe80::1%25lo]:PORT. In a network namespace of the
+    test's own (fe80::1 on its loopback), a hub, a bridge and an upstream
+    on that address; curl reaches it through the tunnel."""
+    import uuid
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("network namespaces need root")
+    ns = "sl" + uuid.uuid4().hex[:10]
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True,
+                      timeout=scaled(10)).returncode != 0:
+        import pytest
+        pytest.skip("cannot create a network namespace here")
+    procs = []
+    try:
+        def nsrun(*argv, **kw):
+            return subprocess.run(["ip", "netns", "exec", ns] + list(argv),
+                                  capture_output=True, text=True,
+                                  timeout=scaled(kw.pop("timeout", 20)),
+                                  stdin=subprocess.DEVNULL, **kw)
+        assert nsrun("ip", "link", "set", "lo", "up").returncode == 0
+        assert nsrun("ip", "addr", "add", "fe80::1/64", "dev",
+                     "lo").returncode == 0
+        up_port, hub_port = 18081, 18080  # a fresh namespace: all free
+
+        def start(name, *argv):
+            p = Proc(["ip", "netns", "exec", ns] + list(argv), tmp_path, name)
+            procs.append(p)
+            return p
+        start("llup", "/usr/bin/python3", "-c", LL_UPSTREAM, up_port)
+        start("llhub", sluice_bin(), "boot", "up", "--proxy", "--http",
+              "127.0.0.1:%d" % hub_port, "--api", "127.0.0.1:18082",
+              "--state-dir", tmp_path / "hubst")
+        node = start("llnode", sluice_bin(), "boot", "up", "--bridge",
+                     "--hub", "http://127.0.0.1:%d" % hub_port, "--upstream",
+                     "http://[fe80::1%%25lo]:%d" % up_port, "--state-dir",
+                     tmp_path / "nodest", "--api", "127.0.0.1:18083")
+        m = wait_for(lambda: BRIDGE_RE.search(node.stdout()), 20,
+                     what="the bridge line")
+        assert m.group(3) == "http://[fe80::1%%25lo]:%d" % up_port
+        host = "%s.localhost:%d" % (m.group(1), hub_port)
+
+        def fetched():
+            cp = nsrun("curl", "-sS", "--resolve",
+                       "%s:127.0.0.1" % host, "http://%s/zone" % host)
+            return cp.stdout if cp.stdout == "link-local /zone" else None
+        wait_for(fetched, 20, what="the link-local upstream through the "
+                 "tunnel")
+    finally:
+        for p in reversed(procs):
+            p.kill_group()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
+                       timeout=scaled(10))
+    for p in procs:
+        assert sanitizer_report(p.stderr()) is None, p.describe()
 
 
 def test_public_upstream_refused(env):

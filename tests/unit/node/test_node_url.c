@@ -11,6 +11,7 @@
 
 static void upstream_ok(void **state)
 {
+    char buf[128];
     (void)state;
     struct sl_node_url u;
     char err[256];
@@ -27,12 +28,27 @@ static void upstream_ok(void **state)
     assert_int_equal(sl_node_url_parse_upstream("http://[::FFFF:7f00:1]:2",
                                                 &u, err, sizeof(err)), 0);
     assert_string_equal(u.host, "::ffff:7f00:1");
+    /* link-local with its interface (RFC 6874's %25, or a bare %): the
+     * zone keeps its case, the Host header leaves it out */
+    assert_int_equal(sl_node_url_parse_upstream("http://[FE80::1%25Eth0]:80",
+                                                &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "fe80::1%Eth0");
+    assert_int_equal(sl_node_url_format(&u, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "http://[fe80::1%25Eth0]:80");
+    assert_int_equal(sl_node_url_host_header(&u, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "[fe80::1]:80");
+    assert_int_equal(sl_node_url_parse_upstream("http://[fe80::1%lo]:80",
+                                                &u, err, sizeof(err)), 0);
+    assert_string_equal(u.host, "fe80::1%lo");
+    assert_int_equal(sl_node_url_parse_upstream("http://127.0.0.1:7", &u,
+                                                err, sizeof(err)), 0);
+    assert_int_equal(sl_node_url_format(&u, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "http://127.0.0.1:7");
 
     assert_int_equal(sl_node_url_parse_upstream("http://[::1]:65535", &u,
                                                 err, sizeof(err)), 0);
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 65535);
-    char buf[128];
     assert_int_equal(sl_node_url_format(&u, buf, sizeof(buf)), 0);
     assert_string_equal(buf, "http://[::1]:65535");
     assert_int_equal(sl_node_url_host_header(&u, buf, sizeof(buf)), 0);
@@ -69,6 +85,11 @@ static void upstream_bad(void **state)
     expect_bad("http://a b:3000", "bad character");
     expect_bad("http://h:3000x", "unexpected");
     expect_bad("http://h:000003000", "port must be");
+    expect_bad("http://[fe80::1%]:80", "bad zone");
+    expect_bad("http://[fe80::1%25]:80", "bad zone");
+    expect_bad("http://[fe80::1%e th]:80", "bad zone");
+    expect_bad("http://[fe80::1%0123456789abcdef]:80", "bad zone");
+    expect_bad("http://[fe80::g%eth0]:80", "bad IPv6");
 }
 
 static void hub_urls(void **state)
