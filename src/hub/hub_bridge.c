@@ -111,20 +111,21 @@ static int take_basic(struct hub_conn *c, const struct sl_http_head *h)
         return SL_ENOTFOUND;
     if (ensure_auth(c) != 0)
         return UV_ENOMEM;
-    return sl_basic_auth_parse(a->value, a->value_len, c->auth->username,
-                               sizeof(c->auth->username), c->auth->password,
-                               sizeof(c->auth->password)) == 0
-               ? 0
-               : SL_EPARSE;
+    if (sl_basic_auth_parse(a->value, a->value_len, c->auth->username,
+                            sizeof(c->auth->username), c->auth->password,
+                            sizeof(c->auth->password)) != 0) {
+        /* No half-parsed name for the failure limits to key on. */
+        c->auth->username[0] = '\0';
+        return SL_EPARSE;
+    }
+    return 0;
 }
 
 /* Whether the failure limits refuse c before its credentials are checked;
- * rc is take_basic's (only a parsed username is one). A refused attempt
- * is not checked at all, so a blocked guesser learns nothing. */
+ * rc is take_basic's. A refused attempt is not checked at all, so a
+ * blocked guesser learns nothing. */
 static int rate_blocked(struct hub_conn *c, int rc)
 {
-    if (rc != 0 && c->auth != NULL)
-        c->auth->username[0] = '\0';
     return hub_rate_blocked(c->hub, c->peer_ip,
                             rc == 0 ? c->auth->username : NULL);
 }
