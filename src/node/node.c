@@ -185,13 +185,11 @@ static void on_pool_timer(uv_timer_t *t)
 
 void sl_node_bridge_fill_pool_later(struct sl_node_bridge *b)
 {
-    /* Doubling from 1 s to 60 s while pool connections keep failing (a
-     * hub refusing them with 429 after the traffic limit, say), so a
-     * refusing hub sees a handful of dials a minute, not a stream. */
-    unsigned f = b->pool_failures < 6 ? b->pool_failures : 6;
-    uint64_t delay = (uint64_t)SL_NODE_POOL_RETRY_MS << f;
-    if (delay > 60000)
-        delay = 60000;
+    /* The reconnect back-off while pool connections keep failing (a hub
+     * refusing them with 429 after the traffic limit, say): 1-2 s, then
+     * doubling to 30-60 s, so a refusing hub sees a few dials a minute. */
+    unsigned f = b->pool_failures > 0 ? b->pool_failures - 1 : 0;
+    uint64_t delay = sl_node_backoff_ms(f, sl_node_backoff_jitter());
     if (can_dial(b) && !uv_is_active((uv_handle_t *)&b->pool_timer))
         uv_timer_start(&b->pool_timer, on_pool_timer, delay, 0);
 }

@@ -23,7 +23,6 @@ struct sl_api_server;
 #define SL_NODE_POOL_HEAD_TIMEOUT_MS 90000
 #define SL_NODE_RESP_HEAD_MAX (16 * 1024)
 #define SL_NODE_LINGER_MS 5000 /* after a 502: read the request, then close */
-#define SL_NODE_POOL_RETRY_MS 1000
 /* Raw relays read up to 256 KiB at a time: a bulk transfer then costs a
  * quarter of the read/write calls (and wake-ups of the peers) of 64 KiB
  * reads. A buffer is held only while its side is readable (a short read
