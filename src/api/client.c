@@ -17,6 +17,7 @@
 
 #include "core/dynbuf.h"
 #include "core/error.h"
+#include "net/http_head.h"
 
 #define HOST_MAX 256
 #define REQ_HEAD_MAX 2048
@@ -26,53 +27,6 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Splits addr into host and port. Accepts an "http://" prefix and a
- * trailing path (ignored). */
-static int split_addr(const char *addr, char *host, size_t hcap, char *port,
-                      size_t pcap)
-{
-    if (strncmp(addr, "http://", 7) == 0)
-        addr += 7;
-    else if (strstr(addr, "://") != NULL)
-        return SL_EPARSE; /* https and others: not supported here */
-    size_t n = strcspn(addr, "/?#");
-    const char *end = addr + n;
-    const char *hs, *he, *colon;
-    if (*addr == '[') {
-        hs = addr + 1;
-        he = memchr(hs, ']', (size_t)(end - hs));
-        if (he == NULL)
-            return SL_EPARSE;
-        colon = he + 1 < end && he[1] == ':' ? he + 1 : NULL;
-        if (colon == NULL && he + 1 != end)
-            return SL_EPARSE;
-    } else {
-        hs = addr;
-        colon = memchr(addr, ':', n);
-        he = colon ? colon : end;
-        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
-            return SL_EPARSE; /* bare IPv6 needs brackets */
-    }
-    size_t hl = (size_t)(he - hs);
-    if (hl == 0 || hl >= hcap)
-        return SL_EPARSE;
-    memcpy(host, hs, hl);
-    host[hl] = '\0';
-    const char *ps = colon ? colon + 1 : "80";
-    size_t pl = colon ? (size_t)(end - ps) : 2;
-    if (pl == 0 || pl >= pcap || pl > 5)
-        return SL_EPARSE;
-    for (size_t i = 0; i < pl; i++)
-        if (ps[i] < '0' || ps[i] > '9')
-            return SL_EPARSE;
-    memcpy(port, ps, pl);
-    port[pl] = '\0';
-    long pv = strtol(port, NULL, 10);
-    if (pv <= 0 || pv > 65535)
-        return SL_EPARSE;
-    return 0;
 }
 
 static int wait_fd(int fd, short events, int64_t deadline)
@@ -190,7 +144,7 @@ int sl_http_client_request(const char *addr, const char *method,
     if (resp_len)
         *resp_len = 0;
     char host[HOST_MAX], port[8];
-    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0)
+    if (sl_http_split_host_port(addr, host, sizeof(host), port, sizeof(port)) != 0)
         return SL_EPARSE;
     if (timeout_ms <= 0)
         timeout_ms = SL_HTTP_CLIENT_TIMEOUT_MS;

@@ -597,27 +597,17 @@ static int authorized(struct conn *c)
  * .localhost), a loopback IP literal, with an optional port. */
 static int host_is_local(const char *v, size_t n)
 {
-    char h[HOSTHDR_MAX + 1];
+    char value[HOSTHDR_MAX + 1], h[HOSTHDR_MAX + 1], port[8];
     sl_trim_ows(&v, &n);
     if (n == 0 || n > HOSTHDR_MAX)
         return 0;
-    memcpy(h, v, n);
-    h[n] = '\0';
-    char *end = h + n;
-    if (h[0] == '[') { /* [v6] or [v6]:port */
-        char *close = strchr(h, ']');
-        if (close == NULL || (close[1] != '\0' && close[1] != ':'))
-            return 0;
-        *close = '\0';
-        struct sockaddr_storage ss;
-        return sl_addr_parse_ip(h + 1, 0, &ss) == 0 &&
-               sl_addr_is_loopback((struct sockaddr *)&ss);
-    }
-    char *colon = strchr(h, ':');
-    if (colon != NULL)
-        end = colon;
-    *end = '\0';
-    size_t hl = (size_t)(end - h);
+    memcpy(value, v, n);
+    value[n] = '\0';
+    if (strcspn(value, "/?#") != n) /* a Host is no URL */
+        return 0;
+    if (sl_http_split_host_port(value, h, sizeof(h), port, sizeof(port)) != 0)
+        return 0;
+    size_t hl = strlen(h);
     if (hl > 0 && h[hl - 1] == '.')
         h[--hl] = '\0';
     if (strcasecmp(h, "localhost") == 0 ||

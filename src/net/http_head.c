@@ -439,3 +439,48 @@ void sl_http_reader_release(struct sl_http_reader *r)
     r->buf = NULL;
     r->len = r->cap = r->head_len = 0;
 }
+
+int sl_http_split_host_port(const char *addr, char *host, size_t hcap,
+                            char *port, size_t pcap)
+{
+    if (strncmp(addr, "http://", 7) == 0)
+        addr += 7;
+    else if (strstr(addr, "://") != NULL)
+        return SL_EPARSE; /* https and others: not supported here */
+    size_t n = strcspn(addr, "/?#");
+    const char *end = addr + n;
+    const char *hs, *he, *colon;
+    if (*addr == '[') {
+        hs = addr + 1;
+        he = memchr(hs, ']', (size_t)(end - hs));
+        if (he == NULL)
+            return SL_EPARSE;
+        colon = he + 1 < end && he[1] == ':' ? he + 1 : NULL;
+        if (colon == NULL && he + 1 != end)
+            return SL_EPARSE;
+    } else {
+        hs = addr;
+        colon = memchr(addr, ':', n);
+        he = colon ? colon : end;
+        if (colon && memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+            return SL_EPARSE; /* bare IPv6 needs brackets */
+    }
+    size_t hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= hcap)
+        return SL_EPARSE;
+    memcpy(host, hs, hl);
+    host[hl] = '\0';
+    const char *ps = colon ? colon + 1 : "80";
+    size_t pl = colon ? (size_t)(end - ps) : 2;
+    if (pl == 0 || pl >= pcap || pl > 5)
+        return SL_EPARSE;
+    for (size_t i = 0; i < pl; i++)
+        if (ps[i] < '0' || ps[i] > '9')
+            return SL_EPARSE;
+    memcpy(port, ps, pl);
+    port[pl] = '\0';
+    long pv = strtol(port, NULL, 10);
+    if (pv <= 0 || pv > 65535)
+        return SL_EPARSE;
+    return 0;
+}

@@ -147,4 +147,12 @@ void sl_http_reader_stop(struct sl_http_reader *r);
 /* Frees the buffer (stops first). */
 void sl_http_reader_release(struct sl_http_reader *r);
 
+/* Splits "host[:port]" (a Host header, an address to dial) into host,
+ * without brackets for an IPv6 literal, and port ("80" when absent). An
+ * "http://" prefix and a trailing path are ignored; other schemes, a bare
+ * IPv6 literal or a port outside 1-65535 give SL_EPARSE, as does a part
+ * that does not fit its buffer. Returns 0 or SL_EPARSE. */
+int sl_http_split_host_port(const char *addr, char *host, size_t hcap,
+                            char *port, size_t pcap);
+
 #endif
