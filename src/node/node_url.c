@@ -143,25 +143,34 @@ int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
     return parse_authority(text, text + 7, 0, 80, out, err, errcap);
 }
 
-int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
-                            size_t cap)
+/* Writes the host as a URL has it: brackets around an IPv6 literal, its
+ * zone (if any, and if with_zone) as "%25zone". */
+static int format_host(const struct sl_node_url *u, int with_zone,
+                       char *buf, size_t cap)
 {
-    /* The zone means something on this machine only: not sent. */
     int v6 = strchr(u->host, ':') != NULL;
     const char *pct = strchr(u->host, '%');
     int hl = pct ? (int)(pct - u->host) : (int)strlen(u->host);
-    int n = snprintf(buf, cap, v6 ? "[%.*s]:%u" : "%.*s:%u", hl, u->host,
+    const char *zone = with_zone && pct ? pct + 1 : "";
+    int n = snprintf(buf, cap, "%s%.*s%s%s%s:%u", v6 ? "[" : "", hl, u->host,
+                     zone[0] ? "%25" : "", zone, v6 ? "]" : "",
                      (unsigned)u->port);
     return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
 }
 
+int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
+                            size_t cap)
+{
+    /* The zone means something on this machine only: not sent. */
+    return format_host(u, 0, buf, cap);
+}
+
 int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap)
 {
-    int v6 = strchr(u->host, ':') != NULL;
-    const char *pct = strchr(u->host, '%');
-    int hl = pct ? (int)(pct - u->host) : (int)strlen(u->host);
-    int n = snprintf(buf, cap, v6 ? "%s://[%.*s%s%s]:%u" : "%s://%.*s%s%s:%u",
-                     u->tls ? "https" : "http", hl, u->host,
-                     pct ? "%25" : "", pct ? pct + 1 : "", (unsigned)u->port);
-    return n < 0 || (size_t)n >= cap ? SL_ETOOBIG : 0;
+    const char *scheme = u->tls ? "https://" : "http://";
+    size_t sl = strlen(scheme);
+    if (cap <= sl)
+        return SL_ETOOBIG;
+    memcpy(buf, scheme, sl);
+    return format_host(u, 1, buf + sl, cap - sl);
 }
