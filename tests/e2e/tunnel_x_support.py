@@ -441,6 +441,8 @@ class FreezeProxy:
                 if key.data is None:
                     self._accept()
                     continue
+                if key.fileobj.fileno() < 0:
+                    continue  # closed with its peer earlier in this batch
                 try:
                     d = key.fileobj.recv(65536)
                 except OSError:
@@ -448,9 +450,12 @@ class FreezeProxy:
                 peer = key.data
                 if not d:
                     for x in (key.fileobj, peer):
-                        if x in self.sel.get_map():
-                            self.sel.unregister(x)
-                        x.close()
+                        if x.fileno() >= 0:
+                            try:
+                                self.sel.unregister(x)
+                            except KeyError:
+                                pass  # frozen: not watched any more
+                            x.close()
                     continue
                 try:
                     peer.sendall(d)
