@@ -135,8 +135,10 @@ mutant hub-traffic-quota src/hub/hub.c \
     'an allocation over its traffic limit gets 429' \
     'e2e:tests/e2e/test_tunnel_x_limits.py::test_traffic_limit_1mb;e2e:tests/e2e/test_tunnel_hub.py::test_traffic_limit'
 mutant hub-head-timeout src/hub/hub.c \
-    'uv_timer_start(&c->timer, on_conn_timer, ms, 0);' \
-    'uv_timer_start(&c->timer, on_conn_timer, ms * 1000, 0);' \
+    ': SL_HTTP_HEAD_TIMEOUT_MS;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);' \
+    ': SL_HTTP_HEAD_TIMEOUT_MS;
+    uv_timer_start(&c->timer, on_conn_timer, ms * 1000, 0);' \
     'a request head not complete within head_timeout is answered 408' \
     'e2e:tests/e2e/test_tunnel_hub.py::test_slowloris_head_cut_off;e2e:tests/e2e/test_tunnel_x_security.py::test_slowloris_head_cut_off'
 mutant hub-pool-cap src/hub/hub_bridge.c \
