@@ -15,7 +15,9 @@ import pytest
 
 from helpers import (Proc, free_port, sanitizer_report, scaled, sluice_bin,
                      wait_for)
-from tunnel_x_support import BRIDGE_RE, FreezeProxy, http_get, read_response
+from netns import Netns, link
+from tunnel_x_support import (BRIDGE_RE, FreezeProxy, NsTunnel, http_get,
+                              read_response)
 
 
 def get(hub, identity, path="/", **kw):
@@ -185,26 +187,73 @@ def test_link_local_ipv6_upstream_with_zone(tmp_path):
         assert sanitizer_report(p.stderr()) is None, p.describe()
 
 
-def test_public_upstream_refused(env):
-    hub = env.hub()
-    # 192.0.2.1 (TEST-NET-1) is public and never dialled: the check runs
-    # on the resolved address before any connect.
-    node = env.node(hub, "http://192.0.2.1:80")
-    st, _, body = get(hub, node.identity)
-    assert st == 502 and body == b"Upstream not private"
-    st, _, body = get(hub, node.identity)
-    assert st == 502 and body == b"Upstream not private"
-    # logged once, not per request
-    assert node.proc.stderr().count("not private") >= 1
-    assert node.proc.stderr().count("answering 502 (") == 1
+PUB_UPSTREAM = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = ("pub %s from %s" % (self.path, self.client_address[0])).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])),
+                                H).serve_forever()
+"""
 
 
-def test_public_upstream_allowed_by_flag(env):
-    hub = env.hub()
-    up = env.hash_upstream("pub")
-    # 127.0.0.1 is private anyway; the flag must not break the normal path
-    node = env.node(hub, up.url, args=["--allow-public-upstream"])
-    assert get(hub, node.identity, "/x")[2] == b"pub /x"
+def test_public_upstream_refused(tmp_path):
+    """192.0.2.1 (TEST-NET-1) is public. Hub and bridge run in a namespace
+    of the test's own with no route off the machine, so were the check
+    gone the dial would fail (unreachable), not leave by the default
+    route. The refusal is the private-address check's: its body and its
+    own words in the log, once, not per request."""
+    with Netns(tmp_path) as ns:
+        t = NsTunnel(ns, tmp_path)
+        try:
+            node, ident = t.node("pubnode", "http://192.0.2.1:80")
+            for _ in range(2):
+                assert t.get(ident) == (502, "Upstream not private")
+            err = node.stderr()
+        finally:
+            problems = t.close()
+    assert not problems, "\n".join(problems)
+    assert err.count("upstream http://192.0.2.1:80 resolves to 192.0.2.1:80, "
+                     "which is not private (see --allow-public-upstream): "
+                     "answering 502 (Upstream not private)") == 1, err
+    assert "answering 502 (" in err and err.count("answering 502 (") == 1
+    assert "not reachable" not in err, err
+
+
+def test_public_upstream_allowed_by_flag(tmp_path):
+    """A real upstream on a public address (198.51.100.2, in a second
+    namespace joined by veth): a bridge without --allow-public-upstream
+    refuses it, one with the flag reaches it (the upstream sees the
+    bridge's 198.51.100.1)."""
+    with Netns(tmp_path) as a, Netns(tmp_path) as b:
+        link(a, "198.51.100.1/24", b, "198.51.100.2/24")
+        up = b.proc("pubup", "/usr/bin/python3", "-c", PUB_UPSTREAM,
+                    "198.51.100.2", 8080)
+
+        def listening():
+            assert up.alive(), up.describe()
+            return b.run("ss", "-Htln", "sport = :8080").stdout.strip()
+        wait_for(listening, 10, what="the public upstream listening")
+        t = NsTunnel(a, tmp_path)
+        try:
+            refused, id1 = t.node("strict", "http://198.51.100.2:8080")
+            allowed, id2 = t.node("allowed", "http://198.51.100.2:8080",
+                                  "--allow-public-upstream")
+            assert t.get(id1, "/x") == (502, "Upstream not private")
+            assert t.get(id2, "/x") == (200, "pub /x from 198.51.100.1")
+            assert t.get(id1, "/y") == (502, "Upstream not private")
+            err1, err2 = refused.stderr(), allowed.stderr()
+        finally:
+            problems = t.close()
+    assert not problems, "\n".join(problems)
+    assert "which is not private (see --allow-public-upstream)" in err1, err1
+    assert "not private" not in err2 and "answering 502" not in err2, err2
 
 
 def test_upstream_down_gives_502(env):

@@ -33,20 +33,28 @@ HUB_RE = re.compile(r"^hub listening http://(\S+):(\d+) domain (\S+)$", re.M)
 BRIDGE_RE = re.compile(r"^bridge ([a-z0-9]{12}) (\S+) -> (\S+)$", re.M)
 
 
-def _problems(proc, stopped, stop):
+def _problems(role):
+    """What the test must fail on for one hub or node: a stop by SIGTERM
+    (at teardown or earlier in the test) that did not exit 0 in time, a
+    death nobody asked for, or a sanitizer report in stderr (even after a
+    deliberate SIGKILL: what it printed before dying still counts)."""
+    proc = role.proc
     out = []
-    if not stopped:
+    if not role.stops:
         if proc.alive():
-            rc = stop()
-            if rc is None:
-                out.append("%s did not exit within %.0fs of SIGTERM"
-                           % (proc.name, scaled(15)))
-            elif rc != 0:
-                out.append("%s exited with code %d after SIGTERM"
-                           % (proc.name, rc))
+            role.stop()
         else:
             out.append("%s died during the test with code %s"
                        % (proc.name, proc.popen.returncode))
+    for sig, rc in role.stops:
+        if sig == signal.SIGKILL:
+            continue  # a crash on purpose: any code
+        if rc is None:
+            out.append("%s did not exit within %.0fs of %s"
+                       % (proc.name, scaled(15), signal.Signals(sig).name))
+        elif rc != 0:
+            out.append("%s exited with code %d after %s"
+                       % (proc.name, rc, signal.Signals(sig).name))
     proc.kill_group()
     report = sanitizer_report(proc.stderr())
     if report:
@@ -56,29 +64,45 @@ def _problems(proc, stopped, stop):
 
 
 class Role:
-    """Common part of Hub and Node."""
+    """Common part of Hub and Node. Every stop is recorded (signal, exit
+    code) and judged at teardown by problems(), so a test that stops a
+    process and ignores the exit code still fails on a bad one."""
     proc = None
-    stopped = False
+
+    @property
+    def stops(self):
+        if "_stops" not in self.__dict__:
+            self._stops = []
+        return self._stops
+
+    @property
+    def stopped(self):
+        return bool(self.stops)
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
-        self.stopped = True
+        """Sends sig and waits; returns the exit code (None: it did not
+        exit in time and was killed). A SIGTERM stop must give 0 and a
+        clean stderr, else the test fails at teardown."""
         self.proc.signal(sig)
         rc = self.proc.wait(timeout)
         if rc is None:
             self.proc.kill_group()
+        self.stops.append((sig, rc))
         return rc
 
     def kill(self):
-        """SIGKILL, as a crash would; not reported as a problem."""
-        self.stopped = True
+        """SIGKILL, as a crash would: its exit code is not judged, its
+        stderr still is (a sanitizer report before the kill)."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.proc.wait(10)
+        rc = self.proc.wait(10)
+        self.stops.append((signal.SIGKILL, rc))
+        return rc
 
     def problems(self):
-        return _problems(self.proc, self.stopped, self.stop)
+        return _problems(self)
 
     def alive(self):
         return self.proc.alive()
@@ -744,3 +768,93 @@ def curl_via(hub, identity, path="/", *args, timeout=60):
     return curl("--resolve", "%s:%d:127.0.0.1" % (host, hub.port),
                 "http://%s:%d%s" % (host, hub.port, path), *args,
                 timeout=timeout)
+
+
+# ------------------------------------------------------ network namespaces
+
+def stop_clean(proc, timeout=15):
+    """SIGTERM to a hub or node Proc started by hand (in a namespace, say):
+    the problems the test must fail on, as for Role.problems(): no exit
+    within timeout, an exit code other than 0, a sanitizer report."""
+    out = []
+    if not proc.alive():
+        out.append("%s died during the test with code %s"
+                   % (proc.name, proc.popen.returncode))
+    else:
+        proc.signal(signal.SIGTERM)
+        rc = proc.wait(timeout)
+        if rc is None:
+            out.append("%s did not exit within %.0fs of SIGTERM"
+                       % (proc.name, scaled(timeout)))
+        elif rc != 0:
+            out.append("%s exited with code %d after SIGTERM"
+                       % (proc.name, rc))
+    proc.kill_group()
+    report = sanitizer_report(proc.stderr())
+    if report:
+        out.append("sanitizer report in %s's stderr:\n%s"
+                   % (proc.name, report))
+    return out
+
+
+class NsTunnel:
+    """A hub (127.0.0.1:18080, API :18082) and bridge nodes inside a
+    netns.Netns: a fresh namespace has every port free. `node()` starts a
+    bridge and returns (proc, identity); `get()` runs curl in the
+    namespace; `close()` stops them all with SIGTERM and returns the
+    problems (exit codes, sanitizer reports)."""
+
+    HUB_PORT = 18080
+
+    def __init__(self, ns, tmp_path, name="nshub"):
+        self.ns = ns
+        self.tmp_path = str(tmp_path)
+        self.procs = []
+        self.hub = self._start(name, sluice_bin(), "boot", "up", "--proxy",
+                               "--http", "127.0.0.1:%d" % self.HUB_PORT,
+                               "--api", "127.0.0.1:18082", "--state-dir",
+                               os.path.join(self.tmp_path, name + "-state"))
+
+        def ready():
+            if not self.hub.alive():
+                raise AssertionError("hub exited:\n" + self.hub.describe())
+            return HUB_RE.search(self.hub.stdout())
+        self.domain = wait_for(ready, 20, what="hub listening line").group(3)
+        self.url = "http://127.0.0.1:%d" % self.HUB_PORT
+        self._api = 18083
+
+    def _start(self, name, *argv):
+        p = self.ns.proc(name, *argv)
+        self.procs.append(p)
+        return p
+
+    def node(self, name, upstream, *args):
+        self._api += 1
+        p = self._start(name, sluice_bin(), "boot", "up", "--bridge", "--hub",
+                        self.url, "--upstream", upstream, "--state-dir",
+                        os.path.join(self.tmp_path, name + "-state"),
+                        "--api", "127.0.0.1:%d" % self._api, *args)
+
+        def ready():
+            if not p.alive():
+                raise AssertionError("node exited:\n" + p.describe())
+            return BRIDGE_RE.search(p.stdout())
+        m = wait_for(ready, 20, what="%s's bridge line" % name)
+        return p, m.group(1)
+
+    def get(self, identity, path="/"):
+        """(status, body) of curl in the namespace through the hub."""
+        host = "%s.%s:%d" % (identity, self.domain, self.HUB_PORT)
+        cp = self.ns.run("curl", "-sS", "-m", "%d" % int(scaled(15)),
+                         "--resolve", "%s:127.0.0.1" % host, "-w",
+                         "\n%{http_code}", "http://%s%s" % (host, path),
+                         timeout=30)
+        body, _, code = cp.stdout.rpartition("\n")
+        assert code.isdigit() and code != "000", cp.stderr
+        return int(code), body
+
+    def close(self):
+        problems = []
+        for p in reversed(self.procs):
+            problems.extend(stop_clean(p))
+        return problems
