@@ -8,6 +8,8 @@ condition with a bound.
 
 import json
 import os
+import re
+import socket
 import subprocess
 import time
 
@@ -17,7 +19,7 @@ from helpers import (Proc, free_port, sanitizer_report, scaled, sluice_bin,
                      wait_for)
 from netns import Netns, link
 from tunnel_x_support import (BRIDGE_RE, FreezeProxy, NsTunnel, http_get,
-                              read_response)
+                              read_response, tcp_sockets)
 
 
 def get(hub, identity, path="/", **kw):
@@ -508,38 +510,62 @@ def test_bridge_back_replaces_stale_connections(env):
     assert got == [200] * 10
 
 
+KEEPALIVE = {"keepalive": 1, "keepidle": 15, "keepintvl": 5, "keepcnt": 6,
+             "user_timeout": 45000}
+
+
 def test_tunnel_connections_watched_by_the_kernel(env):
     """Raw data connections carry no pings, so both ends arm TCP
-    keep-alive (15 s idle, 6 probes 5 s apart) and TCP_USER_TIMEOUT on
-    every hub <-> bridge connection; `ss` shows the keep-alive timers.
-    User connections are left alone."""
+    keep-alive (15 s idle, 6 probes 5 s apart) and TCP_USER_TIMEOUT 45 s
+    on every hub <-> bridge connection: the values are read with
+    getsockopt on duplicates of the processes' own sockets
+    (pidfd_getfd), and `ss -o` shows the kernel's keep-alive timer armed
+    within 15 s. User connections are left alone."""
     hub = env.hub()
     up = env.hash_upstream("ka")
     node = env.node(hub, up.url)
     assert get(hub, node.identity)[0] == 200
 
+    def tunnel_socks():
+        # the node's side: peer = the hub's port; the hub's: local port
+        n = [o for _, peer, o in tcp_sockets(node.pid) if peer[1] == hub.port]
+        h = [o for local, peer, o in tcp_sockets(hub.pid)
+             if local[1] == hub.port and peer[1] != hub.port]
+        return (n, h) if len(n) >= 2 and len(h) >= 2 else None
+    # the control connection and at least one pool connection, both ends
+    n, h = wait_for(tunnel_socks, 10, what="tunnel connections")
+    for opts in n + h:
+        assert opts == KEEPALIVE, (n, h)
+
     def timers(flt):
         out = subprocess.run(["ss", "-Htno", "state", "established", flt],
                              capture_output=True, text=True,
                              timeout=scaled(10)).stdout
-        lines = [ln for ln in out.splitlines() if ln.strip()]
-        return lines, [ln for ln in lines if "keepalive" in ln]
-    # the hub's side (source port = the hub's) and the node's (dest port)
+        return [ln for ln in out.splitlines() if ln.strip()]
+    def keepalive_left(ln):
+        m = re.search(r"timer:\(keepalive,(?:(\d+)min)?([\d.]+)(m?s)ec", ln)
+        if not m:
+            return None  # another timer (a retransmit) for the moment
+        return int(m.group(1) or 0) * 60 + float(m.group(2)) / (
+            1000 if m.group(3) == "ms" else 1)
     for flt in ("( sport = :%d )" % hub.port, "( dport = :%d )" % hub.port):
-        lines, ka = wait_for(lambda: (lambda r: r if len(r[1]) >= 2 and
-                                      len(r[1]) == len(r[0]) else None)(
-            timers(flt)), 10, what="keep-alive timers " + flt)
-        assert len(ka) >= 2  # the control connection and the pool
-    import socket
+        lines = wait_for(lambda: (lambda ls: ls if len(ls) >= 2 and all(
+            keepalive_left(ln) is not None for ln in ls) else None)(
+                timers(flt)), 10, what="keep-alive timers " + flt)
+        for ln in lines:
+            assert 0 < keepalive_left(ln) <= 15, ln
     s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
     try:
         lport = s.getsockname()[1]
         s.sendall(b"GET / HTTP/1.1\r\nHost: " +
                   hub.host(node.identity).encode() + b"\r\n\r\n")
         assert read_response(s)[0] == 200
-        lines, ka = timers("( sport = :%d and dport = :%d )"
-                           % (hub.port, lport))
-        assert len(lines) == 1 and not ka, lines
+        users = [o for local, peer, o in tcp_sockets(hub.pid)
+                 if local[1] == hub.port and peer[1] == lport]
+        assert len(users) == 1 and users[0]["keepalive"] == 0 and \
+            users[0]["user_timeout"] == 0, users
+        lines = timers("( sport = :%d and dport = :%d )" % (hub.port, lport))
+        assert len(lines) == 1 and "keepalive" not in lines[0], lines
     finally:
         s.close()
 

@@ -6,10 +6,10 @@ the bytes the user actually moved within one buffer (64 KiB)."""
 
 import os
 import socket
-import time
+from types import SimpleNamespace
 
 from helpers import recv_all, scaled, wait_for
-from tunnel_x_support import big_file, http_get
+from tunnel_x_support import FreezeProxy, big_file, http_get
 
 BUFFER = 64 * 1024
 QUOTA = 1000000
@@ -24,11 +24,17 @@ def test_traffic_limit_1mb(env):
     # Pool connections age out every 2 s, so the node keeps dialling new
     # ones, which the hub refuses once the quota is spent.
     hub = env.hub(args=["--pool-age-ms", "2000"])
+    # The node reaches the hub through a forwarder that notes the time of
+    # every connection it accepts: the node's dials as the hub sees them.
+    proxy = FreezeProxy(hub.port)
+    env.others.append(proxy)
     web = env.nginx(files={"small.txt": b"hello\n"})
     big_file(os.path.join(web.root, "big.bin"), 8)
     alloc = hub.create(traffic=QUOTA)
     assert alloc["limits"]["traffic"] == QUOTA
-    node = env.node(hub, web.url, creds=alloc)
+    # one pool connection: each refusal is one failure, one back-off step
+    node = env.node(SimpleNamespace(url=proxy.url), web.url, creds=alloc,
+                    pool=1)
     ident = alloc["identity"]
     assert node.identity == ident
 
@@ -87,11 +93,22 @@ def test_traffic_limit_1mb(env):
     assert m.get(key) == 1, {k: v for k, v in m.items() if ident in k}
 
     # The node's new pool connections are refused (429) from now on: it
-    # says so once and backs off (1 s, 2 s, ...) instead of redialling
-    # every second; a few seconds later it has not said it again.
+    # says so once and backs off as DESIGN says (1 s doubling to 60 s,
+    # jittered: the n-th wait after a refusal is in [2^n, 2^(n+1)] s) instead
+    # of redialling at once. Measured between the dials the forwarder
+    # accepts, each refused in turn.
     wait_for(lambda: "refused data connection" in node.proc.stderr(), 15,
              what="a refused pool connection")
-    time.sleep(scaled(4))
+    first = len(proxy.accepts) - 1
+    dials = wait_for(lambda: proxy.accepts[first:] if len(proxy.accepts)
+                     >= first + 4 else None, 2 + 4 + 8 + 5,
+                     what="three more pool dials")
+    gaps = [b - a for a, b in zip(dials, dials[1:])][:3]
+    for n, gap in enumerate(gaps):
+        lo, hi = 2 ** n, 2 ** (n + 1)
+        assert lo * 0.98 <= gap <= hi + scaled(1), (
+            "wait %d after a refusal was %.2fs, not in [%d, %d] s: %s" % (
+                n, gap, lo, hi, ["%.2f" % g for g in gaps]))
     assert node.proc.stderr().count("refused data connection") == 1, \
         node.proc.stderr()[-2000:]
 
