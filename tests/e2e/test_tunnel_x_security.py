@@ -15,7 +15,7 @@ import pytest
 from helpers import scaled
 from tunnel_x_support import (PyBridge, TunnelEnv, basic, control_attempt,
                               curl_via, data_conn, http_get, new_fingerprint,
-                              read_head, upgrade_request)
+                              upgrade_request)
 
 HEAD_TIMEOUT = 10  # the hub's default for a request head (s)
 
