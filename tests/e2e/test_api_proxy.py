@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from helpers import free_port, scaled, sluice_bin, tcp_listening
+from helpers import (free_port, sanitizer_report, scaled, sluice_bin,
+                     tcp_listening)
 from tunnel_x_support import Hub
 
 IDENTITY_RE = re.compile(r"^[a-z]{2}[a-z0-9]{10}$")
@@ -48,17 +49,27 @@ def hub(hub_factory):
     return hub_factory()
 
 
+# The CLI's exit codes: 0 done, 1 failed (the hub said no, or is not
+# there), 2 usage, 3 `boot status`: not running. Anything else (a signal,
+# a sanitizer's exit) is a crash, whatever the test expected.
+CLI_CODES = (0, 1, 2, 3)
+
+
 def cli(*args, env=None, timeout=30):
-    """Runs the sluice CLI; returns (exit code, stdout, stderr)."""
+    """Runs the sluice CLI; returns (exit code, stdout, stderr). Fails on
+    a sanitizer report in its stderr or an exit code it never gives (a
+    crash is not the expected non-zero exit)."""
     full_env = dict(os.environ)
     full_env.pop("SLUICE_API_TOKEN", None)
     if env:
         full_env.update(env)
-    p = subprocess.run([sluice_bin()] + [str(a) for a in args],
-                       capture_output=True, text=True, env=full_env,
-                       timeout=scaled(timeout))
-    assert "AddressSanitizer" not in p.stderr, p.stderr
-    assert "runtime error" not in p.stderr, p.stderr
+    argv = [sluice_bin()] + [str(a) for a in args]
+    p = subprocess.run(argv, capture_output=True, text=True, env=full_env,
+                       timeout=scaled(timeout), stdin=subprocess.DEVNULL,
+                       errors="replace")
+    report = sanitizer_report(p.stderr)
+    assert report is None, "%s:\n%s" % (" ".join(argv), report)
+    assert p.returncode in CLI_CODES, (argv, p.returncode, p.stderr)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -415,10 +426,12 @@ def test_cli_proxy_commands(hub):
     assert rc == 0 and "pruned 1 proxy" in out and second["identity"] in out
 
     # usage errors
-    assert cli("proxy", "create", "--traffic", "lots", *sd)[0] == 2
-    assert cli("proxy", "prune", "--older-than", "soon", *sd)[0] == 2
-    assert cli("proxy", "remove", *sd)[0] == 2
-    assert cli("proxy", "frobnicate")[0] == 2
+    for argv in (("proxy", "create", "--traffic", "lots", *sd),
+                 ("proxy", "prune", "--older-than", "soon", *sd),
+                 ("proxy", "remove", *sd),
+                 ("proxy", "frobnicate")):
+        rc, out, err = cli(*argv)
+        assert rc == 2 and out == "" and err.strip(), (argv, rc, out, err)
 
 
 def test_cli_hub_not_running(tmp_path):
@@ -462,6 +475,7 @@ def test_daemon_status_down(tmp_path):
         assert "node (bridge): not running" in out
         rc, out, err = cli("boot", "status", "--json", "--proxy",
                            "--state-dir", state)
+        assert rc == 0, err
         j = json.loads(out)
         assert j[0]["running"] and j[0]["pid"] == pid
         assert j[0]["api"] == "127.0.0.1:%d" % api_port
@@ -480,7 +494,7 @@ def test_daemon_status_down(tmp_path):
         assert not os.path.exists(os.path.join(state, "hub.json"))
         with open(os.path.join(state, "hub.log")) as f:
             log = f.read()
-        assert "AddressSanitizer" not in log and "runtime error" not in log
+        assert sanitizer_report(log) is None, log
 
         rc, out, err = cli("boot", "down", "--state-dir", state)
         assert rc == 0 and "not running" in out
