@@ -97,11 +97,32 @@ def udp_bound(port):
     return port in _proc_net_ports(("udp", "udp6"))
 
 
+# Where Debian installs programs, searched after PATH: a CI shell's PATH
+# may leave out /usr/sbin (dnsmasq, haproxy, sshd, nginx).
+DEBIAN_BIN_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def find_binary(path_or_name):
+    """The program's path (through PATH, then Debian's folders), or None."""
+    if "/" in path_or_name:
+        return path_or_name if os.access(path_or_name, os.X_OK) else None
+    found = shutil.which(path_or_name)
+    if found:
+        return found
+    for d in DEBIAN_BIN_DIRS:
+        candidate = os.path.join(d, path_or_name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def require_binary(path_or_name):
-    """Returns the binary's path, or skips the test if it is not installed."""
+    """Returns the binary's path, or skips the test if it is not installed
+    (a failure under CI=true: scripts/setup.sh installs every peer)."""
     import pytest
-    path = shutil.which(path_or_name) if "/" not in path_or_name else (
-        path_or_name if os.access(path_or_name, os.X_OK) else None)
+    path = find_binary(path_or_name)
+    if not path and "/" in path_or_name:
+        path = find_binary(os.path.basename(path_or_name))
     if not path:
         pytest.skip("%s is not installed" % path_or_name)
     return path
