@@ -218,6 +218,12 @@ class NsRole(Role):
         self.pid = self.proc.pid
 
 
+def started(role, regex):
+    if not role.alive():
+        raise AssertionError("exited:\n" + role.proc.describe())
+    return regex.search(role.proc.stdout())
+
+
 # Kernel timers every hub <-> bridge connection arms (src/net/tcp_live.c):
 # TCP_USER_TIMEOUT 45 s, keep-alive probes 5 s apart. No flag changes them.
 USER_TIMEOUT_S = 45
@@ -238,13 +244,13 @@ def test_request_in_flight_on_a_silently_dead_path_gets_502(tmp_path):
     with Netns(tmp_path) as a, Netns(tmp_path) as b:
         try:
             ea, eb = link(a, "198.51.100.1/24", b, "198.51.100.2/24")
-            quiet = ["--ping-ms", "3600000", "--dead-ms", "7200000"]
+            quiet = ["--ping-ms", "1800000", "--dead-ms", "3600000"]
             hub = NsRole(a, "hub", [
                 sluice_bin(), "boot", "up", "--proxy", "--http",
                 "198.51.100.1:8080", "--api", "127.0.0.1:8081",
                 "--state-dir", str(tmp_path / "hubstate")] + quiet)
             roles.append(hub)
-            m = wait_for(lambda: HUB_RE.search(hub.proc.stdout()), 20,
+            m = wait_for(lambda: started(hub, HUB_RE), 20,
                          what="hub listening")
             domain = m.group(3)
 
@@ -271,8 +277,8 @@ def test_request_in_flight_on_a_silently_dead_path_gets_502(tmp_path):
                 str(tmp_path / "nodestate"), "--api", "127.0.0.1:8082"]
                 + quiet)
             roles.append(node)
-            ident = wait_for(lambda: BRIDGE_RE.search(node.proc.stdout()),
-                             20, what="bridge line").group(1)
+            ident = wait_for(lambda: started(node, BRIDGE_RE), 20,
+                             what="bridge line").group(1)
 
             user = in_netns(a, lambda: socket.create_connection(
                 ("198.51.100.1", 8080), scaled(10)))
