@@ -13,9 +13,7 @@ import socket
 import subprocess
 import time
 
-import pytest
-
-from helpers import (Proc, free_port, sanitizer_report, scaled, sluice_bin,
+from helpers import (free_port, sanitizer_report, scaled, sluice_bin,
                      wait_for)
 from netns import Netns, link
 from tunnel_x_support import (BRIDGE_RE, FreezeProxy, NsTunnel, http_get,
@@ -135,58 +133,26 @@ def test_link_local_ipv6_upstream_with_zone(tmp_path):
     """DESIGN allows link-local upstreams; an IPv6 one needs its
     interface: http://[fe80::1%25lo]:PORT. In a network namespace of the
     test's own (fe80::1 on its loopback), a hub, a bridge and an upstream
-    on that address; curl reaches it through the tunnel."""
-    import uuid
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    ns = "sl" + uuid.uuid4().hex[:10]
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True,
-                      timeout=scaled(10)).returncode != 0:
-        pytest.skip("cannot create a network namespace here")
-    procs = []
-    try:
-        def nsrun(*argv, **kw):
-            return subprocess.run(["ip", "netns", "exec", ns] + list(argv),
-                                  capture_output=True, text=True,
-                                  timeout=scaled(kw.pop("timeout", 20)),
-                                  stdin=subprocess.DEVNULL, **kw)
-        if nsrun("true").returncode != 0:
-            pytest.skip("cannot enter a network namespace here")
-        assert nsrun("ip", "link", "set", "lo", "up").returncode == 0
-        assert nsrun("ip", "addr", "add", "fe80::1/64", "dev",
-                     "lo").returncode == 0
-        up_port, hub_port = 18081, 18080  # a fresh namespace: all free
-
-        def start(name, *argv):
-            p = Proc(["ip", "netns", "exec", ns] + list(argv), tmp_path, name)
-            procs.append(p)
-            return p
-        start("llup", "/usr/bin/python3", "-c", LL_UPSTREAM, up_port)
-        start("llhub", sluice_bin(), "boot", "up", "--proxy", "--http",
-              "127.0.0.1:%d" % hub_port, "--api", "127.0.0.1:18082",
-              "--state-dir", tmp_path / "hubst")
-        node = start("llnode", sluice_bin(), "boot", "up", "--bridge",
-                     "--hub", "http://127.0.0.1:%d" % hub_port, "--upstream",
-                     "http://[fe80::1%%25lo]:%d" % up_port, "--state-dir",
-                     tmp_path / "nodest", "--api", "127.0.0.1:18083")
-        m = wait_for(lambda: BRIDGE_RE.search(node.stdout()), 20,
-                     what="the bridge line")
-        assert m.group(3) == "http://[fe80::1%%25lo]:%d" % up_port
-        host = "%s.localhost:%d" % (m.group(1), hub_port)
-
-        def fetched():
-            cp = nsrun("curl", "-sS", "--resolve",
-                       "%s:127.0.0.1" % host, "http://%s/zone" % host)
-            return cp.stdout if cp.stdout == "link-local /zone" else None
-        wait_for(fetched, 20, what="the link-local upstream through the "
-                 "tunnel")
-    finally:
-        for p in reversed(procs):
-            p.kill_group()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True,
-                       timeout=scaled(10))
-    for p in procs:
-        assert sanitizer_report(p.stderr()) is None, p.describe()
+    on that address; curl reaches it through the tunnel, and hub and
+    bridge stop cleanly (exit 0, no sanitizer report)."""
+    up_port = 18081  # a fresh namespace: all free
+    with Netns(tmp_path) as ns:
+        ns.add_address("fe80::1/64", "lo")
+        up = ns.proc("llup", "/usr/bin/python3", "-c", LL_UPSTREAM, up_port)
+        t = NsTunnel(ns, tmp_path, name="llhub")
+        try:
+            def listening():
+                assert up.alive(), up.describe()
+                return ns.run("ss", "-Htln", "sport = :%d" % up_port
+                              ).stdout.strip()
+            wait_for(listening, 10, what="the link-local upstream")
+            upstream = "http://[fe80::1%%25lo]:%d" % up_port
+            node, ident = t.node("llnode", upstream)
+            assert BRIDGE_RE.search(node.stdout()).group(3) == upstream
+            assert t.get(ident, "/zone") == (200, "link-local /zone")
+        finally:
+            problems = t.close()
+    assert not problems, "\n".join(problems)
 
 
 PUB_UPSTREAM = """
@@ -531,16 +497,26 @@ def test_tunnel_connections_watched_by_the_kernel(env):
     node = env.node(hub, up.url)
     assert get(hub, node.identity)[0] == 200
 
+    last = []
+
     def tunnel_socks():
-        # the node's side: peer = the hub's port; the hub's: local port
-        n = [o for _, peer, o in tcp_sockets(node.pid) if peer[1] == hub.port]
-        h = [o for local, peer, o in tcp_sockets(hub.pid)
-             if local[1] == hub.port and peer[1] != hub.port]
-        return (n, h) if len(n) >= 2 and len(h) >= 2 else None
+        # the node's connections to the hub port, and the hub's ends of
+        # those very connections (matched by the node's local port); a
+        # connection a moment old may not be armed yet, one that stays
+        # unarmed fails the wait
+        n = {local[1]: o for local, peer, o in tcp_sockets(node.pid)
+             if peer[1] == hub.port}
+        h = {peer[1]: o for local, peer, o in tcp_sockets(hub.pid)
+             if local[1] == hub.port and peer[1] in n}
+        last[:] = [n, h]
+        both = list(n.values()) + list(h.values())
+        return len(n) >= 2 and set(h) == set(n) and all(
+            o == KEEPALIVE for o in both)
     # the control connection and at least one pool connection, both ends
-    n, h = wait_for(tunnel_socks, 10, what="tunnel connections")
-    for opts in n + h:
-        assert opts == KEEPALIVE, (n, h)
+    try:
+        wait_for(tunnel_socks, 10, what="keep-alive options on both ends")
+    except AssertionError as e:
+        raise AssertionError("%s: node %r, hub %r" % (e, last[0], last[1]))
 
     def timers(flt):
         out = subprocess.run(["ss", "-Htno", "state", "established", flt],
@@ -635,7 +611,6 @@ def test_daemon_mode(env, tmp_path):
                  20, what="daemon gone")
         log = open(os.path.join(state, "node.log")).read()
         assert "node: stopped" in log
-        from helpers import sanitizer_report
         assert sanitizer_report(log) is None, sanitizer_report(log)
     finally:
         try:

@@ -222,6 +222,13 @@ class Node(Role):
         self.identity = None
         if wait:
             self.wait_bridges(1)
+            if pool != 0 and hasattr(hub, "metrics"):
+                # The bridge line comes with the welcome, before the pool
+                # connections reach the hub: wait for one there, so a
+                # test's first request does not race it.
+                wait_for(lambda: hub.metrics().get(
+                    "sluice_hub_data_connections", 0) >= 1, 10,
+                    what="a pool connection at the hub")
 
     def bridges(self):
         return BRIDGE_RE.findall(self.proc.stdout())
