@@ -1,5 +1,6 @@
 #include "node/node_url.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,21 @@ static int parse_authority(const char *text, const char *p, int port_required,
                     return fail(err, errcap, text, "bad zone in IPv6 host");
             host_end = pct;
         }
-        for (const char *q = host_start; q < host_end; q++)
-            if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'f') ||
-                  (*q >= 'A' && *q <= 'F') || *q == ':' || *q == '.'))
-                return fail(err, errcap, text, "bad IPv6 literal in host");
+        /* What inet_pton takes as an IPv6 address, and nothing else: the
+         * bracket holds no name, no IPv4 and no junk a resolver might
+         * read another way. */
+        size_t alen = (size_t)(host_end - host_start);
+        char lit[INET6_ADDRSTRLEN];
+        unsigned char bin[16];
+        if (alen == 0)
+            return fail(err, errcap, text, "missing host");
+        if (alen >= sizeof(lit))
+            return fail(err, errcap, text, "bad IPv6 literal in host "
+                                           "(too long)");
+        memcpy(lit, host_start, alen);
+        lit[alen] = '\0';
+        if (inet_pton(AF_INET6, lit, bin) != 1)
+            return fail(err, errcap, text, "bad IPv6 literal in host");
         p = zone_end ? zone_end + 1 : host_end + 1;
     } else {
         host_start = p;
@@ -69,9 +81,14 @@ static int parse_authority(const char *text, const char *p, int port_required,
         host_end = p;
     }
     size_t hlen = (size_t)(host_end - host_start);
+    size_t zlen = zone != NULL ? (size_t)(zone_end - zone) : 0;
     if (hlen == 0)
         return fail(err, errcap, text, "missing host");
     if (hlen > 253)
+        return fail(err, errcap, text, "host is too long");
+    /* host, '%', zone and the NUL must fit out->host: checked here, before
+     * any byte is written, whatever the checks above let through. */
+    if (hlen + (zone != NULL ? 1 + zlen : 0) >= sizeof(out->host))
         return fail(err, errcap, text, "host is too long");
     /* Host names are case-insensitive: one spelling, so that
      * HTTP://LOCALHOST:3000 names the same bridge as http://localhost:3000. */
@@ -83,8 +100,8 @@ static int parse_authority(const char *text, const char *p, int port_required,
     if (zone != NULL) { /* "fe80::1%eth0", as getaddrinfo takes it; an
                            interface name keeps its case */
         out->host[hlen] = '%';
-        memcpy(out->host + hlen + 1, zone, (size_t)(zone_end - zone));
-        out->host[hlen + 1 + (size_t)(zone_end - zone)] = '\0';
+        memcpy(out->host + hlen + 1, zone, zlen);
+        out->host[hlen + 1 + zlen] = '\0';
     }
 
     if (*p == ':') {
