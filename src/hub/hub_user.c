@@ -139,44 +139,76 @@ static int is_named(const struct sl_http_header *x, const char *name)
     return x->name_len == n && strncasecmp(x->name, name, n) == 0;
 }
 
-/* The head as the upstream gets it: X-Forwarded-For appended to (or
- * added), X-Forwarded-Proto and -Host set by the hub (the user's own are
- * dropped: they would lie). */
+/* Bytes [start, end) of the line that holds header x: from its name
+ * through its LF. Names start their line and a line ends at the first LF
+ * (sl_http_head_parse refuses obs-fold and bare CR). Not found from the
+ * value: http-parser points an empty value at the next line. */
+static void header_line(const char *base, size_t head_end,
+                        const struct sl_http_header *x, size_t *ls,
+                        size_t *le)
+{
+    size_t nend = (size_t)(x->name + x->name_len - base);
+    const char *nl = memchr(base + nend, '\n', head_end - nend);
+    *ls = (size_t)(x->name - base);
+    *le = nl ? (size_t)(nl - base) + 1 : head_end;
+}
+
+/* The head as the upstream gets it, as HAProxy and nginx build it:
+ *  - X-Forwarded-For is ONE header: the values of all the user's
+ *    X-Forwarded-For headers, in order, empty ones left out, then the
+ *    user's address last (nginx's $proxy_add_x_forwarded_for). It stands
+ *    where the first non-empty one stood, or at the end. A second header
+ *    would let realip and Express pick a value the user wrote.
+ *  - X-Forwarded-Proto, X-Forwarded-Host and Forwarded are the hub's
+ *    alone: the user's are dropped (they would lie), the hub's added. */
 static int build_head(struct hub_conn *u, const struct sl_http_head *h,
                       const struct sl_http_header *host, char *buf, size_t cap)
 {
     const char *base = u->head;
     size_t end = h->len;
     struct out o = {buf, 0, cap, 0};
-    int have_xff = 0;
+    const struct sl_http_header *xff = NULL; /* the first non-empty one */
     /* Without the final empty line. */
     if (end > 0 && base[end - 1] == '\n')
         end--;
     if (end > 0 && base[end - 1] == '\r')
         end--;
+    for (size_t i = 0; i < h->nhdr && xff == NULL; i++)
+        if (is_named(&h->hdr[i], "x-forwarded-for") &&
+            h->hdr[i].value_len > 0)
+            xff = &h->hdr[i];
     size_t cursor = 0;
     for (size_t i = 0; i < h->nhdr; i++) {
         const struct sl_http_header *x = &h->hdr[i];
-        size_t vend = (size_t)(x->value + x->value_len - base);
-        if (is_named(x, "x-forwarded-proto") ||
-            is_named(x, "x-forwarded-host")) {
-            size_t ls = (size_t)(x->name - base);
-            const char *nl = memchr(base + vend, '\n', end - vend);
-            size_t le = nl ? (size_t)(nl - base) + 1 : end;
-            put(&o, base + cursor, ls - cursor);
-            cursor = le;
-        } else if (!have_xff && is_named(x, "x-forwarded-for")) {
-            have_xff = 1;
+        size_t ls, le;
+        if (x == xff) {
+            /* The line up to its value, the other values, the peer, and
+             * the rest of the line as it was. */
+            size_t vend = (size_t)(x->value + x->value_len - base);
             put(&o, base + cursor, vend - cursor);
+            for (size_t j = i + 1; j < h->nhdr; j++) {
+                const struct sl_http_header *y = &h->hdr[j];
+                if (is_named(y, "x-forwarded-for") && y->value_len > 0) {
+                    puts_(&o, ", ");
+                    put(&o, y->value, y->value_len);
+                }
+            }
             puts_(&o, ", ");
             puts_(&o, u->peer_ip);
             cursor = vend;
+        } else if (is_named(x, "x-forwarded-for") ||
+                   is_named(x, "x-forwarded-proto") ||
+                   is_named(x, "x-forwarded-host") ||
+                   is_named(x, "forwarded")) {
+            header_line(base, end, x, &ls, &le);
+            put(&o, base + cursor, ls - cursor);
+            cursor = le;
         }
     }
     put(&o, base + cursor, end - cursor);
     if (end > 0 && base[end - 1] != '\n')
         puts_(&o, "\r\n");
-    if (!have_xff) {
+    if (xff == NULL) {
         puts_(&o, "X-Forwarded-For: ");
         puts_(&o, u->peer_ip);
         puts_(&o, "\r\n");
@@ -187,6 +219,31 @@ static int build_head(struct hub_conn *u, const struct sl_http_head *h,
     put(&o, host->value, host->value_len);
     puts_(&o, "\r\n\r\n");
     return o.over ? SL_ETOOBIG : (int)o.len;
+}
+
+static int check_headers_done(http_parser *p)
+{
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings check_settings = {
+    .on_headers_complete = check_headers_done,
+};
+
+/* NULL if http-parser reads the rewritten head as one head of exactly
+ * len bytes (paused at its end, it has read all but the last byte), else
+ * why not. */
+static const char *rewritten_head_bad(const char *p, size_t len)
+{
+    http_parser hp;
+    http_parser_init(&hp, HTTP_REQUEST);
+    size_t k = http_parser_execute(&hp, &check_settings, p, len);
+    if (HTTP_PARSER_ERRNO(&hp) != HPE_PAUSED)
+        return HTTP_PARSER_ERRNO(&hp) == HPE_OK
+                   ? "incomplete head"
+                   : http_errno_description(HTTP_PARSER_ERRNO(&hp));
+    return k + 1 == len ? NULL : "the head ends before its empty line";
 }
 
 static void user_close(struct hub_conn *u, int reason)
@@ -457,6 +514,17 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
         hub_block_put(hub, b);
         drop_data(u);
         reply_text(u, 431, "Request Header Fields Too Large");
+        return;
+    }
+    const char *why = rewritten_head_bad(b->data, (size_t)n);
+    if (why != NULL) {
+        /* Known before the bridge is asked to dial. */
+        sl_info(hub->log, "hub conn %llu from %s: malformed request head "
+                          "(after rewriting: %s), answering 400",
+                (unsigned long long)u->id, u->peer_ip, why);
+        hub_block_put(hub, b);
+        drop_data(u);
+        reply_text(u, 400, "Bad Request: malformed head");
         return;
     }
     hub_count_user(a, 0, h->len);

@@ -131,6 +131,37 @@ static void trim(const char **s, size_t *n)
         (*n)--;
 }
 
+/* RFC 9110 5.6.2: the characters of a token (a field name). */
+static int tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || (c != '\0' &&
+                                      strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* What http-parser (not built strict) lets through but an intermediary
+ * must not forward, because the next parser may read it another way
+ * (RFC 9112 2.2, 5.1, 5.2): a CR not followed by LF, and a line that
+ * starts with whitespace (obs-fold, or whitespace before the first
+ * field). NULL if none. */
+static const char *bad_bytes(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (buf[i] == '\r' || buf[i] == '\n')) {
+        if (buf[i] == '\r' && (i + 1 >= len || buf[i + 1] != '\n'))
+            return "bare CR in the head";
+        i++; /* leading empty lines (RFC 9112 2.2) */
+    }
+    for (; i < len; i++) {
+        if (buf[i] == '\r' && (i + 1 >= len || buf[i + 1] != '\n'))
+            return "bare CR in the head";
+        if (buf[i] == '\n' && i + 1 < len &&
+            (buf[i + 1] == ' ' || buf[i + 1] == '\t'))
+            return "obs-fold (a header line starting with whitespace)";
+    }
+    return NULL;
+}
+
 int sl_http_head_parse(struct sl_http_head *out, int is_request,
                        const char *buf, size_t len)
 {
@@ -145,8 +176,12 @@ int sl_http_head_parse(struct sl_http_head *out, int is_request,
     out->is_request = is_request;
     http_parser_init(&p, is_request ? HTTP_REQUEST : HTTP_RESPONSE);
     p.data = &st;
+    const char *bad = bad_bytes(buf, len);
+    if (bad != NULL) {
+        out->error = bad;
+        return SL_EPARSE;
+    }
     size_t n = http_parser_execute(&p, &head_settings, buf, len);
-    (void)n;
     enum http_errno e = HTTP_PARSER_ERRNO(&p);
     if (st.overflow) {
         out->error = "too many header fields";
@@ -159,6 +194,32 @@ int sl_http_head_parse(struct sl_http_head *out, int is_request,
     if (!st.done) {
         out->error = "incomplete head";
         return SL_EPARSE;
+    }
+    /* Paused in on_headers_complete, http-parser has read all but the
+     * head's last byte. Anything else means it saw the head end somewhere
+     * other than where the caller did (sl_http_head_end), and the bytes
+     * between would reach the next hop as a request of their own. */
+    if (n + 1 != len) {
+        out->error = "the head ends before its empty line";
+        return SL_EPARSE;
+    }
+    for (size_t i = 0; i < out->nhdr; i++) {
+        const struct sl_http_header *x = &out->hdr[i];
+        if (x->name_len == 0) {
+            out->error = "empty header name";
+            return SL_EPARSE;
+        }
+        for (size_t k = 0; k < x->name_len; k++) {
+            unsigned char c = (unsigned char)x->name[k];
+            if (c == ' ' || c == '\t') {
+                out->error = "whitespace in a header name";
+                return SL_EPARSE;
+            }
+            if (!tchar(c)) {
+                out->error = "bad character in a header name";
+                return SL_EPARSE;
+            }
+        }
     }
     for (size_t i = 0; i < out->nhdr; i++)
         trim(&out->hdr[i].value, &out->hdr[i].value_len);

@@ -54,7 +54,11 @@ ssize_t sl_http_head_end(const char *buf, size_t len, size_t scan_from,
 
 /* Parses the complete head buf[0..len) (len as returned by
  * sl_http_head_end). Returns 0 or SL_EPARSE (bad syntax, too many headers,
- * invalid Content-Length). */
+ * invalid Content-Length), with the reason in out->error. Stricter than
+ * http-parser alone, as HAProxy and nginx are with what they forward:
+ * refused are a CR not followed by LF, a line starting with whitespace
+ * (obs-fold), a header name that is not a token (whitespace before the
+ * colon, say), and a head that http-parser ends anywhere but at len. */
 int sl_http_head_parse(struct sl_http_head *out, int is_request,
                        const char *buf, size_t len);
 
