@@ -8,10 +8,15 @@
 
 #include "core/error.h"
 
+/* "'<text>': <why>", the text cut to its first 64 bytes so that the
+ * reason always fits a caller's buffer. */
 static int fail(char *err, size_t errcap, const char *text, const char *why)
 {
-    if (err != NULL && errcap > 0)
-        snprintf(err, errcap, "'%s': %s", text, why);
+    if (err != NULL && errcap > 0) {
+        size_t n = strlen(text);
+        snprintf(err, errcap, "'%.*s%s': %s", n > 64 ? 64 : (int)n, text,
+                 n > 64 ? "..." : "", why);
+    }
     return SL_EPARSE;
 }
 

@@ -157,6 +157,15 @@ static void short_error_buffer(void **state)
                      SL_EPARSE);
     assert_int_equal(err[3], '\0');
     assert_int_equal(err[4], 'x');
+    /* the reason fits a modest buffer however long the URL: the URL is
+     * quoted cut short */
+    char url[SL_NODE_URL_MAX], e2[128];
+    memset(url, 0, sizeof(url));
+    memcpy(url, "http://[", 8);
+    memset(url + 8, '0', 250);
+    memcpy(url + 258, "]:80", 4);
+    assert_int_equal(parse(0, url, &g, e2, sizeof(e2)), SL_EPARSE);
+    assert_non_null(strstr(e2, "': bad IPv6 literal"));
 }
 
 int main(void)
