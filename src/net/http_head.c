@@ -162,6 +162,26 @@ static const char *bad_bytes(const char *buf, size_t len)
     return NULL;
 }
 
+/* Header names that are not tokens (RFC 9110 5.1): http-parser, not
+ * built strict, takes "X-Forwarded-Proto " as a name, which the hub would
+ * not strip and a lenient upstream would read. NULL if all are good. */
+static const char *bad_name(const struct sl_http_head *h)
+{
+    for (size_t i = 0; i < h->nhdr; i++) {
+        const struct sl_http_header *x = &h->hdr[i];
+        if (x->name_len == 0)
+            return "empty header name";
+        for (size_t k = 0; k < x->name_len; k++) {
+            unsigned char c = (unsigned char)x->name[k];
+            if (c == ' ' || c == '\t')
+                return "whitespace in a header name";
+            if (!tchar(c))
+                return "bad character in a header name";
+        }
+    }
+    return NULL;
+}
+
 int sl_http_head_parse(struct sl_http_head *out, int is_request,
                        const char *buf, size_t len)
 {
@@ -188,7 +208,11 @@ int sl_http_head_parse(struct sl_http_head *out, int is_request,
         return SL_EPARSE;
     }
     if (e != HPE_OK && e != HPE_PAUSED) {
-        out->error = http_errno_description(e);
+        /* "Transfer-Encoding : chunked" fails later, on what the name
+         * made of the rest: the name is the reason. */
+        out->error = bad_name(out);
+        if (out->error == NULL)
+            out->error = http_errno_description(e);
         return SL_EPARSE;
     }
     if (!st.done) {
@@ -203,24 +227,8 @@ int sl_http_head_parse(struct sl_http_head *out, int is_request,
         out->error = "the head ends before its empty line";
         return SL_EPARSE;
     }
-    for (size_t i = 0; i < out->nhdr; i++) {
-        const struct sl_http_header *x = &out->hdr[i];
-        if (x->name_len == 0) {
-            out->error = "empty header name";
-            return SL_EPARSE;
-        }
-        for (size_t k = 0; k < x->name_len; k++) {
-            unsigned char c = (unsigned char)x->name[k];
-            if (c == ' ' || c == '\t') {
-                out->error = "whitespace in a header name";
-                return SL_EPARSE;
-            }
-            if (!tchar(c)) {
-                out->error = "bad character in a header name";
-                return SL_EPARSE;
-            }
-        }
-    }
+    if ((out->error = bad_name(out)) != NULL)
+        return SL_EPARSE;
     for (size_t i = 0; i < out->nhdr; i++)
         trim(&out->hdr[i].value, &out->hdr[i].value_len);
     out->len = len;
