@@ -75,6 +75,11 @@ mutant proto-v2-length src/proto/proxy_proto.c \
     'if (total > SL_PP_MAX_HEADER + 1)' \
     'a PROXY v2 header longer than 1024 bytes is refused' \
     'unit:proto_proxy_proto'
+mutant proto-v2-tlv-bound src/proto/proxy_proto.c \
+    'if (vlen > n - off - 3)' \
+    'if (vlen > n - off)' \
+    'a PROXY v2 TLV longer than the header is refused (no read past it)' \
+    'unit:proto_proxy_proto'
 # config
 mutant config-port-range src/config/config.c \
     'if (parse_uint(colon + 1, 65535, &t) != 0 || t == 0)' \
@@ -128,7 +133,7 @@ mutant hub-gateway-token src/hub/hub_bridge.c \
     '!sl_token_equal(tok, hub->s_token)) {' \
     '!sl_token_equal(hub->s_token, hub->s_token)) {' \
     'a bridge without the right gateway token is answered 401' \
-    'e2e:tests/e2e/test_tunnel_hub.py::test_gateway_token;e2e:tests/e2e/test_tunnel_node.py::test_gateway_token'
+    'e2e:tests/e2e/test_tunnel_hub.py::test_gateway_token;e2e:tests/e2e/test_tunnel_node.py::test_gateway_token;e2e:tests/e2e/test_mutant_gaps.py::test_gateway_token_wrong_value_refused'
 mutant hub-traffic-quota src/hub/hub.c \
     'if (a->total.user_down + a->total.user_up < a->limits.traffic)' \
     'if (a->total.user_down + a->total.user_up < a->limits.traffic * 2)' \
@@ -146,7 +151,17 @@ mutant hub-pool-cap src/hub/hub_bridge.c \
     'if (a->npool >= HUB_POOL_MAX * 64) {' \
     'an allocation holds at most 16 idle pool connections (the 17th gets 429)' \
     'e2e:tests/e2e/test_mutant_gaps.py::test_hub_pool_capped_at_16'
+mutant hub-foreign-identity src/hub/hub_bridge.c \
+    'if (strcmp(c->hijack.identity, a->identity) != 0) {' \
+    'if (strcmp(c->hijack.identity, a->identity) != 0 && 0) {' \
+    'a data connection naming an identity its credentials do not own gets 403' \
+    'e2e:tests/e2e/test_tunnel_hub.py::test_hijack_malformed_400_and_foreign_identity_403;e2e:tests/e2e/test_tunnel_x_security.py::test_identity_not_belonging_to_credentials'
 # node
+mutant node-pool-size src/node/node.c \
+    'b->pool_idle < node->pool_size;' \
+    'b->pool_idle <= node->pool_size;' \
+    'a bridge keeps --pool idle data connections, no more' \
+    'e2e:tests/e2e/test_mutant_gaps.py::test_node_keeps_its_pool_size_idle'
 mutant node-private-upstream src/node/node_conn.c \
     'if (!b->node->allow_public) {' \
     'if (b->node->allow_public) {' \
@@ -234,7 +249,7 @@ cleanup() {
         pid=${p#/proc/}
         [ "$pid" = "$$" ] && continue
         exe=$(readlink "$p/exe" 2>/dev/null || true)
-        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null || true)
+        cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline" || true)
         case "$exe $cmd" in
         *"$work"*) kill -KILL "$pid" 2>/dev/null ;;
         esac

@@ -3,18 +3,27 @@ scripts/mutants.sh: each test here is named in that script's list for the
 mutant (the deliberate bug) it catches."""
 
 import select
+import socket
 
 import pytest
 
-from helpers import wait_for
-from tunnel_x_support import Hub, data_conn, new_fingerprint, read_head
+from helpers import scaled, wait_for
+from tunnel_x_support import (Hub, data_conn, http_get, new_fingerprint,
+                              read_head, upgrade_request)
 
 
 @pytest.fixture
-def hub(tmp_path):
-    h = Hub(tmp_path)
-    yield h
-    problems = h.problems()
+def hubs(tmp_path):
+    made = []
+
+    def make(*args):
+        h = Hub(tmp_path, name="hub%d" % len(made), args=args)
+        made.append(h)
+        return h
+    yield make
+    problems = []
+    for h in made:
+        problems.extend(h.problems())
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 
@@ -25,9 +34,10 @@ def answered(sock):
     return bool(r)
 
 
-def test_hub_pool_capped_at_16(hub):
+def test_hub_pool_capped_at_16(hubs):
     """docs/protocol.md: an identity's idle pool holds at most 16 data
     connections; beyond that `429`. (Mutant hub-pool-cap.)"""
+    hub = hubs()
     creds = hub.create()
     ident = creds["identity"]
 
@@ -61,3 +71,49 @@ def test_hub_pool_capped_at_16(hub):
     finally:
         for s in socks:
             s.close()
+
+
+def test_gateway_token_wrong_value_refused(hubs):
+    """docs/hub.md: with --token, a bridge asking for an allocation must
+    give that token; a wrong one (not only a missing one) is answered 401,
+    and the right one still gets 101. (Mutant hub-gateway-token.)"""
+    hub = hubs("--token", "s3cret")
+
+    def attempt(query):
+        s = socket.create_connection(("127.0.0.1", hub.port), scaled(10))
+        try:
+            s.sendall(upgrade_request("/_sluice/v1/control" + query,
+                                      "127.0.0.1:%d" % hub.port))
+            st, head, _ = read_head(s, timeout=30)
+            return st, head
+        finally:
+            s.close()
+
+    for query in ["?token=wrong", "?token=s3cre", "?token=s3cret2",
+                  "?token=S3CRET", "?token=", "?x=1&token=nope"]:
+        st, head = attempt(query)
+        assert st == 401, (query, head)
+        assert "sluice-identity:" not in head.lower(), query
+    st, head = attempt("?token=s3cret")
+    assert st == 101 and "sluice-identity:" in head.lower(), head
+
+
+def test_node_keeps_its_pool_size_idle(env):
+    """docs/node.md: each connected bridge keeps --pool idle data
+    connections, no more: after each request (which uses one and dials a
+    replacement) the hub holds exactly --pool of them again.
+    (Mutant node-pool-size.)"""
+    hub = env.hub()
+    up = env.hash_upstream("poolup")
+    node = env.node(hub, up.url, pool=2)
+
+    def settled():
+        m = hub.metrics()
+        return (m.get("sluice_hub_user_connections", -1) == 0 and
+                m.get("sluice_hub_data_connections", -1) == 2)
+    wait_for(settled, 20, what="2 idle pool connections at the hub")
+    for i in range(3):
+        st, _, body = http_get(hub.port, hub.host(node.identity), "/p%d" % i)
+        assert (st, body) == (200, b"poolup /p%d" % i)
+        wait_for(settled, 20, what="exactly 2 idle pool connections again "
+                                   "after request %d" % i)
