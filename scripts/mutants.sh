@@ -79,7 +79,7 @@ mutant proto-v2-tlv-bound src/proto/proxy_proto.c \
     'if (vlen > n - off - 3)' \
     'if (vlen > n - off)' \
     'a PROXY v2 TLV longer than the header is refused (no read past it)' \
-    'unit:proto_proxy_proto'
+    'unit:proto_proxy_proto;unit:proto_proxy_proto_bounds'
 # config
 mutant config-port-range src/config/config.c \
     'if (parse_uint(colon + 1, 65535, &t) != 0 || t == 0)' \
