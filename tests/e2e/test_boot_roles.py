@@ -10,15 +10,29 @@ import signal
 import subprocess
 
 from helpers import (Proc, connect, free_port, handler_echo,
-                     parse_listening, recv_exact, route, scaled, sluice_bin,
-                     to_yaml, wait_for)
+                     parse_listening, recv_exact, route, sanitizer_report,
+                     scaled, sluice_bin, to_yaml, wait_for)
 from tunnel_x_support import BRIDGE_RE, HUB_RE, Role, curl_via
 
 
+# The exit codes a sluice command may end with here; anything else (134 or
+# a negative signal number: an abort, a crash) fails at once.
+CLI_CODES = (0, 1, 2, 3)
+
+
 def cli(*args, timeout=30):
+    """Runs a sluice command to completion: (exit code, stdout, stderr).
+    Fails on a sanitizer report in its stderr and on an exit code no
+    sluice command has (a crash or an abort is not an expected failure)."""
     cp = subprocess.run([sluice_bin()] + [str(a) for a in args],
                         capture_output=True, text=True,
                         timeout=scaled(timeout), stdin=subprocess.DEVNULL)
+    report = sanitizer_report(cp.stderr)
+    assert report is None, "sanitizer report from %s:\n%s" % (
+        " ".join(map(str, args)), report)
+    assert cp.returncode in CLI_CODES, \
+        "sluice %s ended with code %d:\n%s" % (
+            " ".join(map(str, args)), cp.returncode, cp.stderr[-3000:])
     return cp.returncode, cp.stdout, cp.stderr
 
 
@@ -141,7 +155,7 @@ def test_daemon_with_both_roles(env, tmp_path):
 
             # the same state directory is refused while it runs
             rc2, _, err2 = cli(*argv)
-            assert rc2 == 1 and "already running" in err2
+            assert rc2 == 1 and "already running" in err2, (rc2, err2)
 
             rc, out, err = cli("boot", "status", *sd)
             assert rc == 0, err
@@ -152,8 +166,9 @@ def test_daemon_with_both_roles(env, tmp_path):
                              out), out
 
             def connected():
-                rc, out, _ = cli("bridge", *sd, "list", "--json")
-                bs = json.loads(out) if rc == 0 else []
+                rc, out, err = cli("bridge", *sd, "list", "--json")
+                assert rc == 0, (rc, err)
+                bs = json.loads(out)
                 return bs if bs and bs[0]["state"] == "connected" else None
             ident = wait_for(connected, 30, what="bridge connected")[0][
                 "identity"]
@@ -172,12 +187,12 @@ def test_daemon_with_both_roles(env, tmp_path):
             pid = None
             for name in ("hub.pid", "node.pid", "hub.json", "node.json"):
                 assert not os.path.exists(os.path.join(state, name)), name
-            rc, out, _ = cli("boot", "status", *sd)
-            assert rc == 3 and "node (bridge): not running" in out
+            rc, out, err = cli("boot", "status", *sd)
+            assert rc == 3 and "node (bridge): not running" in out, (
+                rc, out, err)
         with open(os.path.join(state, "hub.log")) as f:
             log = f.read()
         assert log.count("node: stopped") == 2, log[-3000:]
-        from helpers import sanitizer_report
         assert sanitizer_report(log) is None, sanitizer_report(log)
     finally:
         if pid is not None:
@@ -189,12 +204,12 @@ def test_daemon_with_both_roles(env, tmp_path):
 
 def test_role_options_and_help(tmp_path):
     rc, out, _ = cli("boot", "up", "--help")
-    assert rc == 0
+    assert rc == 0, rc
     for word in ("--config", "--proxy", "--bridge", "--node-api", "--http",
                  "--upstream", "--gateway-token"):
         assert word in out, word
     rc, out, _ = cli("boot", "up", "--proxy", "--bridge", "--help")
-    assert rc == 0
+    assert rc == 0, rc
     assert "boot up --proxy" in out and "boot up --bridge" in out
     rc, out, _ = cli("boot", "up", "--proxy", "--help")
     assert rc == 0 and "--http" in out and "--upstream" not in out
@@ -202,16 +217,16 @@ def test_role_options_and_help(tmp_path):
     # an option of a role that was not asked for is refused
     rc, _, err = cli("boot", "up", "--proxy", "--upstream",
                      "http://127.0.0.1:1", "--state-dir", tmp_path / "s")
-    assert rc == 2 and "unknown option '--upstream'" in err
+    assert rc == 2 and "unknown option '--upstream'" in err, (rc, err)
     rc, _, err = cli("boot", "up", "--bridge", "--http", "127.0.0.1:1",
                      "--state-dir", tmp_path / "s")
-    assert rc == 2 and "unknown option '--http'" in err
+    assert rc == 2 and "unknown option '--http'" in err, (rc, err)
     # a bad value of a role's option is refused before anything starts
     rc, _, err = cli("boot", "up", "--proxy", "--bridge", "--pool", "99",
                      "--state-dir", tmp_path / "s")
-    assert rc == 2 and "--pool" in err
+    assert rc == 2 and "--pool" in err, (rc, err)
     # stream routes alone do not detach
     config = tmp_path / "empty.yaml"
     config.write_text("routes: {}\n")
     rc, _, err = cli("boot", "up", "--daemon", "--config", config)
-    assert rc == 2 and "--proxy or --bridge" in err
+    assert rc == 2 and "--proxy or --bridge" in err, (rc, err)
