@@ -101,8 +101,11 @@ def test_401_on_saved_credentials_never_takes_a_new_identity(env):
     refused = "refused the control connection: 401"
     # Two refused attempts: the second one comes after a back-off, with
     # the same saved credentials.
-    wait_for(lambda: node.proc.stderr().count(refused) >= 2, 20,
-             what="two refused reconnects logged")
+    def two_refusals():
+        log = node.proc.stderr()
+        assert log.count("(new identity)") == 1, "a new identity:\n" + log
+        return log.count(refused) >= 2
+    wait_for(two_refusals, 20, what="two refused reconnects logged")
     rows = node_bridges(node)
     assert len(rows) == 1, rows
     assert rows[0]["identity"] == ident
