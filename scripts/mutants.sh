@@ -78,7 +78,7 @@ mutant proto-v2-length src/proto/proxy_proto.c \
 mutant proto-v2-tlv-bound src/proto/proxy_proto.c \
     'if (vlen > n - off - 3)' \
     'if (vlen > n - off)' \
-    'a PROXY v2 TLV longer than the header is refused (no read past it)' \
+    'a PROXY v2 TLV whose length overruns the header block is refused' \
     'unit:proto_proxy_proto;unit:proto_proxy_proto_bounds'
 # config
 mutant config-port-range src/config/config.c \
