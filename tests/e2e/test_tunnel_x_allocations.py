@@ -72,9 +72,9 @@ def test_bridge_takes_allocation_made_with_proxy_create(env):
     # "exists already" complaint.
     # Its exit code and stderr are checked before the restart truncates
     # its output files (same name, same state directory).
+    env.nodes.remove(node)
     problems = node.problems()
     assert problems == [], problems
-    env.nodes.remove(node)
     again = env.node(hub, up.url, creds=alloc, name="node0")
     assert again.state_dir == node.state_dir
     assert again.identity == ident
