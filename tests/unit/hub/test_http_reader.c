@@ -147,11 +147,23 @@ static void test_timeout(void **state)
     (void)state;
     struct fx f;
     memset(&f, 0, sizeof(f));
-    f.timeout_ms = 50;
+    f.timeout_ms = 200;
+    /* The reader arms its timer when it starts (in setup, at the accept):
+     * a head still incomplete 200 ms later is cut off, not sooner, even
+     * though bytes came meanwhile, and not much later. */
+    uint64_t t0 = uv_hrtime();
     setup(&f);
     send_str(&f, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < 1000 && !f.done && uv_hrtime() - t0 < 100000000u;
+         i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_false(f.done);
+    send_str(&f, "X-Slow: 1\r\n");
     run_until_done(&f);
+    uint64_t took_ms = (uv_hrtime() - t0) / 1000000u;
     assert_int_equal(f.status, UV_ETIMEDOUT);
+    assert_true(took_ms >= 200 - 1);
+    assert_true(took_ms < 200 + 2000);
     teardown(&f);
 }
 
