@@ -191,9 +191,16 @@ static void test_dead_peer(void **state)
     f.raw_client = 1; /* the client never speaks */
     f.sopts.ping_ms = 20;
     f.sopts.dead_ms = 100;
+    /* Before the server side starts: its silence clock starts later. */
+    uint64_t t0 = uv_hrtime();
     setup_pair(&f);
     run_until(&f, &f.srv.closed);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
     assert_int_equal(f.srv.reason, UV_ETIMEDOUT);
+    /* pings going out do not count as life: dead after 100 ms, not
+     * sooner, and not much later */
+    assert_true(ms >= 100 - 1);
+    assert_true(ms < 100 + 2000);
     uv_close((uv_handle_t *)&f.cli.tcp, NULL);
     teardown(&f);
 }
