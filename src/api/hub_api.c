@@ -96,10 +96,14 @@ static json_t *view_json(struct sl_hub_api *api, const struct view *v)
     make_url(api, v->a.identity, url, sizeof(url));
     const struct sl_store_traffic *t = &v->a.traffic;
     json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:o, s:{s:{s:o, s:o}, s:{s:o, s:o}}, "
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:{s:{s:o, s:o}, s:{s:o, s:o}}, "
         "s:{s:o, s:o}, s:{s:o, s:o}, s:b, s:I, s:o}",
         "identity", v->a.identity, "username", v->a.username, "url", url,
         "bridges", json_u64(v->has_live ? v->live.bridges : 0),
+        /* Idle and paired data connections: what a client (or a test)
+         * waits on before it expects a request to pair at once. */
+        "pool", json_u64(v->has_live ? v->live.pool : 0),
+        "pairs", json_u64(v->has_live ? v->live.pairs : 0),
         "traffic", "user", "down", json_u64(t->user_down), "up",
         json_u64(t->user_up), "bridge", "down", json_u64(t->bridge_down), "up",
         json_u64(t->bridge_up),

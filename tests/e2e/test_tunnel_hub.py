@@ -45,14 +45,12 @@ def user_get(hub, identity, path="/", **kw):
     return http_get(hub.port, hub.host(identity), path, **kw)
 
 
-def wait_pooled(hub, identity, timeout=15):
-    """Waits until a data connection of an allocation no control connection
-    has used yet sits in the hub's pool. The hub marks the allocation seen
-    (the API's last_seen) when the data connection's credentials check out
-    and pools it in the same step of its loop, which also answers the API:
-    once last_seen shows, the pool holds it. Returns the time it showed."""
-    wait_for(lambda: hub.proxy(identity)["last_seen"] is not None, timeout,
-             what="the pool connection of %s registered" % identity)
+def wait_pooled(hub, identity, n=1, timeout=15):
+    """Waits until n data connections of an allocation sit idle in the
+    hub's pool (the API's `pool`), so a user request pairs at once.
+    Returns the time it showed."""
+    wait_for(lambda: hub.proxy(identity).get("pool", 0) >= n, timeout,
+             what="%d pool connection(s) of %s registered" % (n, identity))
     return time.monotonic()
 
 

@@ -222,13 +222,14 @@ class Node(Role):
         self.identity = None
         if wait:
             self.wait_bridges(1)
-            if pool != 0 and hasattr(hub, "metrics"):
+            if pool != 0 and hasattr(hub, "proxy"):
                 # The bridge line comes with the welcome, before the pool
-                # connections reach the hub: wait for one there, so a
-                # test's first request does not race it.
-                wait_for(lambda: hub.metrics().get(
-                    "sluice_hub_data_connections", 0) >= 1, 10,
-                    what="a pool connection at the hub")
+                # connections reach the hub: wait until one of this
+                # identity's sits in the hub's pool, so a test's first
+                # request does not race it (and get 502).
+                ident = self.identity
+                wait_for(lambda: hub.proxy(ident).get("pool", 0) >= 1, 10,
+                         what="a pool connection of %s at the hub" % ident)
 
     def bridges(self):
         return BRIDGE_RE.findall(self.proc.stdout())
@@ -560,8 +561,12 @@ def read_head(sock, timeout=10):
     while b"\r\n\r\n" not in buf:
         try:
             b = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
+        except ConnectionResetError:
             b = b""
+        except socket.timeout:
+            # A silent peer is not a close: say so instead of None.
+            raise AssertionError("no answer head within %.1fs (got %r)"
+                                 % (scaled(timeout), buf[:200]))
         if not b:
             return None, buf.decode("latin-1"), b""
         buf += b
