@@ -24,7 +24,7 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define DEFAULT_PP_TIMEOUT_MS 10000
-#define DEFAULT_UDP_IDLE_TIMEOUT_MS 300000
+#define DEFAULT_UDP_IDLE_TIMEOUT_MS SL_ROUTE_DEFAULT_UDP_IDLE_MS
 #define DEFAULT_UDP_SWEEP_INTERVAL_MS 60000
 
 #define SCHEMES "tcp, tcp4, tcp6, udp, udp4, udp6"
@@ -33,8 +33,10 @@
     "(e.g. 500ms, 10s, 1m30s), more than 0 and at most 168h"
 #define ROUTE_FIELDS                                                           \
     "scheme, bind, host, port, acl, proxy_protocol, proxy_protocol_trusted, " \
-    "relay_proxy_protocol_header, max_connections, connect_timeout, "         \
-    "proxy_protocol_timeout, udp_idle_timeout, udp_sweep_interval"
+    "relay_proxy_protocol_header, max_connections, "                          \
+    "max_connections_per_source, max_sessions_per_prefix, connect_timeout, " \
+    "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "           \
+    "udp_unreplied_timeout, udp_sweep_interval"
 
 /* State of one load: the parsed document and where errors go. */
 struct loader {
@@ -329,15 +331,26 @@ const char *sl_config_route_describe(const struct sl_route_config *r,
                sl_acl_count(r->acl) == 1 ? "" : "s");
     if (r->proxy_protocol != SL_PP_DISABLED) {
         append(buf, len, &o, ", proxy_protocol: %s", pp_name(r->proxy_protocol));
-        if (r->pp_trusted != NULL)
+        if (r->pp_trusted_default)
+            append(buf, len, &o, " from loopback only");
+        else if (r->pp_trusted != NULL)
             append(buf, len, &o, " from %zu trusted source rule%s",
                    sl_acl_count(r->pp_trusted),
                    sl_acl_count(r->pp_trusted) == 1 ? "" : "s");
     }
     if (r->relay_proxy_protocol_header)
         append(buf, len, &o, ", relay_proxy_protocol_header");
-    if (r->max_connections != 0)
+    if (r->max_connections != 0 &&
+        r->max_connections != SL_ROUTE_DEFAULT_MAX_CONNECTIONS)
         append(buf, len, &o, ", max_connections: %u", r->max_connections);
+    if (r->scheme == SL_SCHEME_TCP && r->max_connections_per_source != 0 &&
+        r->max_connections_per_source != SL_ROUTE_DEFAULT_MAX_PER_SOURCE)
+        append(buf, len, &o, ", max_connections_per_source: %u",
+               r->max_connections_per_source);
+    if (r->scheme == SL_SCHEME_UDP && r->max_sessions_per_prefix != 0 &&
+        r->max_sessions_per_prefix != SL_ROUTE_DEFAULT_MAX_PER_PREFIX)
+        append(buf, len, &o, ", max_sessions_per_prefix: %u",
+               r->max_sessions_per_prefix);
     return buf;
 }
 
@@ -347,7 +360,7 @@ const char *sl_config_route_describe(const struct sl_route_config *r,
 enum field_id {
     F_SCHEME, F_BIND, F_HOST, F_PORT, F_ACL, F_PP, F_PP_TRUSTED, F_RELAY,
     F_MAXCONN, F_CONNECT_TIMEOUT, F_PP_TIMEOUT, F_UDP_IDLE, F_UDP_SWEEP,
-    F_COUNT
+    F_MAXCONN_SRC, F_MAXSESS_PREFIX, F_TCP_IDLE, F_UDP_UNREPLIED, F_COUNT
 };
 
 struct route_state {
@@ -357,6 +370,8 @@ struct route_state {
     const yaml_node_t *port_node;
     const yaml_node_t *pp_node;
     const yaml_node_t *bind_node;
+    const yaml_node_t *tcp_only_node, *udp_only_node;
+    const char *tcp_only_field, *udp_only_field;
 };
 
 static int f_scheme(struct loader *l, struct route_state *st,
@@ -649,21 +664,50 @@ static int f_relay(struct loader *l, struct route_state *st,
     return 0;
 }
 
-static int f_maxconn(struct loader *l, struct route_state *st,
-                     const yaml_node_t *v)
+/* A count cap: 0 means the default, dflt. */
+static int count_cap(struct loader *l, const yaml_node_t *v, unsigned dflt,
+                     unsigned *out)
 {
-    static const char forms[] = "an integer from 0 (the default) to 1000000";
+    char forms[96];
     char q[QUOTE_LEN];
     const char *s;
     uint64_t n;
     int rc;
 
+    snprintf(forms, sizeof(forms),
+             "an integer from 1 to 1000000 (0 or nothing: the default, %u)",
+             dflt);
     if ((rc = get_scalar(l, v, &s, forms)) != 0)
         return rc;
     if (parse_uint(s, MAX_CONNECTIONS, &n) != 0)
         return fail(l, v, "%s is not %s", quoted(s, q), forms);
-    st->r->max_connections = (unsigned)n;
+    *out = n == 0 ? dflt : (unsigned)n;
     return 0;
+}
+
+static int f_maxconn(struct loader *l, struct route_state *st,
+                     const yaml_node_t *v)
+{
+    return count_cap(l, v, SL_ROUTE_DEFAULT_MAX_CONNECTIONS,
+                     &st->r->max_connections);
+}
+
+static int f_maxconn_src(struct loader *l, struct route_state *st,
+                         const yaml_node_t *v)
+{
+    st->tcp_only_node = v;
+    st->tcp_only_field = "max_connections_per_source";
+    return count_cap(l, v, SL_ROUTE_DEFAULT_MAX_PER_SOURCE,
+                     &st->r->max_connections_per_source);
+}
+
+static int f_maxsess_prefix(struct loader *l, struct route_state *st,
+                            const yaml_node_t *v)
+{
+    st->udp_only_node = v;
+    st->udp_only_field = "max_sessions_per_prefix";
+    return count_cap(l, v, SL_ROUTE_DEFAULT_MAX_PER_PREFIX,
+                     &st->r->max_sessions_per_prefix);
 }
 
 static int duration(struct loader *l, const yaml_node_t *v, uint64_t *ms)
@@ -698,6 +742,22 @@ static int f_udp_idle(struct loader *l, struct route_state *st,
     return duration(l, v, &st->r->udp_idle_timeout_ms);
 }
 
+static int f_tcp_idle(struct loader *l, struct route_state *st,
+                      const yaml_node_t *v)
+{
+    st->tcp_only_node = v;
+    st->tcp_only_field = "tcp_idle_timeout";
+    return duration(l, v, &st->r->tcp_idle_timeout_ms);
+}
+
+static int f_udp_unreplied(struct loader *l, struct route_state *st,
+                           const yaml_node_t *v)
+{
+    st->udp_only_node = v;
+    st->udp_only_field = "udp_unreplied_timeout";
+    return duration(l, v, &st->r->udp_unreplied_timeout_ms);
+}
+
 static int f_udp_sweep(struct loader *l, struct route_state *st,
                        const yaml_node_t *v)
 {
@@ -724,6 +784,10 @@ static const struct {
     [F_PP_TIMEOUT] = {"proxy_protocol_timeout", f_pp_timeout},
     [F_UDP_IDLE] = {"udp_idle_timeout", f_udp_idle},
     [F_UDP_SWEEP] = {"udp_sweep_interval", f_udp_sweep},
+    [F_MAXCONN_SRC] = {"max_connections_per_source", f_maxconn_src},
+    [F_MAXSESS_PREFIX] = {"max_sessions_per_prefix", f_maxsess_prefix},
+    [F_TCP_IDLE] = {"tcp_idle_timeout", f_tcp_idle},
+    [F_UDP_UNREPLIED] = {"udp_unreplied_timeout", f_udp_unreplied},
 };
 
 /* Letters, digits, '.', '_', '-': route names end up in logs, the API and
@@ -813,6 +877,31 @@ static int load_route(struct loader *l, const yaml_node_t *rn,
                     "disabled; relay_proxy_protocol_header works on both)",
                     pp_name(r->proxy_protocol), sl_config_scheme_name(r));
     }
+    if (r->scheme == SL_SCHEME_UDP && st.tcp_only_node != NULL) {
+        l->field = st.tcp_only_field;
+        return fail(l, st.tcp_only_node, "applies to tcp routes only, not "
+                    "%s (udp routes have max_sessions_per_prefix, "
+                    "udp_idle_timeout and udp_unreplied_timeout)",
+                    sl_config_scheme_name(r));
+    }
+    if (r->scheme == SL_SCHEME_TCP && st.udp_only_node != NULL) {
+        l->field = st.udp_only_field;
+        return fail(l, st.udp_only_node, "applies to udp routes only, not "
+                    "%s (tcp routes have max_connections_per_source and "
+                    "tcp_idle_timeout)",
+                    sl_config_scheme_name(r));
+    }
+    /* A PROXY header names the client the ACL, the per-source caps and
+     * the upstream believe; from a source nobody vouched for it would be
+     * a forged address. Without a list, only a proxy on this machine is
+     * believed (docs/configuration.md). */
+    if (r->proxy_protocol != SL_PP_DISABLED && r->pp_trusted == NULL) {
+        if ((r->pp_trusted = sl_acl_new()) == NULL ||
+            sl_acl_add(r->pp_trusted, 1, "cidr:127.0.0.0/8", 0, NULL, 0) != 0 ||
+            sl_acl_add(r->pp_trusted, 1, "ip:::1", 0, NULL, 0) != 0)
+            return UV_ENOMEM;
+        r->pp_trusted_default = 1;
+    }
     return 0;
 }
 
@@ -821,6 +910,11 @@ static void set_defaults(struct sl_route_config *r)
     r->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     r->proxy_protocol_timeout_ms = DEFAULT_PP_TIMEOUT_MS;
     r->udp_idle_timeout_ms = DEFAULT_UDP_IDLE_TIMEOUT_MS;
+    r->tcp_idle_timeout_ms = SL_ROUTE_DEFAULT_TCP_IDLE_MS;
+    r->udp_unreplied_timeout_ms = SL_ROUTE_DEFAULT_UDP_UNREPLIED_MS;
+    r->max_connections = SL_ROUTE_DEFAULT_MAX_CONNECTIONS;
+    r->max_connections_per_source = SL_ROUTE_DEFAULT_MAX_PER_SOURCE;
+    r->max_sessions_per_prefix = SL_ROUTE_DEFAULT_MAX_PER_PREFIX;
     r->udp_sweep_interval_ms = DEFAULT_UDP_SWEEP_INTERVAL_MS;
 }
 

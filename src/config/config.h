@@ -24,13 +24,25 @@ struct sl_route_config {
     struct sl_acl *acl;          /* owned; NULL: allow all */
     enum sl_pp_mode proxy_protocol;
     struct sl_acl *pp_trusted;   /* owned; sources whose PROXY header is
-                                    believed; NULL: every source */
+                                    believed; when the file names none and
+                                    proxy_protocol is on: loopback only
+                                    (127.0.0.0/8, ::1), pp_trusted_default
+                                    set; NULL only with proxy_protocol
+                                    disabled */
+    int pp_trusted_default;      /* pp_trusted is the loopback default */
     int relay_proxy_protocol_header; /* send a v2 header upstream */
-    unsigned max_connections;    /* TCP connections or UDP sessions; 0 = the
-                                    default (TCP: unlimited, UDP: 4096) */
+    unsigned max_connections;    /* TCP connections (in any phase) or UDP
+                                    sessions; default 4096 */
+    unsigned max_connections_per_source; /* TCP, per IPv4 address or IPv6
+                                    /64; default 256 */
+    unsigned max_sessions_per_prefix; /* UDP, per IPv4 /24 or IPv6 /64;
+                                    default 256 */
     uint64_t connect_timeout_ms;        /* default 10000 */
     uint64_t proxy_protocol_timeout_ms; /* default 10000 */
+    uint64_t tcp_idle_timeout_ms;       /* default 3600000, both ways */
     uint64_t udp_idle_timeout_ms;       /* default 300000 */
+    uint64_t udp_unreplied_timeout_ms;  /* default 10000: sessions that
+                                           never got a reply */
     uint64_t udp_sweep_interval_ms;     /* default 60000 */
 };
 
@@ -38,6 +50,15 @@ struct sl_config {
     struct sl_route_config *routes; /* owned array */
     size_t nroutes;
 };
+
+/* Defaults of the caps and timers above (docs/configuration.md says why
+ * these values). A 0 in a struct sl_route_config also means these. */
+#define SL_ROUTE_DEFAULT_MAX_CONNECTIONS 4096
+#define SL_ROUTE_DEFAULT_MAX_PER_SOURCE 256
+#define SL_ROUTE_DEFAULT_MAX_PER_PREFIX 256
+#define SL_ROUTE_DEFAULT_TCP_IDLE_MS 3600000
+#define SL_ROUTE_DEFAULT_UDP_IDLE_MS 300000
+#define SL_ROUTE_DEFAULT_UDP_UNREPLIED_MS 10000
 
 /* Limits on the input: bigger files and deeper nesting are refused. */
 #define SL_CONFIG_MAX_BYTES (1024 * 1024)

@@ -13,6 +13,7 @@
 #include "net/addr.h"
 #include "net/relay.h"
 #include "stream/hooks.h"
+#include "stream/srctab.h"
 #include "core/list.h"
 
 struct tcp_conn;
@@ -40,6 +41,10 @@ struct sl_route {
     struct sl_relay_pool *pool;        /* the engine's read buffers */
     struct sl_hook_limit limit;
     struct sl_stream_stats stats;
+    /* Live streams per source: TCP per address (IPv6 /64), UDP per /24 or
+     * /64. Its key also keys the UDP session table. Freed by streams.c
+     * with the route. */
+    struct sl_srctab sources;
     int started;   /* listening */
     int stopping;  /* no new streams; closing when idle */
     int open;      /* handles and streams not yet closed */
@@ -60,6 +65,8 @@ struct sl_route {
         struct udp_session **table; /* open hashing, by client address */
         size_t table_size;        /* power of two */
         struct sl_link sessions;  /* every session, for sweeps */
+        uint64_t refusal_logged_ms; /* per-prefix refusals: one line/s */
+        uint64_t refusals_unlogged;
         int sock_open;
     } udp;
 };

@@ -92,6 +92,8 @@ static void maybe_finish(struct sl_streams *s)
     struct sl_ctx *ctx = s->ctx;
     sl_streams_log_stats(s, &ctx->log, SL_LOG_INFO);
     sl_relay_pool_drain(&s->pool);
+    for (size_t i = 0; i < s->nroutes; i++)
+        sl_srctab_free(&s->routes[i].sources);
     sl_streams_done_cb done = s->done;
     free(s->routes);
     free(s);
@@ -177,8 +179,22 @@ static int route_start(struct sl_streams *s, struct sl_route *route)
     sl_hooks_add_pre_dial(&route->hooks, sl_hook_limit, &route->limit);
     sl_hooks_add_on_read(&route->hooks, sl_hook_count_bytes, &route->stats);
 
+    err = rc->scheme == SL_SCHEME_TCP
+              ? sl_srctab_init(&route->sources, 32, 64,
+                               rc->max_connections)
+              : sl_srctab_init(&route->sources, 24, 64,
+                               rc->max_connections);
+    if (err < 0) {
+        sl_error(log, "route \"%s\": cannot start: %s", rc->name,
+                 sl_strerror(err));
+        return err;
+    }
     if (rc->scheme == SL_SCHEME_TCP) {
-        route->limit.max = rc->max_connections;
+        /* Counts admitted connections; tcp_route.c also caps every
+         * accepted one, PROXY header or not yet. */
+        route->limit.max = rc->max_connections
+                               ? rc->max_connections
+                               : SL_ROUTE_DEFAULT_MAX_CONNECTIONS;
         route->limit.active = &route->stats.conns_active;
         err = sl_tcp_route_start(route);
     } else {

@@ -1,6 +1,7 @@
 /* TCP routes: accept, optional PROXY header, admission hooks, resolve,
  * connect (with timeout and fallback over the resolved addresses),
  * optional PROXY v2 header upstream, then the relay. */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,10 +52,12 @@ struct tcp_conn {
     enum phase phase;
     int refs;          /* open handles + pending requests */
     int admitted;      /* counted in conns_active; on_close hooks owed */
+    int source_taken;  /* counted in route->sources under client_addr */
     int upstream_open; /* upstream handle initialised and not closed */
     int retrying;      /* upstream closing to try the next address */
     int reason;        /* why it ended, for the log */
     uint64_t started_ms;
+    uint64_t progress_ms; /* last byte read either way, while relaying */
 
     uv_tcp_t client;
     uv_tcp_t upstream;
@@ -97,6 +100,8 @@ static void conn_free(struct tcp_conn *c)
         route->stats.conns_active--;
         sl_hooks_on_close(&route->hooks, &c->hs);
     }
+    if (c->source_taken)
+        sl_srctab_release(&route->sources, &c->client_addr.sa);
     sl_list_del(&c->link);
     route->tcp.nconns--;
     free(c->pp_buf);
@@ -191,6 +196,7 @@ static void conn_close(struct tcp_conn *c, int reason)
 static int on_relay_read(struct sl_relay *r, size_t n, enum sl_relay_dir dir)
 {
     struct tcp_conn *c = container_of(r, struct tcp_conn, relay);
+    c->progress_ms = uv_now(c->route->ctx->loop);
     return sl_hooks_on_read(&c->route->hooks, &c->hs, n,
                             dir == SL_RELAY_UP ? SL_HOOK_UP : SL_HOOK_DOWN);
 }
@@ -207,15 +213,45 @@ static void on_early_written(uv_write_t *req, int status)
     free(w);
 }
 
+static uint64_t idle_ms(const struct tcp_conn *c)
+{
+    uint64_t ms = c->route->cfg->tcp_idle_timeout_ms;
+    return ms ? ms : SL_ROUTE_DEFAULT_TCP_IDLE_MS;
+}
+
+/* Progress resets the idle timer lazily: reads only stamp progress_ms and
+ * the timer, when it fires, sleeps again for what is left, so a busy relay
+ * does not touch the timer heap on every read. */
+static void on_idle_timer(uv_timer_t *t)
+{
+    struct tcp_conn *c = t->data;
+    if (c->phase != PH_RELAY)
+        return;
+    uint64_t now = uv_now(c->route->ctx->loop);
+    uint64_t idle = idle_ms(c);
+    if (now - c->progress_ms < idle) {
+        uv_timer_start(&c->timer, on_idle_timer,
+                       idle - (now - c->progress_ms), 0);
+        return;
+    }
+    char a[SL_ADDR_STRLEN];
+    sl_info(&c->route->ctx->log,
+            "route \"%s\": connection #%llu from %s closed: idle timeout "
+            "(no byte either way for %llu ms)",
+            cname(c), (unsigned long long)c->id,
+            sl_addr_str(&c->client_addr.sa, a), (unsigned long long)idle);
+    conn_close(c, UV_ETIMEDOUT);
+}
+
 static void start_relay(struct tcp_conn *c)
 {
     struct sl_route *route = c->route;
     const struct sl_route_config *rc = route->cfg;
 
     uv_tcp_nodelay(&c->upstream, 1);
-    /* The timer has no job while relaying (idle timers will be hooks). */
-    uv_timer_stop(&c->timer);
-    close_handle(c, (uv_handle_t *)&c->timer);
+    /* From here on the timer bounds silence (tcp_idle_timeout). */
+    c->progress_ms = uv_now(route->ctx->loop);
+    uv_timer_start(&c->timer, on_idle_timer, idle_ms(c), 0);
 
     /* The PROXY header and the bytes the client sent early go first: uv
      * writes are ordered, so the relay's own writes queue behind them. */
@@ -424,6 +460,19 @@ static void admit(struct tcp_conn *c)
     struct sl_route *route = c->route;
     const char *reason = "";
     int rc = sl_hooks_pre_dial(&route->hooks, &c->hs, &reason);
+    if (rc == 0) {
+        /* Keyed on the real client (after PROXY parsing): behind a trusted
+         * load balancer the peer is the balancer itself. */
+        unsigned per_source = route->cfg->max_connections_per_source
+                                  ? route->cfg->max_connections_per_source
+                                  : SL_ROUTE_DEFAULT_MAX_PER_SOURCE;
+        rc = sl_srctab_take(&route->sources, &c->client_addr.sa, per_source);
+        if (rc == 0)
+            c->source_taken = 1;
+        else
+            reason = rc == SL_ELIMIT ? "connection limit per source"
+                                     : "out of memory";
+    }
     if (rc != 0) {
         char a[SL_ADDR_STRLEN];
         route->stats.denied++;
@@ -548,7 +597,16 @@ static void on_pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static int pp_trusted(const struct sl_route_config *rc,
                       const struct sockaddr *peer)
 {
-    return rc->pp_trusted == NULL || sl_acl_allows(rc->pp_trusted, peer);
+    if (rc->pp_trusted != NULL)
+        return sl_acl_allows(rc->pp_trusted, peer);
+    /* The config loader always sets a list; should a route come without
+     * one, trust what the loader's default trusts: this machine. */
+    if (peer->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)peer)
+                          ->sin_addr.s_addr) >> 24) == 127;
+    return peer->sa_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(
+               &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr);
 }
 
 static void start_conn(struct tcp_conn *c)
@@ -577,9 +635,27 @@ static void start_conn(struct tcp_conn *c)
     }
     uv_tcp_nodelay(&c->client, 1);
 
+    /* Formatted here, not inside sl_debug's arguments: those are not
+     * evaluated below debug level, and the refusals below print a. */
     char a[SL_ADDR_STRLEN];
+    sl_addr_str(&c->peer.sa, a);
     sl_debug(&route->ctx->log, "route \"%s\": connection #%llu from %s accepted",
-             cname(c), (unsigned long long)c->id, sl_addr_str(&c->peer.sa, a));
+             cname(c), (unsigned long long)c->id, a);
+
+    /* max_connections counts every accepted connection, also those still
+     * reading a PROXY header or dialling, as HAProxy's maxconn does: a
+     * cap that only counted relays would let half-open ones pile up. */
+    unsigned max = rc->max_connections ? rc->max_connections
+                                       : SL_ROUTE_DEFAULT_MAX_CONNECTIONS;
+    if (route->tcp.nconns > max) {
+        route->stats.denied++;
+        sl_info(&route->ctx->log,
+                "route \"%s\": connection #%llu from %s denied (connection "
+                "limit, %u)",
+                cname(c), (unsigned long long)c->id, a, max);
+        conn_close(c, SL_ELIMIT);
+        return;
+    }
 
     if (rc->proxy_protocol == SL_PP_DISABLED) {
         admit(c);

@@ -5,6 +5,7 @@
  * sent at once is dropped and counted, never queued, so memory per session
  * is the session alone. */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,6 @@
 #include "stream/route.h"
 
 #define UDP_BUF_SIZE (64 * 1024)
-#define UDP_DEFAULT_MAX_SESSIONS 4096
 #define UDP_TABLE_MAX 65536
 /* Datagrams held while a session's target is being resolved. */
 #define UDP_PENDING_MAX 8
@@ -32,6 +32,8 @@ struct udp_session {
     uint64_t last_ms;
     int closing;
     int connected;
+    int replied;      /* the upstream has answered at least once */
+    int source_taken; /* counted in route->sources */
     int sock_open;
     uv_udp_t sock;
     union sockaddr_any client;
@@ -53,9 +55,31 @@ static const char *rname(const struct sl_route *route)
 
 /* ---- table ------------------------------------------------------------- */
 
+/* Keyed (SipHash, random key per route): with a hash anyone can compute,
+ * spoofed sources could be picked to land in one bucket and turn every
+ * lookup into a walk of the whole table. */
 static size_t bucket(const struct sl_route *route, const struct sockaddr *sa)
 {
-    return (size_t)(sl_addr_hash(sa) & (route->udp.table_size - 1));
+    uint8_t k[19] = {0};
+    size_t n = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        k[n++] = 4;
+        memcpy(k + n, &in->sin_addr, 4);
+        n += 4;
+        memcpy(k + n, &in->sin_port, 2);
+        n += 2;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 =
+            (const struct sockaddr_in6 *)(const void *)sa;
+        k[n++] = 6;
+        memcpy(k + n, &in6->sin6_addr, 16);
+        n += 16;
+        memcpy(k + n, &in6->sin6_port, 2);
+        n += 2;
+    }
+    return (size_t)(sl_siphash24(route->sources.key, k, n) &
+                    (route->udp.table_size - 1));
 }
 
 static struct udp_session *table_find(struct sl_route *route,
@@ -145,6 +169,8 @@ static void session_free(struct udp_session *s)
         p = next;
     }
     route->stats.udp_sessions_active--;
+    if (s->source_taken)
+        sl_srctab_release(&route->sources, &s->client.sa);
     sl_hooks_on_close(&route->hooks, &s->hs);
     free(s);
     sl_route_unref(route);
@@ -223,6 +249,7 @@ static void on_upstream_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         return;
     }
     s->last_ms = uv_now(route->ctx->loop);
+    s->replied = 1;
     if (sl_hooks_on_read(&route->hooks, &s->hs, (size_t)nread,
                          SL_HOOK_DOWN) != 0) {
         drop(route);
@@ -296,6 +323,31 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     session_connect(s);
 }
 
+/* One client prefix (/24, /64) may hold only so many sessions, so sources
+ * spoofed inside one prefix cannot take the table from everyone else.
+ * Spoofed floods would flood the log too: one line a second at most. */
+static void refuse_per_prefix(struct sl_route *route,
+                              const struct sockaddr *client, int err)
+{
+    uint64_t now = uv_now(route->ctx->loop);
+    drop(route);
+    route->stats.denied++;
+    if (route->udp.refusal_logged_ms != 0 &&
+        now - route->udp.refusal_logged_ms < 1000) {
+        route->udp.refusals_unlogged++;
+        return;
+    }
+    char a[SL_ADDR_STRLEN];
+    sl_info(&route->ctx->log,
+            "route \"%s\": datagram from %s dropped (%s); %llu more "
+            "dropped since the last such line",
+            rname(route), sl_addr_str(client, a),
+            err == SL_ELIMIT ? "session limit per prefix" : sl_strerror(err),
+            (unsigned long long)route->udp.refusals_unlogged);
+    route->udp.refusal_logged_ms = now;
+    route->udp.refusals_unlogged = 0;
+}
+
 static struct udp_session *session_new(struct sl_route *route,
                                        const struct sockaddr *client)
 {
@@ -327,8 +379,19 @@ static struct udp_session *session_new(struct sl_route *route,
         free(s);
         return NULL;
     }
+    unsigned per_prefix = rc->max_sessions_per_prefix
+                              ? rc->max_sessions_per_prefix
+                              : SL_ROUTE_DEFAULT_MAX_PER_PREFIX;
+    int taken = sl_srctab_take(&route->sources, client, per_prefix);
+    if (taken != 0) {
+        refuse_per_prefix(route, client, taken);
+        free(s);
+        return NULL;
+    }
+    s->source_taken = 1;
 
     if (uv_udp_init(route->ctx->loop, &s->sock) < 0) {
+        sl_srctab_release(&route->sources, client);
         free(s);
         drop(route);
         return NULL;
@@ -425,19 +488,34 @@ static void on_client_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 
 /* ---- route ------------------------------------------------------------- */
 
+/* Sessions the upstream never answered are what spoofed sources leave
+ * behind (nobody real is waiting): they go after this, not after the full
+ * idle timeout. */
+static uint64_t unreplied_ms(const struct sl_route *route)
+{
+    uint64_t ms = route->cfg->udp_unreplied_timeout_ms;
+    return ms ? ms : SL_ROUTE_DEFAULT_UDP_UNREPLIED_MS;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
     struct sl_route *route = t->data;
     uint64_t now = uv_now(route->ctx->loop);
     uint64_t idle = route->cfg->udp_idle_timeout_ms
                         ? route->cfg->udp_idle_timeout_ms
-                        : 300000;
+                        : SL_ROUTE_DEFAULT_UDP_IDLE_MS;
+    uint64_t unreplied = unreplied_ms(route);
+    char why[64];
+    snprintf(why, sizeof(why), "no reply within %llu ms",
+             (unsigned long long)unreplied);
     struct sl_link *l = route->udp.sessions.next;
     while (l != &route->udp.sessions) {
         struct sl_link *next = l->next; /* session_close unlinks l */
         struct udp_session *s = container_of(l, struct udp_session, link);
         if (now - s->last_ms >= idle)
             session_close(s, "idle");
+        else if (!s->replied && now - s->last_ms >= unreplied)
+            session_close(s, why);
         l = next;
     }
 }
@@ -461,7 +539,7 @@ int sl_udp_route_start(struct sl_route *route)
     sl_list_init(&route->udp.sessions);
 
     unsigned max = rc->max_connections ? rc->max_connections
-                                       : UDP_DEFAULT_MAX_SESSIONS;
+                                       : SL_ROUTE_DEFAULT_MAX_CONNECTIONS;
     route->limit.max = max;
     size_t ts = 64;
     while (ts < max && ts < UDP_TABLE_MAX)
@@ -506,6 +584,9 @@ int sl_udp_route_start(struct sl_route *route)
 
     uint64_t every = rc->udp_sweep_interval_ms ? rc->udp_sweep_interval_ms
                                                : 60000;
+    /* The short timeout of unanswered sessions needs sweeps as often. */
+    if (every > unreplied_ms(route))
+        every = unreplied_ms(route);
     uv_timer_start(&route->udp.sweep, on_sweep, every, every);
     route->started = 1;
     return 0;

@@ -67,6 +67,11 @@ static void route_yaml(char *buf, size_t len, const char *fields)
 
 static int allows(const struct sl_acl *acl, const char *ip)
 {
+    if (strchr(ip, ':') != NULL) {
+        struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+        assert_int_equal(inet_pton(AF_INET6, ip, &s6.sin6_addr), 1);
+        return sl_acl_allows(acl, (const struct sockaddr *)&s6);
+    }
     struct sockaddr_in sin = {.sin_family = AF_INET};
     assert_int_equal(inet_pton(AF_INET, ip, &sin.sin_addr), 1);
     return sl_acl_allows(acl, (const struct sockaddr *)&sin);
@@ -211,7 +216,12 @@ static void test_defaults(void **state)
     assert_null(a->pp_trusted);
     assert_int_equal(a->proxy_protocol, SL_PP_DISABLED);
     assert_int_equal(a->relay_proxy_protocol_header, 0);
-    assert_int_equal(a->max_connections, 0);
+    assert_int_equal(a->max_connections, 4096);
+    assert_int_equal(a->max_connections_per_source, 256);
+    assert_int_equal(a->max_sessions_per_prefix, 256);
+    assert_int_equal(a->tcp_idle_timeout_ms, 3600000);
+    assert_int_equal(a->udp_unreplied_timeout_ms, 10000);
+    assert_int_equal(a->pp_trusted_default, 0);
     assert_int_equal(a->connect_timeout_ms, 10000);
     assert_int_equal(a->proxy_protocol_timeout_ms, 10000);
     assert_int_equal(a->udp_idle_timeout_ms, 300000);
@@ -265,8 +275,10 @@ static void test_empty_and_top_level(void **state)
     load_err("routes:\n  a:\n", "route \"a\": expected a mapping of fields "
              "(scheme, bind, host, port, acl, proxy_protocol, "
              "proxy_protocol_trusted, relay_proxy_protocol_header, "
-             "max_connections, connect_timeout, proxy_protocol_timeout, "
-             "udp_idle_timeout, udp_sweep_interval), got nothing "
+             "max_connections, max_connections_per_source, "
+             "max_sessions_per_prefix, connect_timeout, "
+             "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "
+             "udp_unreplied_timeout, udp_sweep_interval), got nothing "
              "(line 2, column 5)");
     load_err("---\nroutes: {}\n---\nroutes: {}\n",
              "YAML error at line 3: only one document is allowed");
@@ -546,6 +558,37 @@ static void test_proxy_protocol(void **state)
     assert_int_equal(allows(cfg->routes[0].pp_trusted, "10.9.9.9"), 1);
     assert_int_equal(allows(cfg->routes[0].pp_trusted, "192.0.2.1"), 1);
     assert_int_equal(allows(cfg->routes[0].pp_trusted, "192.0.2.2"), 0);
+    assert_int_equal(cfg->routes[0].pp_trusted_default, 0);
+    sl_config_free(cfg);
+
+    /* issue 8 item 7: with no trusted list, PROXY headers are believed
+     * from loopback only, never from everyone. */
+    for (size_t i = 0; i < 2; i++) {
+        char fields[128];
+        snprintf(fields, sizeof(fields), "scheme: tcp, port: 1, "
+                 "proxy_protocol: %s, acl: {allow: [\"cidr:198.51.100.0/24\"]}",
+                 i == 0 ? "mixed" : "required");
+        route_yaml(y, sizeof(y), fields);
+        cfg = load_ok(y);
+        const struct sl_acl *tr = cfg->routes[0].pp_trusted;
+        assert_non_null(tr);
+        assert_int_equal(cfg->routes[0].pp_trusted_default, 1);
+        assert_int_equal(allows(tr, "127.0.0.1"), 1);
+        assert_int_equal(allows(tr, "127.9.9.9"), 1);
+        assert_int_equal(allows(tr, "::1"), 1);
+        assert_int_equal(allows(tr, "::ffff:127.0.0.1"), 1);
+        assert_int_equal(allows(tr, "10.0.0.1"), 0);
+        assert_int_equal(allows(tr, "198.51.100.7"), 0);
+        assert_int_equal(allows(tr, "::2"), 0);
+        char line[SL_CONFIG_ERR_MAX];
+        assert_non_null(strstr(sl_config_route_describe(
+                                   &cfg->routes[0], line, sizeof(line)),
+                               " from loopback only"));
+        sl_config_free(cfg);
+    }
+    /* Disabled: no list at all. */
+    cfg = load_ok("routes:\n  r: {scheme: tcp, port: 1}\n");
+    assert_null(cfg->routes[0].pp_trusted);
     sl_config_free(cfg);
     route_yaml(y, sizeof(y), "scheme: tcp, port: 1, "
                              "proxy_protocol_trusted: [10.0.0.0/99]");
@@ -598,7 +641,7 @@ static void test_max_connections(void **state)
     sl_config_free(cfg);
     cfg = load_ok("routes:\n  r: {scheme: tcp, port: 1, max_connections: "
                   "0}\n");
-    assert_int_equal(cfg->routes[0].max_connections, 0);
+    assert_int_equal(cfg->routes[0].max_connections, 4096);
     sl_config_free(cfg);
 
     static const char *const bad[] = {"-1", "1000001", "1.5", "many",
@@ -609,10 +652,41 @@ static void test_max_connections(void **state)
                  bad[i]);
         route_yaml(y, sizeof(y), f);
         snprintf(want, sizeof(want), "route \"r\": field \"max_connections\""
-                 ": \"%s\" is not an integer from 0 (the default) to 1000000 "
-                 "(line 2, column 46)", bad[i]);
+                 ": \"%s\" is not an integer from 1 to 1000000 (0 or nothing: "
+                 "the default, 4096) (line 2, column 46)", bad[i]);
         load_err(y, want);
     }
+
+    /* Per-source and per-prefix caps, each on its own scheme only. */
+    cfg = load_ok("routes:\n  t: {scheme: tcp, port: 1, "
+                  "max_connections_per_source: 3, tcp_idle_timeout: 90s}\n"
+                  "  u: {scheme: udp, port: 2, max_sessions_per_prefix: 0, "
+                  "udp_unreplied_timeout: 2s}\n");
+    assert_int_equal(cfg->routes[0].max_connections_per_source, 3);
+    assert_int_equal(cfg->routes[0].tcp_idle_timeout_ms, 90000);
+    assert_int_equal(cfg->routes[1].max_sessions_per_prefix, 256);
+    assert_int_equal(cfg->routes[1].udp_unreplied_timeout_ms, 2000);
+    sl_config_free(cfg);
+    route_yaml(y, sizeof(y), "scheme: udp, port: 1, "
+                             "max_connections_per_source: 3");
+    load_err_prefix(y, "route \"r\": field \"max_connections_per_source\": "
+                       "applies to tcp routes only, not udp");
+    route_yaml(y, sizeof(y), "scheme: udp4, port: 1, tcp_idle_timeout: 5s");
+    load_err_prefix(y, "route \"r\": field \"tcp_idle_timeout\": applies "
+                       "to tcp routes only, not udp4");
+    route_yaml(y, sizeof(y), "scheme: tcp, port: 1, "
+                             "max_sessions_per_prefix: 3");
+    load_err_prefix(y, "route \"r\": field \"max_sessions_per_prefix\": "
+                       "applies to udp routes only, not tcp");
+    route_yaml(y, sizeof(y), "scheme: tcp6, port: 1, "
+                             "udp_unreplied_timeout: 1s");
+    load_err_prefix(y, "route \"r\": field \"udp_unreplied_timeout\": "
+                       "applies to udp routes only, not tcp6");
+    route_yaml(y, sizeof(y), "scheme: tcp, port: 1, "
+                             "max_connections_per_source: 1000001");
+    load_err_prefix(y, "route \"r\": field \"max_connections_per_source\": "
+                       "\"1000001\" is not an integer from 1 to 1000000 "
+                       "(0 or nothing: the default, 256)");
 }
 
 static void test_durations(void **state)
@@ -696,8 +770,11 @@ static void test_unknown_and_repeated_fields(void **state)
     load_err(y, "route \"r\": unknown field \"sheme\"; accepted fields: "
                 "scheme, bind, host, port, acl, proxy_protocol, "
                 "proxy_protocol_trusted, relay_proxy_protocol_header, "
-                "max_connections, connect_timeout, proxy_protocol_timeout, "
-                "udp_idle_timeout, udp_sweep_interval (line 2, column 29)");
+                "max_connections, max_connections_per_source, "
+                "max_sessions_per_prefix, connect_timeout, "
+                "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "
+                "udp_unreplied_timeout, udp_sweep_interval "
+                "(line 2, column 29)");
     route_yaml(y, sizeof(y), "scheme: tcp, port: 1, port: 2");
     load_err(y, "route \"r\": field \"port\": appears twice "
                 "(line 2, column 29)");
