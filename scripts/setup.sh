@@ -13,7 +13,7 @@ packages=(
   libcmocka-dev libclang-rt-14-dev python3 python3-pytest python3-pytest-timeout
   python3-websockets
   curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
-  nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl
+  nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl nftables
 )
 
 missing=()
