@@ -4,6 +4,7 @@
  * store), then the hub. */
 #include "cli/cli_boot_hub.h"
 
+#include <errno.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "api/server.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
+#include "core/size.h"
 #include "hub/hub.h"
 
 #define HUB_HTTP_DEFAULT "127.0.0.1:8080"
@@ -31,17 +33,30 @@ static const char hub_usage[] =
     "  --domain D         identities are <identity>.D (default localhost)\n"
     "  --state-dir DIR    where hub.db, hub.json, hub.pid, hub.log live\n"
     "  --gateway-token T  demanded (?token=) to allocate a new identity\n"
+    "                     (default $SLUICE_GATEWAY_TOKEN)\n"
+    "  --gateway-token-file F  the same, read from file F\n"
     "  --api-token T      bearer token of the admin API (default\n"
     "                     $SLUICE_API_TOKEN); required when --api is not a\n"
     "                     loopback address\n"
+    "  --api-token-file F  the same, read from file F\n"
+    "                     (a token given as T shows in ps: prefer the file\n"
+    "                     or the environment)\n"
     "  --api-require-token  demand the token on loopback too\n"
+    "  --allocation-rate N  new allocations (no credentials) a minute per\n"
+    "                     source address, IPv6 per /64 (default 10; over\n"
+    "                     it 429)\n"
+    "  --allocation-rate-global N  the same for the whole hub (default 60)\n"
+    "  --allocation-idle-expiry D  remove an allocation that has had no\n"
+    "                     bridge for D: seconds, or 30m, 12h, 7d, 2w\n"
+    "                     (default 7d; 0: never)\n"
     "  --daemon           detach; logs go to DIR/hub.log\n"
     "  --token T          same as --gateway-token\n"
     "  --public-scheme S, --public-url-port P  scheme and port of the URLs\n"
     "                     handed to bridges (behind a TLS front: https 443;\n"
     "                     port 0: none)\n"
-    "  --limit-bridges N, --limit-traffic BYTES  limits of new allocations\n"
-    "                     (default 0: unlimited)\n"
+    "  --limit-bridges N, --limit-traffic SIZE  limits of new allocations\n"
+    "                     (default 0: unlimited); SIZE in bytes or with a\n"
+    "                     unit: " SL_SIZE_UNITS_HELP "\n"
     "\n"
     "Once listening, one line goes to standard output:\n"
     "  hub listening http://<addr> domain <domain>\n";
@@ -50,6 +65,12 @@ struct hub_opts {
     const char *http, *api, *domain, *gateway_token, *api_token;
     const char *scheme;
     int require_token;
+    /* Secrets kept out of argv, and the allocation guards. */
+    const char *gateway_token_file, *api_token_file;
+    char gateway_token_buf[512], api_token_buf[512];
+    unsigned long long alloc_rate, alloc_rate_global;
+    int alloc_expiry_given;
+    uint64_t alloc_expiry_s;
     long public_port; /* 0: the listener's; -1: none */
     unsigned long long limit_bridges, limit_traffic;
     /* Hidden knobs for tests, in milliseconds (0: the protocol's). */
@@ -62,7 +83,8 @@ static const struct {
     size_t off;
 } numeric[] = {
     {"--limit-bridges", offsetof(struct hub_opts, limit_bridges)},
-    {"--limit-traffic", offsetof(struct hub_opts, limit_traffic)},
+    {"--allocation-rate", offsetof(struct hub_opts, alloc_rate)},
+    {"--allocation-rate-global", offsetof(struct hub_opts, alloc_rate_global)},
     {"--pairing-window-ms", offsetof(struct hub_opts, pairing_window_ms)},
     {"--head-timeout-ms", offsetof(struct hub_opts, head_timeout_ms)},
     {"--pool-age-ms", offsetof(struct hub_opts, pool_age_ms)},
@@ -96,6 +118,41 @@ static int take_numeric(int argc, char **argv, int *i, struct hub_opts *o)
     return 0;
 }
 
+/* Reads a token from file path (flag names it in errors) into buf, its
+ * trailing newline and spaces dropped, and points *out at it. A secret on
+ * the command line shows in ps; in a file or the environment it does
+ * not. Returns 0, or 2 (said on stderr). */
+static int take_secret(const char *path, const char *flag, char *buf,
+                       size_t cap, const char **out)
+{
+    if (path == NULL)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "sluice: %s %s: %s\n", flag, path, strerror(errno));
+        return 2;
+    }
+    size_t n = fread(buf, 1, cap, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || n == cap) {
+        fprintf(stderr, "sluice: %s %s: %s\n", flag, path,
+                bad ? "cannot read it" : "longer than a token can be");
+        return 2;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' ||
+                     buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    buf[n] = '\0';
+    if (n == 0 || memchr(buf, '\0', n) != NULL || strchr(buf, '\n')) {
+        fprintf(stderr, "sluice: %s %s: %s\n", flag, path,
+                n == 0 ? "the file is empty" : "not one line of text");
+        return 2;
+    }
+    *out = buf;
+    return 0;
+}
+
 /* The role's state: its options, then what runs. */
 struct hub_role {
     struct hub_opts o;
@@ -113,6 +170,8 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--gateway-token", offsetof(struct hub_opts, gateway_token)},
         {"--api-token", offsetof(struct hub_opts, api_token)},
         {"--token", offsetof(struct hub_opts, gateway_token)},
+        {"--gateway-token-file", offsetof(struct hub_opts, gateway_token_file)},
+        {"--api-token-file", offsetof(struct hub_opts, api_token_file)},
         {"--public-scheme", offsetof(struct hub_opts, scheme)},
     };
     (void)c;
@@ -123,6 +182,29 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         return m < 0 ? 2 : 1;
     if (strcmp(a, "--api-require-token") == 0) {
         o->require_token = 1;
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--limit-traffic", &val);
+    if (m != 0) {
+        uint64_t bytes;
+        if (m < 0 || sl_size_parse(val, &bytes) != 0) {
+            if (m > 0)
+                fprintf(stderr, "sluice: --limit-traffic: '%s' is not a "
+                        "size (e.g. 10MB, 1GiB, 0)\n", val);
+            return 2;
+        }
+        o->limit_traffic = bytes;
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--allocation-idle-expiry", &val);
+    if (m != 0) {
+        if (m < 0 || sl_duration_parse_s(val, &o->alloc_expiry_s) != 0) {
+            if (m > 0)
+                fprintf(stderr, "sluice: --allocation-idle-expiry: '%s' is "
+                        "not a duration (e.g. 3600, 12h, 7d, 0)\n", val);
+            return 2;
+        }
+        o->alloc_expiry_given = 1;
         return 1;
     }
     m = sl_cli_opt_value(argc, argv, i, "--public-url-port", &val);
@@ -146,6 +228,17 @@ static int hub_check(void *st, const struct sl_boot_common *c)
 {
     struct hub_opts *o = &((struct hub_role *)st)->o;
     (void)c;
+    if (take_secret(o->gateway_token_file, "--gateway-token-file",
+                    o->gateway_token_buf, sizeof(o->gateway_token_buf),
+                    &o->gateway_token) != 0 ||
+        take_secret(o->api_token_file, "--api-token-file", o->api_token_buf,
+                    sizeof(o->api_token_buf), &o->api_token) != 0)
+        return 2;
+    if (o->gateway_token == NULL) {
+        const char *env = getenv("SLUICE_GATEWAY_TOKEN");
+        if (env != NULL && env[0] != '\0')
+            o->gateway_token = env;
+    }
     if (o->api_token == NULL) {
         const char *env = getenv("SLUICE_API_TOKEN");
         if (env != NULL && env[0] != '\0')
@@ -185,6 +278,16 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .ping_ms = o->ping_ms,
         .dead_ms = o->dead_ms,
         .flush_ms = o->flush_ms,
+        .alloc_rate_per_source = o->alloc_rate == 0 ? 10
+                                 : o->alloc_rate > UINT32_MAX
+                                     ? UINT32_MAX
+                                     : (uint32_t)o->alloc_rate,
+        .alloc_rate_global = o->alloc_rate_global == 0 ? 60
+                             : o->alloc_rate_global > UINT32_MAX
+                                 ? UINT32_MAX
+                                 : (uint32_t)o->alloc_rate_global,
+        .alloc_idle_expiry_s = o->alloc_expiry_given ? o->alloc_expiry_s
+                                                     : 7 * 86400,
     };
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
+#include "core/size.h"
 #include "core/fmt.h"
 
 #define DEFAULT_API "127.0.0.1:8081"
@@ -34,7 +35,9 @@ static const char proxy_usage[] =
     "  --token TOKEN      admin bearer token (default: $SLUICE_API_TOKEN)\n"
     "  --state-dir DIR    state directory of the hub\n"
     "\n"
-    "SIZE: bytes, or with a unit: 10MB, 1.5GB, 512KiB (0 = unlimited).\n"
+    "SIZE: bytes, or with a unit (0 = unlimited): kB = 1,024 bytes,\n"
+    "      MB = 1,024,000 (10MB = 10,240,000), GB = 1,024,000,000;\n"
+    "      KiB, MiB, GiB are powers of 1024 (1MiB = 1,048,576).\n"
     "DURATION: seconds, or 30m, 12h, 7d, 2w.\n";
 
 struct proxy_opts {
@@ -48,38 +51,11 @@ struct proxy_opts {
     const char *identity;
 };
 
-/* "10MB", "1.5GB", "512KiB", "100" -> bytes. SI units are powers of 1000
- * (as sl_fmt_bytes prints them), *iB ones powers of 1024. */
+/* The one size parser (core/size.h), so 10MB means what --help and
+ * DESIGN say, here as on the hub's --limit-traffic. */
 static int parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno != 0 || v < 0)
-        return SL_EPARSE;
-    while (*end == ' ')
-        end++;
-    static const struct {
-        const char *unit;
-        double mul;
-    } units[] = {
-        {"", 1},           {"B", 1},
-        {"k", 1e3},        {"kB", 1e3},        {"K", 1e3},  {"KB", 1e3},
-        {"M", 1e6},        {"MB", 1e6},        {"G", 1e9},  {"GB", 1e9},
-        {"T", 1e12},       {"TB", 1e12},       {"KiB", 1024.0},
-        {"MiB", 1048576.0}, {"GiB", 1073741824.0},
-        {"TiB", 1099511627776.0},
-    };
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            double b = v * units[i].mul;
-            if (b >= 9.2e18)
-                return SL_EPARSE;
-            *out = (uint64_t)(b + 0.5);
-            return 0;
-        }
-    }
-    return SL_EPARSE;
+    return sl_size_parse(s, out);
 }
 
 static int parse_count(const char *s, uint64_t *out)

@@ -43,6 +43,36 @@ static void put_json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
+size_t sl_log_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (cap == 0)
+        return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char e[5];
+        size_t n = 0;
+        if (c == '\n' || c == '\r' || c == '\t') {
+            e[n++] = '\\';
+            e[n++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            e[n++] = '\\';
+            e[n++] = 'x';
+            e[n++] = hex[c >> 4];
+            e[n++] = hex[c & 15];
+        } else {
+            e[n++] = (char)c;
+        }
+        if (o + n >= cap)
+            break; /* never half an escape */
+        memcpy(out + o, e, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return o;
+}
+
 void sl_log_write(const struct sl_log *log, enum sl_log_level level,
                   const char *fmt, ...)
 {
@@ -74,7 +104,11 @@ void sl_log_write(const struct sl_log *log, enum sl_log_level level,
         fputs("}\n", f);
         funlockfile(f);
     } else {
-        fprintf(f, "%s %-5s %s\n", when, sl_log_level_name(level), msg);
+        /* A text line is one line: a peer's or a user's bytes inside the
+         * message must not forge another (or drive the terminal). */
+        char safe[sizeof(msg) * 4];
+        sl_log_escape(msg, safe, sizeof(safe));
+        fprintf(f, "%s %-5s %s\n", when, sl_log_level_name(level), safe);
     }
     fflush(f);
 }

@@ -4,6 +4,7 @@
 #ifndef SL_LOG_H
 #define SL_LOG_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 enum sl_log_level {
@@ -23,6 +24,12 @@ struct sl_log {
 /* Parses "error|warn|info|debug|trace"; returns 0 or SL_EPARSE. */
 int sl_log_level_parse(const char *s, enum sl_log_level *out);
 const char *sl_log_level_name(enum sl_log_level level);
+
+/* Copies s into out (cap bytes, NUL included) with \n, \r, \t written
+ * as those two-character escapes and other control bytes (and DEL) as
+ * \xNN; text lines of the log go through it. Stops before an escape that
+ * would not fit. Returns the length written. */
+size_t sl_log_escape(const char *s, char *out, size_t cap);
 
 void sl_log_write(const struct sl_log *log, enum sl_log_level level,
                   const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -205,8 +205,10 @@ static int slot_blocked(struct sl_hub *hub, const char *ip, const char *user)
     return r != NULL && r->blocked_until > uv_now(hub->loop);
 }
 
-int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user)
+int hub_rate_blocked(struct sl_hub *hub, const char *peer, const char *user)
 {
+    char ip[SL_ADDR_STRLEN];
+    hub_source_key(peer, ip, sizeof(ip)); /* IPv6 by /64 */
     if (user != NULL && user[0] != '\0' && slot_blocked(hub, ip, user))
         return 1;
     return slot_blocked(hub, ip, "");
@@ -234,8 +236,10 @@ static void slot_fail(struct sl_hub *hub, const char *ip, const char *user,
     }
 }
 
-void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user)
+void hub_rate_fail(struct sl_hub *hub, const char *peer, const char *user)
 {
+    char ip[SL_ADDR_STRLEN];
+    hub_source_key(peer, ip, sizeof(ip)); /* IPv6 by /64 */
     uint32_t max = hub->opts.auth_failures_max ? hub->opts.auth_failures_max
                                                : 5;
     if (user != NULL && user[0] != '\0')
@@ -850,6 +854,7 @@ static void on_flush(uv_timer_t *t)
 {
     struct sl_hub *hub = t->data;
     flush_all(hub, (double)flush_interval(hub) / 1000.0);
+    hub_expire_idle(hub);
 }
 
 /* Start and stop. */
@@ -945,6 +950,7 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     uv_tcp_getsockname(&hub->listener, (struct sockaddr *)&ss, &len);
     sl_addr_format((struct sockaddr *)&ss, hub->address, sizeof(hub->address));
     hub->port = sl_addr_port((struct sockaddr *)&ss);
+    hub_guard_warn(hub, (struct sockaddr *)&ss);
     uv_timer_init(hub->loop, &hub->flush_timer);
     hub->flush_timer.data = hub;
     hub->open_handles++;

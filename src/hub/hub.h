@@ -37,6 +37,15 @@ struct sl_hub_options {
     uint64_t ping_ms;           /* 15000 */
     uint64_t dead_ms;           /* 45000 */
     uint64_t flush_ms;          /* 5000: store flush and stats messages */
+    /* Allocations without credentials cost an scrypt run and a row
+     * each: token buckets refilled per minute, one per source (IPv6 per
+     * /64) and one for the hub; over either, 429. 0: no limit (a hub
+     * for local use; the CLI's defaults are 10 and 60 a minute). */
+    uint32_t alloc_rate_per_source;
+    uint32_t alloc_rate_global;
+    uint64_t alloc_idle_expiry_s;   /* an allocation without a bridge
+                                       for this long is removed; 0:
+                                       never */
     uint32_t auth_failures_max; /* per username and source address a
                                    minute (ten times that per address);
                                    0: 5 */

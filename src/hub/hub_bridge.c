@@ -17,6 +17,7 @@
 #define JSON_401_TOKEN "{\"error\":\"Gateway token required\",\"code\":401}"
 #define JSON_401 "{\"error\":\"Unauthorized\",\"code\":401}"
 #define JSON_429 "{\"error\":\"Too many failed attempts\",\"code\":429}"
+#define JSON_429_ALLOC "{\"error\":\"Too many allocations\",\"code\":429}"
 
 static void reply_json(struct hub_conn *c, int status, const char *body)
 {
@@ -163,10 +164,12 @@ static void after_work_common(uv_work_t *w, int status, after_fn next)
 static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
 {
     /* The job reads its own copy: the allocation may be forgotten (and
-     * freed) while the job runs. */
+     * freed) while the job runs. No allocation: an unknown username
+     * pays the same scrypt against a hash nobody can match. */
     if (fn == work_verify)
         snprintf(c->auth->hash, sizeof(c->auth->hash), "%s",
-                 c->alloc->password_hash);
+                 c->alloc ? c->alloc->password_hash
+                          : sl_password_dummy_hash());
     c->auth->work.data = c;
     int rc = uv_queue_work(c->hub->loop, &c->auth->work, fn, after);
     if (rc == 0)
@@ -462,12 +465,16 @@ static int query_token(const char *q, size_t qlen, char *out, size_t cap)
     return SL_ENOTFOUND;
 }
 
-/* Finds the allocation of c->auth->username. Returns it or NULL (answered). */
+static void after_dummy_cb(uv_work_t *w, int status);
+
+/* Finds the allocation of c->auth->username. Returns it or NULL (answered,
+ * or refused after a dummy check that costs what a real one does). */
 static struct hub_alloc *alloc_of_user(struct hub_conn *c)
 {
     struct sl_alloc s;
     if (sl_store_get_by_username(c->hub->store, c->auth->username, &s) != 0) {
-        auth_failed(c);
+        if (queue_work(c, work_verify, after_dummy_cb) != 0)
+            auth_failed(c);
         return NULL;
     }
     struct hub_alloc *a = hub_alloc_load(c->hub, &s);
@@ -530,6 +537,15 @@ static void after_verify_cb(uv_work_t *w, int status)
         wake_verify_waiters(a, ok, mac);
 }
 
+/* An unknown username was "checked": it fails whatever the job said. */
+static void after_dummy_cb(uv_work_t *w, int status)
+{
+    struct hub_conn *c = w->data;
+    (void)status;
+    if (!hub_conn_work_done(c))
+        auth_failed(c);
+}
+
 /* One scrypt check per password at a time: a burst of data connections
  * with the same credentials (a bridge's pool, answers to many opens) waits
  * for the first check, then goes through on its MAC. */
@@ -579,6 +595,14 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
                 reply_json(c, 401, JSON_401_TOKEN);
                 return;
             }
+        }
+        unsigned wait = hub_alloc_admit(hub, c->peer_ip);
+        if (wait > 0) {
+            char extra[48];
+            snprintf(extra, sizeof(extra), "Retry-After: %u\r\n", wait);
+            hub_conn_reply_close(c, 429, "application/json", JSON_429_ALLOC,
+                                 extra);
+            return;
         }
         if (ensure_auth(c) != 0 ||
             queue_work(c, work_allocate, after_allocate_cb) != 0)

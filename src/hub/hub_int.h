@@ -176,6 +176,15 @@ struct hub_rate {
     uint32_t failures;
 };
 
+/* Allocations without credentials from one source (an IPv4 address or
+ * an IPv6 /64; "" for the whole hub): a token bucket. */
+struct hub_bucket {
+    char key[SL_ADDR_STRLEN];
+    double tokens;
+    uint64_t refilled; /* uv_now ms */
+    int logged;        /* the refusal of this burst was logged */
+};
+
 struct sl_hub {
     struct sl_ctx *ctx;
     uv_loop_t *loop;
@@ -198,6 +207,9 @@ struct sl_hub {
     struct hub_block *free_blocks;
     size_t nfree_blocks;
     struct hub_rate rate[HUB_RATE_SLOTS];
+    struct hub_bucket alloc_rate[HUB_RATE_SLOTS];
+    struct hub_bucket alloc_rate_all;
+    uint64_t expiry_next; /* uv_now ms of the next idle sweep */
     unsigned char mac_key[32];
     struct sl_hub_totals totals;
 };
@@ -279,5 +291,18 @@ void hub_user_on_eof(struct hub_conn *u);
 void hub_user_drained(struct hub_conn *u);
 void hub_user_resume_from_data(struct hub_conn *d);
 void hub_alloc_close_pairs(struct hub_alloc *a);
+
+/* hub_guard.c: allocation limits and idle expiry. */
+/* The key limits count a source by: the address, or its /64 for IPv6
+ * (one host has a whole /64). out holds SL_ADDR_STRLEN bytes. */
+void hub_source_key(const char *ip, char *out, size_t cap);
+/* Whether a new allocation from ip may go on now: 0, or the seconds to
+ * wait (the refusal is logged once a burst). */
+unsigned hub_alloc_admit(struct sl_hub *hub, const char *ip);
+/* Warns at start if anyone who reaches a public listener may allocate. */
+void hub_guard_warn(struct sl_hub *hub, const struct sockaddr *listen);
+/* Removes allocations that have had no bridge for alloc_idle_expiry_s;
+ * called from the flush timer, sweeps at most every few seconds. */
+void hub_expire_idle(struct sl_hub *hub);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -200,6 +201,22 @@ static int migrate(struct sl_store *st)
     return exec_sql(st, "COMMIT", "committing migration");
 }
 
+/* SQLite makes -wal and -shm with the database's mode, but ones left by
+ * an older run keep theirs; they hold the same rows. */
+static void private_companions(const char *path, struct sl_log *log)
+{
+    static const char *const suffix[] = {"-wal", "-shm"};
+    char p[4096];
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        int n = snprintf(p, sizeof(p), "%s%s", path, suffix[i]);
+        if (n < 0 || (size_t)n >= sizeof(p))
+            continue;
+        if (chmod(p, 0600) != 0 && errno != ENOENT && log)
+            sl_warn(log, "store: cannot make %s private (0600): %s", p,
+                    strerror(errno));
+    }
+}
+
 int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
 {
     if (path == NULL || out == NULL)
@@ -223,6 +240,11 @@ int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
                          strerror(errno));
             goto out;
         }
+        /* An existing file keeps the mode it was made with: make it
+         * private at every open (its -wal and -shm follow below). */
+        if (fchmod(fd, 0600) != 0 && log)
+            sl_warn(log, "store: cannot make %s private (0600): %s", path,
+                    strerror(errno));
         close(fd);
     }
     if (sqlite3_open_v2(path, &st->db,
@@ -238,6 +260,8 @@ int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
     if (!memory &&
         (rc = exec_sql(st, "PRAGMA journal_mode = WAL", "enabling WAL")) != 0)
         goto out;
+    if (!memory)
+        private_companions(path, log);
     /* WAL with synchronous=NORMAL is durable across application crashes
      * and keeps each write short; a power loss may lose the last
      * counters, which is acceptable for statistics. */

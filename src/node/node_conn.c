@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "core/error.h"
 #include "core/log.h"
 #include "net/addr.h"
@@ -128,7 +130,10 @@ void sl_node_conn_close(struct conn *c, int reason)
         if (reason == 0) {
             sl_node_bridge_fill_pool(b);
         } else {
-            if (b->pool_failures < 64)
+            /* One step per round of refusals: the pool's other dials of
+             * the same round fail while the pause is already set. */
+            if (b->pool_failures < 64 &&
+                !uv_is_active((uv_handle_t *)&b->pool_timer))
                 b->pool_failures++;
             sl_node_bridge_fill_pool_later(b);
         }
@@ -227,6 +232,7 @@ static int format_request(struct conn *c, char *buf, size_t cap)
                  c->kind == CONN_CTL ? "/_sluice/v1/control"
                                      : "/_sluice/v1/data");
     }
+    c->dialled_anon = b->rec.username[0] == '\0';
     if (b->rec.username[0] != '\0') {
         char value[sizeof(auth) - 24];
         rc = sl_basic_auth_format(b->rec.username, b->rec.password, value,
@@ -457,8 +463,18 @@ static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
                     b->rec.identity, m.welcome.identity);
         }
         c->welcomed = 1;
+        /* Credentials are the answer to a dial without any: a hub (or
+         * whoever answers in its name) must not swap the ones we hold. */
+        if (!c->dialled_anon && m.welcome.username[0] != '\0') {
+            sl_warn(conn_log(c), "bridge %s: credentials in the hub's "
+                    "welcome ignored (we dialled with our own)",
+                    bridge_name(b));
+            m.welcome.username[0] = '\0';
+            m.welcome.password[0] = '\0';
+        }
         sl_node_bridge_welcomed(b, m.welcome.identity, m.welcome.url,
                                 m.welcome.username, m.welcome.password);
+        OPENSSL_cleanse(&m.welcome, sizeof(m.welcome));
         break;
     case SL_CTL_OPEN:
         if (!c->welcomed)

@@ -70,6 +70,7 @@ struct conn {
     unsigned reader_used : 1;
     unsigned up_shutting : 1; /* framed: upstream shutdown in flight */
     unsigned retry_next : 1;  /* a connect failed: try the next address */
+    unsigned dialled_anon : 1; /* control: dialled without credentials */
 
     char fingerprint[SL_UUID_LEN + 1];
     char key[SL_WS_KEY_LEN + 1];

@@ -36,6 +36,12 @@ int sl_password_hash(const char *password, char *out, size_t outlen);
  * OpenSSL failed. */
 int sl_password_verify(const char *password, const char *stored);
 
+/* A stored hash (the default parameters) of a random password nobody
+ * knows: verifying against it costs what a real check costs, so a name
+ * that does not exist cannot be told from a wrong password by time. A
+ * match (impossible in practice) must still count as a failure. */
+const char *sl_password_dummy_hash(void);
+
 /* Parses an Authorization header value "Basic <base64(user:pass)>": the
  * scheme is case-insensitive, one or more spaces follow it, surrounding
  * spaces/tabs are trimmed, the base64 is strict (standard alphabet, '='
