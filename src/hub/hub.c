@@ -760,6 +760,40 @@ static void process_head(struct hub_conn *c)
     reply_json_404(c);
 }
 
+static void on_connection(uv_stream_t *l, int status);
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    struct sl_hub *hub = h->data;
+    hub->refusing = 0;
+    hub->open_handles--;
+    if (hub->refuse_waiting && !hub->stopping) {
+        hub->refuse_waiting = 0;
+        on_connection((uv_stream_t *)&hub->listener, 0);
+        return;
+    }
+    maybe_finish_stop(hub);
+}
+
+/* Out of memory for a new connection: close it, as nginx does. Leaving
+ * it unaccepted would stop libuv watching the listener, so one failed
+ * allocation would end all accepting. */
+static void refuse_connection(struct sl_hub *hub)
+{
+    sl_warn(hub->log, "hub: out of memory accepting a connection; closed");
+    if (hub->refusing) {
+        hub->refuse_waiting = 1; /* taken when refuse is free again */
+        return;
+    }
+    uv_tcp_init(hub->loop, &hub->refuse);
+    hub->refuse.data = hub;
+    hub->refusing = 1;
+    hub->open_handles++;
+    (void)uv_accept((uv_stream_t *)&hub->listener,
+                    (uv_stream_t *)&hub->refuse);
+    uv_close((uv_handle_t *)&hub->refuse, on_refused_closed);
+}
+
 static void on_connection(uv_stream_t *l, int status)
 {
     struct sl_hub *hub = l->data;
@@ -769,8 +803,7 @@ static void on_connection(uv_stream_t *l, int status)
     }
     struct hub_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        /* Left in the backlog; libuv offers it again. */
-        sl_warn(hub->log, "hub: out of memory accepting a connection");
+        refuse_connection(hub);
         return;
     }
     c->hub = hub;

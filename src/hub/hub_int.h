@@ -195,6 +195,11 @@ struct sl_hub {
     int own_store;
     uv_tcp_t listener;
     uv_timer_t flush_timer;
+    /* Takes a connection the hub has no memory to serve, to close it:
+     * libuv watches the listener again only once its offer is accepted. */
+    uv_tcp_t refuse;
+    int refusing;       /* refuse is closing */
+    int refuse_waiting; /* a connection waits in libuv meanwhile */
     int open_handles;
     int stopping;
     void (*done)(void *);
