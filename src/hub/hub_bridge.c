@@ -183,8 +183,15 @@ static void send_ctl(struct hub_conn *c, const struct sl_ctl_msg *m)
 {
     char *json = NULL;
     size_t len = 0;
-    if (!c->ws_active || sl_ctl_encode(m, &json, &len) != 0)
+    if (!c->ws_active)
         return;
+    int rc = sl_ctl_encode(m, &json, &len);
+    if (rc != 0) {
+        /* Out of memory: a lost welcome would leave the bridge waiting
+         * for good. End the connection; the bridge reconnects. */
+        sl_ws_abort(c->ws, rc);
+        return;
+    }
     sl_ws_send_text(c->ws, json, len);
     free(json);
 }
@@ -236,6 +243,15 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     if (type != SL_WS_TEXT || c->alloc == NULL)
         return;
     int rc = sl_ctl_parse((const char *)data, len, &m);
+    if (rc == UV_ENOMEM) {
+        /* Not the bridge's fault, but a hello lost this way would leave
+         * it waiting for a welcome: end the connection, it reconnects. */
+        sl_warn(c->hub->log, "hub control %llu (%s): out of memory reading "
+                "a message; closing", (unsigned long long)c->id,
+                c->alloc->identity);
+        sl_ws_abort(ws, rc);
+        return;
+    }
     if (rc != 0) {
         sl_info(c->hub->log, "hub control %llu (%s): bad message: %s",
                 (unsigned long long)c->id, c->alloc->identity,
