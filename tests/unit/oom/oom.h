@@ -22,6 +22,10 @@ void sl_test_alloc_install(void);
 /* Arms the failure: the n-th counted allocation from now fails; 0 disarms. */
 void sl_test_fail_alloc_at(long n);
 
+/* While on, allocations are neither counted nor failed: for a test's own
+ * set-up inside a run. */
+void sl_test_alloc_pause(int on);
+
 /* 1 once the armed failure has happened. */
 int sl_test_alloc_failed(void);
 

@@ -21,6 +21,7 @@
 #endif
 #endif
 #ifdef SL_OOM_LSAN
+#include <sanitizer/common_interface_defs.h>
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -38,29 +39,44 @@ char *__wrap_strdup(const char *s);
 static long fail_at;
 static long count;
 static int failed;
+static int paused;
+
+void sl_test_alloc_pause(int on)
+{
+    __atomic_store_n(&paused, on, __ATOMIC_RELAXED);
+}
 
 void sl_test_fail_alloc_at(long n)
 {
-    fail_at = n;
-    count = 0;
-    failed = 0;
+    __atomic_store_n(&fail_at, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&failed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fail_at, n, __ATOMIC_RELAXED);
 }
 
 int sl_test_alloc_failed(void)
 {
-    return failed;
+    return __atomic_load_n(&failed, __ATOMIC_RELAXED);
 }
 
 long sl_test_alloc_count(void)
 {
-    return count;
+    return __atomic_load_n(&count, __ATOMIC_RELAXED);
 }
 
+/* Atomic: the hub's thread pool allocates too. */
 static int should_fail(void)
 {
-    count++;
-    if (fail_at > 0 && count == fail_at) {
-        failed = 1;
+    if (__atomic_load_n(&paused, __ATOMIC_RELAXED))
+        return 0;
+    long n = __atomic_add_fetch(&count, 1, __ATOMIC_RELAXED);
+    if (n == __atomic_load_n(&fail_at, __ATOMIC_RELAXED)) {
+        __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+#ifdef SL_OOM_LSAN
+        /* SL_OOM_TRACE=1: where each failure happens. */
+        if (getenv("SL_OOM_TRACE") != NULL)
+            __sanitizer_print_stack_trace();
+#endif
         return 1;
     }
     return 0;
