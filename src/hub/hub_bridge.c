@@ -192,8 +192,15 @@ static void send_ctl(struct hub_conn *c, const struct sl_ctl_msg *m)
         sl_ws_abort(c->ws, rc);
         return;
     }
-    sl_ws_send_text(c->ws, json, len);
+    rc = sl_ws_send_text(c->ws, json, len);
     free(json);
+    /* A control queue that is full holds the pongs of a peer that pings
+     * and does not read: a message lost there would go unnoticed, so the
+     * connection ends (on_close logs it once; the bridge reconnects). The
+     * abort closes asynchronously, so callers looping over lists are
+     * safe. */
+    if (rc < 0 && rc != UV_EPIPE)
+        sl_ws_abort(c->ws, rc);
 }
 
 static void send_error(struct hub_conn *c, const char *message, int code)

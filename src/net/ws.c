@@ -33,7 +33,7 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf,
 {
     struct sl_ws *ws = user;
     (void)flags;
-    if (ws->closing || ws->read_paused || ws->rbuf == NULL ||
+    if (ws->closing || ws->read_paused || ws->out_full || ws->rbuf == NULL ||
         ws->roff >= ws->rlen) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
@@ -91,19 +91,47 @@ static int on_wslay_genmask(wslay_event_context_ptr ctx, uint8_t *buf,
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
+static void update_out_full(struct sl_ws *ws);
+
+/* wslay bounds a message's payload but not how many frames carry it, and
+ * keeps one allocation per fragment: a megabyte of 1-byte fragments would
+ * hold tens of megabytes. So every fragment after the first counts
+ * SL_WS_FRAME_COST against max_msg; over it, the message is refused as
+ * too big (RFC 6455 1009). Empty fragments cost nothing to wslay but
+ * their count is bounded the same way. */
+static void on_wslay_frame_start(wslay_event_context_ptr ctx,
+                                 const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user)
+{
+    struct sl_ws *ws = user;
+    if (arg->opcode & 0x8) /* control frames are whole and at most 125 */
+        return;
+    if (arg->opcode != WSLAY_CONTINUATION_FRAME)
+        ws->frag_cost = 0;
+    else
+        ws->frag_cost += SL_WS_FRAME_COST;
+    ws->frag_cost += arg->payload_length;
+    if (ws->frag_cost <= ws->max_msg)
+        return;
+    if (ws->reason == 0)
+        ws->reason = SL_ETOOBIG;
+    /* No more input is looked at; the message is never delivered. */
+    wslay_event_shutdown_read(ctx);
+    (void)wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+}
+
 static void on_wslay_msg(wslay_event_context_ptr ctx,
                          const struct wslay_event_on_msg_recv_arg *arg,
                          void *user)
 {
     struct sl_ws *ws = user;
-    (void)ctx;
     if (ws->closing)
         return;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
-        if (ws->peer_closed)
-            return;
+        if (ws->peer_closed || !wslay_event_get_read_enabled(ctx))
+            return; /* refused by on_wslay_frame_start */
         ws->on_message(ws,
                        arg->opcode == WSLAY_TEXT_FRAME ? SL_WS_TEXT
                                                        : SL_WS_BINARY,
@@ -117,7 +145,12 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
         if (ws->on_peer_close)
             ws->on_peer_close(ws, ws->close_code);
         break;
-    default: /* ping (wslay answers it) and pong: last_rx is enough */
+    case WSLAY_PING:
+        /* wslay has queued the pong: stop taking pings mid-read once the
+         * queue is full, rather than after the whole read buffer. */
+        update_out_full(ws);
+        break;
+    default: /* pong: last_rx is enough */
         break;
     }
 }
@@ -126,6 +159,7 @@ static const struct wslay_event_callbacks wslay_cbs = {
     .recv_callback = on_wslay_recv,
     .send_callback = on_wslay_send,
     .genmask_callback = on_wslay_genmask,
+    .on_frame_recv_start_callback = on_wslay_frame_start,
     .on_msg_recv_callback = on_wslay_msg,
 };
 
@@ -133,8 +167,28 @@ size_t sl_ws_queued(const struct sl_ws *ws)
 {
     size_t n = ws->out[0].len + ws->out[1].len;
     if (ws->wslay != NULL)
-        n += wslay_event_get_queued_msg_length(W(ws));
+        n += wslay_event_get_queued_msg_length(W(ws)) +
+             wslay_event_get_queued_msg_count(W(ws)) * SL_WS_FRAME_COST;
     return n;
+}
+
+/* Reading stops while the output queue is above read_stop and resumes
+ * at low_water: see ws.h. Inside on_read the read stops once pump
+ * returns; elsewhere at once. */
+static void update_out_full(struct sl_ws *ws)
+{
+    size_t q = sl_ws_queued(ws);
+    if (!ws->out_full && q > ws->read_stop) {
+        ws->out_full = 1;
+        if (ws->reading && ws->rbuf == NULL && !ws->in_cb) {
+            uv_read_stop((uv_stream_t *)ws->tcp);
+            ws->reading = 0;
+        }
+    } else if (ws->out_full && q <= ws->low_water) {
+        ws->out_full = 0;
+        /* The peer's bytes waited on us, not on it. */
+        ws->last_rx = uv_now(ws->tcp->loop);
+    }
 }
 
 int sl_ws_is_closing(const struct sl_ws *ws)
@@ -275,48 +329,58 @@ static void pump(struct sl_ws *ws)
     if (ws->closing || ws->in_cb)
         return;
 
-    if (ws->rbuf != NULL && !ws->read_paused) {
-        if (wslay_event_want_read(ctx)) {
-            ws->in_cb = 1;
-            rc = wslay_event_recv(ctx);
-            ws->in_cb = 0;
-            if (ws->closing)
-                return;
-            if (rc != 0) {
-                close_handles(ws, rc == WSLAY_ERR_NOMEM ? UV_ENOMEM
-                                                        : SL_EPARSE);
+    /* Input held back by a full output queue is taken up again here as
+     * soon as the writes make room, rather than at the next write. */
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        update_out_full(ws);
+        if (ws->rbuf != NULL && !ws->read_paused && !ws->out_full) {
+            if (wslay_event_want_read(ctx)) {
+                ws->in_cb = 1;
+                rc = wslay_event_recv(ctx);
+                ws->in_cb = 0;
+                if (ws->closing)
+                    return;
+                if (rc != 0) {
+                    close_handles(ws, rc == WSLAY_ERR_NOMEM ? UV_ENOMEM
+                                                            : SL_EPARSE);
+                    return;
+                }
+            }
+            if (ws->roff >= ws->rlen || !wslay_event_want_read(ctx))
+                release_rbuf(ws);
+        }
+
+        /* Our close frame goes after every message queued before it. */
+        if (ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
+            wslay_event_get_queued_msg_count(ctx) == 0) {
+            ws->close_queued = 1;
+            rc = wslay_event_queue_close(ctx, ws->close_code, NULL, 0);
+            if (rc != 0 && rc != WSLAY_ERR_NO_MORE_MSG) {
+                close_handles(ws, UV_ENOMEM);
                 return;
             }
         }
-        if (ws->roff >= ws->rlen || !wslay_event_want_read(ctx))
-            release_rbuf(ws);
-    }
 
-    /* Our close frame goes after every message queued before it. */
-    if (ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
-        wslay_event_get_queued_msg_count(ctx) == 0) {
-        ws->close_queued = 1;
-        rc = wslay_event_queue_close(ctx, ws->close_code, NULL, 0);
-        if (rc != 0 && rc != WSLAY_ERR_NO_MORE_MSG) {
-            close_handles(ws, UV_ENOMEM);
-            return;
-        }
-    }
-
-    for (int i = 0; i < PUMP_ROUNDS && !ws->writing; i++) {
-        if (wslay_event_want_write(ctx)) {
-            rc = wslay_event_send(ctx);
-            if (rc != 0) {
-                close_handles(ws, ws->reason ? ws->reason : UV_EPIPE);
+        for (int i = 0; i < PUMP_ROUNDS && !ws->writing; i++) {
+            if (wslay_event_want_write(ctx)) {
+                rc = wslay_event_send(ctx);
+                if (rc != 0) {
+                    close_handles(ws, ws->reason ? ws->reason : UV_EPIPE);
+                    return;
+                }
+            }
+            rc = flush(ws);
+            if (rc < 0) {
+                close_handles(ws, rc);
                 return;
             }
+            if (!wslay_event_want_write(ctx))
+                break;
         }
-        rc = flush(ws);
-        if (rc < 0) {
-            close_handles(ws, rc);
-            return;
-        }
-        if (!wslay_event_want_write(ctx))
+
+        update_out_full(ws);
+        if (ws->rbuf == NULL || ws->read_paused || ws->out_full ||
+            !wslay_event_want_read(ctx))
             break;
     }
 
@@ -350,7 +414,8 @@ static void pump(struct sl_ws *ws)
         }
     }
 
-    if (!ws->read_paused && !ws->reading && wslay_event_want_read(ctx))
+    if (!ws->read_paused && !ws->out_full && !ws->reading &&
+        wslay_event_want_read(ctx))
         start_reading(ws);
 }
 
@@ -361,6 +426,8 @@ static int arm_keepalive(struct sl_ws *ws, uint64_t now)
 {
     uint64_t dead_at = ws->last_rx + ws->dead_ms;
     uint64_t at = ws->next_ping < dead_at ? ws->next_ping : dead_at;
+    if (ws->close_wanted && ws->close_stall_at < at)
+        at = ws->close_stall_at;
     return uv_timer_start(&ws->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
@@ -378,6 +445,17 @@ static void on_timer(uv_timer_t *t)
     if (now - ws->last_rx >= ws->dead_ms) {
         close_handles(ws, UV_ETIMEDOUT);
         return;
+    }
+    if (ws->close_wanted && now >= ws->close_stall_at) {
+        /* Our close frame waits behind queued output: a peer that takes
+         * none of it for close_timeout_ms (it floods and never reads)
+         * does not get to hold the connection until dead_ms. */
+        if (ws->bytes_out == ws->close_mark) {
+            close_handles(ws, UV_ETIMEDOUT);
+            return;
+        }
+        ws->close_mark = ws->bytes_out;
+        ws->close_stall_at = now + ws->close_timeout_ms;
     }
     if (now >= ws->next_ping) {
         ws->next_ping = now + ws->ping_ms;
@@ -438,8 +516,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     ws->bytes_in += (uint64_t)nread;
     ws->last_rx = uv_now(s->loop);
     pump(ws);
-    if (!ws->closing && ws->read_paused && ws->reading) {
-        /* Paused from a callback: stop until resumed. */
+    if (!ws->closing && (ws->read_paused || ws->out_full) && ws->reading) {
+        /* Paused from a callback, or the output is full: stop until
+         * resumed. */
         uv_read_stop(s);
         ws->reading = 0;
     }
@@ -481,6 +560,11 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     ws->low_water = opts->low_water ? opts->low_water : SL_WS_LOW_WATER;
     if (ws->low_water >= ws->high_water)
         ws->low_water = ws->high_water / 2;
+    ws->read_stop = opts->read_stop ? opts->read_stop : SL_WS_READ_STOP;
+    if (ws->read_stop < ws->high_water)
+        ws->read_stop = ws->high_water;
+    ws->max_msg = opts->max_msg ? opts->max_msg : SL_WS_MAX_MSG_DATA;
+    ws->frag_cost = 0;
     ws->obuf_cap = OBUF_CAP;
     ws->ping_ms = opts->ping_ms ? opts->ping_ms : SL_WS_PING_MS;
     ws->dead_ms = opts->dead_ms ? opts->dead_ms : SL_WS_DEAD_MS;
@@ -488,6 +572,7 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
         opts->close_timeout_ms ? opts->close_timeout_ms : SL_WS_CLOSE_TIMEOUT_MS;
     ws->last_rx = uv_now(tcp->loop);
     ws->close_deadline = 0;
+    ws->close_stall_at = ws->close_mark = 0;
     ws->bytes_in = ws->bytes_out = 0;
     ws->reason = 0;
     ws->open_handles = 0;
@@ -495,7 +580,7 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     ws->started = 1;
     ws->writing = ws->read_paused = ws->reading = ws->above_high = 0;
     ws->close_wanted = ws->close_queued = ws->shut = ws->closing = 0;
-    ws->peer_closed = ws->in_cb = 0;
+    ws->peer_closed = ws->in_cb = ws->out_full = 0;
     ws->write_req.data = ws;
 
     rc = uv_timer_init(tcp->loop, &ws->timer);
@@ -518,8 +603,7 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
         goto fail;
     }
     ws->wslay = ctx;
-    wslay_event_config_set_max_recv_msg_length(
-        ctx, opts->max_msg ? opts->max_msg : SL_WS_MAX_MSG_DATA);
+    wslay_event_config_set_max_recv_msg_length(ctx, ws->max_msg);
 
     if (pre_len > 0) {
         ws->rbuf = malloc(pre_len);
@@ -594,5 +678,9 @@ void sl_ws_close(struct sl_ws *ws, uint16_t code)
         return;
     ws->close_wanted = 1;
     ws->close_code = code ? code : 1000;
+    ws->close_mark = ws->bytes_out;
+    ws->close_stall_at = uv_now(ws->tcp->loop) + ws->close_timeout_ms;
     pump(ws);
+    if (!ws->closing && !ws->shut)
+        (void)arm_keepalive(ws, uv_now(ws->tcp->loop));
 }

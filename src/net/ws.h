@@ -18,11 +18,26 @@
  *    queued bytes are bounded by max_queued; above high_water the sender
  *    is told to wait (sl_ws_send returns 1) and on_drain is called once
  *    they fall to low_water.
+ *  - Every queued message, pongs included, counts its payload plus
+ *    SL_WS_FRAME_COST (wslay's message, its queue cell, malloc's headers),
+ *    so a flood of empty pings is not free. The peer's pings make pongs
+ *    this side must queue: while the queue is above read_stop, reading
+ *    stops (the peer's own bytes wait in its socket), and resumes at
+ *    low_water. read_stop sits well above high_water, which senders stop
+ *    at, so two honest peers moving data both ways never both stop
+ *    reading; only a peer that pings and does not read gets there, and
+ *    it is then dead after dead_ms.
+ *  - A fragmented message costs its payload plus SL_WS_FRAME_COST for
+ *    every fragment after the first; over max_msg the connection is
+ *    closed with 1009 (reason SL_ETOOBIG), so tiny or empty continuation
+ *    frames cannot hold unbounded memory or CPU.
  *
  * Closing:
  *  - sl_ws_close() queues a close frame after every message already queued
  *    (nothing queued before it is lost), then waits for the peer's close
- *    frame (at most close_timeout_ms) and closes the TCP connection.
+ *    frame (at most close_timeout_ms) and closes the TCP connection. A
+ *    peer that takes no byte of the output ahead of the close frame for
+ *    close_timeout_ms is cut off (reason UV_ETIMEDOUT).
  *  - A close frame from the peer is answered at once (wslay's rule) and
  *    ends the connection both ways: messages this side had queued but not
  *    yet written are dropped. So a close frame means "no more data either
@@ -51,6 +66,8 @@
 #define SL_WS_HIGH_WATER (256 * 1024)
 #define SL_WS_LOW_WATER (64 * 1024)
 #define SL_WS_READ_SIZE (64 * 1024)
+#define SL_WS_READ_STOP (1024 * 1024)
+#define SL_WS_FRAME_COST 64
 
 enum sl_ws_role { SL_WS_SERVER = 0, SL_WS_CLIENT = 1 };
 enum sl_ws_msg_type { SL_WS_TEXT = 1, SL_WS_BINARY = 2 };
@@ -80,6 +97,7 @@ struct sl_ws_opts {
     size_t max_queued;         /* 0: SL_WS_MAX_QUEUED */
     size_t high_water;         /* 0: SL_WS_HIGH_WATER */
     size_t low_water;          /* 0: SL_WS_LOW_WATER */
+    size_t read_stop;          /* 0: SL_WS_READ_STOP (at least high_water) */
     uint64_t ping_ms;          /* 0: SL_WS_PING_MS */
     uint64_t dead_ms;          /* 0: SL_WS_DEAD_MS */
     uint64_t close_timeout_ms; /* 0: SL_WS_CLOSE_TIMEOUT_MS */
@@ -110,10 +128,16 @@ struct sl_ws {
     char *rmem;               /* the read buffer, kept while in use */
     size_t rcap, rwant;       /* its size, and the size the next read gets */
     size_t max_queued, high_water, low_water, obuf_cap;
+    size_t read_stop;
+    uint64_t max_msg;
+    uint64_t frag_cost;       /* the message being received, fragments
+                               * after the first counted with their cost */
     uint64_t ping_ms, dead_ms, close_timeout_ms;
     uint64_t last_rx;         /* uv_now of the last byte read */
     uint64_t next_ping;       /* uv_now at which the next ping goes */
     uint64_t close_deadline;  /* uv_now by which TCP closes, or 0 */
+    uint64_t close_stall_at;  /* sl_ws_close: when output is next checked */
+    uint64_t close_mark;      /* bytes_out at the previous check */
     uint64_t bytes_in, bytes_out; /* wire bytes, frames included */
     int reason;
     int open_handles;
@@ -130,6 +154,7 @@ struct sl_ws {
     unsigned peer_closed : 1;  /* close frame received */
     unsigned in_cb : 1;        /* inside wslay_event_recv */
     unsigned used : 1;         /* bytes moved since the last timer tick */
+    unsigned out_full : 1;     /* reading stopped: queue above read_stop */
 };
 
 /* Starts the WebSocket on tcp (connected, not being read). pre/pre_len are
@@ -156,7 +181,8 @@ static inline int sl_ws_send_binary(struct sl_ws *ws, const void *p,
     return sl_ws_send(ws, SL_WS_BINARY, p, len);
 }
 
-/* Bytes queued and not yet handed to the kernel. */
+/* Bytes queued and not yet handed to the kernel, each queued message
+ * counted with SL_WS_FRAME_COST. */
 size_t sl_ws_queued(const struct sl_ws *ws);
 
 /* Stops / resumes delivering messages (back-pressure on the reader).
