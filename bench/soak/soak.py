@@ -331,8 +331,13 @@ class Soak:
         """One bridge comes, serves a request through its own identity and
         goes (SIGTERM: must exit 0; SIGKILL: a bridge that vanishes)."""
         node = Node(self.workdir, self.hub, self.nginx.url,
-                    name="churn%d" % slot, binary=self.binary, env=self.env)
+                    name="churn%d" % slot, binary=self.binary, env=self.env,
+                    wait=False)
         try:
+            node.wait_bridges(1)
+            # its first request must not race its pool to the hub
+            wait_for(lambda: self.hub.proxy(node.identity).get("pool", 0),
+                     10, what="a pool connection of churn%d" % slot)
             host = "%s.%s" % (node.identity, self.hub.domain)
             self.check_small("http://%s:%d" % (host, self.hub.port),
                              "%s:%d:127.0.0.1" % (host, self.hub.port),
@@ -527,7 +532,8 @@ class Soak:
             ok &= good
             lines.append("%s RSS: median %d KiB in %.0f-%.0fs, %d KiB in "
                          "the last minute: %+.1f%% (limit %.0f%%), peak %d "
-                         "KiB: %s" % (who, a, warm, warm + 60, b,
+                         "KiB: %s" % (who, a, warm,
+                                      min(warm + 60, self.load_s), b,
                                       growth * 100, rss_limit * 100, peak,
                                       "pass" if good else "FAIL"))
         for i, who in enumerate(("hub", "node")):

@@ -11,8 +11,6 @@ the load, and every transfer must arrive intact.
 import os
 import sys
 
-import pytest
-
 from helpers import require_binary, sluice_bin
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
