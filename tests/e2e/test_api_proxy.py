@@ -412,7 +412,7 @@ def test_cli_proxy_commands(hub):
     assert sorted(p["identity"] for p in items) == sorted(
         [ident, second["identity"]])
     assert [p for p in items if p["identity"] == ident][0][
-        "limits"] == {"bridges": 1, "traffic": 10000000}
+        "limits"] == {"bridges": 1, "traffic": 10240000}
 
     rc, out, err = cli("proxy", "remove", ident, *sd)
     assert rc == 0 and ident in out, err
