@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,14 @@ struct sl_store {
     sqlite3 *db;
     struct sl_log *log;
     sqlite3_stmt *stmt[ST__COUNT];
+    /* A full disk fails every flush of every allocation (while some
+     * small writes still fit): the first failure is logged, the rest
+     * only counted until writes have worked for STORE_QUIET_S. */
+    uint64_t failing;
+    int64_t last_failure;
 };
+
+#define STORE_QUIET_S 30
 
 static int64_t now_s(void)
 {
@@ -102,9 +110,23 @@ static uint64_t col_u64(sqlite3_stmt *s, int i)
 
 static int fail(struct sl_store *st, const char *what)
 {
-    if (st->log)
-        sl_error(st->log, "store: %s failed: %s", what, sqlite3_errmsg(st->db));
+    if (st->log && st->failing++ == 0)
+        sl_error(st->log,
+                 "store: %s failed: %s (further store failures are counted, "
+                 "not logged, until writes work again)",
+                 what, sqlite3_errmsg(st->db));
+    st->last_failure = now_s();
     return SL_ESTATE;
+}
+
+static void wrote(struct sl_store *st)
+{
+    if (st->failing == 0 || now_s() - st->last_failure < STORE_QUIET_S)
+        return;
+    if (st->log)
+        sl_info(st->log, "store: writing works again (%" PRIu64
+                " operations were refused meanwhile)", st->failing);
+    st->failing = 0;
 }
 
 static int exec_sql(struct sl_store *st, const char *sql, const char *what)
@@ -331,9 +353,10 @@ int sl_store_create(struct sl_store *st, const struct sl_alloc *a)
     sqlite3_bind_int64(s, 11, a->created_at > 0 ? a->created_at : now_s());
     sqlite3_bind_int64(s, 12, a->last_seen > 0 ? a->last_seen : 0);
     int step = sqlite3_step(s);
-    if (step == SQLITE_DONE)
+    if (step == SQLITE_DONE) {
         rc = 0;
-    else if ((sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CONSTRAINT)
+        wrote(st);
+    } else if ((sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CONSTRAINT)
         rc = SL_EEXIST;
     else
         rc = fail(st, "creating an allocation");
@@ -428,10 +451,12 @@ static int run_change(struct sl_store *st, sqlite3_stmt *s,
         rc = fail(st, what);
         goto out;
     }
-    if (sqlite3_step(s) != SQLITE_DONE)
+    if (sqlite3_step(s) != SQLITE_DONE) {
         rc = fail(st, what);
-    else
+    } else {
+        wrote(st);
         rc = sqlite3_changes(st->db) > 0 ? 0 : SL_ENOTFOUND;
+    }
 out:
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);

@@ -469,10 +469,6 @@ class LoggedEachTime(AssertionError):
     """The one promise of the full-disk test the hub does not keep yet."""
 
 
-@pytest.mark.xfail(raises=LoggedEachTime, strict=True, reason=(
-    "product bug: with the state disk full the hub logs `store: adding "
-    "traffic failed` and `store: touching an allocation failed` at every "
-    "flush (every 5 s by default, per allocation), not once"))
 def test_full_state_disk_keeps_serving_and_persists_later(world, tmp_path):
     """The hub's state directory is a 2 MiB tmpfs that a filler file then
     fills. Users keep being served, the failure is logged once (not once
