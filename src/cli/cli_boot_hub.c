@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,20 @@ static const char hub_usage[] =
     "  --limit-bridges N, --limit-traffic SIZE  limits of new allocations\n"
     "                     (default 0: unlimited); SIZE in bytes or with a\n"
     "                     unit: " SL_SIZE_UNITS_HELP "\n"
+    "  --client-timeout-ms MS  a user idle in a request body, or not reading\n"
+    "                     its answer (default 60000; then 408 or close)\n"
+    "  --server-timeout-ms MS  no response bytes from the bridge\n"
+    "                     (default 60000; then 504 or close)\n"
+    "  --tunnel-timeout-ms MS  an upgraded (101) pair idle both ways\n"
+    "                     (default 3600000)\n"
+    "  --max-user-conns N  user connections in all (default 10000, at most\n"
+    "                     half the descriptors; over it 503)\n"
+    "  --max-conns-per-ip N  user connections per source address\n"
+    "                     (default 256; over it 429)\n"
+    "  --max-pairs N      concurrent requests per identity (default 1024;\n"
+    "                     over it 503)\n"
+    "  --max-data-conns N  data connections per identity\n"
+    "                     (default max-pairs + 16; over it 429 to the bridge)\n"
     "\n"
     "Once listening, one line goes to standard output:\n"
     "  hub listening http://<addr> domain <domain>\n";
@@ -76,6 +91,11 @@ struct hub_opts {
     /* Hidden knobs for tests, in milliseconds (0: the protocol's). */
     unsigned long long pairing_window_ms, head_timeout_ms, pool_age_ms;
     unsigned long long ping_ms, dead_ms, flush_ms;
+    /* Idle timeouts (ms) and caps; 0: the hub's defaults. */
+    unsigned long long client_timeout_ms, server_timeout_ms;
+    unsigned long long tunnel_timeout_ms;
+    unsigned long long max_user_conns, max_conns_per_ip, max_pairs;
+    unsigned long long max_data_conns;
 };
 
 static const struct {
@@ -91,6 +111,13 @@ static const struct {
     {"--ping-ms", offsetof(struct hub_opts, ping_ms)},
     {"--dead-ms", offsetof(struct hub_opts, dead_ms)},
     {"--flush-ms", offsetof(struct hub_opts, flush_ms)},
+    {"--client-timeout-ms", offsetof(struct hub_opts, client_timeout_ms)},
+    {"--server-timeout-ms", offsetof(struct hub_opts, server_timeout_ms)},
+    {"--tunnel-timeout-ms", offsetof(struct hub_opts, tunnel_timeout_ms)},
+    {"--max-user-conns", offsetof(struct hub_opts, max_user_conns)},
+    {"--max-conns-per-ip", offsetof(struct hub_opts, max_conns_per_ip)},
+    {"--max-pairs", offsetof(struct hub_opts, max_pairs)},
+    {"--max-data-conns", offsetof(struct hub_opts, max_data_conns)},
 };
 
 /* Returns 1 and stores the value if argv[*i] is one of the numeric
@@ -151,6 +178,12 @@ static int take_secret(const char *path, const char *flag, char *buf,
     }
     *out = buf;
     return 0;
+}
+
+/* A cap beyond 32 bits is no cap at all. */
+static uint32_t cap_u32(unsigned long long v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
 /* The role's state: its options, then what runs. */
@@ -278,6 +311,13 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .ping_ms = o->ping_ms,
         .dead_ms = o->dead_ms,
         .flush_ms = o->flush_ms,
+        .client_timeout_ms = o->client_timeout_ms,
+        .server_timeout_ms = o->server_timeout_ms,
+        .tunnel_timeout_ms = o->tunnel_timeout_ms,
+        .max_user_conns = cap_u32(o->max_user_conns),
+        .max_conns_per_ip = cap_u32(o->max_conns_per_ip),
+        .max_pairs = cap_u32(o->max_pairs),
+        .max_data_conns = cap_u32(o->max_data_conns),
         .alloc_rate_per_source = o->alloc_rate == 0 ? 10
                                  : o->alloc_rate > UINT32_MAX
                                      ? UINT32_MAX

@@ -49,6 +49,27 @@ struct sl_hub_options {
     uint32_t auth_failures_max; /* per username and source address a
                                    minute (ten times that per address);
                                    0: 5 */
+    /* Idle timeouts of a user request once paired, reset by progress
+     * either way (a read or a finished write on either side), as
+     * HAProxy's timeout client/server/tunnel. 0: the default. */
+    uint64_t client_timeout_ms; /* 60000: the user sends the request
+                                   body, or leaves the last answer
+                                   unread: 408 if nothing was answered */
+    uint64_t server_timeout_ms; /* 60000: waiting for (more of) the
+                                   response: 504 if nothing was answered */
+    uint64_t tunnel_timeout_ms; /* 3600000: after a 101, both ways */
+    /* Caps; 0: the default. Over one: an answer (below), the refusal
+     * logged once per burst. */
+    uint32_t max_user_conns;    /* user connections, whole hub: 503;
+                                   default 10000, at most half the
+                                   descriptors left to the process */
+    uint32_t max_conns_per_ip;  /* user connections per source address:
+                                   429; default 256 */
+    uint32_t max_pairs;         /* live and pairing requests per
+                                   allocation: 503; default 1024 */
+    uint32_t max_data_conns;    /* data connections per allocation
+                                   (paired and idle): 429 to the bridge;
+                                   default max_pairs + 16 (the pool) */
 };
 
 /* Live view of one allocation, for the admin API and metrics. */

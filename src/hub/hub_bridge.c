@@ -641,6 +641,28 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
     auth_decide(c);
 }
 
+/* Counts data conn c in its allocation's cap, before its password is
+ * checked: a flood with a known username must not park without bound.
+ * Returns 0 if c was answered 429 instead. */
+static int data_admit(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct hub_alloc *a = c->alloc;
+    uint64_t more = 0;
+    if (a->ndata < hub->max_data_conns) {
+        a->ndata++;
+        c->data_counted = 1;
+        return 1;
+    }
+    if (hub_burst_log(hub, HUB_CAP_DATA, &more))
+        sl_warn(hub->log, "hub data %llu from %s: over %u data connections "
+                "for %s, answering 429 (%llu more refused since the last "
+                "line)", (unsigned long long)c->id, c->peer_ip,
+                hub->max_data_conns, a->identity, (unsigned long long)more);
+    reply_text(c, 429, "Too Many Requests");
+    return 0;
+}
+
 void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
 {
     for (struct sl_link *l = a->controls.next; l != &a->controls; l = l->next)
@@ -791,7 +813,7 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
         c->head = NULL;
         c->head_len = c->head_cap = c->head_off = 0;
     }
-    if ((c->alloc = alloc_of_user(c)) == NULL)
+    if ((c->alloc = alloc_of_user(c)) == NULL || !data_admit(c))
         return;
     auth_decide(c);
 }
@@ -817,6 +839,7 @@ static void data_ws_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     if (d->peer == NULL)
         return;
     hub_count_bridge(d->alloc, len, 0);
+    hub_progress(d);
     hub_user_on_upstream(d->peer, NULL, (const char *)data, len);
 }
 
@@ -854,6 +877,7 @@ int hub_data_accept(struct hub_conn *d)
     if (rc < 0)
         return rc;
     uv_timer_stop(&d->timer);
+    hub_progress(d); /* the request's idle timeout starts */
     if (!d->framed) {
         hub_conn_read_blocks(d);
         return 0;

@@ -30,6 +30,8 @@
 #define HUB_BUCKETS 1024   /* allocation hash table */
 #define HUB_RATE_SLOTS 256 /* source addresses tracked for auth failures */
 #define HUB_FREE_BLOCKS 64
+#define HUB_SRC_BUCKETS 1024 /* source addresses with user connections */
+#define HUB_REFUSING_MAX 1024 /* over-cap connections read for an answer */
 
 struct hub_conn;
 
@@ -68,6 +70,7 @@ struct hub_alloc {
     int verifying;               /* a check runs for verify_mac */
     unsigned char verify_mac[32];
     uint32_t ncontrols, npool, npairs;
+    uint32_t ndata; /* data conns past their username (max_data_conns) */
     char recent_fp[HUB_RECENT_FP][SL_UUID_LEN + 1];
     unsigned recent_next;
 };
@@ -152,6 +155,12 @@ struct hub_conn {
     struct sl_hijack hijack;
     char bridge_id[SL_UUID_LEN + 1]; /* Sluice-Bridge, "" when not sent */
     int resend_opens; /* control: replaced a stale one; re-ask its opens */
+
+    /* Idle timeouts and caps (hub.c). */
+    uint64_t last_progress; /* uv_now of the last byte either way */
+    int front;        /* counted in its source's and the hub's user caps */
+    int refuse;       /* over a cap at accept: 429 or 503 to a user head */
+    int data_counted; /* counted in alloc->ndata */
 };
 
 /* Credentials of a bridge connection while they are checked (and, for a
@@ -183,6 +192,22 @@ struct hub_bucket {
     double tokens;
     uint64_t refilled; /* uv_now ms */
     int logged;        /* the refusal of this burst was logged */
+};
+
+/* User connections (and heads not yet known) from one source address. */
+struct hub_src {
+    struct hub_src *next;
+    uint32_t n;
+    char ip[SL_ADDR_STRLEN];
+};
+
+/* The caps whose refusals are logged once per burst. */
+enum hub_cap { HUB_CAP_PER_IP, HUB_CAP_USERS, HUB_CAP_PAIRS, HUB_CAP_DATA,
+               HUB_CAP_N };
+
+struct hub_burst {
+    uint64_t last_log; /* uv_now of the last line; 0 none */
+    uint64_t unlogged; /* refusals since that line */
 };
 
 struct sl_hub {
@@ -217,6 +242,15 @@ struct sl_hub {
     uint64_t expiry_next; /* uv_now ms of the next idle sweep */
     unsigned char mac_key[32];
     struct sl_hub_totals totals;
+
+    /* Idle timeouts and caps: the options with defaults applied. */
+    uint64_t client_ms, server_ms, tunnel_ms;
+    uint32_t max_user_conns, max_conns_per_ip, max_pairs, max_data_conns;
+    uv_timer_t idle_timer; /* sweeps paired user conns for idleness */
+    struct hub_src *src[HUB_SRC_BUCKETS];
+    uint32_t nfront;    /* conns counted in max_user_conns */
+    uint32_t nrefusing; /* conns over a cap waiting for a head */
+    struct hub_burst burst[HUB_CAP_N];
 };
 
 #define HUB_CONN_OF(link, field)                                               \
@@ -265,6 +299,12 @@ int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user);
 void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user);
 void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32]);
 size_t hub_conn_queued(const struct hub_conn *c);
+/* Bytes moved for c's request (c a user conn, or a paired data conn):
+ * its idle timeout starts again. */
+void hub_progress(struct hub_conn *c);
+/* A refusal by cap k: returns 1 if it is to be logged (the first in
+ * 10 s), with *unlogged the refusals not logged since the last line. */
+int hub_burst_log(struct sl_hub *hub, enum hub_cap k, uint64_t *unlogged);
 
 /* hub_bridge.c */
 void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
