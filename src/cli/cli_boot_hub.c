@@ -58,6 +58,10 @@ static const char hub_usage[] =
     "  --limit-bridges N, --limit-traffic SIZE  limits of new allocations\n"
     "                     (default 0: unlimited); SIZE in bytes or with a\n"
     "                     unit: " SL_SIZE_UNITS_HELP "\n"
+    "  --cookie-isolation[=on|off]  remove Set-Cookie Domain attributes\n"
+    "                     naming the domain or above, so no identity sets\n"
+    "                     cookies on another (default on, off for\n"
+    "                     localhost)\n"
     "  --client-timeout-ms MS  a user idle in a request body, or not reading\n"
     "                     its answer (default 60000; then 408 or close)\n"
     "  --server-timeout-ms MS  no response bytes from the bridge\n"
@@ -86,6 +90,7 @@ struct hub_opts {
     unsigned long long alloc_rate, alloc_rate_global;
     int alloc_expiry_given;
     uint64_t alloc_expiry_s;
+    int cookie_isolation; /* SL_HUB_COOKIES_* */
     long public_port; /* 0: the listener's; -1: none */
     unsigned long long limit_bridges, limit_traffic;
     /* Hidden knobs for tests, in milliseconds (0: the protocol's). */
@@ -217,6 +222,19 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         o->require_token = 1;
         return 1;
     }
+    if (strncmp(a, "--cookie-isolation", 18) == 0 &&
+        (a[18] == '\0' || a[18] == '=')) {
+        if (a[18] == '\0' || strcmp(a + 19, "on") == 0) {
+            o->cookie_isolation = SL_HUB_COOKIES_ON;
+        } else if (strcmp(a + 19, "off") == 0) {
+            o->cookie_isolation = SL_HUB_COOKIES_OFF;
+        } else {
+            fprintf(stderr, "sluice: --cookie-isolation: '%s' is not on or "
+                    "off\n", a + 19);
+            return 2;
+        }
+        return 1;
+    }
     m = sl_cli_opt_value(argc, argv, i, "--limit-traffic", &val);
     if (m != 0) {
         uint64_t bytes;
@@ -328,6 +346,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
                                  : (uint32_t)o->alloc_rate_global,
         .alloc_idle_expiry_s = o->alloc_expiry_given ? o->alloc_expiry_s
                                                      : 7 * 86400,
+        .cookie_isolation = o->cookie_isolation,
     };
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each

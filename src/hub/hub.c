@@ -623,6 +623,9 @@ void hub_conn_close(struct hub_conn *c, int reason)
     free(c->head);
     c->head = NULL;
     c->head_len = c->head_cap = 0;
+    free(c->rhead);
+    c->rhead = NULL;
+    c->rhead_len = c->rhead_cap = 0;
     hub_block_put(c->hub, c->fwd);
     c->fwd = NULL;
     if (c->ws_active) {
@@ -825,6 +828,11 @@ static void on_eof(struct hub_conn *c, int err)
         /* The bridge ended its side: the user conn decides. */
         c->eof_in = 1;
         hub_conn_read_stop(c);
+        if (c->peer->ustate == U_OPAQUE) {
+            /* A byte stream's half-close: the other way goes on. */
+            hub_user_upstream_fin(c->peer);
+            return;
+        }
         struct hub_conn *u = c->peer;
         c->peer = NULL;
         u->peer = NULL;

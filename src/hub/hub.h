@@ -17,6 +17,12 @@
 
 struct sl_hub;
 
+enum {
+    SL_HUB_COOKIES_AUTO = 0, /* on unless the domain is localhost */
+    SL_HUB_COOKIES_ON = 1,
+    SL_HUB_COOKIES_OFF = 2,
+};
+
 struct sl_hub_options {
     const char *http_addr;     /* public listener; NULL: "127.0.0.1:8080" */
     const char *domain;        /* NULL: "localhost" */
@@ -49,6 +55,9 @@ struct sl_hub_options {
     uint32_t auth_failures_max; /* per username and source address a
                                    minute (ten times that per address);
                                    0: 5 */
+    /* Set-Cookie Domain attributes naming a parent of an identity's host
+     * are removed, so one tenant cannot set cookies on another. */
+    int cookie_isolation; /* SL_HUB_COOKIES_* */
     /* Idle timeouts of a user request once paired, reset by progress
      * either way (a read or a finished write on either side), as
      * HAProxy's timeout client/server/tunnel. 0: the default. */

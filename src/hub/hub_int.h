@@ -135,8 +135,12 @@ struct hub_conn {
     int keep_alive;     /* request and response allow keep-alive */
     int paused_by_peer; /* reading stopped for back-pressure */
     int eof_in;         /* read EOF */
-    int shut_out;       /* write side shut down */
+    int shut_out;       /* write side: 1 shutting down, 2 shut down */
     int data_paused;    /* the data conn's reading stopped for us */
+    /* Cookie isolation: a response head held until it is whole. */
+    char *rhead;
+    size_t rhead_len, rhead_cap, rhead_scanned;
+    int rhead_wait; /* a response head is due (isolation on) */
     struct hub_block *fwd; /* rewritten request head, until paired */
     size_t fwd_len;
     char fingerprint[SL_UUID_LEN + 1];
@@ -331,6 +335,9 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
 void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
                           const char *p, size_t n);
 void hub_user_upstream_gone(struct hub_conn *u, int reason);
+/* The raw data conn of opaque pair u read EOF: u's write side is shut
+ * down after what is queued, the other way goes on. */
+void hub_user_upstream_fin(struct hub_conn *u);
 void hub_user_on_timer(struct hub_conn *u);
 void hub_user_on_eof(struct hub_conn *u);
 void hub_user_drained(struct hub_conn *u);

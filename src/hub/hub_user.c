@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "core/str.h"
 #include "hub/hub_int.h"
 
 /* User bytes kept while a request is pairing or its response runs. */
@@ -30,11 +31,17 @@ static int resp_headers(http_parser *p)
 {
     struct hub_conn *u = p->data;
     unsigned st = p->status_code;
+    /* A switch nobody asked for would turn the pair into an opaque
+     * relay the user did not want (and the hub no longer reads). */
+    if (st == 101 && !u->reqp.upgrade)
+        return -1;
     if (st >= 100 && st < 200 && st != 101)
         return 0; /* interim: no body, another response follows */
     if (!http_should_keep_alive(p))
         u->keep_alive = 0;
-    return u->resp_head ? 1 : 0; /* a HEAD response has no body */
+    /* No body after a HEAD, a 204 or a 304 whatever Content-Length says
+     * (RFC 9112 6.3): waiting for one would stall the connection. */
+    return u->resp_head || st == 204 || st == 304 ? 1 : 0;
 }
 
 static int resp_complete(http_parser *p)
@@ -64,6 +71,163 @@ static int parser_ok(const http_parser *p)
 static void reply_text(struct hub_conn *u, int status, const char *body)
 {
     hub_conn_reply_close(u, status, NULL, body, NULL);
+}
+
+/* 1 if the Host value has a port that is not 1-65535 in at most five
+ * digits ("h:", "h:0", "h:99999999"): nginx and HAProxy answer 400. */
+static int host_port_bad(const char *v, size_t n)
+{
+    sl_trim_ows(&v, &n);
+    if (n > 0 && v[0] == '[')
+        return 0; /* a literal: never routed to an identity */
+    const char *colon = memchr(v, ':', n);
+    if (colon == NULL)
+        return 0;
+    size_t i = (size_t)(colon - v) + 1;
+    if (n - i == 0 || n - i > 5)
+        return 1;
+    unsigned port = 0;
+    for (; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 1;
+        port = port * 10 + (unsigned)(v[i] - '0');
+    }
+    return port == 0 || port > 65535;
+}
+
+/* Cookie isolation. Tenants are siblings under one domain, so a cookie
+ * with Domain=<domain> set by one reaches every other: the hub removes
+ * such attributes, and the cookie stays with the host that set it. */
+
+static int cookie_isolation(const struct sl_hub *hub)
+{
+    if (hub->opts.cookie_isolation != SL_HUB_COOKIES_AUTO)
+        return hub->opts.cookie_isolation == SL_HUB_COOKIES_ON;
+    const char *d = hub->s_domain;
+    size_t n = strlen(d);
+    if (n > 0 && d[n - 1] == '.')
+        n--;
+    /* localhost is one developer's machine: nothing to isolate from. */
+    if (n == 9 && strncasecmp(d, "localhost", 9) == 0)
+        return 0;
+    return !(n > 10 && strncasecmp(d + n - 10, ".localhost", 10) == 0);
+}
+
+static int is_wsp(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* 1 if a Set-Cookie Domain value may stay for host: it names host itself,
+ * or a name that is not host's parent (browsers refuse that cookie as it
+ * is). A value the hub cannot read as a plain name goes too: browsers
+ * canonicalise percent-escapes and Unicode, and what reads as the parent
+ * there must not pass. */
+static int domain_may_stay(const char *v, size_t n, const char *host,
+                           size_t hlen)
+{
+    if (n > 0 && v[0] == '.')
+        n--, v++;
+    if (n > 0 && v[n - 1] == '.')
+        n--;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'))
+            return 0;
+    }
+    if (n == hlen && strncasecmp(v, host, n) == 0)
+        return 1;
+    return !(n < hlen && host[hlen - n - 1] == '.' &&
+             strncasecmp(host + hlen - n, v, n) == 0);
+}
+
+/* The value of one Set-Cookie, v[0..n), written at out without the
+ * Domain attributes that may not stay. Returns the length written
+ * (never more than n; out may be v). */
+static size_t cookie_filter(char *out, const char *v, size_t n,
+                            const char *host, size_t hlen)
+{
+    size_t w = 0, i = 0;
+    while (i < n) {
+        /* [i, e): the pair or one attribute with its leading ';'. */
+        const char *semi = memchr(v + i + (i > 0), ';', n - i - (i > 0));
+        size_t e = semi ? (size_t)(semi - v) : n;
+        int keep = 1;
+        if (i > 0) {
+            size_t a = i + 1, ae = e;
+            while (a < ae && is_wsp(v[a]))
+                a++;
+            const char *eq = memchr(v + a, '=', ae - a);
+            size_t ne = eq ? (size_t)(eq - v) : ae;
+            while (ne > a && is_wsp(v[ne - 1]))
+                ne--;
+            if (ne - a == 6 && strncasecmp(v + a, "domain", 6) == 0) {
+                size_t vs = eq ? (size_t)(eq - v) + 1 : ae, ve = ae;
+                while (vs < ve && is_wsp(v[vs]))
+                    vs++;
+                while (ve > vs && is_wsp(v[ve - 1]))
+                    ve--;
+                keep = domain_may_stay(v + vs, ve - vs, host, hlen);
+            }
+        }
+        if (keep) {
+            memmove(out + w, v + i, e - i);
+            w += e - i;
+        }
+        i = e;
+    }
+    return w;
+}
+
+/* Rewrites the response head buf[0..len) in place for cookie isolation
+ * of host; returns its new length. First, as RFC 9112 allows a proxy,
+ * each bare CR and each obs-fold becomes spaces, so the hub, the parser
+ * and the browser read the same lines (a folded Domain would otherwise
+ * pass unseen). */
+static size_t isolate_cookies(char *buf, size_t len, const char *host,
+                              size_t hlen)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] == '\r' && (i + 1 == len || buf[i + 1] != '\n'))
+            buf[i] = ' ';
+        else if (buf[i] == '\n' && i + 1 < len && is_wsp(buf[i + 1]) &&
+                 i > 0) {
+            buf[i] = ' ';
+            if (buf[i - 1] == '\r')
+                buf[i - 1] = ' ';
+        }
+    }
+    size_t r = 0, w = 0;
+    while (r < len) {
+        const char *nl = memchr(buf + r, '\n', len - r);
+        size_t le = nl ? (size_t)(nl - buf) + 1 : len;
+        size_t ve = le;
+        if (ve > r && buf[ve - 1] == '\n')
+            ve--;
+        if (ve > r && buf[ve - 1] == '\r')
+            ve--;
+        const char *colon = memchr(buf + r, ':', ve - r);
+        size_t ne = colon ? (size_t)(colon - buf) : r;
+        while (ne > r && is_wsp(buf[ne - 1]))
+            ne--;
+        if (colon != NULL && ne - r == 10 &&
+            strncasecmp(buf + r, "set-cookie", 10) == 0) {
+            size_t vs = (size_t)(colon - buf) + 1;
+            memmove(buf + w, buf + r, vs - r);
+            w += vs - r;
+            w += cookie_filter(buf + w, buf + vs, ve - vs, host, hlen);
+            memmove(buf + w, buf + ve, le - ve);
+            w += le - ve;
+        } else {
+            memmove(buf + w, buf + r, le - r);
+            w += le - r;
+        }
+        r = le;
+    }
+    return w;
 }
 
 /* Appends bytes to the head buffer: body bytes read while a request is
@@ -311,7 +475,9 @@ static void go_opaque(struct hub_conn *u)
         size_t n = u->head_len;
         u->head = NULL;
         u->head_len = u->head_cap = 0;
-        send_to_data(u, NULL, p, n);
+        hub_count_user(u->alloc, 0, n);
+        if (!u->closing)
+            send_to_data(u, NULL, p, n);
         free(p);
         if (u->closing)
             return;
@@ -374,6 +540,8 @@ static void forward(struct hub_conn *u)
     u->respp.data = u;
     u->req_done = u->resp_done = u->resp_started = u->resp_upgrade = 0;
     u->resp_active = 1;
+    u->rhead_wait = cookie_isolation(u->hub);
+    u->rhead_len = u->rhead_scanned = 0;
     /* The rewritten head frames the message exactly as the original. */
     size_t k = http_parser_execute(&u->reqp, &req_settings, fwd->data,
                                    fwd_len);
@@ -394,6 +562,11 @@ static void forward(struct hub_conn *u)
             bad_body(u);
             return;
         }
+        /* Counted here, where they leave the buffer for their
+         * allocation, as the head was in hub_user_head. */
+        hub_count_user(u->alloc, 0, n);
+        if (u->closing)
+            return;
         send_to_data(u, NULL, u->head, n);
         if (u->closing)
             return;
@@ -489,6 +662,15 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
     struct sl_hub *hub = u->hub;
     u->nrequests++;
     hub->totals.requests++;
+    const struct sl_http_header *host = sl_http_head_find(h, "host");
+    if (host != NULL && host_port_bad(host->value, host->value_len)) {
+        sl_info(hub->log, "hub conn %llu from %s: malformed request head "
+                          "(bad port in Host), answering 400",
+                (unsigned long long)u->id, u->peer_ip);
+        drop_data(u);
+        reply_text(u, 400, "Bad Request: bad port in Host");
+        return;
+    }
     struct hub_alloc *a = identity ? hub_alloc_get(hub, identity) : NULL;
     if (a == NULL) {
         drop_data(u);
@@ -500,7 +682,6 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
         reply_text(u, 429, "Traffic limit exceeded");
         return;
     }
-    const struct sl_http_header *host = sl_http_head_find(h, "host");
     u->resp_head = h->method == HTTP_HEAD;
     u->keep_alive = h->keep_alive;
 
@@ -549,12 +730,20 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
 void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
                        size_t n)
 {
-    hub_count_user(u->alloc, 0, n);
+    /* A byte is counted once, when it is known whose it is: here in a
+     * body or a byte stream; kept for later (a body while pairing, the
+     * next request), when it leaves head[] (hub_user_head, forward,
+     * go_opaque): the next request may name another identity. */
     if (u->closing) {
         hub_block_put(u->hub, b);
         return;
     }
     if (u->ustate == U_OPAQUE) {
+        hub_count_user(u->alloc, 0, n);
+        if (u->closing) {
+            hub_block_put(u->hub, b);
+            return;
+        }
         send_to_data(u, b, p, n);
         return;
     }
@@ -575,6 +764,11 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
         bad_body(u);
         return;
     }
+    hub_count_user(u->alloc, 0, k);
+    if (u->closing) {
+        hub_block_put(u->hub, b);
+        return;
+    }
     if (u->req_done) {
         /* The rest starts the next request. */
         if (head_append(u, p + k, n - k) < 0) {
@@ -591,6 +785,180 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
         return;
     if (u->req_done && u->resp_done)
         response_finished(u); /* the response came first */
+}
+
+/* A response http-parser refuses, or a 101 to a request that asked for
+ * no upgrade: said once in the log, and to the user (502) while nothing
+ * of the response went out. */
+static void bad_response(struct hub_conn *u, const char *why)
+{
+    if (why == NULL)
+        why = HTTP_PARSER_ERRNO(&u->respp) == HPE_CB_headers_complete &&
+                      u->respp.status_code == 101
+                  ? "101 Switching Protocols to a request that asked for "
+                    "no upgrade"
+                  : http_errno_name(HTTP_PARSER_ERRNO(&u->respp));
+    sl_info(u->hub->log, "hub user %llu (%s): malformed response from "
+                         "the bridge: %s",
+            (unsigned long long)u->id, u->alloc ? u->alloc->identity : "-",
+            why);
+    if (!u->resp_started) {
+        drop_data(u);
+        reply_text(u, 502, "Bad Gateway");
+    } else {
+        user_close(u, SL_EPARSE);
+    }
+}
+
+static void relay_response(struct hub_conn *u, struct hub_block *b,
+                           const char *p, size_t n)
+{
+    size_t k = http_parser_execute(&u->respp, &resp_settings, p, n);
+    if (!parser_ok(&u->respp)) {
+        hub_block_put(u->hub, b);
+        bad_response(u, NULL);
+        return;
+    }
+    u->resp_started = 1;
+    int done = u->resp_done;
+    /* After a 101 every byte is the new protocol's. */
+    size_t send_n = done && u->resp_upgrade ? n : k;
+    if (done && !u->resp_upgrade && k < n)
+        u->keep_alive = 0; /* bytes after the response: do not reuse */
+    send_to_user(u, b, p, send_n);
+    if (u->closing)
+        return;
+    if (done)
+        response_finished(u);
+}
+
+static const http_parser_settings resp_check_settings = {
+    .on_headers_complete = check_headers_done,
+};
+
+/* One whole response head h[0..len), cookie isolation on: rewritten in a
+ * block of its own, read by the response parser as the user will read
+ * it, and sent. Returns 0, or -1 if u was answered or closed. */
+static int isolated_head(struct hub_conn *u, const char *h, size_t len)
+{
+    char host[SL_IDENTITY_LEN + 1 + 256];
+    const char *d = u->hub->s_domain;
+    size_t dlen = strlen(d);
+    if (dlen > 0 && d[dlen - 1] == '.')
+        dlen--;
+    int hn = snprintf(host, sizeof(host), "%s.%.*s", u->alloc->identity,
+                      (int)dlen, d);
+    struct hub_block *nb = hub_block_get(u->hub);
+    if (nb == NULL || hn < 0 || (size_t)hn >= sizeof(host) ||
+        len > HUB_BLOCK) {
+        hub_block_put(u->hub, nb);
+        bad_response(u, "response head over 64 KiB");
+        return -1;
+    }
+    memcpy(nb->data, h, len);
+    size_t m = isolate_cookies(nb->data, len, host, (size_t)hn);
+    /* The parser must end this head where the hub did. */
+    http_parser cp;
+    http_parser_init(&cp, HTTP_RESPONSE);
+    size_t k = http_parser_execute(&cp, &resp_check_settings, nb->data, m);
+    if (HTTP_PARSER_ERRNO(&cp) != HPE_PAUSED || k + 1 != m) {
+        hub_block_put(u->hub, nb);
+        bad_response(u, HTTP_PARSER_ERRNO(&cp) == HPE_PAUSED
+                            ? "the head ends before its empty line"
+                            : http_errno_name(HTTP_PARSER_ERRNO(&cp)));
+        return -1;
+    }
+    http_parser_execute(&u->respp, &resp_settings, nb->data, m);
+    if (!parser_ok(&u->respp)) {
+        hub_block_put(u->hub, nb);
+        bad_response(u, NULL);
+        return -1;
+    }
+    unsigned st = u->respp.status_code;
+    /* After an interim answer another head is due. */
+    u->rhead_wait = st >= 100 && st < 200 && st != 101;
+    u->resp_started = 1;
+    send_to_user(u, nb, nb->data, m);
+    return u->closing ? -1 : 0;
+}
+
+/* Cookie isolation: a response head is held until it is whole, so that
+ * its Set-Cookie lines can be rewritten; what follows it goes on as
+ * relay_response sends it. */
+static void relay_isolated(struct hub_conn *u, struct hub_block *b,
+                           const char *p, size_t n)
+{
+    while (n > 0 && u->rhead_wait) {
+        const char *h;
+        size_t used;
+        ssize_t end;
+        if (u->rhead_len == 0) {
+            end = sl_http_head_end(p, n, 0, SL_HTTP_HEAD_MAX);
+            h = p;
+            used = end > 0 ? (size_t)end : 0;
+        } else {
+            end = 0;
+            h = u->rhead;
+            used = 0;
+        }
+        if (end == 0) {
+            size_t old = u->rhead_len;
+            if (old + n > u->rhead_cap) {
+                size_t cap = old + n < 4096 ? 4096 : old + n;
+                char *q = realloc(u->rhead, cap);
+                if (q == NULL) {
+                    hub_block_put(u->hub, b);
+                    user_close(u, UV_ENOMEM);
+                    return;
+                }
+                u->rhead = q;
+                u->rhead_cap = cap;
+            }
+            memcpy(u->rhead + old, p, n);
+            u->rhead_len += n;
+            end = sl_http_head_end(u->rhead, u->rhead_len, u->rhead_scanned,
+                                   SL_HTTP_HEAD_MAX);
+            u->rhead_scanned = u->rhead_len;
+            if (end == 0) {
+                hub_block_put(u->hub, b);
+                return;
+            }
+            h = u->rhead;
+            used = end > 0 ? (size_t)end - old : 0;
+        }
+        if (end < 0) {
+            hub_block_put(u->hub, b);
+            bad_response(u, "response head over 64 KiB");
+            return;
+        }
+        int rc = isolated_head(u, h, (size_t)end);
+        u->rhead_len = u->rhead_scanned = 0;
+        if (rc < 0) {
+            hub_block_put(u->hub, b);
+            return;
+        }
+        p += used;
+        n -= used;
+        if (u->resp_done) {
+            /* Ended with its head (HEAD, 204, 304, a 101, no body). */
+            if (u->resp_upgrade) {
+                send_to_user(u, b, p, n);
+                b = NULL;
+                if (u->closing)
+                    return;
+            } else if (n > 0) {
+                u->keep_alive = 0; /* bytes after the response */
+            }
+            hub_block_put(u->hub, b);
+            response_finished(u);
+            return;
+        }
+    }
+    if (n > 0) {
+        relay_response(u, b, p, n);
+        return;
+    }
+    hub_block_put(u->hub, b);
 }
 
 void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
@@ -611,33 +979,71 @@ void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
         hub_conn_finish(u);
         return;
     }
-    size_t k = http_parser_execute(&u->respp, &resp_settings, p, n);
-    if (!parser_ok(&u->respp)) {
-        hub_block_put(u->hub, b);
-        sl_info(u->hub->log, "hub user %llu (%s): malformed response from "
-                             "the bridge: %s",
-                (unsigned long long)u->id,
-                u->alloc ? u->alloc->identity : "-",
-                http_errno_name(HTTP_PARSER_ERRNO(&u->respp)));
-        if (!u->resp_started) {
-            drop_data(u);
-            reply_text(u, 502, "Bad Gateway");
-        } else {
-            user_close(u, SL_EPARSE);
-        }
-        return;
-    }
-    u->resp_started = 1;
-    int done = u->resp_done;
-    /* After a 101 every byte is the new protocol's. */
-    size_t send_n = done && u->resp_upgrade ? n : k;
-    if (done && !u->resp_upgrade && k < n)
-        u->keep_alive = 0; /* bytes after the response: do not reuse */
-    send_to_user(u, b, p, send_n);
+    if (u->rhead_wait)
+        relay_isolated(u, b, p, n);
+    else
+        relay_response(u, b, p, n);
+}
+
+/* Half-close of an opaque pair on raw data connections: a side's EOF
+ * shuts the other's write side down once its queue is out (shut_out 1,
+ * then 2), and the pair ends when both sides have read EOF and both
+ * shutdowns are done, as the stream routes forward a FIN. An idle pair
+ * is bounded by the relay's idle timeout. */
+static void pair_maybe_done(struct hub_conn *u)
+{
+    struct hub_conn *d = u->peer;
     if (u->closing)
         return;
-    if (done)
-        response_finished(u);
+    if (d == NULL) {
+        /* The data conn went while u was shutting down: u ends once its
+         * queue is out (the shutdown's callback). */
+        if (u->shut_out == 2)
+            hub_conn_close(u, 0);
+        return;
+    }
+    if (u->eof_in && d->eof_in && u->shut_out == 2 && d->shut_out == 2) {
+        drop_data(u);
+        hub_conn_close(u, 0);
+    }
+}
+
+static void on_pair_shutdown(uv_shutdown_t *req, int status)
+{
+    struct hub_conn *c = req->data;
+    c->shut_out = 2;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        hub_conn_close(c, status);
+        return;
+    }
+    struct hub_conn *u = c->kind == C_USER ? c : c->peer;
+    if (u != NULL)
+        pair_maybe_done(u);
+    else
+        hub_conn_close(c, 0); /* a data conn whose user went */
+}
+
+static void pair_shutdown(struct hub_conn *c)
+{
+    if (c->shut_out || c->closing)
+        return;
+    c->shut_out = 1;
+    c->shutdown_req.data = c;
+    int rc = uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+                         on_pair_shutdown);
+    if (rc < 0) {
+        c->shut_out = 0;
+        hub_conn_close(c, rc);
+    }
+}
+
+void hub_user_upstream_fin(struct hub_conn *u)
+{
+    if (u->closing || u->ustate != U_OPAQUE)
+        return;
+    pair_shutdown(u);
 }
 
 void hub_user_upstream_gone(struct hub_conn *u, int reason)
@@ -650,6 +1056,13 @@ void hub_user_upstream_gone(struct hub_conn *u, int reason)
     case U_PAIRING:
         return;
     case U_OPAQUE:
+        if (u->shut_out) {
+            /* Already half-closed towards the user: what is queued
+             * still goes out, then u ends. */
+            hub_conn_read_stop(u);
+            pair_maybe_done(u);
+            return;
+        }
         hub_conn_finish(u);
         return;
     default:
@@ -687,7 +1100,11 @@ void hub_user_on_eof(struct hub_conn *u)
     if (u->ustate == U_OPAQUE && u->peer != NULL) {
         hub_conn_read_stop(u);
         u->eof_in = 1;
-        hub_data_end(u->peer);
+        if (u->peer->framed) {
+            hub_data_end(u->peer);
+            return;
+        }
+        pair_shutdown(u->peer);
         return;
     }
     user_close(u, 0);
@@ -695,7 +1112,8 @@ void hub_user_on_eof(struct hub_conn *u)
 
 void hub_user_drained(struct hub_conn *u)
 {
-    if (u->data_paused && u->peer != NULL) {
+    /* A data conn that read EOF is not read again. */
+    if (u->data_paused && u->peer != NULL && !u->peer->eof_in) {
         u->data_paused = 0;
         hub_data_resume(u->peer);
     }

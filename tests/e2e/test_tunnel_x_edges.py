@@ -223,14 +223,10 @@ def framing_upstream(conn, rec):
         prev = path
 
 
-BUG_304_LENGTH = pytest.mark.xfail(
-    strict=True, reason="bug: the hub waits for the body a 304's "
-    "Content-Length announces (src/hub/hub_user.c resp_headers skips the "
-    "body only for a HEAD request, not for 204/304 answers)")
-
-FRAMING_CASES = ["head", "1xx", "204", "304",
-                 pytest.param("304-length", marks=BUG_304_LENGTH),
-                 "chunked", "close"]
+# Regression: the hub waited for the body a 304's Content-Length
+# announces (it skipped the body only after a HEAD request).
+FRAMING_CASES = ["head", "1xx", "204", "304", "304-length", "chunked",
+                 "close"]
 
 
 @pytest.mark.parametrize("case", FRAMING_CASES)
@@ -625,12 +621,6 @@ def test_half_close_user_side_after_upgrade(env, tcp_upstream, framing):
     assert answer == digest(payload)
 
 
-BUG_UPSTREAM_FIN = pytest.mark.xfail(
-    strict=True, reason="bug: on the bridge's EOF the hub closes the whole "
-    "pair (src/hub/hub.c on_eof -> hub_user_upstream_gone -> "
-    "hub_conn_finish), so what the user sends afterwards is lost")
-
-
 BUG_FRAMED_UPSTREAM_FIN = pytest.mark.xfail(
     strict=True, reason="bug: framed, the node carries the upstream's FIN "
     "as a WebSocket close (src/node/node_conn.c up_on_read) and the hub "
@@ -638,9 +628,10 @@ BUG_FRAMED_UPSTREAM_FIN = pytest.mark.xfail(
     "hub_user_upstream_gone), so what the user sends afterwards is lost")
 
 
+# Regression (raw): on the bridge's EOF the hub closed the whole pair, so
+# what the user sent afterwards was lost.
 @pytest.mark.parametrize("framing", [
-    pytest.param("raw", marks=BUG_UPSTREAM_FIN),
-    pytest.param("framed", marks=BUG_FRAMED_UPSTREAM_FIN)])
+    "raw", pytest.param("framed", marks=BUG_FRAMED_UPSTREAM_FIN)])
 def test_half_close_upstream_side_after_upgrade(env, tcp_upstream, framing):
     """After an upgrade, the upstream sends 200 KiB and shuts down its
     write side first: the user gets every byte then EOF, and what the user
@@ -695,21 +686,11 @@ def exact_upstream(answer, gate=None, seen=None):
     return handler
 
 
-BUG_BODY_WITH_HEAD = pytest.mark.xfail(
-    strict=True, reason="bug: request body bytes that arrive in the same "
-    "read as the head are relayed but never counted (src/hub/hub_user.c "
-    "hub_user_head counts h->len only; forward() sends the rest of the "
-    "head buffer uncounted): user upload, stats and the traffic limit "
-    "run short")
-BUG_EARLY_HEAD = pytest.mark.xfail(
-    strict=True, reason="bug: a request head that arrives while the "
-    "previous response is awaited is counted twice (hub_user_on_bytes "
-    "counts it, then hub_user_head counts h->len again)")
-
-
-@pytest.mark.parametrize("bodies", [
-    "none", pytest.param("with-head", marks=BUG_BODY_WITH_HEAD),
-    "pipelined", pytest.param("early", marks=BUG_EARLY_HEAD)])
+# Regressions: body bytes that came in the head's read were relayed but
+# never counted (with-head); a head that came while the previous answer
+# was awaited was counted twice (early).
+@pytest.mark.parametrize("bodies", ["none", "with-head", "pipelined",
+                                    "early"])
 def test_stats_message_counts_user_bytes(env, tcp_upstream, bodies):
     """The hub sends its bridges `stats` (every flush, when the counts
     moved): `traffic.down` is every byte it wrote to users, `traffic.up`
