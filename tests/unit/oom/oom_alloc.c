@@ -170,7 +170,9 @@ void sl_test_alloc_install(void)
 long sl_oom_loop(const char *what, int (*fn)(void *arg), void *arg)
 {
     const char *s = getenv("SL_OOM_STEP");
-    long step = s != NULL && atol(s) > 0 ? atol(s) : 1;
+    long step = s != NULL ? strtol(s, NULL, 10) : 1;
+    if (step < 1)
+        step = 1;
     /* The run with nothing failing: it must succeed, and says how many
      * allocations there are to fail. */
     sl_test_fail_alloc_at(0);
