@@ -932,7 +932,10 @@ static void relay_isolated(struct hub_conn *u, struct hub_block *b,
             return;
         }
         int rc = isolated_head(u, h, (size_t)end);
-        u->rhead_len = u->rhead_scanned = 0;
+        /* An idle keep-alive connection holds no buffer. */
+        free(u->rhead);
+        u->rhead = NULL;
+        u->rhead_len = u->rhead_cap = u->rhead_scanned = 0;
         if (rc < 0) {
             hub_block_put(u->hub, b);
             return;

@@ -357,11 +357,13 @@ def test_isolation_keeps_response_framing(env, tcp_upstream, case):
 
 # ------------------------------------------- a 101 nobody asked for
 
-def test_unrequested_101_is_a_502(env, tcp_upstream):
+@pytest.mark.parametrize("isolation", ["off", "on"])
+def test_unrequested_101_is_a_502(env, tcp_upstream, isolation):
     """The upstream answers a plain GET with `101 Switching Protocols` and
     goes on in a protocol of its own: the user gets 502 (nothing of the
     101), the reason is logged once, and the next user, who asks for an
-    upgrade, still gets its 101 and a byte stream."""
+    upgrade, still gets its 101 and a byte stream. The same with cookie
+    isolation on, where response heads are held and rewritten."""
     def handler(conn, rec):
         buf = b""
         while b"\r\n\r\n" not in buf:
@@ -375,7 +377,7 @@ def test_unrequested_101_is_a_502(env, tcp_upstream):
         while conn.recv(65536):
             pass
     up = tcp_upstream(handler)
-    hub = env.hub()
+    hub = env.hub(args=["--cookie-isolation=%s" % isolation])
     node = env.node(hub, "http://127.0.0.1:%d" % up.port)
     host = hub.host(node.identity)
     s, rd = user_conn(hub)
