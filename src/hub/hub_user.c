@@ -810,8 +810,10 @@ static void bad_response(struct hub_conn *u, const char *why)
     }
 }
 
+/* Response bytes p[0..n) to the user, up to the response's end; pre bytes
+ * of b before p (a rewritten head) go out with them in one write. */
 static void relay_response(struct hub_conn *u, struct hub_block *b,
-                           const char *p, size_t n)
+                           const char *p, size_t n, size_t pre)
 {
     size_t k = http_parser_execute(&u->respp, &resp_settings, p, n);
     if (!parser_ok(&u->respp)) {
@@ -825,7 +827,7 @@ static void relay_response(struct hub_conn *u, struct hub_block *b,
     size_t send_n = done && u->resp_upgrade ? n : k;
     if (done && !u->resp_upgrade && k < n)
         u->keep_alive = 0; /* bytes after the response: do not reuse */
-    send_to_user(u, b, p, send_n);
+    send_to_user(u, b, p - pre, send_n + pre);
     if (u->closing)
         return;
     if (done)
@@ -837,9 +839,11 @@ static const http_parser_settings resp_check_settings = {
 };
 
 /* One whole response head h[0..len), cookie isolation on: rewritten in a
- * block of its own, read by the response parser as the user will read
- * it, and sent. Returns 0, or -1 if u was answered or closed. */
-static int isolated_head(struct hub_conn *u, const char *h, size_t len)
+ * block of its own (*out, *out_len: the caller sends it) and read by the
+ * response parser as the user will read it. Returns 0, or -1 if u was
+ * answered or closed. */
+static int isolated_head(struct hub_conn *u, const char *h, size_t len,
+                         struct hub_block **out, size_t *out_len)
 {
     char host[SL_IDENTITY_LEN + 1 + 256];
     const char *d = u->hub->s_domain;
@@ -877,9 +881,9 @@ static int isolated_head(struct hub_conn *u, const char *h, size_t len)
     unsigned st = u->respp.status_code;
     /* After an interim answer another head is due. */
     u->rhead_wait = st >= 100 && st < 200 && st != 101;
-    u->resp_started = 1;
-    send_to_user(u, nb, nb->data, m);
-    return u->closing ? -1 : 0;
+    *out = nb;
+    *out_len = m;
+    return 0;
 }
 
 /* Cookie isolation: a response head is held until it is whole, so that
@@ -931,7 +935,9 @@ static void relay_isolated(struct hub_conn *u, struct hub_block *b,
             bad_response(u, "response head over 64 KiB");
             return;
         }
-        int rc = isolated_head(u, h, (size_t)end);
+        struct hub_block *nb = NULL;
+        size_t m = 0;
+        int rc = isolated_head(u, h, (size_t)end, &nb, &m);
         /* An idle keep-alive connection holds no buffer. */
         free(u->rhead);
         u->rhead = NULL;
@@ -942,6 +948,19 @@ static void relay_isolated(struct hub_conn *u, struct hub_block *b,
         }
         p += used;
         n -= used;
+        if (!u->resp_done && !u->rhead_wait && n > 0 && m + n <= HUB_BLOCK) {
+            /* The head and what follows in one write. */
+            memcpy(nb->data + m, p, n);
+            hub_block_put(u->hub, b);
+            relay_response(u, nb, nb->data + m, n, m);
+            return;
+        }
+        u->resp_started = 1;
+        send_to_user(u, nb, nb->data, m);
+        if (u->closing) {
+            hub_block_put(u->hub, b);
+            return;
+        }
         if (u->resp_done) {
             /* Ended with its head (HEAD, 204, 304, a 101, no body). */
             if (u->resp_upgrade) {
@@ -958,7 +977,7 @@ static void relay_isolated(struct hub_conn *u, struct hub_block *b,
         }
     }
     if (n > 0) {
-        relay_response(u, b, p, n);
+        relay_response(u, b, p, n, 0);
         return;
     }
     hub_block_put(u->hub, b);
@@ -985,7 +1004,7 @@ void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
     if (u->rhead_wait)
         relay_isolated(u, b, p, n);
     else
-        relay_response(u, b, p, n);
+        relay_response(u, b, p, n, 0);
 }
 
 /* Half-close of an opaque pair on raw data connections: a side's EOF
