@@ -329,17 +329,21 @@ static struct hub_src **src_find(struct sl_hub *hub, const char *ip)
 static int caps_admit(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
-    struct hub_src **pp = src_find(hub, c->peer_ip);
+    char key[sizeof(((struct hub_src *)0)->ip)];
+    hub_source_key(c->peer_ip, key, sizeof(key)); /* IPv6 by /64 */
+    struct hub_src **pp = src_find(hub, key);
+    /* Heads in flight from one source: twice the user cap, as its
+     * bridges' data connections count here until their heads are read. */
     if (hub->nfront >= hub->max_user_conns)
         c->refuse = 503;
-    else if (*pp != NULL && (*pp)->n >= hub->max_conns_per_ip)
+    else if (*pp != NULL && (*pp)->n >= 2ull * hub->max_conns_per_ip)
         c->refuse = 429;
     if (c->refuse == 0 && *pp == NULL) {
         *pp = calloc(1, sizeof(**pp));
         if (*pp == NULL)
             c->refuse = 503;
         else
-            snprintf((*pp)->ip, sizeof((*pp)->ip), "%s", c->peer_ip);
+            snprintf((*pp)->ip, sizeof((*pp)->ip), "%s", key);
     }
     if (c->refuse == 0) {
         (*pp)->n++;
@@ -380,12 +384,38 @@ static void caps_release(struct hub_conn *c)
         return;
     c->front = 0;
     hub->nfront--;
-    struct hub_src **pp = src_find(hub, c->peer_ip);
+    char key[sizeof(((struct hub_src *)0)->ip)];
+    hub_source_key(c->peer_ip, key, sizeof(key));
+    struct hub_src **pp = src_find(hub, key);
     struct hub_src *s = *pp;
-    if (s != NULL && --s->n == 0) {
+    if (s == NULL)
+        return;
+    if (c->user_counted) {
+        c->user_counted = 0;
+        s->nusers--;
+    }
+    if (--s->n == 0) {
         *pp = s->next;
         free(s);
     }
+}
+
+/* Counts c among its source's users the first time its head shows a user
+ * request; 0 if that source already has max_conns_per_ip of them. */
+static int user_slot(struct hub_conn *c)
+{
+    if (!c->front || c->user_counted)
+        return 1;
+    char key[sizeof(((struct hub_src *)0)->ip)];
+    hub_source_key(c->peer_ip, key, sizeof(key));
+    struct hub_src *s = *src_find(c->hub, key);
+    if (s == NULL)
+        return 1;
+    if (s->nusers >= c->hub->max_conns_per_ip)
+        return 0;
+    s->nusers++;
+    c->user_counted = 1;
+    return 1;
 }
 
 static void reply_over_cap(struct hub_conn *c, int status)
@@ -402,6 +432,10 @@ static int user_admitted(struct hub_conn *c, const char *identity)
 {
     struct sl_hub *hub = c->hub;
     uint64_t more = 0;
+    if (c->refuse == 0 && !user_slot(c)) {
+        c->refuse = 429;
+        hub->nrefusing++; /* as caps_admit does: released on close */
+    }
     if (c->refuse) {
         int status = c->refuse;
         if (hub_burst_log(hub, status == 429 ? HUB_CAP_PER_IP : HUB_CAP_USERS,

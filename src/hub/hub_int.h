@@ -163,6 +163,7 @@ struct hub_conn {
     /* Idle timeouts and caps (hub.c). */
     uint64_t last_progress; /* uv_now of the last byte either way */
     int front;        /* counted in its source's and the hub's user caps */
+    int user_counted; /* counted in its source's nusers */
     int refuse;       /* over a cap at accept: 429 or 503 to a user head */
     int data_counted; /* counted in alloc->ndata */
 };
@@ -199,10 +200,16 @@ struct hub_bucket {
 };
 
 /* User connections (and heads not yet known) from one source address. */
+/* Connections of one source (an IPv4 address, an IPv6 /64): n counts
+ * every connection not yet known to be a bridge's, nusers those whose
+ * head showed a user request. The cap judges users by nusers, so the
+ * data connections a bridge opens from the same address while its users
+ * arrive never push a user over it; n bounds heads still being read. */
 struct hub_src {
     struct hub_src *next;
     uint32_t n;
-    char ip[SL_ADDR_STRLEN];
+    uint32_t nusers;
+    char ip[SL_ADDR_STRLEN + 3];
 };
 
 /* The caps whose refusals are logged once per burst. */
