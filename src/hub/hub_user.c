@@ -2,7 +2,10 @@
  * (X-Forwarded-*), bodies and responses stream with back-pressure, and
  * http-parser runs over both directions only to find where each message
  * ends, so a keep-alive connection can name another identity on its next
- * request, and a 101 turns the pair into an opaque relay. */
+ * request, and a 101 to a request that asked for an upgrade turns the
+ * pair into an opaque relay (which passes a FIN on). With cookie
+ * isolation response heads are held until whole and their Set-Cookie
+ * Domain attributes rewritten. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -908,7 +911,10 @@ static void relay_isolated(struct hub_conn *u, struct hub_block *b,
         if (end == 0) {
             size_t old = u->rhead_len;
             if (old + n > u->rhead_cap) {
-                size_t cap = old + n < 4096 ? 4096 : old + n;
+                /* Doubling: a head in many small reads costs linear. */
+                size_t cap = u->rhead_cap ? u->rhead_cap : 4096;
+                while (cap < old + n)
+                    cap *= 2;
                 char *q = realloc(u->rhead, cap);
                 if (q == NULL) {
                     hub_block_put(u->hub, b);
