@@ -283,13 +283,22 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     }
 }
 
+static void drop_pool_of(struct hub_alloc *a, const char *id,
+                         const struct hub_conn *c, const char *why);
+
 static void on_ws_closed(struct sl_ws *ws, int reason)
 {
     struct hub_conn *c = ws->data;
-    if (c->kind == C_CONTROL && c->alloc != NULL)
+    if (c->kind == C_CONTROL && c->alloc != NULL) {
         sl_info(c->hub->log, "hub control %llu (%s) from %s: closed (%s)",
                 (unsigned long long)c->id, c->alloc->identity, c->peer_ip,
                 reason ? sl_strerror(reason) : "normal");
+        /* Dead of silence (pings unanswered, TCP_USER_TIMEOUT): its idle
+         * pool shares the dead path, and a user paired with it would wait
+         * out the same timeout before a 502. */
+        if (reason == UV_ETIMEDOUT && c->bridge_id[0] != '\0')
+            drop_pool_of(c->alloc, c->bridge_id, c, "timed out");
+    }
     hub_conn_ws_closed(c, reason);
 }
 
@@ -304,10 +313,10 @@ static struct sl_ws_opts ws_opts(const struct sl_hub *hub, size_t max_msg)
 }
 
 /* Closes the idle pool connections that name bridge id (a bridge whose
- * control connection is being replaced): nobody is to be paired with a
- * path that may be dead. */
+ * control connection is being replaced, or died of silence): nobody is to
+ * be paired with a path that may be dead. */
 static void drop_pool_of(struct hub_alloc *a, const char *id,
-                         const struct hub_conn *c)
+                         const struct hub_conn *c, const char *why)
 {
     unsigned dropped = 0;
     struct sl_link *l, *next;
@@ -322,8 +331,8 @@ static void drop_pool_of(struct hub_alloc *a, const char *id,
     }
     if (dropped > 0)
         sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
-                             "connections of the replaced one closed",
-                (unsigned long long)c->id, a->identity, dropped);
+                             "connections of the %s one closed",
+                (unsigned long long)c->id, a->identity, dropped, why);
 }
 
 /* Closes control connection old in favour of c, with the idle pool old's
@@ -343,7 +352,7 @@ static void replace_control(struct hub_conn *old, struct hub_conn *c)
     else
         hub_conn_close(old, 0);
     if (old->bridge_id[0] != '\0')
-        drop_pool_of(a, old->bridge_id, c);
+        drop_pool_of(a, old->bridge_id, c, "replaced");
     c->resend_opens = 1;
 }
 
@@ -361,7 +370,7 @@ static void replace_same_bridge(struct hub_alloc *a, struct hub_conn *c)
         if (strcmp(old->bridge_id, c->bridge_id) == 0)
             replace_control(old, c);
     }
-    drop_pool_of(a, c->bridge_id, c);
+    drop_pool_of(a, c->bridge_id, c, "replaced");
 }
 
 static void control_upgrade(struct hub_conn *c)

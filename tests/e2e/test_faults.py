@@ -285,12 +285,6 @@ class WaitedOnDeadPool(AssertionError):
     """The one promise of the partition test the hub does not keep yet."""
 
 
-@pytest.mark.xfail(raises=WaitedOnDeadPool, strict=True, reason=(
-    "product bug: when a bridge's control connection dies of silence the "
-    "hub keeps its idle pool data connections (on the same dead path) and "
-    "pairs the next user with one: that user waits for TCP_USER_TIMEOUT "
-    "(45 s) before `502 Proxy not connected`"))
-
 def test_partition_detected_users_get_502_bridge_returns(world):
     """Every packet between the hub and the node is dropped for 60 s.
     Both sides log the loss within 45 s; a user who asks once the hub
