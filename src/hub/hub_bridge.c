@@ -242,6 +242,40 @@ static void send_welcome(struct hub_conn *c)
         send_error(c, "Traffic limit exceeded", 429);
 }
 
+/* The hello's deadline is the head timeout: a peer that upgrades and says
+ * nothing would otherwise hold a control slot for as long as it answers
+ * pings, and a bridge whose hello was lost would wait without end. */
+static uint64_t hello_deadline_ms(const struct sl_hub *hub)
+{
+    return hub->opts.head_timeout_ms ? hub->opts.head_timeout_ms
+                                     : SL_HTTP_HEAD_TIMEOUT_MS;
+}
+
+/* Ends control connection c before its hello: the error tells a bridge
+ * why (it reconnects with back-off); the close frame is bounded by the
+ * ws's close timeout, so a peer that never reads cannot hold it. */
+static void control_refuse(struct hub_conn *c, const char *message, int code,
+                           uint16_t close_code)
+{
+    uv_timer_stop(&c->timer);
+    if (!c->ws_active || sl_ws_is_closing(c->ws))
+        return;
+    send_error(c, message, code);
+    sl_ws_close(c->ws, close_code);
+}
+
+static void on_hello_deadline(uv_timer_t *t)
+{
+    struct hub_conn *c = t->data;
+    if (c->closing || c->got_hello || !c->ws_active)
+        return;
+    sl_info(c->hub->log, "hub control %llu (%s) from %s: no hello within "
+                         "%llu ms; closing",
+            (unsigned long long)c->id, c->alloc->identity, c->peer_ip,
+            (unsigned long long)hello_deadline_ms(c->hub));
+    control_refuse(c, "No hello in time", 408, 1008);
+}
+
 static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
                                const uint8_t *data, size_t len)
 {
@@ -259,6 +293,16 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         sl_ws_abort(ws, rc);
         return;
     }
+    if (rc != 0 && !c->got_hello) {
+        /* Ignored, it would leave the bridge waiting for a welcome (jansson
+         * also reports some allocation failures as syntax errors). */
+        sl_info(c->hub->log, "hub control %llu (%s) from %s: bad hello: %s; "
+                             "closing",
+                (unsigned long long)c->id, c->alloc->identity, c->peer_ip,
+                sl_strerror(rc));
+        control_refuse(c, "Bad hello", 400, 1002);
+        return;
+    }
     if (rc != 0) {
         sl_info(c->hub->log, "hub control %llu (%s): bad message: %s",
                 (unsigned long long)c->id, c->alloc->identity,
@@ -268,6 +312,7 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     hub_alloc_touch(c->alloc);
     if (m.type == SL_CTL_HELLO && !c->got_hello) {
         c->got_hello = 1;
+        uv_timer_stop(&c->timer);
         sl_info(c->hub->log, "hub control %llu (%s): hello version %d, "
                              "pool %d",
                 (unsigned long long)c->id, c->alloc->identity,
@@ -420,6 +465,9 @@ static void control_upgrade(struct hub_conn *c)
             (unsigned long long)c->id, a->identity, c->peer_ip,
             c->just_allocated ? " (new allocation)" : "");
     sl_ws_start(c->ws, &c->tcp, &o, pre, pre_len);
+    if (!c->closing && !c->got_hello && !sl_ws_is_closing(c->ws))
+        uv_timer_start(&c->timer, on_hello_deadline, hello_deadline_ms(hub),
+                       0);
     /* The head buffer is no longer needed. */
     if (!c->closing) {
         free(c->head);

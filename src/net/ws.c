@@ -350,18 +350,20 @@ static void pump(struct sl_ws *ws)
                 release_rbuf(ws);
         }
 
-        /* Our close frame goes after every message queued before it. */
-        if (ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
-            wslay_event_get_queued_msg_count(ctx) == 0) {
-            ws->close_queued = 1;
-            rc = wslay_event_queue_close(ctx, ws->close_code, NULL, 0);
-            if (rc != 0 && rc != WSLAY_ERR_NO_MORE_MSG) {
-                close_handles(ws, UV_ENOMEM);
-                return;
-            }
-        }
-
         for (int i = 0; i < PUMP_ROUNDS && !ws->writing; i++) {
+            /* Our close frame goes after every message queued before it;
+             * checked on each pass, as those messages may go out in this
+             * very loop (a message and a close asked for inside a read
+             * callback: the close used to wait for the next event). */
+            if (ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
+                wslay_event_get_queued_msg_count(ctx) == 0) {
+                ws->close_queued = 1;
+                rc = wslay_event_queue_close(ctx, ws->close_code, NULL, 0);
+                if (rc != 0 && rc != WSLAY_ERR_NO_MORE_MSG) {
+                    close_handles(ws, UV_ENOMEM);
+                    return;
+                }
+            }
             if (wslay_event_want_write(ctx)) {
                 rc = wslay_event_send(ctx);
                 if (rc != 0) {
@@ -374,7 +376,9 @@ static void pump(struct sl_ws *ws)
                 close_handles(ws, rc);
                 return;
             }
-            if (!wslay_event_want_write(ctx))
+            if (!wslay_event_want_write(ctx) &&
+                !(ws->close_wanted && !ws->close_queued && !ws->peer_closed &&
+                  wslay_event_get_queued_msg_count(ctx) == 0))
                 break;
         }
 

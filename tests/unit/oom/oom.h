@@ -41,7 +41,9 @@ long sl_test_alloc_count(void);
  * number of allocations the path makes.
  *
  * SL_OOM_STEP=k in the environment tries every k-th N only (for a quick
- * look under valgrind or a slow machine); the default tries every N. */
+ * look under valgrind or a slow machine); the default tries every N.
+ * SL_OOM_TIME=1 prints how long each run took (a failure whose error path
+ * waits out a timeout shows up there before it slows the suite). */
 long sl_oom_loop(const char *what, int (*fn)(void *arg), void *arg);
 
 #endif

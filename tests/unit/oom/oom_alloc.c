@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -182,7 +183,14 @@ long sl_oom_loop(const char *what, int (*fn)(void *arg), void *arg)
         fail_msg("%s: fails with no allocation failing: %d", what, rc);
     for (long n = 1;; n += step) {
         sl_test_fail_alloc_at(n);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = fn(arg);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (getenv("SL_OOM_TIME") != NULL)
+            printf("# %s: N=%ld %ld ms\n", what, n,
+                   (long)((t1.tv_sec - t0.tv_sec) * 1000 +
+                          (t1.tv_nsec - t0.tv_nsec) / 1000000));
         int hit = sl_test_alloc_failed();
         sl_test_fail_alloc_at(0);
         if (rc > 0)

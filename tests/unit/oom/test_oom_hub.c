@@ -45,6 +45,31 @@ struct exchange {
     int answered;     /* a 101 and a frame, or a whole answer */
 };
 
+/* 1 if the server frames in p hold a whole text or close frame. */
+static int frames_answer(const char *p, size_t n)
+{
+    const unsigned char *b = (const unsigned char *)p;
+    size_t off = 0;
+    while (n - off >= 2) {
+        unsigned op = b[off] & 0x0f;
+        size_t len = b[off + 1] & 0x7f, hl = 2;
+        if (len == 126) {
+            if (n - off < 4)
+                return 0;
+            len = (size_t)b[off + 2] << 8 | b[off + 3];
+            hl = 4;
+        } else if (len == 127) {
+            return 0; /* the hub sends nothing that long here */
+        }
+        if (n - off < hl + len)
+            return 0;
+        if (op == 0x1 || op == 0x8)
+            return 1;
+        off += hl + len;
+    }
+    return 0;
+}
+
 static void run_exchange(struct exchange *x)
 {
     static const char hello[] = "{\"type\":\"hello\",\"version\":1,"
@@ -101,8 +126,10 @@ static void run_exchange(struct exchange *x)
                 assert_int_equal(send(fd, f, fl, MSG_NOSIGNAL), (ssize_t)fl);
                 hello_sent = 1;
             }
-            /* The welcome or an error, whole (its JSON ends the frame). */
-            if (x->len > head && x->resp[x->len - 1] == '}')
+            /* A whole text frame (the welcome or an error) or the hub's
+             * close frame: waiting for the close to finish would only
+             * wait out the hub's close timeout. */
+            if (frames_answer(x->resp + head, x->len - head))
                 x->answered = 1;
         } else if (!x->upgrade) {
             x->answered = 1; /* Connection: close follows */
@@ -230,17 +257,8 @@ int main(void)
     sl_test_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(user_request),
-    };
-    /* Open bug: when json_loadb fails on an allocation while reading the
-     * bridge's hello, jansson reports a syntax error, not out of memory,
-     * so the hub ignores the hello as a bad message and the bridge waits
-     * for a welcome without end (no hello deadline yet). Run with
-     * SL_OOM_ALL=1 to see it. */
-    const struct CMUnitTest open_bugs[] = {
         cmocka_unit_test(control_upgrade),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
-    if (getenv("SL_OOM_ALL") != NULL)
-        rc |= cmocka_run_group_tests(open_bugs, setup, teardown);
     return rc;
 }
