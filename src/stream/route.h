@@ -54,6 +54,10 @@ struct sl_route {
         uv_timer_t backoff;       /* pauses accepting after accept errors */
         uint64_t backoff_ms;
         int listener_open;
+        /* Takes a connection there is no memory for, to close it: left
+         * unaccepted, libuv would stop watching the listener. */
+        uv_tcp_t reject;
+        int reject_open;
         struct sl_link conns;     /* every struct tcp_conn of the route */
         size_t nconns;
     } tcp;

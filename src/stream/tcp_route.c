@@ -729,6 +729,32 @@ static void accept_backoff(struct sl_route *route, int err)
     uv_timer_start(&route->tcp.backoff, on_backoff, route->tcp.backoff_ms, 0);
 }
 
+static void on_reject_closed(uv_handle_t *h)
+{
+    struct sl_route *route = h->data;
+    route->tcp.reject_open = 0;
+    sl_route_unref(route);
+}
+
+/* No memory for connection state: this connection alone is closed, as
+ * nginx and HAProxy do, and the listener goes on. Only when the spare
+ * handle is still closing from the last one does the listener pause. */
+static void accept_reject(struct sl_route *route, uv_stream_t *server)
+{
+    if (route->tcp.reject_open) {
+        accept_backoff(route, UV_ENOMEM);
+        return;
+    }
+    sl_warn(&route->ctx->log, "route \"%s\": out of memory accepting a "
+            "connection; closing it", route->cfg->name);
+    uv_tcp_init(route->ctx->loop, &route->tcp.reject);
+    route->tcp.reject.data = route;
+    route->tcp.reject_open = 1;
+    route->open++;
+    (void)uv_accept(server, (uv_stream_t *)&route->tcp.reject);
+    uv_close((uv_handle_t *)&route->tcp.reject, on_reject_closed);
+}
+
 static void on_listen_connection(uv_stream_t *server, int status)
 {
     struct sl_route *route = server->data;
@@ -740,7 +766,7 @@ static void on_listen_connection(uv_stream_t *server, int status)
     }
     struct tcp_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        accept_backoff(route, UV_ENOMEM);
+        accept_reject(route, server);
         return;
     }
     c->route = route;
