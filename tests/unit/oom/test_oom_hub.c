@@ -26,6 +26,8 @@
 #include "core/error.h"
 #include "hub/hub.h"
 #include "hub/hub_int.h"
+#include "tunnel/b64.h"
+#include "tunnel/identity.h"
 
 #include "oom.h"
 
@@ -172,6 +174,260 @@ static void user_request(void **state)
 
 static void hub_start(void);
 static void hub_stop(void);
+/* The next hub_start's cookie isolation. */
+static int cookies = SL_HUB_COOKIES_AUTO;
+
+/* A socket to the hub, the request sent. */
+static int hub_connect(const char *req)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)ctx.hub->port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+    size_t n = strlen(req);
+    assert_int_equal(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
+    return fd;
+}
+
+struct inbox {
+    char b[16384];
+    size_t len;
+    int closed;
+};
+
+/* Runs the hub's loop and reads fd into in until done(in) or the hub
+ * closes it; 1 if done. */
+static int pump(int fd, struct inbox *in, int (*done)(const struct inbox *))
+{
+    uint64_t deadline = uv_hrtime() / 1000000 + EXCHANGE_MS;
+    while (!done(in) && !in->closed) {
+        if (uv_hrtime() / 1000000 > deadline)
+            fail_msg("the hub neither answered nor closed (%ld allocations, "
+                     "%s failed): %.*s", sl_test_alloc_count(),
+                     sl_test_alloc_failed() ? "one" : "none", (int)in->len,
+                     in->b);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 2) <= 0)
+            continue;
+        ssize_t n = recv(fd, in->b + in->len, sizeof(in->b) - 1 - in->len, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            in->closed = 1;
+        else if (n > 0)
+            in->len += (size_t)n;
+        in->b[in->len] = '\0';
+    }
+    return done(in);
+}
+
+static const char *body_of(const struct inbox *in)
+{
+    const char *e = strstr(in->b, "\r\n\r\n");
+    return e ? e + 4 : NULL;
+}
+
+static int got_head(const struct inbox *in)
+{
+    return body_of(in) != NULL;
+}
+
+/* The 101 of a pool connection, then the user's head. */
+static int got_two_heads(const struct inbox *in)
+{
+    const char *b = body_of(in);
+    return b && strstr(b, "\r\n\r\n") != NULL;
+}
+
+static int got_frame(const struct inbox *in)
+{
+    const char *b = body_of(in);
+    return b && frames_answer(b, in->len - (size_t)(b - in->b));
+}
+
+/* A response with Content-Length 5, whole. */
+static int got_response(const struct inbox *in)
+{
+    const char *b = body_of(in);
+    return b && in->len - (size_t)(b - in->b) >= 5;
+}
+
+/* The string value of "name" in the JSON text in p[0..n), into out. */
+static void json_field(const char *p, size_t n, const char *name, char *out,
+                       size_t cap)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "\"%s\":\"", name);
+    const char *v = memmem(p, n, key, strlen(key));
+    assert_non_null(v);
+    v += strlen(key);
+    const char *e = strchr(v, '"');
+    assert_true(e != NULL && (size_t)(e - v) < cap);
+    memcpy(out, v, (size_t)(e - v));
+    out[e - v] = '\0';
+}
+
+struct bridge {
+    int ctl, data;
+    char identity[32];
+};
+
+/* A bridge as the node is one (set up with nothing failing): a control
+ * connection that got its welcome, and one idle pool data connection
+ * (raw) the hub holds for the next user. */
+static void bridge_up(struct bridge *br)
+{
+    static const char hello[] = "{\"type\":\"hello\",\"version\":1,"
+                                "\"capabilities\":[\"http\"],\"pool\":1}";
+    struct inbox in;
+    memset(&in, 0, sizeof(in));
+    br->ctl = hub_connect("GET /_sluice/v1/control HTTP/1.1\r\n"
+                          "Host: localhost\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n");
+    assert_true(pump(br->ctl, &in, got_head));
+    unsigned char f[6 + sizeof(hello)];
+    f[0] = 0x81;
+    f[1] = 0x80 | (unsigned char)(sizeof(hello) - 1);
+    memset(f + 2, 0, 4);
+    memcpy(f + 6, hello, sizeof(hello) - 1);
+    assert_int_equal(send(br->ctl, f, 6 + sizeof(hello) - 1, MSG_NOSIGNAL),
+                     (ssize_t)(6 + sizeof(hello) - 1));
+    assert_true(pump(br->ctl, &in, got_frame));
+    char user[64], pass[64], cred[160], b64[256], fp[SL_UUID_LEN + 1];
+    /* The frame's header may hold a zero byte: not a C string. */
+    const char *w = body_of(&in);
+    size_t wn = in.len - (size_t)(w - in.b);
+    json_field(w, wn, "identity", br->identity, sizeof(br->identity));
+    json_field(w, wn, "username", user, sizeof(user));
+    json_field(w, wn, "password", pass, sizeof(pass));
+    int cl = snprintf(cred, sizeof(cred), "%s:%s", user, pass);
+    assert_true(sl_b64_encode(cred, (size_t)cl, b64, sizeof(b64)) > 0);
+    assert_int_equal(sl_uuid4_new(fp), 0);
+    char req[1024];
+    snprintf(req, sizeof(req),
+             "GET /_sluice/v1/data HTTP/1.1\r\nHost: localhost\r\n"
+             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Sec-WebSocket-Version: 13\r\nAuthorization: Basic %s\r\n"
+             "Sluice-Hijack: %s|%s\r\nSluice-Framing: raw\r\n\r\n",
+             b64, br->identity, fp);
+    /* A pool connection gets its 101 when a user is paired with it. */
+    br->data = hub_connect(req);
+    struct hub_alloc *a = hub_alloc_get(ctx.hub, br->identity);
+    assert_non_null(a);
+    uint64_t deadline = uv_hrtime() / 1000000 + EXCHANGE_MS;
+    while (a->npool == 0) {
+        assert_true(uv_hrtime() / 1000000 < deadline);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        (void)poll(NULL, 0, 1);
+    }
+}
+
+/* A user's request through the hub to the bridge and its answer back:
+ * the head rewrite (X-Forwarded-*), pairing with the pool connection,
+ * and cookie isolation holding and rewriting the response head. */
+static int run_paired(void *arg)
+{
+    (void)arg;
+    struct bridge br;
+    sl_test_alloc_pause(1);
+    hub_stop();
+    cookies = SL_HUB_COOKIES_ON;
+    hub_start();
+    cookies = SL_HUB_COOKIES_AUTO;
+    bridge_up(&br);
+    sl_test_alloc_pause(0);
+
+    char req[512];
+    snprintf(req, sizeof(req),
+             "GET /account/settings?tab=2 HTTP/1.1\r\n"
+             "Host: %s.localhost\r\nUser-Agent: Mozilla/5.0 (X11; Linux "
+             "x86_64; rv:120.0) Gecko/20100101 Firefox/120.0\r\n"
+             "Accept: text/html,application/xhtml+xml\r\n"
+             "Accept-Language: en-GB,en;q=0.5\r\n"
+             "Cookie: session=abc123; theme=dark\r\n"
+             "X-Forwarded-For: 203.0.113.9\r\n"
+             "X-Forwarded-Proto: https\r\n"
+             "Connection: close\r\n\r\n", br.identity);
+    int user = hub_connect(req);
+    struct inbox up, down;
+    memset(&up, 0, sizeof(up));
+    memset(&down, 0, sizeof(down));
+    /* The bridge answers once the user's head reaches it; the user may
+     * be answered by the hub instead (a 5xx) or closed. */
+    static const char resp[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        "Set-Cookie: session=abc123; Domain=.localhost; Path=/\r\n"
+        "Set-Cookie: theme=dark; Path=/\r\n"
+        "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    int forwarded = 0;
+    uint64_t until = uv_hrtime() / 1000000 + EXCHANGE_MS;
+    while (!got_response(&down) && !down.closed) {
+        if (uv_hrtime() / 1000000 > until)
+            fail_msg("the user got neither an answer nor a close (%ld "
+                     "allocations, %s failed): %s | bridge got: %s",
+                     sl_test_alloc_count(),
+                     sl_test_alloc_failed() ? "one" : "none", down.b, up.b);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        struct pollfd p[2] = {{user, POLLIN, 0}, {br.data, POLLIN, 0}};
+        if (poll(p, up.closed ? 1 : 2, 2) <= 0)
+            continue;
+        struct inbox *ins[2] = {&down, &up};
+        int fds[2] = {user, br.data};
+        for (int i = 0; i < 2; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+                ins[i]->closed)
+                continue;
+            struct inbox *in = ins[i];
+            ssize_t n = recv(fds[i], in->b + in->len,
+                             sizeof(in->b) - 1 - in->len, 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                in->closed = 1;
+            else if (n > 0)
+                in->len += (size_t)n;
+            in->b[in->len] = '\0';
+        }
+        if (!forwarded && got_two_heads(&up)) {
+            forwarded = 1;
+            if (send(br.data, resp, sizeof(resp) - 1, MSG_NOSIGNAL) < 0)
+                assert_true(errno == EPIPE || errno == ECONNRESET);
+        }
+    }
+    close(user);
+    close(br.data);
+    close(br.ctl);
+    uint64_t deadline = uv_hrtime() / 1000000 + EXCHANGE_MS;
+    while (!sl_list_empty(&ctx.hub->conns)) {
+        if (uv_hrtime() / 1000000 > deadline)
+            fail_msg("the hub kept a connection after the clients left");
+        uv_run(&loop, UV_RUN_NOWAIT);
+        (void)poll(NULL, 0, 1);
+    }
+    if (sl_test_alloc_failed())
+        return 0; /* answered or closed, and everything freed */
+    if (!forwarded || strncmp(up.b, "HTTP/1.1 101", 12) != 0 ||
+        strstr(up.b, "X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n") == NULL ||
+        strstr(up.b, "X-Forwarded-Proto: http\r\n") == NULL ||
+        strstr(up.b, "https") != NULL)
+        fail_msg("the head the bridge got: %s", up.b);
+    if (strncmp(down.b, "HTTP/1.1 200", 12) != 0 ||
+        strstr(down.b, "Domain") != NULL ||
+        strcmp(body_of(&down), "hello") != 0)
+        fail_msg("the answer the user got: %s", down.b);
+    return 0;
+}
+
+static void paired_request(void **state)
+{
+    (void)state;
+    sl_oom_loop("hub: a user request through a bridge", run_paired, NULL);
+}
 
 /* A fresh hub for each run: a new allocation each time would soon meet
  * the hub's allocation rate limit (429). */
@@ -215,6 +471,7 @@ static void hub_start(void)
     struct sl_hub_options o;
     memset(&o, 0, sizeof(o));
     o.http_addr = "127.0.0.1:0";
+    o.cookie_isolation = cookies;
     assert_int_equal(sl_hub_start(&ctx, &o), 0);
 }
 
@@ -236,8 +493,10 @@ static int setup(void **state)
     (void)state;
     assert_int_equal(uv_loop_init(&loop), 0);
     ctx.loop = &loop;
-    ctx.log.level = SL_LOG_ERROR;
-    ctx.log.out = fopen("/dev/null", "w");
+    /* SL_OOM_LOG=1: the hub's log on stderr. */
+    ctx.log.level = getenv("SL_OOM_LOG") ? SL_LOG_DEBUG : SL_LOG_ERROR;
+    ctx.log.out = getenv("SL_OOM_LOG") ? fdopen(dup(2), "w")
+                                       : fopen("/dev/null", "w");
     assert_non_null(ctx.log.out);
     hub_start();
     return 0;
@@ -258,6 +517,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(user_request),
         cmocka_unit_test(control_upgrade),
+        cmocka_unit_test(paired_request),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     return rc;
