@@ -14,6 +14,7 @@ packages=(
   python3-websockets
   curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
   nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl nftables
+  gnuplot-nox
 )
 
 missing=()
