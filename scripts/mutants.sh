@@ -60,10 +60,25 @@ mutant net-ws-dead-ms src/net/ws.c \
     'a WebSocket peer silent for dead_ms is closed as dead' \
     'unit:ws;e2e:tests/e2e/test_tunnel_hub.py::test_dead_control_connection_closed;e2e:tests/e2e/test_tunnel_node.py::test_dead_hub_detected'
 mutant net-ws-max-msg src/net/ws.c \
-    'ctx, opts->max_msg ? opts->max_msg : SL_WS_MAX_MSG_DATA);' \
-    'ctx, SL_WS_MAX_MSG_DATA);' \
+    'ws->max_msg = opts->max_msg ? opts->max_msg : SL_WS_MAX_MSG_DATA;' \
+    'ws->max_msg = SL_WS_MAX_MSG_DATA;' \
     'a WebSocket message over the connection max (64 KiB on control) is refused' \
     'unit:ws'
+mutant net-head-exact-consume src/net/http_head.c \
+    'if (n + 1 != len) {' \
+    'if (0) {' \
+    'a head the parser ends before its last byte (smuggling) is refused' \
+    'unit:http_hostile;e2e:tests/e2e/test_hardening_http.py::test_smuggling_refused'
+mutant net-ws-read-stop src/net/ws.c \
+    'if (!ws->out_full && q > ws->read_stop) {' \
+    'if (0) {' \
+    'a peer that floods pings and never reads stops being read' \
+    'e2e:tests/e2e/test_hardening_ws.py::test_ping_flood_unread_hub_memory_bounded'
+mutant core-log-escape src/core/log.c \
+    'sl_log_escape(msg, safe, sizeof(safe));' \
+    'snprintf(safe, sizeof(safe), "%s", msg);' \
+    'control characters from peers never reach a text log line raw' \
+    'unit:core_log_size;e2e:tests/e2e/test_hardening_alloc.py::test_control_characters_from_hub_are_escaped'
 # proto
 mutant proto-acl-deny src/proto/acl.c \
     'if (!r->allow && r->family == family &&' \
@@ -108,10 +123,10 @@ mutant stream-drain-grace src/stream/streams.c \
     'after SIGTERM, live connections are closed when the drain grace ends' \
     'e2e:tests/e2e/test_streams_tcp.py::test_sigterm_closes_idle_live_connection_after_grace'
 mutant stream-pp-trusted src/stream/tcp_route.c \
-    'return rc->pp_trusted == NULL || sl_acl_allows(rc->pp_trusted, peer);' \
+    'return sl_acl_allows(rc->pp_trusted, peer);' \
     'return 1;' \
     'a PROXY header from an untrusted source is not believed' \
-    'e2e:tests/e2e/test_streams_proxy_protocol.py::test_untrusted_source_header_not_believed'
+    'e2e:tests/e2e/test_streams_proxy_protocol.py::test_untrusted_source_header_not_believed;e2e:tests/e2e/test_hardening_streams.py::test_proxy_header_forged_by_non_loopback_source_is_not_believed'
 mutant stream-pp-timeout src/stream/tcp_route.c \
     'uv_timer_start(&c->timer, on_pp_timeout, timeout, 0);' \
     'uv_timer_start(&c->timer, on_pp_timeout, timeout * 1000, 0);' \
@@ -156,6 +171,33 @@ mutant hub-foreign-identity src/hub/hub_bridge.c \
     'if (strcmp(c->hijack.identity, a->identity) != 0 && 0) {' \
     'a data connection naming an identity its credentials do not own gets 403' \
     'e2e:tests/e2e/test_tunnel_hub.py::test_hijack_malformed_400_and_foreign_identity_403;e2e:tests/e2e/test_tunnel_x_security.py::test_identity_not_belonging_to_credentials'
+mutant hub-cookie-isolation src/hub/hub_user.c \
+    'u->rhead_wait = cookie_isolation(u->hub);' \
+    'u->rhead_wait = 0;' \
+    'one tenant cannot set cookies on another (Domain of the hub domain removed)' \
+    'e2e:tests/e2e/test_hardening_hub_http.py::test_cookie_of_one_tenant_never_reaches_another'
+mutant hub-client-timeout src/hub/hub.c \
+    'limit = hub->client_ms;
+        doing = "reading the request body";' \
+    'limit = hub->client_ms * 1000;
+        doing = "reading the request body";' \
+    'a request body that stalls is answered 408 after the client timeout' \
+    'e2e:tests/e2e/test_hardening_caps.py::test_slow_post_bodies_time_out'
+mutant hub-per-source-cap src/hub/hub.c \
+    'if (s->nusers >= c->hub->max_conns_per_ip)' \
+    'if (0)' \
+    'one source holds at most --max-conns-per-ip user connections (429)' \
+    'e2e:tests/e2e/test_hardening_caps.py::test_cap_per_source_address'
+mutant hub-dead-pool src/hub/hub_bridge.c \
+    'if (reason == UV_ETIMEDOUT && c->bridge_id[0] != '"'"'\0'"'"')' \
+    'if (0)' \
+    'a bridge dead of silence takes its idle pool with it (users get 502 at once)' \
+    'e2e:tests/e2e/test_faults.py::test_partition_detected_users_get_502_bridge_returns'
+mutant hub-alloc-rate src/hub/hub_guard.c \
+    'if (src->tokens < 1.0) {' \
+    'if (0) {' \
+    'new allocations are rate-limited per source' \
+    'e2e:tests/e2e/test_hardening_alloc.py::test_allocations_rate_limited_per_source'
 # node
 mutant node-pool-size src/node/node.c \
     'b->pool_idle < node->pool_size;' \
