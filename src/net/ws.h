@@ -186,7 +186,9 @@ static inline int sl_ws_send_binary(struct sl_ws *ws, const void *p,
 size_t sl_ws_queued(const struct sl_ws *ws);
 
 /* Stops / resumes delivering messages (back-pressure on the reader).
- * Bytes already read stay buffered; no message is delivered while paused.
+ * Bytes already read stay buffered and are not fed to the frame reader
+ * while paused; messages already inside wslay's own read buffer (at most
+ * its 4 KiB of frames) may still be delivered after the pause.
  * Pings are still not answered while paused, so keep pauses under
  * dead_ms. */
 void sl_ws_pause_read(struct sl_ws *ws);
