@@ -474,19 +474,6 @@ static int user_admitted(struct hub_conn *c, const char *identity)
     return 0;
 }
 
-/* Drops u's data conn: the request ends on the hub's word. */
-static void unpair(struct hub_conn *u)
-{
-    struct hub_conn *d = u->peer;
-    if (d == NULL)
-        return;
-    u->peer = NULL;
-    d->peer = NULL;
-    if (d->alloc && d->alloc->npairs > 0)
-        d->alloc->npairs--;
-    hub_conn_close(d, UV_ETIMEDOUT);
-}
-
 static void idle_check(struct hub_conn *c, uint64_t now)
 {
     struct sl_hub *hub = c->hub;
@@ -536,7 +523,8 @@ static void idle_check(struct hub_conn *c, uint64_t now)
         hub_conn_close(c, UV_ETIMEDOUT);
         return;
     }
-    unpair(c);
+    /* Drops c's data conn: the request ends on the hub's word. */
+    hub_user_unpair(c, UV_ETIMEDOUT);
     if (status == 408)
         hub_conn_reply_close(c, 408, NULL, "Request Timeout", NULL);
     else

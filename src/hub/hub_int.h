@@ -337,6 +337,7 @@ void hub_data_on_timer(struct hub_conn *d);
 void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
                    const char *identity);
 void hub_user_paired(struct hub_conn *u, struct hub_conn *d);
+void hub_user_unpair(struct hub_conn *u, int reason);
 void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
                        size_t n);
 void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,

@@ -418,8 +418,8 @@ static void user_close(struct hub_conn *u, int reason)
     hub_conn_close(u, reason); /* closes the paired data conn too */
 }
 
-/* Unpairs u from its data conn and closes that one. */
-static void drop_data(struct hub_conn *u)
+/* Unpairs u from its data conn and closes that one with reason. */
+void hub_user_unpair(struct hub_conn *u, int reason)
 {
     struct hub_conn *d = u->peer;
     if (d == NULL)
@@ -428,7 +428,12 @@ static void drop_data(struct hub_conn *u)
     d->peer = NULL;
     if (d->alloc && d->alloc->npairs > 0)
         d->alloc->npairs--;
-    hub_conn_close(d, 0);
+    hub_conn_close(d, reason);
+}
+
+static void drop_data(struct hub_conn *u)
+{
+    hub_user_unpair(u, 0);
 }
 
 static void pause_user(struct hub_conn *u)
