@@ -72,10 +72,9 @@ static int frames_answer(const char *p, size_t n)
     return 0;
 }
 
-static void run_exchange(struct exchange *x)
+/* A socket to the hub, the request sent. */
+static int hub_connect(const char *req)
 {
-    static const char hello[] = "{\"type\":\"hello\",\"version\":1,"
-                                "\"capabilities\":[\"http\"]}";
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
@@ -86,8 +85,16 @@ static void run_exchange(struct exchange *x)
     /* Loopback: the kernel completes it from the backlog. */
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
-    size_t rl = strlen(x->request);
-    assert_int_equal(send(fd, x->request, rl, MSG_NOSIGNAL), (ssize_t)rl);
+    size_t n = strlen(req);
+    assert_int_equal(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
+    return fd;
+}
+
+static void run_exchange(struct exchange *x)
+{
+    static const char hello[] = "{\"type\":\"hello\",\"version\":1,"
+                                "\"capabilities\":[\"http\"]}";
+    int fd = hub_connect(x->request);
     x->len = 0;
     x->closed = x->answered = 0;
     int hello_sent = 0;
@@ -176,23 +183,6 @@ static void hub_start(void);
 static void hub_stop(void);
 /* The next hub_start's cookie isolation. */
 static int cookies = SL_HUB_COOKIES_AUTO;
-
-/* A socket to the hub, the request sent. */
-static int hub_connect(const char *req)
-{
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)ctx.hub->port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
-    size_t n = strlen(req);
-    assert_int_equal(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
-    return fd;
-}
 
 struct inbox {
     char b[16384];
