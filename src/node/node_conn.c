@@ -463,6 +463,8 @@ static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
                     b->rec.identity, m.welcome.identity);
         }
         c->welcomed = 1;
+        if (c->timer_open)
+            uv_timer_stop(&c->timer);
         /* Credentials are the answer to a dial without any: a hub (or
          * whoever answers in its name) must not swap the ones we hold. */
         if (!c->dialled_anon && m.welcome.username[0] != '\0') {
@@ -530,6 +532,19 @@ static void body_excerpt(const char *p, size_t n, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* A hub that upgrades and then never welcomes us (answering pings keeps
+ * the dead-peer check quiet) would hold the bridge for ever: give it the
+ * head timeout, then dial again with back-off. */
+static void on_welcome_timeout(uv_timer_t *t)
+{
+    struct conn *c = CONTAINER_OF(t, struct conn, timer);
+    sl_warn(conn_log(c), "bridge %s: no welcome from hub %s within %d ms",
+            bridge_name(c->b), c->b->rec.hub, SL_NODE_CTL_HEAD_TIMEOUT_MS);
+    sl_node_bridge_set_error(c->b, "no welcome from %s within %d ms",
+                             c->b->rec.hub, SL_NODE_CTL_HEAD_TIMEOUT_MS);
+    sl_node_conn_close(c, UV_ETIMEDOUT);
+}
+
 static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
                          const char *rest, size_t rest_len)
 {
@@ -567,6 +582,9 @@ static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
     c->ws_live = 1;
     if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, rest, rest_len) != 0)
         return; /* on_ws_close follows */
+    if (c->timer_open)
+        uv_timer_start(&c->timer, on_welcome_timeout,
+                       SL_NODE_CTL_HEAD_TIMEOUT_MS, 0);
     send_hello(c);
 }
 

@@ -401,6 +401,26 @@ def test_welcome_credentials_taken_when_dialled_without(env):
     assert c[1][1].get("authorization") == basic("fresh0", "F" * 24)
 
 
+def test_hub_that_never_welcomes_is_left_after_the_head_timeout(env):
+    """A hub that upgrades the control connection and then says nothing
+    held the bridge for ever (a hub answering pings keeps the dead-peer
+    check quiet; here pings are off): the node now leaves it after its
+    head timeout (10 s), says why, and dials again with back-off."""
+    fake = FakeHub(lambda n: [])
+    env.others.append(fake)
+    up = "http://127.0.0.1:%d" % free_port()
+    node = env.node(fake, up, pool=0, wait=False,
+                    args=["--ping-ms", "1800000", "--dead-ms", "3600000"])
+    wait_for(lambda: len(fake.controls()) >= 2, 10 + 2 + 5,
+             what="the node's second control dial")
+    c = fake.controls()
+    gap = c[1][2] - c[0][2]
+    # the deadline, then the first back-off step (1-2 s)
+    assert 10 - 0.5 <= gap <= 10 + 2 + scaled(2), gap
+    wait_for(lambda: "no welcome from hub" in node.proc.stderr(), 5,
+             what="the node's reason")
+
+
 def test_control_characters_from_hub_are_escaped(env):
     evil = "bad\nFORGED 2026 error injected\x1b[2J\r"
     fake = FakeHub(lambda n: [welcome(),
