@@ -44,7 +44,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 
-from helpers import Proc, free_port, scaled, tcp_listening  # noqa: E402
+from helpers import free_port, scaled, start_nginx  # noqa: E402
+from helpers import tcp_listening  # noqa: E402
 from helpers import wait_for  # noqa: E402
 from tunnel_x_support import Hub, Node  # noqa: E402
 
@@ -76,9 +77,7 @@ class Nginx:
     def __init__(self, workdir, large_mb):
         d = os.path.join(workdir, "nginx")
         self.root = os.path.join(d, "www")
-        t = os.path.join(d, "tmp")
         os.makedirs(os.path.join(self.root, "up"), exist_ok=True)
-        os.makedirs(t, exist_ok=True)
         with open(os.path.join(self.root, "small.txt"), "wb") as f:
             f.write(SMALL)
         self.large = os.path.join(self.root, "large.bin")
@@ -94,37 +93,13 @@ class Nginx:
         self.large_sha = h.hexdigest()
         self.large_size = large_mb << 20
         self.port = free_port()
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""worker_processes 1;
-%s
-pid %s/nginx.pid;
-error_log stderr error;
-worker_rlimit_nofile 8192;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %s/body;
-  proxy_temp_path %s/proxy;
-  fastcgi_temp_path %s/fastcgi;
-  uwsgi_temp_path %s/uwsgi;
-  scgi_temp_path %s/scgi;
-  keepalive_requests 1000000;
-  sendfile on;
-  server {
-    listen 127.0.0.1:%d backlog=4096;
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = start_nginx(nginx, d, "nginx", self.port, """\
     root %s;
     location /up/ {
       dav_methods PUT DELETE;
       client_max_body_size 0;
-    }
-  }
-}
-""" % ("user root root;" if os.geteuid() == 0 else "", d, t, t, t, t, t,
-       self.port, self.root))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = Proc([nginx, "-p", d, "-e", "stderr", "-c", conf,
-                          "-g", "daemon off;"], d, "nginx")
+    }""" % self.root, connections=4096, error_level="error", bulk=True)
         wait_for(lambda: tcp_listening(self.port), 15, what="nginx")
         self.url = "http://127.0.0.1:%d" % self.port
 

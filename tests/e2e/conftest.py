@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from helpers import Proc, TcpUpstream, UdpUpstream, sluice_bin  # noqa: E402
 from peers import (Dnsmasq, Haproxy, HttpServer, Iperf3Server,  # noqa: E402
                    Sluice, Sshd)
-from tunnel_x_support import TunnelEnv  # noqa: E402
+from tunnel_x_support import Hub, TunnelEnv  # noqa: E402
 
 
 def pytest_configure(config):
@@ -168,6 +168,27 @@ def haproxy(tmp_path):
     yield make
     for p in peers:
         p.stop()
+
+
+@pytest.fixture
+def hubs(tmp_path):
+    """Starts hubs on demand: hubs(*args, **kw) is a Hub named hub0, hub1,
+    ... with args as its command-line arguments (or args= among kw); the
+    test fails on any exit code or sanitizer report they leave."""
+    made = []
+
+    def make(*args, **kw):
+        if args:
+            kw["args"] = args
+        h = Hub(tmp_path, name="hub%d" % len(made), **kw)
+        made.append(h)
+        return h
+    yield make
+    problems = []
+    for h in made:
+        problems.extend(h.problems())
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture

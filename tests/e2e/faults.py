@@ -18,12 +18,10 @@ GIL):
 """
 
 import asyncio
-import ctypes
 import hashlib
 import os
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -189,38 +187,6 @@ class Curls:
                             "body": head, "stderr": err,
                             "hung": it.get("hung", False)})
         return results
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def in_netns(ns, fn, timeout=60):
-    """Runs fn() on a thread that entered ns's network namespace (only
-    that thread moves) and returns its result: sockets it makes live in
-    ns."""
-    out = {}
-
-    def run():
-        try:
-            fd = os.open("/run/netns/" + ns.name, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    e = ctypes.get_errno()
-                    raise OSError(e, "setns: " + os.strerror(e))
-            finally:
-                os.close(fd)
-            out["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            out["error"] = e
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(scaled(timeout))
-    if "error" in out:
-        raise out["error"]
-    assert "value" in out, "in_netns: no result within %.0f s" % scaled(
-        timeout)
-    return out["value"]
 
 
 def cpu_seconds(pid):

@@ -5,6 +5,7 @@ Every timeout goes through scaled(), so SLUICE_TEST_TIMEOUT_SCALE=3 gives a
 slow machine (or a sanitizer build) three times as long everywhere.
 """
 
+import ctypes
 import hashlib
 import ipaddress
 import json
@@ -210,6 +211,38 @@ class Proc:
         return "%s (pid %d) %s\n--- stdout:\n%s\n--- stderr:\n%s" % (
             self.name, self.pid, " ".join(self.argv), self.stdout()[-4000:],
             self.stderr()[-4000:])
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns(ns, fn, timeout=60):
+    """Runs fn() on a thread that entered ns's network namespace (ns.name
+    under /run/netns; only that thread moves) and returns its result:
+    sockets it makes live in ns, and threads it starts stay there."""
+    out = {}
+
+    def run():
+        try:
+            fd = os.open("/run/netns/" + ns.name, os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, "setns: " + os.strerror(e))
+            finally:
+                os.close(fd)
+            out["value"] = fn()
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(scaled(timeout))
+    if "error" in out:
+        raise out["error"]
+    assert "value" in out, "in_netns: no result within %.0f s" % scaled(
+        timeout)
+    return out["value"]
 
 
 def sanitizer_report(text):
@@ -448,6 +481,53 @@ def dns_answer_a(resp):
 
 
 # ------------------------------------------------------- in-process upstreams
+
+_NGINX_CONF = """worker_processes %(workers)d;
+%(user)s
+pid %(d)s/nginx.pid;
+error_log stderr %(error_level)s;
+%(rlimit)sevents { worker_connections %(connections)d; }
+http {
+  access_log off;
+  client_body_temp_path %(t)s/body;
+  proxy_temp_path %(t)s/proxy;
+  fastcgi_temp_path %(t)s/fastcgi;
+  uwsgi_temp_path %(t)s/uwsgi;
+  scgi_temp_path %(t)s/scgi;
+%(bulk_http)s  server {
+    listen 127.0.0.1:%(port)d%(backlog)s;
+%(server)s
+  }
+}
+"""
+
+
+def start_nginx(nginx, d, name, port, server, workers=1, connections=256,
+                error_level="warn", bulk=False):
+    """Starts nginx (the binary at `nginx`) with prefix d, its config in
+    d/nginx.conf and its temp files under d/tmp, serving one server on
+    127.0.0.1:port whose block is the text `server` (indented by four).
+    bulk: many connections and large files (twice `connections` open
+    files, a listen backlog of 4096, sendfile, endless keep-alive). As
+    root, its workers stay root. Returns its Proc; the caller waits for
+    the port."""
+    t = os.path.join(d, "tmp")
+    os.makedirs(t, exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(_NGINX_CONF % {
+            "workers": workers, "d": d, "t": t, "port": port,
+            "user": "user root root;" if os.geteuid() == 0 else "",
+            "error_level": error_level, "connections": connections,
+            "rlimit": ("worker_rlimit_nofile %d;\n" % (2 * connections)
+                       if bulk else ""),
+            "bulk_http": ("  keepalive_requests 1000000;\n  sendfile on;\n"
+                          if bulk else ""),
+            "backlog": " backlog=4096" if bulk else "",
+            "server": server})
+    return Proc([nginx, "-p", d, "-e", "stderr", "-c", conf,
+                 "-g", "daemon off;"], d, name)
+
 
 class TcpUpstream:
     """A TCP server on a free loopback port, served by one thread. Each

@@ -16,7 +16,8 @@ import subprocess
 
 from helpers import (Proc, find_binary, free_port, parse_listening,
                      require_binary, sanitizer_report, scaled, sluice_bin,
-                     tcp_listening, to_yaml, udp_bound, wait_for)
+                     start_nginx, tcp_listening, to_yaml, udp_bound,
+                     wait_for)
 
 
 def _wait_up(proc, cond, timeout, what):
@@ -222,33 +223,10 @@ class HttpServer(Peer):
             require_binary("nginx")  # no silent stand-in in CI
         if nginx:
             self.kind = "nginx"
-            t = os.path.join(d, "tmp")
-            conf = os.path.join(d, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write("""worker_processes %d;
-%s
-pid %s/nginx.pid;
-error_log stderr warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path %s/body;
-  proxy_temp_path %s/proxy;
-  fastcgi_temp_path %s/fastcgi;
-  uwsgi_temp_path %s/uwsgi;
-  scgi_temp_path %s/scgi;
-  keepalive_requests 1000000;
-  sendfile on;
-  server {
-    listen 127.0.0.1:%d backlog=4096;
-    root %s;
-  }
-}
-""" % (workers, "user root root;" if os.geteuid() == 0 else "", d,
-                    t, t, t, t, t, self.port, self.root))
-            self.proc = Proc([nginx, "-p", d, "-e", "stderr", "-c", conf,
-                              "-g", "daemon off;"], d, "nginx")
+            self.proc = start_nginx(nginx, d, "nginx", self.port,
+                                    "    root %s;" % self.root,
+                                    workers=workers, connections=8192,
+                                    bulk=True)
         else:
             self.kind = "python"
             self.proc = Proc(["/usr/bin/python3", "-m", "http.server",

@@ -21,32 +21,14 @@ import pytest
 
 from helpers import (free_port, sanitizer_report, scaled, sluice_bin,
                      tcp_listening)
-from tunnel_x_support import Hub
 
 IDENTITY_RE = re.compile(r"^[a-z]{2}[a-z0-9]{10}$")
 TOKEN = "t0ken-for-tests-only"
 
 
 @pytest.fixture
-def hub_factory(tmp_path):
-    made = []
-
-    def make(**kw):
-        h = Hub(tmp_path, name="hub%d" % len(made), **kw)
-        made.append(h)
-        return h
-
-    yield make
-    problems = []
-    for h in made:
-        problems.extend(h.problems())
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
-
-
-@pytest.fixture
-def hub(hub_factory):
-    return hub_factory()
+def hub(hubs):
+    return hubs()
 
 
 # The CLI's exit codes: 0 done, 1 failed (the hub said no, or is not
@@ -284,12 +266,12 @@ def test_metrics(hub):
     assert "sluice_hub_user_connections" in samples
 
 
-def test_restart_keeps_allocations(hub_factory, tmp_path):
+def test_restart_keeps_allocations(hubs, tmp_path):
     state = str(tmp_path / "shared-state")
-    h1 = hub_factory(state_dir=state)
+    h1 = hubs(state_dir=state)
     a = api(h1.api_port, "POST", "/api/proxy/", {"limits": {"bridges": 1}})[1]
     assert h1.stop() == 0
-    h2 = hub_factory(state_dir=state)
+    h2 = hubs(state_dir=state)
     st, one = api(h2.api_port, "GET", "/api/proxy/%s/" % a["identity"])
     assert st == 200 and one["username"] == a["username"]
     assert one["limits"]["bridges"] == 1
@@ -297,8 +279,8 @@ def test_restart_keeps_allocations(hub_factory, tmp_path):
 
 # ------------------------------------------------------------ tokens
 
-def test_token_required(hub_factory):
-    h = hub_factory(args=["--api-token", TOKEN, "--api-require-token"])
+def test_token_required(hubs):
+    h = hubs(args=["--api-token", TOKEN, "--api-require-token"])
     st, r = api(h.api_port, "GET", "/api/proxy/")
     assert_error(st, r, 401, "Unauthorized")
     st, r = api(h.api_port, "GET", "/metrics",
@@ -323,10 +305,10 @@ def test_token_required(hub_factory):
     assert len(json.loads(out)) == 1
 
 
-def test_create_takes_the_hub_default_limits(hub_factory):
+def test_create_takes_the_hub_default_limits(hubs):
     """--limit-* apply to allocations made through the API too; a limit
     the request names wins, 0 meaning unlimited."""
-    h = hub_factory(args=["--limit-bridges", "1",
+    h = hubs(args=["--limit-bridges", "1",
                           "--limit-traffic", "10240000"])
     st, r = api(h.api_port, "POST", "/api/proxy/", {})
     assert st == 201, r
@@ -341,11 +323,11 @@ def test_create_takes_the_hub_default_limits(hub_factory):
     assert json.loads(out)["limits"] == {"bridges": 3, "traffic": 10240000}
 
 
-def test_web_pages_refused_without_token(hub_factory):
+def test_web_pages_refused_without_token(hubs):
     """Loopback without a token: curl as a browser would send it (a
     cross-site form POST, a fetch, a rebound name) gets 403 and makes
     nothing; with the token the same headers are fine."""
-    h = hub_factory()
+    h = hubs()
     base = "http://127.0.0.1:%d/api/proxy/" % h.api_port
     for extra in (["-H", "Origin: http://evil.example",
                    "-H", "Content-Type: text/plain", "-d", "{}"],
@@ -362,7 +344,7 @@ def test_web_pages_refused_without_token(hub_factory):
     st, r = api(h.api_port, "GET", "/api/proxy/",
                 headers={"Host": "localhost:%d" % h.api_port})
     assert st == 200
-    t = hub_factory(args=["--api-token", TOKEN, "--api-require-token"])
+    t = hubs(args=["--api-token", TOKEN, "--api-require-token"])
     st, r = api(t.api_port, "GET", "/api/proxy/",
                 headers={"Authorization": "Bearer " + TOKEN,
                          "Origin": "http://dashboard.example"})

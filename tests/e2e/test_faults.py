@@ -29,7 +29,7 @@ import faults
 from faults import (HUB_API_PORT, HUB_IP, HUB_PORT, NODE_API_PORT, NODE_IP,
                     NODE_UP_IP, RELAY_HUB_IP, RELAY_NODE_IP, RELAY_PORT,
                     UP_IP, UP_PORT, Curls)
-from helpers import require_binary, scaled, sluice_bin, wait_for
+from helpers import in_netns, require_binary, scaled, sluice_bin, wait_for
 from netns import Netns, link
 from tunnel_x_support import BRIDGE_RE, HUB_RE, Role
 
@@ -579,7 +579,7 @@ def test_descriptor_limit_refuses_cleanly_and_recovers(world):
     if soft < ATTEMPTS + 200:
         resource.setrlimit(resource.RLIMIT_NOFILE,
                            (min(hard, ATTEMPTS * 4), hard))
-    keep = faults.in_netns(w.hub_ns, lambda: socket.create_connection(
+    keep = in_netns(w.hub_ns, lambda: socket.create_connection(
         (HUB_IP, HUB_PORT), scaled(10)))
     socks = []
     try:
@@ -600,7 +600,7 @@ def test_descriptor_limit_refuses_cleanly_and_recovers(world):
             return out
         t0 = time.monotonic()
         cpu0 = faults.cpu_seconds(hub.pid)
-        faults.in_netns(w.hub_ns, attempt_all)
+        in_netns(w.hub_ns, attempt_all)
 
         # Each attempt sends a request; the hub either answers it or
         # ends the connection; none may be left waiting beyond the head

@@ -17,7 +17,8 @@ import time
 import pytest
 
 from helpers import scaled, wait_for
-from tunnel_x_support import PyBridge, TunnelEnv, read_head, upgrade_request
+from tunnel_x_support import (PyBridge, TunnelEnv, read_head, upgrade_request,
+                              ws_frame_split)
 
 DEADLINE_MS = 1500
 
@@ -59,20 +60,10 @@ def read_until_closed(sock, buf, timeout):
     start = time.monotonic()
     end = start + timeout
     while time.monotonic() < end:
-        while len(buf) >= 2:
-            op, ln = buf[0] & 0x0F, buf[1] & 0x7F
-            off = 2
-            if ln == 126:
-                if len(buf) < 4:
-                    break
-                ln, off = struct.unpack(">H", buf[2:4])[0], 4
-            elif ln == 127:
-                if len(buf) < 10:
-                    break
-                ln, off = struct.unpack(">Q", buf[2:10])[0], 10
-            if len(buf) < off + ln:
-                break
-            payload, buf = buf[off:off + ln], buf[off + ln:]
+        got = ws_frame_split(buf)
+        while got is not None:
+            op, payload, buf = got
+            got = ws_frame_split(buf)
             if op == 1:
                 texts.append(json.loads(payload))
             elif op == 8 and len(payload) >= 2:

@@ -30,8 +30,8 @@ import threading
 
 import pytest
 
-from helpers import (Proc, TcpUpstream, find_binary, free_port, scaled,
-                     sluice_bin, tcp_listening, wait_for)
+from helpers import (TcpUpstream, find_binary, free_port, scaled, sluice_bin,
+                     start_nginx, tcp_listening, wait_for)
 from tunnel_x_support import TunnelEnv, read_response
 
 OK_BODY = b"ok"
@@ -117,40 +117,17 @@ class RealipNginx:
     the client from it (real_ip_recursive), and answer $remote_addr."""
 
     def __init__(self, d):
-        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         self.port = free_port()
         nginx = find_binary("/usr/sbin/nginx") or find_binary("nginx")
         assert nginx, "nginx is missing: scripts/setup.sh installs it"
-        t = os.path.join(d, "tmp")
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""worker_processes 1;
-%s
-pid %s/nginx.pid;
-error_log stderr warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %s/body;
-  proxy_temp_path %s/proxy;
-  fastcgi_temp_path %s/fastcgi;
-  uwsgi_temp_path %s/uwsgi;
-  scgi_temp_path %s/scgi;
-  server {
-    listen 127.0.0.1:%d;
+        self.proc = start_nginx(nginx, d, "nginx-realip", self.port, """\
     real_ip_header X-Forwarded-For;
     set_real_ip_from 127.0.0.1;
     real_ip_recursive on;
     location / {
       default_type text/plain;
       return 200 "$remote_addr\\n";
-    }
-  }
-}
-""" % ("user root root;" if os.geteuid() == 0 else "", d, t, t, t, t, t,
-                self.port))
-        self.proc = Proc([nginx, "-p", d, "-e", "stderr", "-c", conf,
-                          "-g", "daemon off;"], d, "nginx-realip")
+    }""")
 
         def up():
             if not self.proc.alive():

@@ -19,8 +19,8 @@ import subprocess
 
 import pytest
 
-from helpers import Proc, find_binary, free_port, require_binary, scaled, \
-    tcp_listening, wait_for
+from helpers import find_binary, free_port, require_binary, scaled, \
+    start_nginx, tcp_listening, wait_for
 from test_tunnel_x_edges import (Reader, framing_upstream, nothing_to_read,
                                  request, user_conn)
 
@@ -36,33 +36,10 @@ class Nginx:
     def __init__(self, workdir, name, locations):
         nginx = require_binary("nginx")
         d = os.path.join(str(workdir), name)
-        t = os.path.join(d, "tmp")
-        os.makedirs(t, exist_ok=True)
         self.port = free_port()
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""worker_processes 1;
-%s
-pid %s/nginx.pid;
-error_log stderr warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path %s/body;
-  proxy_temp_path %s/proxy;
-  fastcgi_temp_path %s/fastcgi;
-  uwsgi_temp_path %s/uwsgi;
-  scgi_temp_path %s/scgi;
-  server {
-    listen 127.0.0.1:%d;
-    default_type text/plain;
-%s
-  }
-}
-""" % ("user root root;" if os.geteuid() == 0 else "", d, t, t, t, t, t,
-                    self.port, locations))
-        self.proc = Proc([nginx, "-p", d, "-e", "stderr", "-c", conf,
-                          "-g", "daemon off;"], d, name)
+        self.proc = start_nginx(
+            nginx, d, name, self.port,
+            "    default_type text/plain;\n" + locations, connections=64)
         wait_for(lambda: tcp_listening(self.port), 15, what=name)
 
     def stop(self):

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import scaled, wait_for
 from tunnel_x_support import (TunnelEnv, basic, curl_via, read_head,
-                              upgrade_request)
+                              upgrade_request, ws_frame_split)
 
 FLOOD_MB = 26
 GROWTH_KIB = 16 * 1024   # what the flood may add to the process's RSS
@@ -219,23 +219,13 @@ def close_code(sock, timeout=20):
     sock.settimeout(scaled(timeout))
     buf = b""
     while True:
-        while len(buf) >= 2:
-            op, ln = buf[0] & 0x0f, buf[1] & 0x7f
-            hl = 2
-            if ln == 126:
-                if len(buf) < 4:
-                    break
-                ln, hl = struct.unpack("!H", buf[2:4])[0], 4
-            elif ln == 127:
-                if len(buf) < 10:
-                    break
-                ln, hl = struct.unpack("!Q", buf[2:10])[0], 10
-            if len(buf) < hl + ln:
-                break
+        got = ws_frame_split(buf)
+        while got is not None:
+            op, body, buf = got
             if op == 0x8:
-                body = buf[hl:hl + ln]
-                return struct.unpack("!H", body[:2])[0] if ln >= 2 else 1005
-            buf = buf[hl + ln:]
+                return (struct.unpack("!H", body[:2])[0] if len(body) >= 2
+                        else 1005)
+            got = ws_frame_split(buf)
         try:
             b = sock.recv(65536)
         except (socket.timeout, ConnectionResetError):

@@ -5,27 +5,9 @@ mutant (the deliberate bug) it catches."""
 import select
 import socket
 
-import pytest
-
 from helpers import scaled, wait_for
-from tunnel_x_support import (Hub, data_conn, http_get, new_fingerprint,
+from tunnel_x_support import (data_conn, http_get, new_fingerprint,
                               read_head, upgrade_request)
-
-
-@pytest.fixture
-def hubs(tmp_path):
-    made = []
-
-    def make(*args):
-        h = Hub(tmp_path, name="hub%d" % len(made), args=args)
-        made.append(h)
-        return h
-    yield make
-    problems = []
-    for h in made:
-        problems.extend(h.problems())
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def answered(sock):

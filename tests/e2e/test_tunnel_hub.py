@@ -16,25 +16,9 @@ import time
 import pytest
 
 from helpers import scaled, wait_for
-from tunnel_x_support import (Hub, PyBridge, basic, control_attempt,
-                              data_conn, http_get, new_fingerprint,
-                              read_head, read_response, upgrade_request)
-
-
-@pytest.fixture
-def hubs(tmp_path):
-    made = []
-
-    def make(*args):
-        h = Hub(tmp_path, name="hub%d" % len(made), args=args)
-        made.append(h)
-        return h
-    yield make
-    problems = []
-    for h in made:
-        problems.extend(h.problems())
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+from tunnel_x_support import (PyBridge, basic, control_attempt, data_conn,
+                              http_get, new_fingerprint, read_head,
+                              read_response, upgrade_request)
 
 
 def run(coro):

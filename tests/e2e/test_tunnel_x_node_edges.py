@@ -9,7 +9,6 @@ connection again for the `open`s a user still waits on.
 
 import asyncio
 import concurrent.futures
-import ctypes
 import http.client
 import json
 import os
@@ -21,9 +20,9 @@ import time
 
 import pytest
 
-from helpers import (TcpUpstream, free_port, recv_all, scaled, sluice_bin,
-                     wait_for)
-from tunnel_x_support import (BRIDGE_RE, HUB_RE, Hub, PyBridge, Role, basic,
+from helpers import (TcpUpstream, free_port, in_netns, recv_all, scaled,
+                     sluice_bin, wait_for)
+from tunnel_x_support import (BRIDGE_RE, HUB_RE, Hub, PyBridge, Role,
                               http_get, new_fingerprint)
 
 
@@ -181,37 +180,6 @@ def test_backoff_resets_after_a_lasting_welcomed_connection(env, tmp_path):
 
 # ------------------------ 3. a silently dead path with a request in flight
 
-_libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNET = 0x40000000
-
-
-def in_netns(ns, fn):
-    """Runs fn() on a thread that entered ns's network namespace (only
-    that thread moves) and returns its result: sockets it makes live in
-    ns, and threads it starts stay there."""
-    out = {}
-
-    def run():
-        try:
-            fd = os.open("/run/netns/" + ns.name, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    e = ctypes.get_errno()
-                    raise OSError(e, "setns: " + os.strerror(e))
-            finally:
-                os.close(fd)
-            out["value"] = fn()
-        except BaseException as e:  # handed to the caller
-            out["error"] = e
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(scaled(30))
-    if "error" in out:
-        raise out["error"]
-    assert "value" in out, "in_netns: no result"
-    return out["value"]
-
-
 class NsRole(Role):
     """A sluice process started in a network namespace (Netns.proc): the
     same exit-code and sanitizer checks as Hub and Node."""
@@ -272,7 +240,7 @@ def test_request_in_flight_on_a_silently_dead_path_gets_502(tmp_path):
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"
                              b"late")
                 conn.recv(1)  # until the node closes
-            upstream = in_netns(b, lambda: TcpUpstream(slow))
+            upstream = in_netns(b, lambda: TcpUpstream(slow), timeout=30)
             node = NsRole(b, "node", [
                 sluice_bin(), "boot", "up", "--bridge", "--hub",
                 "http://198.51.100.1:8080", "--upstream",
@@ -284,7 +252,7 @@ def test_request_in_flight_on_a_silently_dead_path_gets_502(tmp_path):
                              what="bridge line").group(1)
 
             user = in_netns(a, lambda: socket.create_connection(
-                ("198.51.100.1", 8080), scaled(10)))
+                ("198.51.100.1", 8080), scaled(10)), timeout=30)
             try:
                 user.sendall(b"GET /slow HTTP/1.1\r\nHost: %s.%s:8080\r\n\r\n"
                              % (ident.encode(), domain.encode()))
@@ -437,35 +405,6 @@ def test_node_api_caps_bridges_at_64(env):
 
 # ---------------------------- 5. waiting opens asked again after replacing
 
-class NamedPyBridge(PyBridge):
-    """A PyBridge that sends Sluice-Bridge (its own name for itself, as a
-    node process does) on its control connection."""
-
-    def __init__(self, *a, bridge_id=None, **kw):
-        super().__init__(*a, **kw)
-        self.bridge_id = bridge_id
-
-    async def connect(self):
-        import websockets
-        hdrs = {"Authorization": basic(self.username, self.password)}
-        if self.bridge_id:
-            hdrs["Sluice-Bridge"] = self.bridge_id
-        self.ws = await websockets.connect(
-            "ws://127.0.0.1:%d/_sluice/v1/control" % self.hub_port,
-            extra_headers=hdrs, max_size=1 << 16, ping_interval=None,
-            open_timeout=scaled(30), close_timeout=1)
-        await self.ws.send(json.dumps({"type": "hello", "version": 1,
-                                       "capabilities": ["http"],
-                                       "pool": 0}))
-        while True:
-            msg = json.loads(await self.ws.recv())
-            if msg.get("type") == "welcome":
-                break
-        self.welcome = msg
-        self.identity = msg["identity"]
-        return msg
-
-
 @pytest.mark.parametrize("how", ["bridge-limit", "same-bridge"])
 def test_waiting_open_asked_again_on_the_replacing_connection(tmp_path, how):
     """A user waits for a data connection; the hub has sent its `open` on
@@ -481,9 +420,8 @@ def test_waiting_open_asked_again_on_the_replacing_connection(tmp_path, how):
         same = new_fingerprint() if how == "same-bridge" else None
 
         async def main():
-            old = NamedPyBridge(hub.port, creds["username"],
-                                creds["password"], answer=False,
-                                bridge_id=same)
+            old = PyBridge(hub.port, creds["username"], creds["password"],
+                           answer=False, bridge_id=same)
             await old.connect()
             old_serving = asyncio.ensure_future(old.serve())
             loop = asyncio.get_running_loop()
@@ -495,10 +433,9 @@ def test_waiting_open_asked_again_on_the_replacing_connection(tmp_path, how):
                 while not old.fingerprints:
                     assert time.monotonic() < deadline, "no open sent"
                     await asyncio.sleep(0.02)
-                new = NamedPyBridge(hub.port, creds["username"],
-                                    creds["password"], body=b"new",
-                                    bridge_id=same if same else
-                                    new_fingerprint())
+                new = PyBridge(hub.port, creds["username"],
+                               creds["password"], body=b"new",
+                               bridge_id=same if same else new_fingerprint())
                 await new.connect()
                 serving = asyncio.ensure_future(new.serve())
                 st, _, body = await fut

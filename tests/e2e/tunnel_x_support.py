@@ -575,6 +575,26 @@ def read_head(sock, timeout=10):
     return int(text.split(" ", 2)[1]), text, rest
 
 
+def ws_frame_split(buf):
+    """The first whole unmasked WebSocket frame in buf: (opcode, payload,
+    the bytes after it), or None while it is incomplete."""
+    if len(buf) < 2:
+        return None
+    op, n = buf[0] & 0x0F, buf[1] & 0x7F
+    off = 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, off = int.from_bytes(buf[2:4], "big"), 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, off = int.from_bytes(buf[2:10], "big"), 10
+    if len(buf) < off + n:
+        return None
+    return op, buf[off:off + n], buf[off + n:]
+
+
 def data_conn(hub, username, password, hijack, raw=True, source=None,
               timeout=10):
     """Opens a data connection with the given Sluice-Hijack value and
@@ -622,12 +642,13 @@ class PyBridge:
     cost (bench/tunnel). Run its coroutines on one event loop."""
 
     def __init__(self, hub_port, username=None, password=None, body=b"ok",
-                 answer=True):
+                 answer=True, bridge_id=None):
         self.hub_port = hub_port
         self.username = username
         self.password = password
         self.body = body
         self.answer = answer
+        self.bridge_id = bridge_id  # sent as Sluice-Bridge, as a node does
         self.identity = None
         self.fingerprints = []   # every fingerprint seen in `open`
         self.welcome = None
@@ -640,6 +661,8 @@ class PyBridge:
         hdrs = {}
         if self.username:
             hdrs["Authorization"] = basic(self.username, self.password)
+        if self.bridge_id:
+            hdrs["Sluice-Bridge"] = self.bridge_id
         self.ws = await websockets.connect(
             "ws://127.0.0.1:%d/_sluice/v1/control" % self.hub_port,
             extra_headers=hdrs, max_size=1 << 16, ping_interval=None,
