@@ -17,19 +17,10 @@ import time
 import pytest
 
 from helpers import scaled, wait_for
-from tunnel_x_support import (PyBridge, TunnelEnv, read_head, upgrade_request,
+from tunnel_x_support import (PyBridge, read_head, upgrade_request,
                               ws_frame_split)
 
 DEADLINE_MS = 1500
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def upgraded_control(hub):

@@ -18,8 +18,8 @@ import time
 import pytest
 
 from helpers import scaled, wait_for
-from tunnel_x_support import (TunnelEnv, basic, curl_via, read_head,
-                              upgrade_request, ws_frame_split)
+from tunnel_x_support import (basic, curl_via, read_head, upgrade_request,
+                              ws_frame_split)
 
 FLOOD_MB = 26
 GROWTH_KIB = 16 * 1024   # what the flood may add to the process's RSS
@@ -32,15 +32,6 @@ SERVER_PING = b"\x89\x7d" + b"p" * 125              # a hub's, unmasked
 LEAN = {"ASAN_OPTIONS": ":".join(
     o for o in (os.environ.get("ASAN_OPTIONS", ""), "quarantine_size_mb=1")
     if o)}
-
-
-@pytest.fixture
-def env(tmp_path):
-    e = TunnelEnv(tmp_path)
-    yield e
-    problems = e.close()
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
 
 
 def outq(sock):
