@@ -33,6 +33,28 @@ void sl_relay_pool_drain(struct sl_relay_pool *pool)
     }
     pool->free_list = NULL;
     pool->nfree = 0;
+    pool->low = 0;
+}
+
+void sl_relay_pool_trim(struct sl_relay_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    /* Any `low` buffers of the list were idle all along: the list is LIFO,
+     * so those are the ones at its tail. */
+    size_t keep = pool->nfree - pool->low;
+    struct wbuf **pp = (struct wbuf **)&pool->free_list;
+    for (size_t i = 0; i < keep && *pp != NULL; i++)
+        pp = &(*pp)->u.next;
+    struct wbuf *w = *pp;
+    *pp = NULL;
+    while (w != NULL) {
+        struct wbuf *next = w->u.next;
+        free(w);
+        pool->nfree--;
+        w = next;
+    }
+    pool->low = pool->nfree;
 }
 
 static struct wbuf *wbuf_get(struct sl_relay *r)
@@ -42,7 +64,8 @@ static struct wbuf *wbuf_get(struct sl_relay *r)
     if (pool != NULL && pool->block_size == block && pool->free_list) {
         struct wbuf *w = pool->free_list;
         pool->free_list = w->u.next;
-        pool->nfree--;
+        if (--pool->nfree < pool->low)
+            pool->low = pool->nfree;
         return w;
     }
     return malloc(block);

@@ -48,10 +48,16 @@ struct sl_relay;
 struct sl_relay_pool {
     size_t max_free;  /* buffers kept at most; 0 keeps none */
     size_t nfree;
+    size_t low;       /* fewest free since the last sl_relay_pool_trim */
     size_t block_size; /* set by the first relay that uses it */
     void *free_list;
 };
 void sl_relay_pool_drain(struct sl_relay_pool *pool);
+
+/* Frees the buffers that stayed in the list since the last call: what a
+ * burst left behind goes back to the kernel once the burst is over, while
+ * buffers in steady use stay. Call it every few seconds. */
+void sl_relay_pool_trim(struct sl_relay_pool *pool);
 
 /* Called with each chunk read, before it is forwarded. Returning non-zero
  * (a negative error code) aborts the relay with that reason. */

@@ -526,6 +526,11 @@ static void on_tick(uv_timer_t *t)
         b->prev_down = down;
         b->prev_up = up;
     }
+    /* Relay buffers a burst of transfers left idle go back every 10 s:
+     * kept, they stayed resident for good (a soak saw the node's RSS step
+     * up by a quarter-megabyte each time concurrency reached a new peak). */
+    if (++node->ticks % 10 == 0)
+        sl_relay_pool_trim(&node->relay_pool);
 }
 
 static int mkdir_p(const char *dir)

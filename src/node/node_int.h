@@ -151,6 +151,7 @@ struct sl_node {
      * so a busy data connection does not malloc/free (and trim the heap)
      * per read. */
     struct sl_relay_pool relay_pool;
+    uint64_t ticks; /* of on_tick, one a second */
     unsigned stopping : 1;
     sl_node_stopped_cb stop_cb;
     void *stop_arg;

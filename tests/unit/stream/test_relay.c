@@ -277,6 +277,14 @@ static void test_pool_reuses_buffers(void **state)
     assert_int_equal(f->reason, 0);
     assert_int_equal(f->up_got, 300000);
     assert_true(pool.nfree >= 1 && pool.nfree <= 2);
+    /* Used in this period: a trim keeps them; idle through the next
+     * period: the next trim gives them back. */
+    size_t kept = pool.nfree;
+    sl_relay_pool_trim(&pool);
+    assert_int_equal(pool.nfree, kept);
+    sl_relay_pool_trim(&pool);
+    assert_int_equal(pool.nfree, 0);
+    assert_null(pool.free_list);
     sl_relay_pool_drain(&pool);
     assert_int_equal(pool.nfree, 0);
     assert_null(pool.free_list);
