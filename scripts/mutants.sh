@@ -66,7 +66,7 @@ mutant net-ws-max-msg src/net/ws.c \
     'unit:ws'
 mutant net-head-exact-consume src/net/http_head.c \
     'if (n + 1 != len) {' \
-    'if (0) {' \
+    'if (n + 1 != len && 0) {' \
     'a head the parser ends before its last byte (smuggling) is refused' \
     'unit:http_hostile;e2e:tests/e2e/test_hardening_http.py::test_smuggling_refused'
 mutant net-ws-read-stop src/net/ws.c \
@@ -173,7 +173,7 @@ mutant hub-foreign-identity src/hub/hub_bridge.c \
     'e2e:tests/e2e/test_tunnel_hub.py::test_hijack_malformed_400_and_foreign_identity_403;e2e:tests/e2e/test_tunnel_x_security.py::test_identity_not_belonging_to_credentials'
 mutant hub-cookie-isolation src/hub/hub_user.c \
     'u->rhead_wait = cookie_isolation(u->hub);' \
-    'u->rhead_wait = 0;' \
+    'u->rhead_wait = cookie_isolation(u->hub) && 0;' \
     'one tenant cannot set cookies on another (Domain of the hub domain removed)' \
     'e2e:tests/e2e/test_hardening_hub_http.py::test_cookie_of_one_tenant_never_reaches_another'
 mutant hub-client-timeout src/hub/hub.c \
