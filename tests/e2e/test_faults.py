@@ -6,9 +6,10 @@ Latency comes from a relay (faults.py) in a namespace between the hub and
 the node that holds each chunk half the RTT each way, loss and partitions
 from nftables in the namespaces, bandwidth from `tc tbf` (no netem here).
 
-SLUICE_FAULT_MB (default 2) sizes each transfer of the latency test and
-of the kill -9 test; SLUICE_FAULT_MB=20 is the size issue 8 names (at
-200 ms and 1 % loss a TCP flow runs near 90 KB/s: minutes per transfer).
+SLUICE_FAULT_MB (default 20, the size the hardening issue names) sizes
+each transfer of the latency test and of the kill -9 test; the relay holds
+chunks, not packets, so a transfer takes seconds, not the minutes a 200 ms
+TCP flow with 1 % loss would.
 Each test prints what it measured (run pytest with -s to see it).
 """
 
@@ -33,7 +34,7 @@ from helpers import in_netns, require_binary, scaled, sluice_bin, wait_for
 from netns import Netns, link
 from tunnel_x_support import BRIDGE_RE, HUB_RE, Role
 
-FAULT_MB = float(os.environ.get("SLUICE_FAULT_MB", "2") or "2")
+FAULT_MB = float(os.environ.get("SLUICE_FAULT_MB", "20") or "20")
 FAULT_BYTES = int(FAULT_MB * 1024 * 1024)
 
 # DESIGN section 4: a peer silent for 45 s is dead; back-off 1 s to 60 s.
