@@ -172,18 +172,18 @@ mutant hub-foreign-identity src/hub/hub_bridge.c \
     'a data connection naming an identity its credentials do not own gets 403' \
     'e2e:tests/e2e/test_tunnel_hub.py::test_hijack_malformed_400_and_foreign_identity_403;e2e:tests/e2e/test_tunnel_x_security.py::test_identity_not_belonging_to_credentials'
 mutant hub-cookie-isolation src/hub/hub_user.c \
-    'u->rhead_wait = cookie_isolation(u->hub);' \
-    'u->rhead_wait = cookie_isolation(u->hub) && 0;' \
+    'sl_cookies_isolation(u->hub->opts.cookie_isolation, u->hub->s_domain);' \
+    'sl_cookies_isolation(u->hub->opts.cookie_isolation, u->hub->s_domain) && 0;' \
     'one tenant cannot set cookies on another (Domain of the hub domain removed)' \
     'e2e:tests/e2e/test_hardening_hub_http.py::test_cookie_of_one_tenant_never_reaches_another'
-mutant hub-client-timeout src/hub/hub.c \
+mutant hub-client-timeout src/hub/hub_caps.c \
     'limit = hub->client_ms;
         doing = "reading the request body";' \
     'limit = hub->client_ms * 1000;
         doing = "reading the request body";' \
     'a request body that stalls is answered 408 after the client timeout' \
     'e2e:tests/e2e/test_hardening_caps.py::test_slow_post_bodies_time_out'
-mutant hub-per-source-cap src/hub/hub.c \
+mutant hub-per-source-cap src/hub/hub_caps.c \
     'if (s->nusers >= c->hub->max_conns_per_ip)' \
     'if (0)' \
     'one source holds at most --max-conns-per-ip user connections (429)' \

@@ -1,6 +1,7 @@
 /* Internal types of the hub, shared by hub.c (listener, allocations,
- * connection lifetimes), hub_bridge.c (control and data endpoints) and
- * hub_user.c (user HTTP through the tunnel). Not for other areas. */
+ * connection lifetimes), hub_bridge.c (control and data endpoints),
+ * hub_user.c (user HTTP through the tunnel), hub_caps.c (idle timeouts,
+ * user caps) and hub_guard.c (allocation limits). Not for other areas. */
 #ifndef SL_HUB_INT_H
 #define SL_HUB_INT_H
 
@@ -160,7 +161,7 @@ struct hub_conn {
     char bridge_id[SL_UUID_LEN + 1]; /* Sluice-Bridge, "" when not sent */
     int resend_opens; /* control: replaced a stale one; re-ask its opens */
 
-    /* Idle timeouts and caps (hub.c). */
+    /* Idle timeouts and caps (hub_caps.c). */
     uint64_t last_progress; /* uv_now of the last byte either way */
     int front;        /* counted in its source's and the hub's user caps */
     int user_counted; /* counted in its source's nusers */
@@ -310,12 +311,6 @@ int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user);
 void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user);
 void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32]);
 size_t hub_conn_queued(const struct hub_conn *c);
-/* Bytes moved for c's request (c a user conn, or a paired data conn):
- * its idle timeout starts again. */
-void hub_progress(struct hub_conn *c);
-/* A refusal by cap k: returns 1 if it is to be logged (the first in
- * 10 s), with *unlogged the refusals not logged since the last line. */
-int hub_burst_log(struct sl_hub *hub, enum hub_cap k, uint64_t *unlogged);
 
 /* hub_bridge.c */
 void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
@@ -351,6 +346,32 @@ void hub_user_on_eof(struct hub_conn *u);
 void hub_user_drained(struct hub_conn *u);
 void hub_user_resume_from_data(struct hub_conn *d);
 void hub_alloc_close_pairs(struct hub_alloc *a);
+
+/* hub_caps.c: idle timeouts of paired requests and the user caps. */
+/* Bytes moved for c's request (c a user conn, or a paired data conn):
+ * its idle timeout starts again. */
+void hub_progress(struct hub_conn *c);
+/* A refusal by cap k: returns 1 if it is to be logged (the first in
+ * 10 s), with *unlogged the refusals not logged since the last line. */
+int hub_burst_log(struct sl_hub *hub, enum hub_cap k, uint64_t *unlogged);
+/* Fills the hub's timeouts and caps from its options, with defaults. */
+void hub_caps_defaults(struct sl_hub *hub);
+/* Counts a new connection in the user caps, or marks it to be refused
+ * (c->refuse) once its head shows a user request. Returns 0 if c was
+ * closed at once: too many refusals are in flight to read their heads. */
+int hub_caps_admit(struct hub_conn *c);
+/* Takes c out of the user caps (closing, or a bridge's connection). */
+void hub_caps_release(struct hub_conn *c);
+/* Whether the user request whose head c just read may go on (identity
+ * NULL: a Host the hub cannot route). Returns 0 if it was answered 429
+ * or 503 instead. */
+int hub_caps_user_admitted(struct hub_conn *c, const char *identity);
+/* The idle timer's callback (t->data the hub): answers or closes the
+ * paired requests idle past their timeout. */
+void hub_caps_on_idle_sweep(uv_timer_t *t);
+/* The idle timer's period in ms: an eighth of the shortest timeout,
+ * within [10 ms, 1 s]. */
+uint64_t hub_caps_sweep_interval(const struct sl_hub *hub);
 
 /* hub_guard.c: allocation limits and idle expiry. */
 /* The key limits count a source by: the address, or its /64 for IPv6

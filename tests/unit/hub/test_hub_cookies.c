@@ -9,7 +9,9 @@
 
 #include <cmocka.h>
 
+/* hub_user.c for host_port_bad; the cookie functions are hub_cookies.c's. */
 #include "../../../src/hub/hub_user.c"
+#include "hub/hub_cookies.h"
 
 #define HOST "ab1234567890.sluice.test"
 
@@ -20,7 +22,7 @@ static const char *isolate(const char *head)
     size_t n = strlen(head);
     assert_true(n < sizeof(buf));
     memcpy(buf, head, n);
-    size_t m = isolate_cookies(buf, n, HOST, strlen(HOST));
+    size_t m = sl_cookies_isolate(buf, n, HOST, strlen(HOST));
     assert_true(m <= n);
     buf[m] = '\0';
     return buf;
@@ -138,25 +140,16 @@ static void test_host_port(void **state)
 static void test_isolation_default(void **state)
 {
     (void)state;
-    struct sl_hub hub;
-    memset(&hub, 0, sizeof(hub));
     const char *on[] = {"sluice.test", "example.com", "localhost.example",
                         "xlocalhost"};
     const char *off[] = {"localhost", "LOCALHOST.", "a.localhost"};
-    for (size_t i = 0; i < 4; i++) {
-        hub.s_domain = (char *)on[i];
-        assert_true(cookie_isolation(&hub));
-    }
+    for (size_t i = 0; i < 4; i++)
+        assert_true(sl_cookies_isolation(SL_HUB_COOKIES_AUTO, on[i]));
     for (size_t i = 0; i < 3; i++) {
-        hub.s_domain = (char *)off[i];
-        assert_false(cookie_isolation(&hub));
-        hub.opts.cookie_isolation = SL_HUB_COOKIES_ON;
-        assert_true(cookie_isolation(&hub));
-        hub.opts.cookie_isolation = SL_HUB_COOKIES_AUTO;
+        assert_false(sl_cookies_isolation(SL_HUB_COOKIES_AUTO, off[i]));
+        assert_true(sl_cookies_isolation(SL_HUB_COOKIES_ON, off[i]));
     }
-    hub.s_domain = (char *)"sluice.test";
-    hub.opts.cookie_isolation = SL_HUB_COOKIES_OFF;
-    assert_false(cookie_isolation(&hub));
+    assert_false(sl_cookies_isolation(SL_HUB_COOKIES_OFF, "sluice.test"));
 }
 
 int main(void)
