@@ -601,12 +601,7 @@ static int pp_trusted(const struct sl_route_config *rc,
         return sl_acl_allows(rc->pp_trusted, peer);
     /* The config loader always sets a list; should a route come without
      * one, trust what the loader's default trusts: this machine. */
-    if (peer->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)(const void *)peer)
-                          ->sin_addr.s_addr) >> 24) == 127;
-    return peer->sa_family == AF_INET6 &&
-           IN6_IS_ADDR_LOOPBACK(
-               &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr);
+    return sl_addr_is_loopback(peer);
 }
 
 static void start_conn(struct tcp_conn *c)
