@@ -121,6 +121,8 @@ static void on_stats_timer(uv_timer_t *t)
 {
     struct sl_streams *s = t->data;
     sl_streams_log_stats(s, &s->ctx->log, SL_LOG_DEBUG);
+    /* Relay buffers idle for a whole interval go back, as on the node. */
+    sl_relay_pool_trim(&s->pool);
 }
 
 static void on_grace_over(uv_timer_t *t)
