@@ -11,7 +11,7 @@ packages=(
   libsqlite3-dev libyaml-dev
   # tests: unit, fuzz, end to end with real peers
   libcmocka-dev libclang-rt-14-dev python3 python3-pytest python3-pytest-timeout
-  python3-websockets
+  python3-websockets python3-cryptography
   curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
   nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl nftables
   gnuplot-nox

@@ -9,6 +9,14 @@ other than 0 after SIGTERM, or a sanitizer report.
 
 SLUICE_TEST_BIG_MB (default 100) sizes the big transfers; a sanitizer build
 on a small machine may want 30.
+
+TLS (all optional, off by default): Hub(tls=True) or Hub(https_port=P)
+adds an `--https` listener (hub.https_port, hub.https_url, hub.ca: the
+local CA's certificate), Hub(http=False) leaves the plain one out;
+Node(hub_url=URL, hub_ca=FILE) dials the hub at URL. With
+SLUICE_TUNNEL_TLS=1 in the environment, TunnelEnv's hubs get an https
+listener and nodes dial it (https:// with --hub-ca), so every tunnel test
+runs its bridges over TLS; users still use the plain port.
 """
 
 import asyncio
@@ -31,6 +39,14 @@ from helpers import (Proc, recv_all, sanitizer_report, scaled, sluice_bin,
 BIG_MB = int(os.environ.get("SLUICE_TEST_BIG_MB", "100") or "100")
 
 HUB_RE = re.compile(r"^hub listening http://(\S+):(\d+) domain (\S+)$", re.M)
+HUB_TLS_RE = re.compile(r"^hub listening https://(\S+):(\d+) domain (\S+)$",
+                        re.M)
+HUB_CA_RE = re.compile(r"^hub ca (\S+)$", re.M)
+
+# SLUICE_TUNNEL_TLS=1: TunnelEnv's hubs listen on https too and nodes dial
+# it. A hub restarted on the same plain port gets the same https port.
+TUNNEL_TLS = os.environ.get("SLUICE_TUNNEL_TLS", "") not in ("", "0")
+_TLS_PORTS = {}
 BRIDGE_RE = re.compile(r"^bridge ([a-z0-9]{12}) (\S+) -> (\S+)$", re.M)
 
 
@@ -120,15 +136,24 @@ class Hub(Role):
     """`sluice boot up --proxy` on free loopback ports (public and API)."""
 
     def __init__(self, workdir, name="hub", args=(), binary=None, env=None,
-                 http_port=None, state_dir=None, global_args=()):
+                 http_port=None, state_dir=None, global_args=(),
+                 https_port=None, tls=False, http=True):
         self.workdir = str(workdir)
         self.port = http_port or free_port()
         self.api_port = free_port()
         self.state_dir = state_dir or os.path.join(self.workdir,
                                                    name + "-state")
+        self.https_port = https_port
+        if self.https_port is None and (tls or not http):
+            self.https_port = (_TLS_PORTS.setdefault(self.port, free_port())
+                               if http_port else free_port())
+        listen = []
+        if http:
+            listen += ["--http", "127.0.0.1:%d" % self.port]
+        if self.https_port:
+            listen += ["--https", "127.0.0.1:%d" % self.https_port]
         argv = [binary or sluice_bin()] + list(global_args) + [
-                "boot", "up", "--proxy",
-                "--http", "127.0.0.1:%d" % self.port,
+                "boot", "up", "--proxy"] + listen + [
                 "--api", "127.0.0.1:%d" % self.api_port,
                 "--state-dir", self.state_dir] + list(args)
         self.proc = Proc(argv, self.workdir, name, env=env)
@@ -138,11 +163,29 @@ class Hub(Role):
             if not self.proc.alive():
                 raise AssertionError("hub exited before listening:\n"
                                      + self.proc.describe())
-            m = HUB_RE.search(self.proc.stdout())
-            return m if (m and tcp_listening(self.api_port)) else None
-        m = wait_for(ready, 20, what="hub listening line")
+            out = self.proc.stdout()
+            m = HUB_RE.search(out) if http else None
+            t = HUB_TLS_RE.search(out) if self.https_port else None
+            if (http and not m) or (self.https_port and not t):
+                return None
+            return (m or t) if tcp_listening(self.api_port) else None
+        m = wait_for(ready, 20, what="hub listening line(s)")
         self.domain = m.group(3)
         self.url = "http://127.0.0.1:%d" % self.port
+        self.https_url = None
+        if self.https_port:
+            self.https_url = "https://127.0.0.1:%d" % self.https_port
+        if not http:
+            self.port = self.https_port
+            self.url = self.https_url
+
+    @property
+    def ca(self):
+        """The local CA's certificate: the path of the `hub ca` line, else
+        where the hub keeps it (<state-dir>/tls/ca.pem)."""
+        m = HUB_CA_RE.search(self.proc.stdout())
+        return m.group(1) if m else os.path.join(self.state_dir, "tls",
+                                                 "ca.pem")
 
     def host(self, identity):
         return "%s.%s:%d" % (identity, self.domain, self.port)
@@ -199,17 +242,23 @@ class Node(Role):
 
     def __init__(self, workdir, hub, upstream, name="node", creds=None,
                  pool=None, args=(), binary=None, env=None, wait=True,
-                 global_args=()):
+                 global_args=(), hub_url=None, hub_ca=None):
         self.workdir = str(workdir)
         self.state_dir = os.path.join(self.workdir, name + "-state")
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         self.hub = hub
         self.upstream = upstream
         self.api_port = free_port()
+        if hub_url is None and TUNNEL_TLS and getattr(hub, "https_url",
+                                                      None):
+            hub_url, hub_ca = hub.https_url, hub_ca or hub.ca
+        self.hub_url = hub_url or hub.url
         argv = [binary or sluice_bin()] + list(global_args) + [
                 "boot", "up", "--bridge",
-                "--hub", hub.url, "--state-dir", self.state_dir,
+                "--hub", self.hub_url, "--state-dir", self.state_dir,
                 "--api", "127.0.0.1:%d" % self.api_port]
+        if hub_ca:
+            argv += ["--hub-ca", hub_ca]
         argv += ["--upstream", upstream]
         if creds is not None:
             argv += ["--username", creds["username"],
@@ -249,7 +298,7 @@ class Node(Role):
                                        timeout=scaled(10))
         try:
             c.request("POST", "/api/bridge/", body=json.dumps(
-                {"upstream": upstream, "hub": self.hub.url}).encode(),
+                {"upstream": upstream, "hub": self.hub_url}).encode(),
                 headers={"Content-Type": "application/json"})
             r = c.getresponse()
             return r.status, r.read()
@@ -751,6 +800,8 @@ class TunnelEnv:
         return d
 
     def hub(self, **kw):
+        if TUNNEL_TLS:
+            kw.setdefault("tls", True)
         h = Hub(self.workdir, name="hub%d" % len(self.hubs), **kw)
         self.hubs.append(h)
         return h
