@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "net/xprt.h"
 #include "net/http_head.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -75,9 +76,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         return 0;
-    uv_pipe_t pipe;
+    struct sl_xprt pipe;
     uv_timer_t timer;
-    if (uv_pipe_init(&loop, &pipe, 0) != 0 || uv_pipe_open(&pipe, sv[0]) != 0)
+    sl_xprt_init(&pipe);
+    if (uv_tcp_init(&loop, &pipe.tcp) != 0 ||
+        uv_tcp_open(&pipe.tcp, sv[0]) != 0)
         abort();
     if (uv_timer_init(&loop, &timer) != 0)
         abort();
@@ -86,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&run, 0, sizeof(run));
     run.r.data = &run;
     /* Long enough never to fire: EOF always comes first. */
-    int rc = sl_http_reader_start(&run.r, (uv_stream_t *)&pipe, &timer, max,
+    int rc = sl_http_reader_start(&run.r, &pipe, &timer, max,
                                   60000, pre_len ? body : NULL, pre_len,
                                   on_head);
     if (rc != 0)
@@ -136,7 +139,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sl_http_reader_release(&run.r);
     sl_http_reader_release(&run.r); /* idempotent */
-    uv_close((uv_handle_t *)&pipe, on_closed);
+    uv_close((uv_handle_t *)&pipe.tcp, on_closed);
     uv_close((uv_handle_t *)&timer, on_closed);
     uv_run(&loop, UV_RUN_DEFAULT);
     close(sv[1]);

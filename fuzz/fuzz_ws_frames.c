@@ -28,6 +28,7 @@
 
 #include <uv.h>
 
+#include "net/xprt.h"
 #include "net/ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,7 +45,7 @@ static const size_t max_msgs[] = {1, 125, 1024, 65536};
 
 struct run {
     struct sl_ws ws;
-    uv_tcp_t tcp;
+    struct sl_xprt tcp;
     size_t max_msg;
     int pause_each;
     int paused;
@@ -128,8 +129,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     run->max_msg = max_msgs[(data[0] >> 1) & 3];
     run->pause_each = (data[0] >> 4) & 1;
-    if (uv_tcp_init(&loop, &run->tcp) != 0 ||
-        uv_tcp_open(&run->tcp, sv[0]) != 0)
+    sl_xprt_init(&run->tcp);
+    if (uv_tcp_init(&loop, &run->tcp.tcp) != 0 ||
+        uv_tcp_open(&run->tcp.tcp, sv[0]) != 0)
         abort();
 
     struct sl_ws_opts o;

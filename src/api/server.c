@@ -12,6 +12,7 @@
 #include "core/str.h"
 #include "net/addr.h"
 #include "net/http_head.h"
+#include "net/xprt.h"
 #include "tunnel/creds.h"
 
 #define AUTHZ_MAX 1024
@@ -60,7 +61,7 @@ struct conn {
     struct sl_api_server *srv;
     struct conn *prev, *next;
     unsigned long id;
-    uv_tcp_t tcp;
+    struct sl_xprt xp;
     uv_timer_t timer;
     int closing;
     int handles_open; /* tcp + timer still to be closed */
@@ -252,7 +253,7 @@ static void conn_close(struct conn *c, const char *why)
     c->prev = c->next = NULL;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    sl_xprt_close(&c->xp, on_conn_handle_closed);
 }
 
 /* --------------------------------------------------------------------- */
@@ -319,10 +320,10 @@ static void conn_send(struct conn *c, int status, const char *ctype,
     uv_buf_t buf = uv_buf_init(wr->data, (unsigned)wr->len);
     /* Reading stays stopped until the reply is out: one request at a
      * time per connection. */
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    sl_xprt_read_stop(&c->xp);
     uv_timer_stop(&c->timer);
     c->writing = 1;
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    int rc = sl_xprt_write(&wr->w, &c->xp, &buf, 1, on_write);
     if (rc != 0) {
         free(wr);
         c->writing = 0;
@@ -783,7 +784,7 @@ static void conn_feed(struct conn *c, const char *data, size_t len)
             c->rest = rest;
             c->rest_len = len - n;
         }
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        sl_xprt_read_stop(&c->xp);
         uv_timer_stop(&c->timer);
         dispatch(c);
         return;
@@ -821,7 +822,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void conn_read_start(struct conn *c)
 {
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int rc = sl_xprt_read_start(&c->xp, on_alloc, on_read);
     if (rc != 0)
         conn_close(c, uv_strerror(rc));
 }
@@ -887,9 +888,10 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     c->srv = srv;
     c->id = ++srv->next_id;
-    uv_tcp_init(srv->ctx->loop, &c->tcp);
+    sl_xprt_init(&c->xp);
+    uv_tcp_init(srv->ctx->loop, &c->xp.tcp);
     uv_timer_init(srv->ctx->loop, &c->timer);
-    c->tcp.data = c;
+    c->xp.tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     srv->handles++;
@@ -899,17 +901,17 @@ static void on_connection(uv_stream_t *ls, int status)
     srv->conns = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(ls, (uv_stream_t *)&c->xp.tcp) != 0) {
         conn_close(c, "accept failed");
         return;
     }
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+    if (uv_tcp_getpeername(&c->xp.tcp, (struct sockaddr *)&ss, &sl) == 0)
         sl_addr_str((struct sockaddr *)&ss, c->peer);
     else
         snprintf(c->peer, sizeof(c->peer), "?");
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->xp.tcp, 1);
     sl_debug(&srv->ctx->log, "%s: conn %lu from %s: accepted", srv->name,
              c->id, c->peer);
     uv_timer_start(&c->timer, on_timeout, SL_API_TIMEOUT_MS,

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "hub/hub_int.h"
+#include "tls/tls_server.h"
 #include "tunnel/host_route.h"
 
 #define RATE_WINDOW_MS 60000
@@ -355,8 +356,8 @@ void hub_conn_close(struct hub_conn *c, int reason)
             sl_ws_abort(c->ws, reason);
         return;
     }
-    if (!uv_is_closing((uv_handle_t *)&c->tcp))
-        uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&c->xp.tcp))
+        sl_xprt_close(&c->xp, on_conn_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&c->timer))
         uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
@@ -379,7 +380,7 @@ size_t hub_conn_queued(const struct hub_conn *c)
 {
     if (c->ws_active)
         return sl_ws_queued(c->ws);
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+    return sl_xprt_write_queue_size(&c->xp);
 }
 
 static void on_block_written(uv_write_t *req, int status)
@@ -405,7 +406,7 @@ static void on_block_written(uv_write_t *req, int status)
 int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
                    size_t n)
 {
-    uv_stream_t *s = (uv_stream_t *)&c->tcp;
+    struct sl_xprt *s = &c->xp;
     size_t off = 0;
     if (c->closing) {
         hub_block_put(c->hub, b);
@@ -415,9 +416,9 @@ int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
         hub_block_put(c->hub, b);
         return 0;
     }
-    if (uv_stream_get_write_queue_size(s) == 0) {
+    if (sl_xprt_write_queue_size(s) == 0) {
         uv_buf_t ub = uv_buf_init((char *)data, (unsigned)n);
-        int w = uv_try_write(s, &ub, 1);
+        int w = sl_xprt_try_write(s, &ub, 1);
         if (w < 0 && w != UV_EAGAIN) {
             hub_block_put(c->hub, b);
             return w;
@@ -435,7 +436,7 @@ int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
         /* The read block becomes the write's storage: no copy. */
         uv_buf_t ub = uv_buf_init((char *)data + off, (unsigned)(n - off));
         b->dst = c;
-        int rc = uv_write(&b->req, s, &ub, 1, on_block_written);
+        int rc = sl_xprt_write(&b->req, s, &ub, 1, on_block_written);
         if (rc < 0)
             hub_block_put(c->hub, b);
         return rc;
@@ -448,7 +449,7 @@ int hub_conn_write(struct hub_conn *c, struct hub_block *b, const char *data,
         memcpy(nb->data, data + off, k);
         uv_buf_t ub = uv_buf_init(nb->data, (unsigned)k);
         nb->dst = c;
-        int rc = uv_write(&nb->req, s, &ub, 1, on_block_written);
+        int rc = sl_xprt_write(&nb->req, s, &ub, 1, on_block_written);
         if (rc < 0) {
             hub_block_put(c->hub, nb);
             return rc;
@@ -479,7 +480,7 @@ void hub_conn_finish(struct hub_conn *c)
     }
     /* Shut down after the queued writes are out, then close. */
     c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+    if (sl_xprt_shutdown(&c->shutdown_req, &c->xp,
                     on_reply_shutdown) < 0)
         hub_conn_close(c, 0);
 }
@@ -602,7 +603,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 void hub_conn_read_stop(struct hub_conn *c)
 {
     if (c->reading && !c->ws_active)
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        sl_xprt_read_stop(&c->xp);
     c->reading = 0;
 }
 
@@ -610,7 +611,7 @@ static void read_start(struct hub_conn *c)
 {
     if (c->reading || c->closing || c->ws_active)
         return;
-    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    int rc = sl_xprt_read_start(&c->xp, on_alloc, on_read);
     if (rc < 0) {
         hub_conn_close(c, rc);
         return;
@@ -637,8 +638,10 @@ static void on_conn_timer(uv_timer_t *t)
         hub_user_on_timer(c);
         return;
     }
-    /* Head timeout: slowloris, or an idle keep-alive connection. */
-    if (c->head_len == 0) {
+    /* Head timeout: slowloris, or an idle keep-alive connection. A TLS
+     * connection still without its session cannot be answered. */
+    if (c->head_len == 0 || c->tls_front == TLS_PEEK ||
+        c->tls_front == TLS_HANDSHAKE) {
         hub_conn_close(c, UV_ETIMEDOUT);
         return;
     }
@@ -704,6 +707,10 @@ static void bad_request(struct hub_conn *c, const char *why)
 static void process_head(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
+    if (c->tls_front == TLS_PEEK) {
+        hub_tls_peek(c);
+        return;
+    }
     ssize_t end = sl_http_head_end(c->head, c->head_len, c->head_scanned,
                                    SL_HTTP_HEAD_MAX);
     c->head_scanned = c->head_len;
@@ -743,6 +750,8 @@ static void process_head(struct hub_conn *c)
                   : SL_ENOTFOUND;
     if (rc == 0 || rc == SL_EPARSE) {
         if (!hub_caps_user_admitted(c, rc == 0 ? identity : NULL))
+            return;
+        if (hub_tls_redirect(c, &h))
             return;
         if (c->kind == C_NEW) {
             c->kind = C_USER;
@@ -787,7 +796,7 @@ static void on_refused_closed(uv_handle_t *h)
     hub->open_handles--;
     if (hub->refuse_waiting && !hub->stopping) {
         hub->refuse_waiting = 0;
-        on_connection((uv_stream_t *)&hub->listener, 0);
+        on_connection(hub->refuse_l, 0);
         return;
     }
     maybe_finish_stop(hub);
@@ -796,19 +805,19 @@ static void on_refused_closed(uv_handle_t *h)
 /* Out of memory for a new connection: close it, as nginx does. Leaving
  * it unaccepted would stop libuv watching the listener, so one failed
  * allocation would end all accepting. */
-static void refuse_connection(struct sl_hub *hub)
+static void refuse_connection(struct sl_hub *hub, uv_stream_t *l)
 {
     sl_warn(hub->log, "hub: out of memory accepting a connection; closed");
     if (hub->refusing) {
         hub->refuse_waiting = 1; /* taken when refuse is free again */
+        hub->refuse_l = l;
         return;
     }
     uv_tcp_init(hub->loop, &hub->refuse);
     hub->refuse.data = hub;
     hub->refusing = 1;
     hub->open_handles++;
-    (void)uv_accept((uv_stream_t *)&hub->listener,
-                    (uv_stream_t *)&hub->refuse);
+    (void)uv_accept(l, (uv_stream_t *)&hub->refuse);
     uv_close((uv_handle_t *)&hub->refuse, on_refused_closed);
 }
 
@@ -821,27 +830,28 @@ static void on_connection(uv_stream_t *l, int status)
     }
     struct hub_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        refuse_connection(hub);
+        refuse_connection(hub, l);
         return;
     }
     c->hub = hub;
     c->id = ++hub->next_id;
     c->kind = C_NEW;
     sl_list_init(&c->alink);
-    uv_tcp_init(hub->loop, &c->tcp);
+    sl_xprt_init(&c->xp);
+    uv_tcp_init(hub->loop, &c->xp.tcp);
     uv_timer_init(hub->loop, &c->timer);
-    c->tcp.data = c;
+    c->xp.tcp.data = c;
     c->timer.data = c;
     c->open_handles = 2;
     sl_list_push(&hub->conns, &c->all);
-    if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept(l, (uv_stream_t *)&c->xp.tcp) != 0) {
         hub_conn_close(c, UV_ECONNABORTED);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->xp.tcp, 1);
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->xp.tcp, (struct sockaddr *)&ss, &len) == 0) {
         struct sockaddr_storage un;
         if (sl_addr_unmap((struct sockaddr *)&ss, &un))
             ss = un;
@@ -852,7 +862,10 @@ static void on_connection(uv_stream_t *l, int status)
     }
     if (!hub_caps_admit(c))
         return;
-    hub_conn_start_head(c);
+    if (l == (uv_stream_t *)&hub->tls_listener)
+        hub_tls_accept(c);
+    else
+        hub_conn_start_head(c);
 }
 
 /* Flush: counters to the store, bandwidth, stats to bridges. */
@@ -929,7 +942,72 @@ static void free_strings(struct sl_hub *hub)
 
 static void on_failed_listener_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct sl_hub *hub = h->data;
+    if (--hub->open_handles == 0)
+        free(hub);
+}
+
+/* Binds and listens on addr (flag names it in errors); the bound
+ * address and port go to out_addr/out_port. */
+static int listen_at(struct sl_hub *hub, uv_tcp_t *l, const char *addr,
+                     const char *flag, char *out_addr, int *out_port)
+{
+    struct sockaddr_storage ss;
+    if (sl_addr_parse(addr, &ss) != 0) {
+        sl_error(hub->log, "hub: %s '%s' is not an address (ip:port)", flag,
+                 addr);
+        return SL_ECONFIG;
+    }
+    uv_tcp_init(hub->loop, l);
+    l->data = hub;
+    hub->open_handles++;
+    int rc = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)l, 1024, on_connection);
+    if (rc != 0) {
+        sl_error(hub->log, "hub: cannot listen on %s: %s", addr,
+                 sl_strerror(rc));
+        return rc;
+    }
+    int len = sizeof(ss);
+    uv_tcp_getsockname(l, (struct sockaddr *)&ss, &len);
+    sl_addr_format((struct sockaddr *)&ss, out_addr, SL_ADDR_STRLEN);
+    *out_port = sl_addr_port((struct sockaddr *)&ss);
+    return 0;
+}
+
+/* The certificates, then the TLS listener. */
+static int tls_start(struct sl_hub *hub, const struct sl_hub_options *opts)
+{
+    static const char *const alpn[] = {"http/1.1", NULL};
+    struct sl_tls_server_opts to = {
+        .cert_files = opts->tls_cert_files,
+        .key_files = opts->tls_key_files,
+        .ncerts = opts->ntls_certs,
+        .state_dir = hub->s_state_dir,
+        .domain = hub->s_domain,
+        .alpn = alpn,
+    };
+    char err[512];
+    if (to.ncerts == 0 && to.state_dir == NULL) {
+        sl_error(hub->log, "hub: --https needs --tls-cert/--tls-key or a "
+                           "state directory for its local CA");
+        return SL_ECONFIG;
+    }
+    int rc = sl_tls_server_new(hub->loop, hub->log, &to, &hub->tls, err,
+                               sizeof(err));
+    if (rc != 0) {
+        sl_error(hub->log, "hub: TLS: %s", err);
+        return rc;
+    }
+    rc = listen_at(hub, &hub->tls_listener, opts->https_addr, "--https",
+                   hub->tls_address, &hub->tls_port);
+    if (rc != 0)
+        return rc;
+    if (sl_tls_server_ca_path(hub->tls) != NULL)
+        sl_info(hub->log, "hub: TLS certificates from the local CA %s",
+                sl_tls_server_ca_path(hub->tls));
+    return 0;
 }
 
 int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
@@ -946,7 +1024,8 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     hub_caps_defaults(hub);
     hub->s_http_addr = dup_or(opts->http_addr, "127.0.0.1:8080");
     hub->s_domain = dup_or(opts->domain, "localhost");
-    hub->s_scheme = dup_or(opts->public_scheme, "http");
+    hub->s_scheme = dup_or(opts->public_scheme,
+                           opts->https_addr != NULL ? "https" : "http");
     hub->s_token = dup_or(opts->gateway_token, NULL);
     hub->s_state_dir = dup_or(opts->state_dir, NULL);
     sl_list_init(&hub->conns);
@@ -965,9 +1044,12 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         rc = SL_ECONFIG;
         goto fail_strings;
     }
-    if (sl_addr_parse(hub->s_http_addr, &ss) != 0) {
-        sl_error(hub->log, "hub: --http '%s' is not an address (ip:port)",
-                 hub->s_http_addr);
+    if ((!opts->no_http && sl_addr_parse(hub->s_http_addr, &ss) != 0) ||
+        (opts->https_addr != NULL &&
+         sl_addr_parse(opts->https_addr, &ss) != 0)) {
+        sl_error(hub->log, "hub: --%s '%s' is not an address (ip:port)",
+                 opts->no_http ? "https" : "http",
+                 opts->no_http ? opts->https_addr : hub->s_http_addr);
         rc = SL_ECONFIG;
         goto fail_strings;
     }
@@ -989,21 +1071,24 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         }
         hub->own_store = 1;
     }
-    uv_tcp_init(hub->loop, &hub->listener);
-    hub->listener.data = hub;
-    hub->open_handles++;
-    rc = uv_tcp_bind(&hub->listener, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&hub->listener, 1024, on_connection);
-    if (rc != 0) {
-        sl_error(hub->log, "hub: cannot listen on %s: %s", hub->s_http_addr,
-                 sl_strerror(rc));
-        goto fail_store;
+    if (!opts->no_http) {
+        rc = listen_at(hub, &hub->listener, hub->s_http_addr, "--http",
+                       hub->address, &hub->port);
+        if (rc != 0)
+            goto fail_store;
+        hub->has_plain = 1;
     }
-    int len = sizeof(ss);
-    uv_tcp_getsockname(&hub->listener, (struct sockaddr *)&ss, &len);
-    sl_addr_format((struct sockaddr *)&ss, hub->address, sizeof(hub->address));
-    hub->port = sl_addr_port((struct sockaddr *)&ss);
+    if (opts->https_addr != NULL) {
+        rc = tls_start(hub, opts);
+        if (rc != 0)
+            goto fail_store;
+    }
+    if (!hub->has_plain) {
+        /* TLS only: the TLS listener is the hub's address. */
+        snprintf(hub->address, sizeof(hub->address), "%s", hub->tls_address);
+        hub->port = hub->tls_port;
+    }
+    sl_addr_parse(hub->address, &ss);
     hub_guard_warn(hub, (struct sockaddr *)&ss);
     uv_timer_init(hub->loop, &hub->flush_timer);
     hub->flush_timer.data = hub;
@@ -1031,9 +1116,15 @@ fail_store:
         sl_store_close(hub->store);
 fail_strings:
     free_strings(hub);
+    sl_tls_server_free(hub->tls);
     if (hub->open_handles > 0) {
-        /* The listener's memory is the hub's: free it once closed. */
-        uv_close((uv_handle_t *)&hub->listener, on_failed_listener_closed);
+        /* The listeners' memory is the hub's: free it once closed. */
+        if (hub->listener.loop != NULL)
+            uv_close((uv_handle_t *)&hub->listener,
+                     on_failed_listener_closed);
+        if (hub->tls_listener.loop != NULL)
+            uv_close((uv_handle_t *)&hub->tls_listener,
+                     on_failed_listener_closed);
         return rc;
     }
     free(hub);
@@ -1065,6 +1156,7 @@ static void maybe_finish_stop(struct sl_hub *hub)
     if (hub->ctx->hub == hub)
         hub->ctx->hub = NULL;
     free_strings(hub);
+    sl_tls_server_free(hub->tls);
     free(hub);
     if (done)
         done(arg);
@@ -1085,7 +1177,10 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
     hub->done = done;
     hub->done_arg = arg;
     sl_info(hub->log, "hub: stopping");
-    uv_close((uv_handle_t *)&hub->listener, on_hub_handle_closed);
+    if (hub->listener.loop != NULL)
+        uv_close((uv_handle_t *)&hub->listener, on_hub_handle_closed);
+    if (hub->tls_listener.loop != NULL)
+        uv_close((uv_handle_t *)&hub->tls_listener, on_hub_handle_closed);
     uv_close((uv_handle_t *)&hub->flush_timer, on_hub_handle_closed);
     uv_close((uv_handle_t *)&hub->idle_timer, on_hub_handle_closed);
     /* Counters first, while allocations and connections are all there. */
@@ -1104,6 +1199,25 @@ int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap)
     return (n < 0 || (size_t)n >= cap) ? SL_ETOOBIG : 0;
 }
 
+int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap)
+{
+    if (hub->tls == NULL)
+        return SL_ENOTFOUND;
+    int n = snprintf(buf, cap, "%s", hub->tls_address);
+    return (n < 0 || (size_t)n >= cap) ? SL_ETOOBIG : 0;
+}
+
+const char *sl_hub_ca_path(const struct sl_hub *hub)
+{
+    return hub->tls ? sl_tls_server_ca_path(hub->tls) : NULL;
+}
+
+void sl_hub_reload(struct sl_hub *hub)
+{
+    if (hub->tls != NULL && !hub->stopping)
+        sl_tls_server_reload(hub->tls);
+}
+
 struct sl_store *sl_hub_store(struct sl_hub *hub)
 {
     return hub->store;
@@ -1117,7 +1231,8 @@ struct sl_store_limits sl_hub_default_limits(const struct sl_hub *hub)
 int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,
                size_t cap)
 {
-    int port = hub->opts.public_port == 0 ? hub->port : hub->opts.public_port;
+    int own = hub->tls != NULL ? hub->tls_port : hub->port;
+    int port = hub->opts.public_port == 0 ? own : hub->opts.public_port;
     int n;
     if (port > 0)
         n = snprintf(buf, cap, "%s://%s.%s:%d/", hub->s_scheme, identity,

@@ -25,9 +25,19 @@ enum {
 
 struct sl_hub_options {
     const char *http_addr;     /* public listener; NULL: "127.0.0.1:8080" */
+    int no_http;               /* no plain listener (TLS only) */
+    const char *https_addr;    /* TLS listener; NULL: none */
+    /* Certificates of the TLS listener (PEM pairs, chosen by SNI; the
+     * first is the default); none: a local CA in <state_dir>/tls/. */
+    const char *const *tls_cert_files;
+    const char *const *tls_key_files;
+    size_t ntls_certs;
+    int https_redirect;        /* plain user requests get 308 to https */
     const char *domain;        /* NULL: "localhost" */
-    const char *public_scheme; /* in welcome URLs; NULL: "http" */
-    int public_port;           /* in welcome URLs; 0: the listener's port;
+    const char *public_scheme; /* in welcome URLs; NULL: "https" with a
+                                  TLS listener, else "http" */
+    int public_port;           /* in welcome URLs; 0: the listener's port
+                                  (the TLS one's when there is one);
                                   -1: none (the scheme's default) */
     const char *gateway_token; /* NULL or "": anyone may allocate */
     const char *state_dir;     /* store file <state_dir>/hub.db; NULL:
@@ -119,6 +129,18 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg);
 
 /* The bound public address, "ip:port". Returns 0 or SL_ETOOBIG. */
 int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap);
+
+/* The TLS listener's address, "ip:port". Returns 0, SL_ENOTFOUND when
+ * the hub has none, or SL_ETOOBIG. */
+int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap);
+
+/* The local CA's certificate when the hub made one (no --tls-cert), for
+ * `curl --cacert`; else NULL. */
+const char *sl_hub_ca_path(const struct sl_hub *hub);
+
+/* SIGHUP: the TLS certificates are read again (off the loop); live
+ * connections keep theirs. */
+void sl_hub_reload(struct sl_hub *hub);
 
 /* The store the hub uses (for the admin API). Never NULL after start. */
 struct sl_store *sl_hub_store(struct sl_hub *hub);

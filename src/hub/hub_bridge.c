@@ -313,6 +313,8 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     if (m.type == SL_CTL_HELLO && !c->got_hello) {
         c->got_hello = 1;
         uv_timer_stop(&c->timer);
+        /* The latest bridge says how users reach it over TLS. */
+        c->alloc->passthrough = (m.hello.capabilities & SL_CAP_TLS) != 0;
         sl_info(c->hub->log, "hub control %llu (%s): hello version %d, "
                              "pool %d",
                 (unsigned long long)c->id, c->alloc->identity,
@@ -464,7 +466,7 @@ static void control_upgrade(struct hub_conn *c)
     sl_info(hub->log, "hub control %llu (%s) from %s: connected%s",
             (unsigned long long)c->id, a->identity, c->peer_ip,
             c->just_allocated ? " (new allocation)" : "");
-    sl_ws_start(c->ws, &c->tcp, &o, pre, pre_len);
+    sl_ws_start(c->ws, &c->xp, &o, pre, pre_len);
     if (!c->closing && !c->got_hello && !sl_ws_is_closing(c->ws))
         uv_timer_start(&c->timer, on_hello_deadline, hello_deadline_ms(hub),
                        0);
@@ -656,7 +658,7 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
 {
     struct sl_hub *hub = c->hub;
     c->head_off = h->len;
-    (void)sl_tcp_live(&c->tcp); /* best effort: pings cover it too */
+    (void)sl_tcp_live(&c->xp.tcp); /* best effort: pings cover it too */
     if (!check_upgrade(c, h) || !take_bridge_id(c, h))
         return;
     int rc = take_basic(c, h);
@@ -837,7 +839,7 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     c->dstate = D_AUTH;
     /* Best effort: a raw pair has no pings, so only the kernel can tell a
      * bridge whose path died. */
-    (void)sl_tcp_live(&c->tcp);
+    (void)sl_tcp_live(&c->xp.tcp);
     if (!check_upgrade(c, h))
         return;
     const struct sl_http_header *x = sl_http_head_find(h, "sluice-hijack");
@@ -952,7 +954,7 @@ int hub_data_accept(struct hub_conn *d)
     d->ws->on_drain = data_ws_drain;
     d->ws->on_peer_close = data_ws_peer_close;
     d->ws_active = 1;
-    sl_ws_start(d->ws, &d->tcp, &o, pre, pre_len);
+    sl_ws_start(d->ws, &d->xp, &o, pre, pre_len);
     return 0;
 }
 
@@ -1009,5 +1011,5 @@ void hub_data_end(struct hub_conn *d)
         return;
     }
     d->shutdown_req.data = d;
-    uv_shutdown(&d->shutdown_req, (uv_stream_t *)&d->tcp, on_data_shutdown);
+    sl_xprt_shutdown(&d->shutdown_req, &d->xp, on_data_shutdown);
 }

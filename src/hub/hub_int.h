@@ -17,6 +17,7 @@
 #include "net/addr.h"
 #include "net/http_head.h"
 #include "net/ws.h"
+#include "net/xprt.h"
 #include "tunnel/creds.h"
 #include "tunnel/hijack.h"
 #include "tunnel/identity.h"
@@ -35,6 +36,7 @@
 #define HUB_REFUSING_MAX 1024 /* over-cap connections read for an answer */
 
 struct hub_conn;
+struct sl_tls_server;
 
 /* A read buffer that can become a write request's storage. */
 struct hub_block {
@@ -61,6 +63,8 @@ struct hub_alloc {
     uint64_t stats_mark;               /* user total at last stats msg */
     int limited;
     int limited_dirty;
+    int passthrough; /* the bridge takes TLS as it comes (a tls://
+                        upstream): users are routed by SNI, unread */
     int64_t last_seen;
     int touched;
     struct sl_link controls; /* control conns, oldest first */
@@ -77,6 +81,15 @@ struct hub_alloc {
 };
 
 enum conn_kind { C_NEW, C_USER, C_CONTROL, C_DATA };
+
+/* A connection of the TLS listener before it is HTTP (hub_tls.c). */
+enum tls_front {
+    TLS_NONE,        /* the plain listener's, or TLS is over: HTTP */
+    TLS_PEEK,        /* reading the ClientHello, unterminated */
+    TLS_HANDSHAKE,   /* the hub's own TLS handshake runs */
+    TLS_DONE,        /* terminated: HTTP inside TLS */
+    TLS_PASSTHROUGH, /* the bytes go to a bridge as they are */
+};
 
 /* The allocation list a connection is in (hub_conn.in_alist). */
 enum alist { AL_NONE, AL_CONTROLS, AL_POOL, AL_WAITING, AL_VERIFY };
@@ -104,7 +117,7 @@ struct hub_conn {
     struct sl_link alink; /* in one of the allocation's lists */
     int in_alist;          /* which: enum alist (0 none) */
     struct hub_alloc *alloc;
-    uv_tcp_t tcp;
+    struct sl_xprt xp; /* the socket, plain or TLS */
     uv_timer_t timer;
     uv_shutdown_t shutdown_req;
     char peer_ip[SL_ADDR_STRLEN];
@@ -153,6 +166,8 @@ struct hub_conn {
     int framed;       /* data conn speaks WebSocket frames */
     int want_raw;
     int just_allocated; /* control: credentials to send in welcome */
+    enum tls_front tls_front;
+    int passthrough;    /* user: TLS bytes relayed unterminated */
     int got_hello;
     struct hub_auth *auth; /* while credentials are checked, else NULL */
     char ws_accept[SL_WS_ACCEPT_LEN + 1];
@@ -231,12 +246,19 @@ struct sl_hub {
     struct sl_store *store;
     int own_store;
     uv_tcp_t listener;
+    /* --https: the TLS listener and the certificates (NULL: none). */
+    struct sl_tls_server *tls;
+    uv_tcp_t tls_listener;
+    char tls_address[SL_ADDR_STRLEN];
+    int tls_port;
+    int has_plain; /* the plain listener is open */
     uv_timer_t flush_timer;
     /* Takes a connection the hub has no memory to serve, to close it:
      * libuv watches the listener again only once its offer is accepted. */
     uv_tcp_t refuse;
     int refusing;       /* refuse is closing */
     int refuse_waiting; /* a connection waits in libuv meanwhile */
+    uv_stream_t *refuse_l; /* on this listener */
     int open_handles;
     int stopping;
     void (*done)(void *);
@@ -346,6 +368,18 @@ void hub_user_on_eof(struct hub_conn *u);
 void hub_user_drained(struct hub_conn *u);
 void hub_user_resume_from_data(struct hub_conn *d);
 void hub_alloc_close_pairs(struct hub_alloc *a);
+/* A TLS connection for passthrough allocation a (its ClientHello in
+ * head[]): paired with a data connection, then bytes both ways. */
+void hub_user_passthrough(struct hub_conn *u, struct hub_alloc *a);
+
+/* hub_tls.c: the TLS listener's front. */
+/* A connection accepted on the TLS listener: its ClientHello is read. */
+void hub_tls_accept(struct hub_conn *c);
+/* Bytes of the ClientHello arrived in head[]. */
+void hub_tls_peek(struct hub_conn *c);
+/* --https-redirect: answers a user request on the plain listener with a
+ * 308 to its https:// URL. Returns 1 if it answered. */
+int hub_tls_redirect(struct hub_conn *c, const struct sl_http_head *h);
 
 /* hub_caps.c: idle timeouts of paired requests and the user caps. */
 /* Bytes moved for c's request (c a user conn, or a paired data conn):

@@ -74,6 +74,12 @@ static int parser_ok(const http_parser *p)
 
 static void reply_text(struct hub_conn *u, int status, const char *body)
 {
+    /* A passthrough user speaks TLS to its upstream: no HTTP answer can
+     * reach it, so it gets what a TCP user gets, a close. */
+    if (u->passthrough) {
+        hub_conn_close(u, status == 429 ? SL_ELIMIT : UV_ECONNRESET);
+        return;
+    }
     hub_conn_reply_close(u, status, NULL, body, NULL);
 }
 
@@ -247,7 +253,9 @@ static int build_head(struct hub_conn *u, const struct sl_http_head *h,
         puts_(&o, "\r\n");
     }
     puts_(&o, "X-Forwarded-Proto: ");
-    puts_(&o, u->hub->s_scheme);
+    puts_(&o, sl_xprt_is_tls(&u->xp) ? "https"
+              : u->hub->opts.public_scheme ? u->hub->opts.public_scheme
+                                           : "http");
     puts_(&o, "\r\nX-Forwarded-Host: ");
     put(&o, host->value, host->value_len);
     puts_(&o, "\r\n\r\n");
@@ -463,6 +471,10 @@ void hub_user_paired(struct hub_conn *u, struct hub_conn *d)
     sl_debug(u->hub->log, "hub user %llu (%s): paired with data %llu",
              (unsigned long long)u->id, u->alloc->identity,
              (unsigned long long)d->id);
+    if (u->passthrough) {
+        go_opaque(u); /* the ClientHello, and what followed, first */
+        return;
+    }
     forward(u);
 }
 
@@ -600,6 +612,31 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
     drop_data(u);
     u->alloc = a;
     pair(u);
+}
+
+void hub_user_passthrough(struct hub_conn *u, struct hub_alloc *a)
+{
+    struct sl_hub *hub = u->hub;
+    if (!hub_caps_user_admitted(u, a->identity))
+        return;
+    if (u->kind == C_NEW) {
+        u->kind = C_USER;
+        hub->totals.user_conns++;
+    }
+    u->nrequests++;
+    hub->totals.requests++;
+    u->passthrough = 1;
+    if (a->limited) {
+        reply_text(u, 429, "Traffic limit exceeded");
+        return;
+    }
+    /* The ClientHello stays in head[]; later bytes join it there until
+     * the pair is made, then go_opaque sends them all. */
+    uv_timer_stop(&u->timer);
+    u->alloc = a;
+    hub_conn_read_blocks(u);
+    if (!u->closing)
+        pair(u);
 }
 
 void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
@@ -931,7 +968,7 @@ static void pair_shutdown(struct hub_conn *c)
         return;
     c->shut_out = 1;
     c->shutdown_req.data = c;
-    int rc = uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+    int rc = sl_xprt_shutdown(&c->shutdown_req, &c->xp,
                          on_pair_shutdown);
     if (rc < 0) {
         c->shut_out = 0;

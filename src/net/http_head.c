@@ -356,14 +356,14 @@ static void on_write_copy(uv_write_t *req, int status)
     free(req);
 }
 
-int sl_stream_write_copy(uv_stream_t *s, const void *data, size_t len)
+int sl_stream_write_copy(struct sl_xprt *s, const void *data, size_t len)
 {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = 0;
     if (len == 0)
         return 0;
-    if (uv_stream_get_write_queue_size(s) == 0) {
-        n = uv_try_write(s, &b, 1);
+    if (sl_xprt_write_queue_size(s) == 0) {
+        n = sl_xprt_try_write(s, &b, 1);
         if (n < 0 && n != UV_EAGAIN)
             return n;
         if (n < 0)
@@ -377,7 +377,7 @@ int sl_stream_write_copy(uv_stream_t *s, const void *data, size_t len)
         return UV_ENOMEM;
     memcpy(w->data, (const char *)data + n, rest);
     b = uv_buf_init(w->data, (unsigned)rest);
-    int rc = uv_write(&w->req, s, &b, 1, on_write_copy);
+    int rc = sl_xprt_write(&w->req, s, &b, 1, on_write_copy);
     if (rc < 0)
         free(w);
     return rc;
@@ -454,7 +454,7 @@ static void reader_timeout(uv_timer_t *t)
         reader_finish(r, UV_ETIMEDOUT);
 }
 
-int sl_http_reader_start(struct sl_http_reader *r, uv_stream_t *stream,
+int sl_http_reader_start(struct sl_http_reader *r, struct sl_xprt *stream,
                          uv_timer_t *timer, size_t max, uint64_t timeout_ms,
                          const void *pre, size_t pre_len, sl_http_reader_cb cb)
 {
@@ -482,8 +482,8 @@ int sl_http_reader_start(struct sl_http_reader *r, uv_stream_t *stream,
     int rc = uv_timer_start(timer, reader_timeout,
                             timeout_ms ? timeout_ms : SL_HTTP_HEAD_TIMEOUT_MS, 0);
     if (rc == 0) {
-        stream->data = r;
-        rc = uv_read_start(stream, reader_alloc, reader_read);
+        stream->tcp.data = r;
+        rc = sl_xprt_read_start(stream, reader_alloc, reader_read);
     }
     if (rc < 0) {
         uv_timer_stop(timer);
@@ -497,7 +497,7 @@ void sl_http_reader_stop(struct sl_http_reader *r)
     if (!r->active)
         return;
     r->active = 0;
-    uv_read_stop(r->stream);
+    sl_xprt_read_stop(r->stream);
     uv_timer_stop(r->timer);
 }
 

@@ -12,6 +12,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "net/xprt.h"
+
 #define SL_HTTP_HEAD_MAX (64 * 1024)
 #define SL_HTTP_HEAD_TIMEOUT_MS 10000
 #define SL_HTTP_MAX_HEADERS 100
@@ -99,7 +101,7 @@ int sl_http_format_response(char *buf, size_t cap, int status,
 /* Writes len bytes to s: uv_try_write first, then the rest is copied into
  * one heap block (freed when written). Errors of the write are dropped: the
  * reader of the stream will see them. Returns 0 or a libuv error. */
-int sl_stream_write_copy(uv_stream_t *s, const void *data, size_t len);
+int sl_stream_write_copy(struct sl_xprt *s, const void *data, size_t len);
 
 /* Reads one head from a stream, with a cap and a timeout.
  *
@@ -128,7 +130,7 @@ struct sl_http_reader {
     size_t head_len;
 
     /* Private. */
-    uv_stream_t *stream;
+    struct sl_xprt *stream;
     uv_timer_t *timer;
     sl_http_reader_cb cb;
     size_t cap, max, scanned;
@@ -140,7 +142,7 @@ struct sl_http_reader {
  * SL_HTTP_HEAD_TIMEOUT_MS. The callback may run before this returns if pre
  * already holds a head or the cap. Returns 0 or a libuv error (then no
  * callback). */
-int sl_http_reader_start(struct sl_http_reader *r, uv_stream_t *stream,
+int sl_http_reader_start(struct sl_http_reader *r, struct sl_xprt *stream,
                          uv_timer_t *timer, size_t max, uint64_t timeout_ms,
                          const void *pre, size_t pre_len, sl_http_reader_cb cb);
 

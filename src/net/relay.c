@@ -103,7 +103,7 @@ static void release_buf(struct sl_relay *r, struct sl_relay_side *s)
 static struct sl_relay_side *side_of(struct sl_relay *r,
                                      const uv_handle_t *src)
 {
-    return (const uv_handle_t *)r->side[SL_RELAY_UP].src == src
+    return (const uv_handle_t *)&r->side[SL_RELAY_UP].src->tcp == src
                ? &r->side[SL_RELAY_UP]
                : &r->side[SL_RELAY_DOWN];
 }
@@ -169,7 +169,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     if (s->paused && !s->eof && s->queued <= r->low_water) {
-        int err = uv_read_start(s->src, on_alloc, on_read);
+        int err = sl_xprt_read_start(s->src, on_alloc, on_read);
         if (err < 0) {
             close_all(r, err);
             return;
@@ -184,7 +184,7 @@ static int forward(struct sl_relay *r, struct sl_relay_side *s, size_t n)
     size_t done = 0;
     if (s->queued == 0) {
         uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
-        int rc = uv_try_write(s->dst, &b, 1);
+        int rc = sl_xprt_try_write(s->dst, &b, 1);
         if (rc >= 0)
             done = (size_t)rc;
         else if (rc != UV_EAGAIN)
@@ -198,14 +198,14 @@ static int forward(struct sl_relay *r, struct sl_relay_side *s, size_t n)
     w->dir = s == &r->side[SL_RELAY_UP] ? SL_RELAY_UP : SL_RELAY_DOWN;
     w->len = n - done;
     uv_buf_t b = uv_buf_init(w->data + done, (unsigned)(n - done));
-    int err = uv_write(&w->u.req, s->dst, &b, 1, on_write);
+    int err = sl_xprt_write(&w->u.req, s->dst, &b, 1, on_write);
     if (err < 0) {
         wbuf_put(r, w);
         return err;
     }
     s->queued += n - done;
     if (s->queued > r->high_water) {
-        err = uv_read_stop(s->src);
+        err = sl_xprt_read_stop(s->src);
         if (err < 0)
             return err;
         s->paused = 1;
@@ -251,11 +251,11 @@ static void on_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
         return; /* EAGAIN */
     if (nread == UV_EOF) {
         s->eof = 1;
-        uv_read_stop(src);
+        sl_xprt_read_stop(sl_xprt_of(src));
         /* libuv runs the shutdown after the writes queued before it. */
         uv_shutdown_t *req = &r->shutdown_req[dir];
         req->data = r;
-        int err = uv_shutdown(req, s->dst, on_shutdown);
+        int err = sl_xprt_shutdown(req, s->dst, on_shutdown);
         if (err < 0)
             close_all(r, err);
         return;
@@ -274,9 +274,9 @@ static void close_all(struct sl_relay *r, int reason)
     r->reason = reason;
     for (int i = 0; i < 2; i++) {
         release_buf(r, &r->side[i]);
-        uv_handle_t *h = (uv_handle_t *)r->side[i].src;
+        uv_handle_t *h = (uv_handle_t *)&r->side[i].src->tcp;
         if (!uv_is_closing(h))
-            uv_close(h, on_handle_closed);
+            sl_xprt_close(r->side[i].src, on_handle_closed);
         else
             r->open_handles--; /* closed by someone else: not ours to count */
     }
@@ -285,7 +285,7 @@ static void close_all(struct sl_relay *r, int reason)
         r->on_done(r, r->reason);
 }
 
-int sl_relay_start(struct sl_relay *r, uv_stream_t *a, uv_stream_t *b,
+int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
                    const struct sl_relay_opts *opts)
 {
     memset(r->side, 0, sizeof(r->side));
@@ -304,12 +304,12 @@ int sl_relay_start(struct sl_relay *r, uv_stream_t *a, uv_stream_t *b,
     r->side[SL_RELAY_UP].dst = b;
     r->side[SL_RELAY_DOWN].src = b;
     r->side[SL_RELAY_DOWN].dst = a;
-    a->data = r;
-    b->data = r;
+    a->tcp.data = r;
+    b->tcp.data = r;
 
-    int err = uv_read_start(a, on_alloc, on_read);
+    int err = sl_xprt_read_start(a, on_alloc, on_read);
     if (err == 0)
-        err = uv_read_start(b, on_alloc, on_read);
+        err = sl_xprt_read_start(b, on_alloc, on_read);
     if (err < 0)
         close_all(r, err);
     return err;

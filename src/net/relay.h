@@ -1,5 +1,6 @@
-/* A bidirectional byte relay between two connected libuv streams (TCP
- * sockets, pipes, or any uv_stream_t), with back-pressure and half-close.
+/* A bidirectional byte relay between two connected transports (TCP
+ * sockets, plain or with TLS: net/xprt.h), with back-pressure and
+ * half-close.
  *
  * Memory model:
  *  - A read buffer (buf_size bytes, 64 KiB by default) exists only while a
@@ -29,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "net/xprt.h"
 
 #define SL_RELAY_BUF_SIZE (64 * 1024)
 #define SL_RELAY_HIGH_WATER (256 * 1024)
@@ -78,8 +81,8 @@ struct sl_relay_opts {
 
 /* One direction: bytes read from src are written to dst. Private. */
 struct sl_relay_side {
-    uv_stream_t *src;
-    uv_stream_t *dst;
+    struct sl_xprt *src;
+    struct sl_xprt *dst;
     char *buf;         /* the read buffer while src is readable, or NULL */
     size_t queued;     /* bytes handed to uv_write, not yet written */
     uint64_t bytes;    /* bytes read from src */
@@ -108,7 +111,7 @@ struct sl_relay {
  * read). opts may be NULL. Returns 0 or a libuv error; on error the relay
  * still owns the handles: it has begun closing them and on_done will be
  * called, with that error as reason. */
-int sl_relay_start(struct sl_relay *r, uv_stream_t *a, uv_stream_t *b,
+int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
                    const struct sl_relay_opts *opts);
 
 /* Ends the relay now (both handles closed, queued data dropped); on_done is

@@ -181,13 +181,13 @@ static void update_out_full(struct sl_ws *ws)
     if (!ws->out_full && q > ws->read_stop) {
         ws->out_full = 1;
         if (ws->reading && ws->rbuf == NULL && !ws->in_cb) {
-            uv_read_stop((uv_stream_t *)ws->tcp);
+            sl_xprt_read_stop(ws->xp);
             ws->reading = 0;
         }
     } else if (ws->out_full && q <= ws->low_water) {
         ws->out_full = 0;
         /* The peer's bytes waited on us, not on it. */
-        ws->last_rx = uv_now(ws->tcp->loop);
+        ws->last_rx = uv_now(ws->xp->tcp.loop);
     }
 }
 
@@ -226,10 +226,10 @@ static void close_handles(struct sl_ws *ws, int reason)
     ws->closing = 1;
     if (ws->reason == 0)
         ws->reason = reason;
-    uv_read_stop((uv_stream_t *)ws->tcp);
+    sl_xprt_read_stop(ws->xp);
     ws->reading = 0;
     ws->open_handles = 2;
-    uv_close((uv_handle_t *)ws->tcp, on_handle_closed);
+    sl_xprt_close(ws->xp, on_handle_closed);
     uv_close((uv_handle_t *)&ws->timer, on_handle_closed);
 }
 
@@ -247,7 +247,7 @@ static int flush(struct sl_ws *ws)
     if (ws->writing || ws->closing || f->len == 0)
         return 0;
     uv_buf_t b = uv_buf_init(f->data, (unsigned)f->len);
-    int n = uv_try_write((uv_stream_t *)ws->tcp, &b, 1);
+    int n = sl_xprt_try_write(ws->xp, &b, 1);
     if (n < 0 && n != UV_EAGAIN)
         return n;
     if (n < 0)
@@ -265,7 +265,7 @@ static int flush(struct sl_ws *ws)
     *f = tmp;
     f->len = 0;
     b = uv_buf_init(ws->out[0].data + n, (unsigned)ws->out[0].len);
-    int rc = uv_write(&ws->write_req, (uv_stream_t *)ws->tcp, &b, 1, on_write);
+    int rc = sl_xprt_write(&ws->write_req, ws->xp, &b, 1, on_write);
     if (rc < 0)
         return rc;
     ws->writing = 1;
@@ -412,7 +412,8 @@ static void pump(struct sl_ws *ws)
         if (!ws->shut) {
             /* Our close frame is out: wait a while for the peer's. */
             ws->shut = 1;
-            ws->close_deadline = uv_now(ws->tcp->loop) + ws->close_timeout_ms;
+            ws->close_deadline =
+                uv_now(ws->xp->tcp.loop) + ws->close_timeout_ms;
             uv_timer_stop(&ws->timer);
             uv_timer_start(&ws->timer, on_timer, ws->close_timeout_ms, 0);
         }
@@ -523,7 +524,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!ws->closing && (ws->read_paused || ws->out_full) && ws->reading) {
         /* Paused from a callback, or the output is full: stop until
          * resumed. */
-        uv_read_stop(s);
+        sl_xprt_read_stop(sl_xprt_of(s));
         ws->reading = 0;
     }
 }
@@ -532,7 +533,7 @@ static void start_reading(struct sl_ws *ws)
 {
     if (ws->closing || ws->reading || ws->rbuf != NULL)
         return;
-    int rc = uv_read_start((uv_stream_t *)ws->tcp, on_alloc, on_read);
+    int rc = sl_xprt_read_start(ws->xp, on_alloc, on_read);
     if (rc < 0) {
         close_handles(ws, rc);
         return;
@@ -540,7 +541,7 @@ static void start_reading(struct sl_ws *ws)
     ws->reading = 1;
 }
 
-int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
+int sl_ws_start(struct sl_ws *ws, struct sl_xprt *xp, const struct sl_ws_opts *opts,
                 const void *pre, size_t pre_len)
 {
     static const struct sl_ws_opts defaults = {0};
@@ -549,8 +550,8 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     if (opts == NULL)
         opts = &defaults;
 
-    ws->tcp = tcp;
-    tcp->data = ws;
+    ws->xp = xp;
+    xp->tcp.data = ws;
     ws->wslay = NULL;
     ws->rbuf = NULL;
     ws->rlen = ws->roff = 0;
@@ -574,7 +575,7 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     ws->dead_ms = opts->dead_ms ? opts->dead_ms : SL_WS_DEAD_MS;
     ws->close_timeout_ms =
         opts->close_timeout_ms ? opts->close_timeout_ms : SL_WS_CLOSE_TIMEOUT_MS;
-    ws->last_rx = uv_now(tcp->loop);
+    ws->last_rx = uv_now(xp->tcp.loop);
     ws->close_deadline = 0;
     ws->close_stall_at = ws->close_mark = 0;
     ws->bytes_in = ws->bytes_out = 0;
@@ -587,13 +588,13 @@ int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
     ws->peer_closed = ws->in_cb = ws->out_full = 0;
     ws->write_req.data = ws;
 
-    rc = uv_timer_init(tcp->loop, &ws->timer);
+    rc = uv_timer_init(xp->tcp.loop, &ws->timer);
     if (rc < 0) {
         /* Only the TCP handle to close. */
         ws->closing = 1;
         ws->reason = rc;
         ws->open_handles = 1;
-        uv_close((uv_handle_t *)tcp, on_handle_closed);
+        sl_xprt_close(xp, on_handle_closed);
         return rc;
     }
     ws->timer.data = ws;
@@ -660,7 +661,7 @@ void sl_ws_pause_read(struct sl_ws *ws)
         return;
     ws->read_paused = 1;
     if (ws->reading && !ws->in_cb) {
-        uv_read_stop((uv_stream_t *)ws->tcp);
+        sl_xprt_read_stop(ws->xp);
         ws->reading = 0;
     }
     /* Inside a read, on_read stops reading once the callback returns. */
@@ -672,7 +673,7 @@ void sl_ws_resume_read(struct sl_ws *ws)
         return;
     ws->read_paused = 0;
     /* Bytes may have waited for longer than dead_ms: they count. */
-    ws->last_rx = uv_now(ws->tcp->loop);
+    ws->last_rx = uv_now(ws->xp->tcp.loop);
     pump(ws);
 }
 
@@ -683,8 +684,8 @@ void sl_ws_close(struct sl_ws *ws, uint16_t code)
     ws->close_wanted = 1;
     ws->close_code = code ? code : 1000;
     ws->close_mark = ws->bytes_out;
-    ws->close_stall_at = uv_now(ws->tcp->loop) + ws->close_timeout_ms;
+    ws->close_stall_at = uv_now(ws->xp->tcp.loop) + ws->close_timeout_ms;
     pump(ws);
     if (!ws->closing && !ws->shut)
-        (void)arm_keepalive(ws, uv_now(ws->tcp->loop));
+        (void)arm_keepalive(ws, uv_now(ws->xp->tcp.loop));
 }

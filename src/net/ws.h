@@ -5,8 +5,9 @@
  *
  * Memory and ownership (the same rule as net/relay.h):
  *  - The caller owns the memory of struct sl_ws (embed it or allocate it)
- *    and of the uv_tcp_t. From sl_ws_start on, the connection owns the
- *    handle's lifetime: it takes over tcp->data, closes the handle itself
+ *    and of the transport (net/xprt.h: plain TCP or TLS). From
+ *    sl_ws_start on, the connection owns the transport's lifetime: it
+ *    takes over its tcp.data, closes it itself
  *    (and its own timer), and calls on_close exactly once, after every
  *    close callback has run. Only from on_close on may the caller free the
  *    handle and the struct sl_ws.
@@ -57,6 +58,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/xprt.h"
+
 #define SL_WS_MAX_MSG_DATA (1024 * 1024)   /* data connections */
 #define SL_WS_MAX_MSG_CONTROL (64 * 1024)  /* control connections */
 #define SL_WS_PING_MS 15000
@@ -88,7 +91,7 @@ typedef void (*sl_ws_peer_close_cb)(struct sl_ws *ws, uint16_t status);
  * UV_ETIMEDOUT (dead peer), UV_EOF (TCP closed without a close frame),
  * SL_ETOOBIG (message over max_msg), SL_EPARSE (protocol error), a libuv
  * error, or the reason given to sl_ws_abort. The caller may free the
- * struct sl_ws and the uv_tcp_t from here on. */
+ * struct sl_ws and the transport from here on. */
 typedef void (*sl_ws_close_cb)(struct sl_ws *ws, int reason);
 
 struct sl_ws_opts {
@@ -118,7 +121,7 @@ struct sl_ws {
     sl_ws_peer_close_cb on_peer_close; /* may be NULL */
 
     /* Private. */
-    uv_tcp_t *tcp;
+    struct sl_xprt *xp;
     uv_timer_t timer;
     uv_write_t write_req;
     void *wslay; /* wslay_event_context_ptr */
@@ -157,12 +160,13 @@ struct sl_ws {
     unsigned out_full : 1;     /* reading stopped: queue above read_stop */
 };
 
-/* Starts the WebSocket on tcp (connected, not being read). pre/pre_len are
+/* Starts the WebSocket on xp (connected, not being read). pre/pre_len are
  * bytes already read past the HTTP head (copied; may be NULL/0). opts may
  * be NULL (server, data defaults). Returns 0, or a negative code; on error
  * the connection still owns the handle, is closing it, and on_close will
  * be called with that code. */
-int sl_ws_start(struct sl_ws *ws, uv_tcp_t *tcp, const struct sl_ws_opts *opts,
+int sl_ws_start(struct sl_ws *ws, struct sl_xprt *xp,
+                const struct sl_ws_opts *opts,
                 const void *pre, size_t pre_len);
 
 /* Queues one message (copied). Returns 0, 1 when queued bytes are now over

@@ -114,11 +114,11 @@ void sl_node_conn_close(struct conn *c, int reason)
         sl_relay_abort(&c->relay, reason);
     if (c->hub_tcp_open) {
         c->hub_tcp_open = 0;
-        uv_close((uv_handle_t *)&c->hub_tcp, on_hub_tcp_close);
+        sl_xprt_close(&c->hub_x, on_hub_tcp_close);
     }
     if (c->up_tcp_open) {
         c->up_tcp_open = 0;
-        uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+        sl_xprt_close(&c->up_x, on_up_tcp_close);
     }
     if (c->kind == CONN_CTL) {
         if (b->ctl == c)
@@ -171,7 +171,7 @@ static void on_head(struct sl_http_reader *r, int status);
 
 static void on_hub_tcp_close(uv_handle_t *h)
 {
-    struct conn *c = CONTAINER_OF(h, struct conn, hub_tcp);
+    struct conn *c = CONTAINER_OF(h, struct conn, hub_x.tcp);
     if (c->retry_next && !c->closing) {
         c->retry_next = 0;
         try_hub_connect(c);
@@ -279,7 +279,7 @@ static void on_hub_connect(uv_connect_t *req, int status)
             c->ai_cur = c->ai_cur->ai_next;
             c->retry_next = 1;
             c->hub_tcp_open = 0;
-            uv_close((uv_handle_t *)&c->hub_tcp, on_hub_tcp_close);
+            sl_xprt_close(&c->hub_x, on_hub_tcp_close);
             goto out;
         }
         sl_node_bridge_set_error(c->b, "cannot connect to hub %s: %s",
@@ -292,7 +292,7 @@ static void on_hub_connect(uv_connect_t *req, int status)
     }
     uv_timer_stop(&c->timer);
     c->phase = PH_HEAD;
-    (void)sl_tcp_live(&c->hub_tcp); /* best effort: pings cover control */
+    (void)sl_tcp_live(&c->hub_x.tcp); /* best effort: pings cover control */
     if (sl_ws_key_new(c->key) != 0) {
         sl_node_conn_close(c, UV_EIO);
         goto out;
@@ -305,11 +305,11 @@ static void on_hub_connect(uv_connect_t *req, int status)
         sl_node_conn_close(c, n);
         goto out;
     }
-    int rc = sl_stream_write_copy((uv_stream_t *)&c->hub_tcp, text, (size_t)n);
+    int rc = sl_stream_write_copy(&c->hub_x, text, (size_t)n);
     if (rc == 0) {
         c->reader_used = 1;
         rc = sl_http_reader_start(
-            &c->reader, (uv_stream_t *)&c->hub_tcp, &c->timer,
+            &c->reader, &c->hub_x, &c->timer,
             SL_NODE_RESP_HEAD_MAX,
             c->kind == CONN_CTL ? SL_NODE_CTL_HEAD_TIMEOUT_MS
                                 : SL_NODE_POOL_HEAD_TIMEOUT_MS,
@@ -332,11 +332,12 @@ static void try_hub_connect(struct conn *c)
         return;
     }
     c->phase = PH_CONNECT;
-    uv_tcp_init(loop, &c->hub_tcp);
+    sl_xprt_init(&c->hub_x);
+    uv_tcp_init(loop, &c->hub_x.tcp);
     c->hub_tcp_open = 1;
     c->refs++;
-    uv_tcp_nodelay(&c->hub_tcp, 1);
-    int rc = uv_tcp_connect(&c->creq, &c->hub_tcp, c->ai_cur->ai_addr,
+    uv_tcp_nodelay(&c->hub_x.tcp, 1);
+    int rc = uv_tcp_connect(&c->creq, &c->hub_x.tcp, c->ai_cur->ai_addr,
                             on_hub_connect);
     if (rc != 0) {
         sl_node_conn_close(c, rc);
@@ -424,7 +425,7 @@ static void on_ws_close(struct sl_ws *ws, int reason)
      * behind the last writes ends the connection, not this. */
     if (!c->closing && c->up_shutting && reason == 0) {
         if (c->up_reading) {
-            uv_read_stop((uv_stream_t *)&c->up_tcp);
+            sl_xprt_read_stop(&c->up_x);
             c->up_reading = 0;
         }
         conn_unref(c);
@@ -580,7 +581,7 @@ static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
     c->ws.on_close = on_ws_close;
     c->hub_tcp_open = 0; /* the ws owns it now; its ref moves along */
     c->ws_live = 1;
-    if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, rest, rest_len) != 0)
+    if (sl_ws_start(&c->ws, &c->hub_x, &opts, rest, rest_len) != 0)
         return; /* on_ws_close follows */
     if (c->timer_open)
         uv_timer_start(&c->timer, on_welcome_timeout,
@@ -666,7 +667,7 @@ static void on_discard_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void on_discard_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    struct conn *c = CONTAINER_OF(s, struct conn, hub_tcp);
+    struct conn *c = CONTAINER_OF(s, struct conn, hub_x.tcp);
     free(buf->base);
     if (n < 0 && !c->closing)
         sl_node_conn_close(c, 0);
@@ -714,7 +715,7 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
     }
     if (c->up_tcp_open) {
         c->up_tcp_open = 0;
-        uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+        sl_xprt_close(&c->up_x, on_up_tcp_close);
     }
     char resp[512];
     int n = sl_http_format_response(resp, sizeof(resp), 502, "text/plain",
@@ -736,7 +737,7 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
         c->ws.on_close = on_ws_close;
         c->hub_tcp_open = 0;
         c->ws_live = 1;
-        if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, NULL, 0) != 0)
+        if (sl_ws_start(&c->ws, &c->hub_x, &opts, NULL, 0) != 0)
             return;
         sl_ws_send_binary(&c->ws, resp, (size_t)n);
         sl_ws_close(&c->ws, 1000);
@@ -744,12 +745,12 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
     }
     /* Raw: write, half-close, then read what the user sent until the hub
      * closes, so our close does not reset the response away. */
-    uv_stream_t *s = (uv_stream_t *)&c->hub_tcp;
+    struct sl_xprt *s = &c->hub_x;
     int rc = sl_stream_write_copy(s, resp, (size_t)n);
-    if (rc == 0 && uv_shutdown(&c->hub_shutdown, s, on_hub_shutdown) == 0)
+    if (rc == 0 && sl_xprt_shutdown(&c->hub_shutdown, s, on_hub_shutdown) == 0)
         c->refs++;
     if (rc == 0)
-        rc = uv_read_start(s, on_discard_alloc, on_discard_read);
+        rc = sl_xprt_read_start(s, on_discard_alloc, on_discard_read);
     if (rc != 0) {
         sl_node_conn_close(c, rc);
         return;
@@ -761,7 +762,7 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
 
 static void on_up_tcp_close(uv_handle_t *h)
 {
-    struct conn *c = CONTAINER_OF(h, struct conn, up_tcp);
+    struct conn *c = CONTAINER_OF(h, struct conn, up_x.tcp);
     if (c->retry_next && !c->closing) {
         c->retry_next = 0;
         try_up_connect(c);
@@ -806,8 +807,8 @@ static void start_raw_relay(struct conn *c)
         .high_water = 2 * SL_NODE_RELAY_BUF,
         .pool = &c->b->node->relay_pool,
     };
-    sl_relay_start(&c->relay, (uv_stream_t *)&c->hub_tcp,
-                   (uv_stream_t *)&c->up_tcp, &opts);
+    sl_relay_start(&c->relay, &c->hub_x,
+                   &c->up_x, &opts);
 }
 
 static void on_pre_written(uv_write_t *req, int status)
@@ -850,19 +851,19 @@ static void on_up_shutdown(uv_shutdown_t *req, int status)
 
 static void up_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    struct conn *c = CONTAINER_OF(s, struct conn, up_tcp);
+    struct conn *c = CONTAINER_OF(s, struct conn, up_x.tcp);
     if (n > 0 && !c->closing) {
         c->b->up_down += (uint64_t)n;
         c->b->gw_up += (uint64_t)n;
         int rc = sl_ws_send_binary(&c->ws, buf->base, (size_t)n);
         if (rc == 1) {
-            uv_read_stop(s);
+            sl_xprt_read_stop(&c->up_x);
             c->up_reading = 0;
         } else if (rc < 0) {
             sl_node_conn_close(c, rc);
         }
     } else if (n < 0 && !c->closing) {
-        uv_read_stop(s);
+        sl_xprt_read_stop(&c->up_x);
         c->up_reading = 0;
         if (n == UV_EOF) {
             c->up_eof = 1;
@@ -880,7 +881,7 @@ static void data_ws_on_drain(struct sl_ws *ws)
     if (c->closing || c->up_eof || c->up_reading || !c->up_tcp_open ||
         !c->ws_live)
         return;
-    if (uv_read_start((uv_stream_t *)&c->up_tcp, up_alloc, up_on_read) == 0)
+    if (sl_xprt_read_start(&c->up_x, up_alloc, up_on_read) == 0)
         c->up_reading = 1;
 }
 
@@ -914,7 +915,7 @@ static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         /* Straight from wslay's buffer when the upstream keeps up: the
          * copy and its 64 KiB allocation are only for what must wait. */
         uv_buf_t now = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->up_tcp, &now, 1);
+        int n = sl_xprt_try_write(&c->up_x, &now, 1);
         if (n < 0 && n != UV_EAGAIN) {
             sl_node_conn_close(c, n);
             return;
@@ -935,7 +936,7 @@ static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     w->len = len;
     memcpy(w->data, data, len);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->up_tcp, &b, 1, on_up_write);
+    int rc = sl_xprt_write(&w->req, &c->up_x, &b, 1, on_up_write);
     if (rc != 0) {
         free(w);
         sl_node_conn_close(c, rc);
@@ -957,7 +958,7 @@ static void data_ws_on_peer_close(struct sl_ws *ws, uint16_t status)
      * queued, instead of cutting it off. */
     if (c->closing || !c->up_tcp_open)
         return;
-    if (uv_shutdown(&c->up_shutdown, (uv_stream_t *)&c->up_tcp,
+    if (sl_xprt_shutdown(&c->up_shutdown, &c->up_x,
                     on_up_shutdown) == 0) {
         c->refs++;
         c->up_shutting = 1;
@@ -980,9 +981,9 @@ static void start_framed(struct conn *c)
     c->hub_tcp_open = 0;
     c->ws_live = 1;
     c->phase = PH_RELAY;
-    if (sl_ws_start(&c->ws, &c->hub_tcp, &opts, c->pre, c->pre_len) != 0)
+    if (sl_ws_start(&c->ws, &c->hub_x, &opts, c->pre, c->pre_len) != 0)
         return;
-    if (uv_read_start((uv_stream_t *)&c->up_tcp, up_alloc, up_on_read) == 0)
+    if (sl_xprt_read_start(&c->up_x, up_alloc, up_on_read) == 0)
         c->up_reading = 1;
 }
 
@@ -997,7 +998,7 @@ static void on_up_connect(uv_connect_t *req, int status)
             c->ai_cur = c->ai_cur->ai_next;
             c->retry_next = 1;
             c->up_tcp_open = 0;
-            uv_close((uv_handle_t *)&c->up_tcp, on_up_tcp_close);
+            sl_xprt_close(&c->up_x, on_up_tcp_close);
             goto out;
         }
         refuse(c, upstream_unreachable, "upstream %s: %s", c->b->rec.upstream,
@@ -1017,7 +1018,7 @@ static void on_up_connect(uv_connect_t *req, int status)
         uv_buf_t b = uv_buf_init(c->pre, (unsigned)c->pre_len);
         c->b->gw_down += c->pre_len;
         c->b->up_up += c->pre_len;
-        int rc = uv_write(&c->pre_req, (uv_stream_t *)&c->up_tcp, &b, 1,
+        int rc = sl_xprt_write(&c->pre_req, &c->up_x, &b, 1,
                           on_pre_written);
         if (rc != 0)
             sl_node_conn_close(c, rc);
@@ -1049,11 +1050,12 @@ static void try_up_connect(struct conn *c)
         return;
     }
     c->phase = PH_UP_CONNECT;
-    uv_tcp_init(loop, &c->up_tcp);
+    sl_xprt_init(&c->up_x);
+    uv_tcp_init(loop, &c->up_x.tcp);
     c->up_tcp_open = 1;
     c->refs++;
-    uv_tcp_nodelay(&c->up_tcp, 1);
-    int rc = uv_tcp_connect(&c->creq, &c->up_tcp, c->ai_cur->ai_addr,
+    uv_tcp_nodelay(&c->up_x.tcp, 1);
+    int rc = uv_tcp_connect(&c->creq, &c->up_x.tcp, c->ai_cur->ai_addr,
                             on_up_connect);
     if (rc != 0) {
         refuse(c, upstream_unreachable, "upstream %s: %s", c->b->rec.upstream,

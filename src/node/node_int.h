@@ -82,7 +82,7 @@ struct conn {
     struct addrinfo fixed_ai;
     struct sockaddr_storage fixed_sa;
     uv_connect_t creq;
-    uv_tcp_t hub_tcp;
+    struct sl_xprt hub_x; /* to the hub, plain or TLS */
     uv_timer_t timer;
     struct sl_http_reader reader;
 
@@ -91,7 +91,7 @@ struct conn {
     /* data connections, after the 101 */
     char *pre; /* bytes that followed the 101 (owned) */
     size_t pre_len;
-    uv_tcp_t up_tcp;
+    struct sl_xprt up_x;  /* to the upstream */
     struct sl_relay relay;
     size_t up_queued; /* framed: bytes written to the upstream, pending */
     uv_write_t pre_req;

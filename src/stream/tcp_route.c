@@ -59,8 +59,8 @@ struct tcp_conn {
     uint64_t started_ms;
     uint64_t progress_ms; /* last byte read either way, while relaying */
 
-    uv_tcp_t client;
-    uv_tcp_t upstream;
+    struct sl_xprt client;
+    struct sl_xprt upstream;
     uv_timer_t timer;
     uv_connect_t connect_req;
 
@@ -119,7 +119,7 @@ static void conn_unref(struct tcp_conn *c)
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     struct tcp_conn *c = h->data;
-    if (h == (uv_handle_t *)&c->upstream) {
+    if (h == (uv_handle_t *)&c->upstream.tcp) {
         c->upstream_open = 0;
         if (c->retrying && c->phase == PH_DIAL) {
             c->retrying = 0;
@@ -185,10 +185,10 @@ static void conn_close(struct tcp_conn *c, int reason)
          * and finds the connection closing. */
         uv_cancel((uv_req_t *)&c->gai->req);
     }
-    close_handle(c, (uv_handle_t *)&c->client);
+    close_handle(c, (uv_handle_t *)&c->client.tcp);
     close_handle(c, (uv_handle_t *)&c->timer);
     if (c->upstream_open)
-        close_handle(c, (uv_handle_t *)&c->upstream);
+        close_handle(c, (uv_handle_t *)&c->upstream.tcp);
 }
 
 /* ---- relay ------------------------------------------------------------- */
@@ -248,7 +248,7 @@ static void start_relay(struct tcp_conn *c)
     struct sl_route *route = c->route;
     const struct sl_route_config *rc = route->cfg;
 
-    uv_tcp_nodelay(&c->upstream, 1);
+    uv_tcp_nodelay(&c->upstream.tcp, 1);
     /* From here on the timer bounds silence (tcp_idle_timeout). */
     c->progress_ms = uv_now(route->ctx->loop);
     uv_timer_start(&c->timer, on_idle_timer, idle_ms(c), 0);
@@ -289,7 +289,7 @@ static void start_relay(struct tcp_conn *c)
         if (early > 0)
             bufs[nbufs++] =
                 uv_buf_init((char *)c->pp_buf + c->early_off, (unsigned)early);
-        int err = uv_write(&w->req, (uv_stream_t *)&c->upstream, bufs, nbufs,
+        int err = uv_write(&w->req, (uv_stream_t *)&c->upstream.tcp, bufs, nbufs,
                            on_early_written);
         if (err < 0) {
             free(w);
@@ -307,8 +307,7 @@ static void start_relay(struct tcp_conn *c)
     c->relay.on_done = on_relay_done;
     struct sl_relay_opts opts = {.pool = route->pool};
     /* On failure the relay closes both handles and calls on_relay_done. */
-    sl_relay_start(&c->relay, (uv_stream_t *)&c->client,
-                   (uv_stream_t *)&c->upstream, &opts);
+    sl_relay_start(&c->relay, &c->client, &c->upstream, &opts);
 }
 
 /* ---- dial -------------------------------------------------------------- */
@@ -347,7 +346,7 @@ static void on_connected(uv_connect_t *req, int status)
         /* A failed socket cannot connect again: close it, and dial the
          * next address from its close callback. */
         c->retrying = 1;
-        close_handle(c, (uv_handle_t *)&c->upstream);
+        close_handle(c, (uv_handle_t *)&c->upstream.tcp);
         return;
     }
     dial_failed(c, status);
@@ -359,20 +358,21 @@ static void dial_next(struct tcp_conn *c)
     int err = UV_EAI_NONAME;
     while (c->targets != NULL && c->targets->next < c->targets->n) {
         c->up_addr = c->targets->addr[c->targets->next++];
-        err = uv_tcp_init(c->route->ctx->loop, &c->upstream);
+        sl_xprt_init(&c->upstream);
+        err = uv_tcp_init(c->route->ctx->loop, &c->upstream.tcp);
         if (err < 0)
             break;
-        c->upstream.data = c;
+        c->upstream.tcp.data = c;
         c->upstream_open = 1;
         c->refs++;
         c->connect_req.data = c;
-        err = uv_tcp_connect(&c->connect_req, &c->upstream, &c->up_addr.sa,
+        err = uv_tcp_connect(&c->connect_req, &c->upstream.tcp, &c->up_addr.sa,
                              on_connected);
         if (err == 0)
             return;
         if (c->targets->next < c->targets->n) {
             c->retrying = 1;
-            close_handle(c, (uv_handle_t *)&c->upstream);
+            close_handle(c, (uv_handle_t *)&c->upstream.tcp);
             return;
         }
         break;
@@ -492,7 +492,7 @@ static void admit(struct tcp_conn *c)
 
 static void pp_done(struct tcp_conn *c)
 {
-    uv_read_stop((uv_stream_t *)&c->client);
+    uv_read_stop((uv_stream_t *)&c->client.tcp);
     uv_timer_stop(&c->timer);
     admit(c);
 }
@@ -611,7 +611,7 @@ static void start_conn(struct tcp_conn *c)
     struct sockaddr_storage ss, v4;
     int len = sizeof(ss);
     memset(&c->peer, 0, sizeof(c->peer));
-    if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
         /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; log,
          * match and relay them as the IPv4 addresses they are. */
         const struct sockaddr *sa = (struct sockaddr *)&ss;
@@ -621,14 +621,14 @@ static void start_conn(struct tcp_conn *c)
     }
     c->client_addr = c->peer;
     len = sizeof(ss);
-    if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getsockname(&c->client.tcp, (struct sockaddr *)&ss, &len) == 0) {
         const struct sockaddr *sa = (struct sockaddr *)&ss;
         if (sl_addr_unmap(sa, &v4))
             sa = (struct sockaddr *)&v4;
         memcpy(&c->orig_dst, sa, sl_addr_len(sa));
         c->have_orig_dst = 1;
     }
-    uv_tcp_nodelay(&c->client, 1);
+    uv_tcp_nodelay(&c->client.tcp, 1);
 
     /* Formatted here, not inside sl_debug's arguments: those are not
      * evaluated below debug level, and the refusals below print a. */
@@ -675,7 +675,7 @@ static void start_conn(struct tcp_conn *c)
     if (rc->proxy_protocol == SL_PP_MIXED && timeout > MIXED_FIRST_BYTE_MS)
         timeout = MIXED_FIRST_BYTE_MS;
     uv_timer_start(&c->timer, on_pp_timeout, timeout, 0);
-    int err = uv_read_start((uv_stream_t *)&c->client, on_pp_alloc, on_pp_read);
+    int err = uv_read_start((uv_stream_t *)&c->client.tcp, on_pp_alloc, on_pp_read);
     if (err < 0)
         pp_fail(c, "cannot read", err);
 }
@@ -771,16 +771,17 @@ static void on_listen_connection(uv_stream_t *server, int status)
     c->hs.udp = 0;
     c->hs.client = &c->client_addr.sa;
     c->hs.peer = &c->peer.sa;
-    uv_tcp_init(route->ctx->loop, &c->client);
+    sl_xprt_init(&c->client);
+    uv_tcp_init(route->ctx->loop, &c->client.tcp);
     uv_timer_init(route->ctx->loop, &c->timer);
-    c->client.data = c;
+    c->client.tcp.data = c;
     c->timer.data = c;
     c->refs = 2;
     sl_list_add(&route->tcp.conns, &c->link);
     route->tcp.nconns++;
     route->open++;
 
-    int err = uv_accept(server, (uv_stream_t *)&c->client);
+    int err = uv_accept(server, (uv_stream_t *)&c->client.tcp);
     if (err < 0) {
         conn_close(c, err);
         accept_backoff(route, err);

@@ -103,6 +103,8 @@ static int parse_hello(json_t *o, struct sl_ctl_msg *m)
             m->hello.capabilities |= SL_CAP_TCP;
         else if (strcmp(s, "udp") == 0)
             m->hello.capabilities |= SL_CAP_UDP;
+        else if (strcmp(s, "tls") == 0)
+            m->hello.capabilities |= SL_CAP_TLS;
     }
     return 0;
 }
@@ -280,7 +282,9 @@ static int encode_hello(const struct sl_ctl_msg *m, json_t *o)
         ((m->hello.capabilities & SL_CAP_TCP) &&
          json_array_append_new(caps, json_string("tcp")) != 0) ||
         ((m->hello.capabilities & SL_CAP_UDP) &&
-         json_array_append_new(caps, json_string("udp")) != 0)) {
+         json_array_append_new(caps, json_string("udp")) != 0) ||
+        ((m->hello.capabilities & SL_CAP_TLS) &&
+         json_array_append_new(caps, json_string("tls")) != 0)) {
         json_decref(caps);
         return UV_ENOMEM;
     }

@@ -14,7 +14,8 @@
  *
  * Fields per type (R = required, otherwise the default in brackets):
  *   hello:   version R (integer 1..65535), capabilities [none] (array of
- *            strings; "http"/"tcp"/"udp" set SL_CAP_*, others are ignored),
+ *            strings; "http"/"tcp"/"udp"/"tls" set SL_CAP_*, others are
+ *            ignored),
  *            pool [0] (0..SL_CTL_POOL_MAX)
  *   welcome: identity R (valid identity), url R, username [""],
  *            password [""] (sent only when just allocated), limits [0,0]
@@ -54,6 +55,8 @@
 #define SL_CAP_HTTP 0x1u
 #define SL_CAP_TCP 0x2u
 #define SL_CAP_UDP 0x4u
+#define SL_CAP_TLS 0x8u /* the upstream takes TLS as users send it: the
+                           hub passes it through by SNI, unterminated */
 
 enum sl_ctl_type {
     SL_CTL_HELLO,

@@ -91,16 +91,17 @@ static int api_drive_open(struct api_drive *d, struct sl_ctx *ctx,
     /* The server side, as on_connection sets up an accepted socket. */
     c->srv = srv;
     c->id = ++srv->next_id;
-    uv_tcp_init(ctx->loop, &c->tcp);
+    sl_xprt_init(&c->xp);
+    uv_tcp_init(ctx->loop, &c->xp.tcp);
     uv_timer_init(ctx->loop, &c->timer);
-    c->tcp.data = c;
+    c->xp.tcp.data = c;
     c->timer.data = c;
     c->handles_open = 2;
     srv->handles++;
     srv->conns = c;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    if (uv_tcp_open(&c->tcp, sv[0]) != 0)
+    if (uv_tcp_open(&c->xp.tcp, sv[0]) != 0)
         return -1;
     snprintf(c->peer, sizeof(c->peer), "127.0.0.1:40000");
     uv_timer_start(&c->timer, on_timeout, SL_API_TIMEOUT_MS,

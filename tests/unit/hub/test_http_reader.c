@@ -11,11 +11,13 @@
 #include <cmocka.h>
 
 #include "core/error.h"
+#include "net/xprt.h"
 #include "net/http_head.h"
 
 struct fx {
     uv_loop_t loop;
-    uv_tcp_t listener, server, client;
+    uv_tcp_t listener, client;
+    struct sl_xprt server;
     uv_timer_t timer;
     uv_connect_t creq;
     struct sl_http_reader reader;
@@ -37,11 +39,12 @@ static void on_conn(uv_stream_t *l, int status)
 {
     struct fx *f = l->data;
     assert_int_equal(status, 0);
-    uv_tcp_init(&f->loop, &f->server);
-    assert_int_equal(uv_accept(l, (uv_stream_t *)&f->server), 0);
+    sl_xprt_init(&f->server);
+    uv_tcp_init(&f->loop, &f->server.tcp);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&f->server.tcp), 0);
     f->reader.data = f;
     assert_int_equal(sl_http_reader_start(&f->reader,
-                                          (uv_stream_t *)&f->server,
+                                          &f->server,
                                           &f->timer, f->max, f->timeout_ms,
                                           f->pre, f->pre_len, on_head),
                      0);
@@ -92,7 +95,7 @@ static void run_until_done(struct fx *f)
 static void teardown(struct fx *f)
 {
     sl_http_reader_release(&f->reader);
-    uv_close((uv_handle_t *)&f->server, NULL);
+    uv_close((uv_handle_t *)&f->server.tcp, NULL);
     if (!uv_is_closing((uv_handle_t *)&f->client))
         uv_close((uv_handle_t *)&f->client, NULL);
     uv_close((uv_handle_t *)&f->listener, NULL);

@@ -11,11 +11,12 @@
 #include <cmocka.h>
 
 #include "core/error.h"
+#include "net/xprt.h"
 #include "net/ws.h"
 
 struct end {
     struct sl_ws ws;
-    uv_tcp_t tcp;
+    struct sl_xprt tcp;
     int closed;
     int reason;
     int msgs;
@@ -85,8 +86,9 @@ static void on_conn(uv_stream_t *l, int status)
 {
     struct fixture *f = l->data;
     assert_int_equal(status, 0);
-    uv_tcp_init(&f->loop, &f->srv.tcp);
-    assert_int_equal(uv_accept(l, (uv_stream_t *)&f->srv.tcp), 0);
+    sl_xprt_init(&f->srv.tcp);
+    uv_tcp_init(&f->loop, &f->srv.tcp.tcp);
+    assert_int_equal(uv_accept(l, (uv_stream_t *)&f->srv.tcp.tcp), 0);
     start_end(f, &f->srv, &f->sopts);
     uv_close((uv_handle_t *)l, NULL);
 }
@@ -110,11 +112,12 @@ static void setup_pair(struct fixture *f)
     assert_int_equal(uv_tcp_bind(&f->listener, (struct sockaddr *)&a, 0), 0);
     assert_int_equal(uv_listen((uv_stream_t *)&f->listener, 8, on_conn), 0);
     uv_tcp_getsockname(&f->listener, (struct sockaddr *)&a, &alen);
-    uv_tcp_init(&f->loop, &f->cli.tcp);
+    sl_xprt_init(&f->cli.tcp);
+    uv_tcp_init(&f->loop, &f->cli.tcp.tcp);
     f->creq.data = f;
     f->copts.role = SL_WS_CLIENT;
     f->sopts.role = SL_WS_SERVER;
-    assert_int_equal(uv_tcp_connect(&f->creq, &f->cli.tcp,
+    assert_int_equal(uv_tcp_connect(&f->creq, &f->cli.tcp.tcp,
                                     (struct sockaddr *)&a, on_connected),
                      0);
 }
@@ -201,7 +204,7 @@ static void test_dead_peer(void **state)
      * sooner, and not much later */
     assert_true(ms >= 100 - 1);
     assert_true(ms < 100 + 2000);
-    uv_close((uv_handle_t *)&f.cli.tcp, NULL);
+    uv_close((uv_handle_t *)&f.cli.tcp.tcp, NULL);
     teardown(&f);
 }
 
@@ -221,7 +224,7 @@ static void test_dead_peer_between_pings(void **state)
     assert_int_equal(f.srv.reason, UV_ETIMEDOUT);
     assert_true(ms >= 1100);
     assert_true(ms < 1900);
-    uv_close((uv_handle_t *)&f.cli.tcp, NULL);
+    uv_close((uv_handle_t *)&f.cli.tcp.tcp, NULL);
     teardown(&f);
 }
 

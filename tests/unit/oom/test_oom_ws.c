@@ -24,6 +24,7 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "net/xprt.h"
 #include "net/ws.h"
 
 #include "oom.h"
@@ -32,7 +33,7 @@ static uv_loop_t loop;
 
 struct run {
     struct sl_ws ws;
-    uv_tcp_t tcp;
+    struct sl_xprt tcp;
     int messages; /* as expected, in order */
     int wrong;
     int closes;
@@ -119,8 +120,9 @@ static int run_ws(void *arg)
     assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
     struct run *run = calloc(1, sizeof(*run));
     assert_non_null(run);
-    assert_int_equal(uv_tcp_init(&loop, &run->tcp), 0);
-    assert_int_equal(uv_tcp_open(&run->tcp, sv[0]), 0);
+    sl_xprt_init(&run->tcp);
+    assert_int_equal(uv_tcp_init(&loop, &run->tcp.tcp), 0);
+    assert_int_equal(uv_tcp_open(&run->tcp.tcp, sv[0]), 0);
     sl_test_alloc_pause(0);
 
     uint8_t in[256];

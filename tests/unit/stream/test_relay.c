@@ -13,13 +13,15 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "net/xprt.h"
 #include "net/relay.h"
 
 #define BULK (4u * 1024 * 1024)
 
 struct fx {
     uv_loop_t loop;
-    uv_pipe_t client_app, relay_a, relay_b, upstream_app;
+    uv_pipe_t client_app, upstream_app;
+    struct sl_xprt relay_a, relay_b;
     struct sl_relay relay;
     uv_timer_t slow;   /* delays the upstream reader: back-pressure */
     uv_timer_t guard;  /* fails the test if the loop hangs */
@@ -39,14 +41,16 @@ struct fx {
     uv_shutdown_t sreq, pong_sreq;
 };
 
-static void pipe_pair(uv_loop_t *loop, uv_pipe_t *x, uv_pipe_t *y)
+/* The relay's side is a transport: a TCP handle on the socket pair. */
+static void xprt_pair(uv_loop_t *loop, uv_pipe_t *app, struct sl_xprt *x)
 {
     int fds[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-    assert_int_equal(uv_pipe_init(loop, x, 0), 0);
-    assert_int_equal(uv_pipe_init(loop, y, 0), 0);
-    assert_int_equal(uv_pipe_open(x, fds[0]), 0);
-    assert_int_equal(uv_pipe_open(y, fds[1]), 0);
+    assert_int_equal(uv_pipe_init(loop, app, 0), 0);
+    assert_int_equal(uv_pipe_open(app, fds[0]), 0);
+    sl_xprt_init(x);
+    assert_int_equal(uv_tcp_init(loop, &x->tcp), 0);
+    assert_int_equal(uv_tcp_open(&x->tcp, fds[1]), 0);
 }
 
 static void on_done(struct sl_relay *r, int reason)
@@ -148,8 +152,8 @@ static void setup_fx(struct fx *f, size_t len)
 {
     memset(f, 0, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    pipe_pair(&f->loop, &f->client_app, &f->relay_a);
-    pipe_pair(&f->loop, &f->relay_b, &f->upstream_app);
+    xprt_pair(&f->loop, &f->client_app, &f->relay_a);
+    xprt_pair(&f->loop, &f->upstream_app, &f->relay_b);
     f->client_app.data = f;
     f->upstream_app.data = f;
     f->payload_len = len;
@@ -183,8 +187,8 @@ static void test_bulk_backpressure_half_close(void **state)
     setup_fx(f, BULK);
     struct sl_relay_opts opts = {.buf_size = 16384, .high_water = 65536,
                                  .low_water = 16384};
-    assert_int_equal(sl_relay_start(&f->relay, (uv_stream_t *)&f->relay_a,
-                                    (uv_stream_t *)&f->relay_b, &opts), 0);
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, &opts), 0);
     uv_buf_t b = uv_buf_init((char *)f->payload, (unsigned)f->payload_len);
     assert_int_equal(uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1,
                               on_written), 0);
@@ -218,8 +222,8 @@ static void test_on_read_aborts(void **state)
     struct fx *f = malloc(sizeof(*f));
     setup_fx(f, 1000);
     f->abort_after_first = 1;
-    assert_int_equal(sl_relay_start(&f->relay, (uv_stream_t *)&f->relay_a,
-                                    (uv_stream_t *)&f->relay_b, NULL), 0);
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, NULL), 0);
     uv_buf_t b = uv_buf_init((char *)f->payload, (unsigned)f->payload_len);
     uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1, on_written);
     uv_read_start((uv_stream_t *)&f->client_app, alloc_cb, on_client_read);
@@ -237,8 +241,8 @@ static void test_idle_holds_no_buffer(void **state)
     (void)state;
     struct fx *f = malloc(sizeof(*f));
     setup_fx(f, 5);
-    assert_int_equal(sl_relay_start(&f->relay, (uv_stream_t *)&f->relay_a,
-                                    (uv_stream_t *)&f->relay_b, NULL), 0);
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, NULL), 0);
     uv_buf_t b = uv_buf_init((char *)f->payload, 5);
     uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1, on_written);
     uv_read_start((uv_stream_t *)&f->upstream_app, alloc_cb, on_upstream_read);
@@ -265,8 +269,8 @@ static void test_pool_reuses_buffers(void **state)
     struct fx *f = malloc(sizeof(*f));
     setup_fx(f, 300000);
     struct sl_relay_opts opts = {.pool = &pool};
-    assert_int_equal(sl_relay_start(&f->relay, (uv_stream_t *)&f->relay_a,
-                                    (uv_stream_t *)&f->relay_b, &opts), 0);
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, &opts), 0);
     uv_buf_t b = uv_buf_init((char *)f->payload, (unsigned)f->payload_len);
     uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1, on_written);
     uv_shutdown(&f->sreq, (uv_stream_t *)&f->client_app, on_shut);

@@ -1,0 +1,787 @@
+#include "net/xprt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+/* Ciphertext read from the socket in one go: a few TLS records. */
+#define TLS_READ_SIZE (64 * 1024)
+/* Plaintext asked of the caller's alloc callback per SSL_read. */
+#define TLS_PLAIN_HINT (64 * 1024)
+/* First size of a ciphertext chunk: one full record and its overhead. */
+#define TLS_CHUNK_MIN (16 * 1024 + 256)
+
+/* A caller's write, until the records carrying it are on the socket. */
+struct tls_wr {
+    struct tls_wr *next;
+    uv_write_t *req;
+    uv_write_cb cb;
+    size_t len;    /* plaintext bytes, for the queue size */
+    int status;
+    unsigned nbufs;
+    uv_buf_t bufs[]; /* the caller's array, copied */
+};
+
+/* Ciphertext handed (or to be handed) to the socket. */
+struct tls_out {
+    uv_write_t req;
+    struct sl_tls_conn *t;
+    struct tls_wr *wrs; /* caller writes complete once this is written */
+    struct tls_wr **wrs_tail;
+    size_t len, cap;
+    char data[];
+};
+
+struct sl_tls_conn {
+    struct sl_xprt *x;
+    SSL *ssl;
+    uv_idle_t idle; /* runs deferred work from the loop, not from a call */
+    sl_xprt_handshake_cb hs_cb;
+    uv_alloc_cb alloc_cb;
+    uv_read_cb read_cb;
+
+    /* Ciphertext read and not yet taken by OpenSSL: in[in_off..in_len). */
+    char *in;
+    size_t in_off, in_len;
+
+    struct tls_out *fill; /* records being gathered */
+    struct tls_wr *wq, **wq_tail;     /* not yet encrypted */
+    struct tls_wr *done, **done_tail; /* written; callbacks owed */
+    size_t queued;                    /* plaintext not yet written */
+
+    uv_shutdown_t *shut_req; /* the caller's, until its callback */
+    uv_shutdown_cb shut_cb;
+    uv_shutdown_t tcp_shut;
+    uv_close_cb close_cb;
+
+    int open_handles;
+    int shut_status;           /* uv_shutdown's failure, owed */
+    unsigned hs_done : 1;      /* handshake finished */
+    unsigned hs_owed : 1;      /* hs_cb not called yet */
+    unsigned reading : 1;      /* the caller wants reads */
+    unsigned tcp_reading : 1;  /* uv_read_start is active on the socket */
+    unsigned tcp_eof : 1;      /* the socket said EOF */
+    unsigned eof_sent : 1;     /* EOF or an error went to the caller */
+    unsigned shut_sent : 1;    /* close_notify and uv_shutdown issued */
+    unsigned closing : 1;
+    unsigned failed : 1;       /* a TLS error: no more SSL calls */
+    unsigned shut_failed : 1;  /* shut_status owed to shut_cb */
+    char why[200];
+};
+
+static int bio_write(BIO *b, const char *data, int len);
+static int bio_read(BIO *b, char *out, int len);
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+static int bio_create(BIO *b);
+
+/* The BIO method is immutable once made and shared by every transport of
+ * the process, as OpenSSL's own methods are. */
+static BIO_METHOD *bio_method(void)
+{
+    static BIO_METHOD *m;
+    if (m == NULL) {
+        BIO_METHOD *n = BIO_meth_new(
+            BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice transport");
+        if (n == NULL || !BIO_meth_set_write(n, bio_write) ||
+            !BIO_meth_set_read(n, bio_read) ||
+            !BIO_meth_set_ctrl(n, bio_ctrl) ||
+            !BIO_meth_set_create(n, bio_create)) {
+            BIO_meth_free(n);
+            return NULL;
+        }
+        m = n;
+    }
+    return m;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* OpenSSL writes records: gather them into the chunk being filled. */
+static int bio_write(BIO *b, const char *data, int len)
+{
+    struct sl_tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    struct tls_out *o = t->fill;
+    size_t need = (o ? o->len : 0) + (size_t)len;
+    if (o == NULL || need > o->cap) {
+        size_t cap = o ? o->cap * 2 : TLS_CHUNK_MIN;
+        while (cap < need)
+            cap *= 2;
+        struct tls_out *n = realloc(o, sizeof(*n) + cap);
+        if (n == NULL)
+            return -1;
+        if (o == NULL) {
+            memset(n, 0, sizeof(*n));
+            n->t = t;
+            n->wrs_tail = &n->wrs;
+        } else if (n->wrs == NULL) {
+            n->wrs_tail = &n->wrs;
+        }
+        n->cap = cap;
+        t->fill = n;
+        o = n;
+    }
+    memcpy(o->data + o->len, data, (size_t)len);
+    o->len += (size_t)len;
+    return len;
+}
+
+/* OpenSSL wants ciphertext: what the socket gave, else "try again". */
+static int bio_read(BIO *b, char *out, int len)
+{
+    struct sl_tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    size_t have = t->in_len - t->in_off;
+    if (have == 0) {
+        if (t->tcp_eof)
+            return 0;
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = have < (size_t)len ? have : (size_t)len;
+    memcpy(out, t->in + t->in_off, n);
+    t->in_off += n;
+    if (t->in_off == t->in_len) {
+        free(t->in);
+        t->in = NULL;
+        t->in_off = t->in_len = 0;
+    }
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    struct sl_tls_conn *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_EOF:
+        return t->tcp_eof && t->in_len == t->in_off;
+    case BIO_CTRL_PENDING:
+        return (long)(t->in_len - t->in_off);
+    case BIO_CTRL_WPENDING:
+        return t->fill ? (long)t->fill->len : 0;
+    default:
+        return 0;
+    }
+}
+
+void sl_xprt_init(struct sl_xprt *x)
+{
+    memset(x, 0, sizeof(*x));
+}
+
+SSL *sl_xprt_ssl(const struct sl_xprt *x)
+{
+    return x->tls ? x->tls->ssl : NULL;
+}
+
+const char *sl_xprt_error(const struct sl_xprt *x)
+{
+    return x->tls ? x->tls->why : "";
+}
+
+static void note_error(struct sl_tls_conn *t, int ssl_err)
+{
+    unsigned long e = ERR_peek_last_error();
+    long v = SSL_get_verify_result(t->ssl);
+    if (v != X509_V_OK) {
+        snprintf(t->why, sizeof(t->why), "certificate verify failed: %s",
+                 X509_verify_cert_error_string(v));
+    } else if (e != 0) {
+        const char *r = ERR_reason_error_string(e);
+        snprintf(t->why, sizeof(t->why), "%s", r ? r : "TLS error");
+    } else if (ssl_err == SSL_ERROR_SYSCALL) {
+        snprintf(t->why, sizeof(t->why), "connection closed during TLS");
+    } else {
+        snprintf(t->why, sizeof(t->why), "TLS error %d", ssl_err);
+    }
+    ERR_clear_error();
+}
+
+static void on_idle(uv_idle_t *h);
+
+static void schedule(struct sl_tls_conn *t)
+{
+    if (!t->closing)
+        uv_idle_start(&t->idle, on_idle);
+}
+
+/* ------------------------------------------------------------ writing */
+
+static void on_chunk_written(uv_write_t *req, int status);
+
+static void wrs_done(struct sl_tls_conn *t, struct tls_wr *list, int status)
+{
+    while (list != NULL) {
+        struct tls_wr *w = list;
+        list = w->next;
+        w->next = NULL;
+        w->status = status;
+        *t->done_tail = w;
+        t->done_tail = &w->next;
+    }
+}
+
+/* Calls the callbacks of finished writes. Only from a loop callback. */
+static void run_done(struct sl_tls_conn *t)
+{
+    while (t->done != NULL) {
+        struct tls_wr *w = t->done;
+        t->done = w->next;
+        if (t->done == NULL)
+            t->done_tail = &t->done;
+        t->queued -= w->len;
+        uv_write_t *req = w->req;
+        uv_write_cb cb = w->cb;
+        int status = w->status;
+        free(w);
+        if (cb != NULL)
+            cb(req, status);
+    }
+}
+
+/* Sends the gathered records: as much as the socket takes now, the rest
+ * with uv_write. The writes they carry complete when all of it is out. */
+static int flush_out(struct sl_tls_conn *t)
+{
+    struct tls_out *o = t->fill;
+    if (o == NULL || o->len == 0)
+        return 0;
+    t->fill = NULL;
+    uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
+    size_t off = 0;
+    if (uv_stream_get_write_queue_size(s) == 0) {
+        uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+        int n = uv_try_write(s, &b, 1);
+        if (n > 0)
+            off = (size_t)n;
+        else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            wrs_done(t, o->wrs, n);
+            free(o);
+            schedule(t);
+            return n;
+        }
+    }
+    if (off == o->len) {
+        wrs_done(t, o->wrs, 0);
+        free(o);
+        schedule(t);
+        return 0;
+    }
+    uv_buf_t b = uv_buf_init(o->data + off, (unsigned)(o->len - off));
+    int rc = uv_write(&o->req, s, &b, 1, on_chunk_written);
+    if (rc != 0) {
+        wrs_done(t, o->wrs, rc);
+        free(o);
+        schedule(t);
+    }
+    return rc;
+}
+
+static void on_chunk_written(uv_write_t *req, int status)
+{
+    struct tls_out *o = (struct tls_out *)req;
+    struct sl_tls_conn *t = o->t;
+    wrs_done(t, o->wrs, status);
+    free(o);
+    run_done(t);
+}
+
+static void try_shutdown(struct sl_tls_conn *t);
+
+/* Encrypts the queued writes (once the handshake is done). */
+static void pump_out(struct sl_tls_conn *t)
+{
+    if (!t->hs_done || t->closing)
+        return;
+    while (t->wq != NULL) {
+        struct tls_wr *w = t->wq;
+        int rc = 0;
+        if (t->failed)
+            rc = UV_EPROTO;
+        for (unsigned i = 0; rc == 0 && i < w->nbufs; i++) {
+            if (w->bufs[i].len == 0)
+                continue;
+            ERR_clear_error();
+            int n = SSL_write(t->ssl, w->bufs[i].base, (int)w->bufs[i].len);
+            if (n <= 0) {
+                note_error(t, SSL_get_error(t->ssl, n));
+                t->failed = 1;
+                rc = UV_EPROTO;
+            }
+        }
+        t->wq = w->next;
+        if (t->wq == NULL)
+            t->wq_tail = &t->wq;
+        w->next = NULL;
+        if (rc != 0) {
+            wrs_done(t, w, rc);
+            schedule(t);
+            continue;
+        }
+        if (t->fill == NULL) {
+            /* Nothing to carry it (an empty write): done at once. */
+            wrs_done(t, w, 0);
+            schedule(t);
+            continue;
+        }
+        *t->fill->wrs_tail = w;
+        t->fill->wrs_tail = &w->next;
+    }
+    flush_out(t);
+    try_shutdown(t);
+}
+
+static void on_tcp_shutdown(uv_shutdown_t *req, int status)
+{
+    struct sl_tls_conn *t = req->data;
+    uv_shutdown_t *ureq = t->shut_req;
+    uv_shutdown_cb cb = t->shut_cb;
+    t->shut_req = NULL;
+    t->shut_cb = NULL;
+    if (cb != NULL)
+        cb(ureq, status);
+}
+
+/* After the caller's writes: close_notify, then the socket's write side. */
+static void try_shutdown(struct sl_tls_conn *t)
+{
+    if (t->shut_req == NULL || t->shut_sent || t->wq != NULL || !t->hs_done)
+        return;
+    t->shut_sent = 1;
+    if (!t->failed) {
+        ERR_clear_error();
+        (void)SSL_shutdown(t->ssl);
+        ERR_clear_error();
+        flush_out(t);
+    }
+    t->tcp_shut.data = t;
+    int rc = uv_shutdown(&t->tcp_shut, (uv_stream_t *)&t->x->tcp,
+                         on_tcp_shutdown);
+    if (rc != 0) {
+        /* Reported from the loop, as libuv reports its own. */
+        t->shut_status = rc;
+        t->shut_failed = 1;
+        schedule(t);
+    }
+}
+
+/* ------------------------------------------------------------ reading */
+
+static void on_tcp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    (void)hint;
+    char *p = malloc(TLS_READ_SIZE);
+    *buf = uv_buf_init(p, p ? TLS_READ_SIZE : 0);
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void pump_in(struct sl_tls_conn *t);
+
+static void tcp_read_start(struct sl_tls_conn *t)
+{
+    if (t->tcp_reading || t->tcp_eof || t->closing)
+        return;
+    if (uv_read_start((uv_stream_t *)&t->x->tcp, on_tcp_alloc,
+                      on_tcp_read) == 0)
+        t->tcp_reading = 1;
+}
+
+static void tcp_read_stop(struct sl_tls_conn *t)
+{
+    if (!t->tcp_reading)
+        return;
+    uv_read_stop((uv_stream_t *)&t->x->tcp);
+    t->tcp_reading = 0;
+}
+
+static void handshake_over(struct sl_tls_conn *t, int status)
+{
+    t->hs_owed = 0;
+    if (status == 0)
+        t->hs_done = 1;
+    if (!t->reading)
+        tcp_read_stop(t);
+    if (t->hs_cb != NULL)
+        t->hs_cb(t->x, status);
+}
+
+static void do_handshake(struct sl_tls_conn *t)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(t->ssl);
+    int err = r == 1 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, r);
+    if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ &&
+        err != SSL_ERROR_WANT_WRITE)
+        note_error(t, err);
+    flush_out(t);
+    if (t->closing)
+        return;
+    if (r == 1) {
+        handshake_over(t, 0);
+        if (!t->closing)
+            pump_out(t);
+        return;
+    }
+    if (err == SSL_ERROR_WANT_READ) {
+        if (t->tcp_eof) {
+            snprintf(t->why, sizeof(t->why), "connection closed during "
+                     "the TLS handshake");
+            t->failed = 1;
+            handshake_over(t, UV_EOF);
+        } else {
+            tcp_read_start(t);
+        }
+        return;
+    }
+    t->failed = 1;
+    tcp_read_stop(t);
+    handshake_over(t, err == SSL_ERROR_SYSCALL && t->tcp_eof ? UV_EOF
+                                                             : UV_EPROTO);
+}
+
+/* Hands plaintext to the caller while it reads and OpenSSL has some. */
+static void deliver(struct sl_tls_conn *t)
+{
+    uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
+    while (t->reading && !t->closing && !t->eof_sent) {
+        uv_buf_t b = uv_buf_init(NULL, 0);
+        t->alloc_cb((uv_handle_t *)s, TLS_PLAIN_HINT, &b);
+        if (b.base == NULL || b.len == 0) {
+            t->eof_sent = 1;
+            t->read_cb(s, UV_ENOBUFS, &b);
+            return;
+        }
+        /* Fill the buffer (SSL_read gives one record at a time), so a
+         * caller that takes a short read for "drained" is right. */
+        size_t got = 0;
+        int n = 0;
+        while (got < b.len) {
+            ERR_clear_error();
+            n = SSL_read(t->ssl, b.base + got, (int)(b.len - got));
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        if (got > 0) {
+            t->read_cb(s, (ssize_t)got, &b);
+            continue;
+        }
+        int err = SSL_get_error(t->ssl, n);
+        flush_out(t); /* a KeyUpdate or ticket answer */
+        if (err == SSL_ERROR_WANT_READ) {
+            t->read_cb(s, 0, &b); /* the buffer goes back */
+            if (t->reading && !t->closing)
+                tcp_read_start(t);
+            return;
+        }
+        t->eof_sent = 1;
+        tcp_read_stop(t);
+        if (err == SSL_ERROR_ZERO_RETURN ||
+            (err == SSL_ERROR_SYSCALL && t->tcp_eof)) {
+            ERR_clear_error();
+            t->read_cb(s, UV_EOF, &b);
+            return;
+        }
+        note_error(t, err);
+        t->failed = 1;
+        t->read_cb(s, UV_EPROTO, &b);
+        return;
+    }
+}
+
+static void pump_in(struct sl_tls_conn *t)
+{
+    if (t->closing)
+        return;
+    if (t->hs_owed) {
+        do_handshake(t);
+        return;
+    }
+    if (!t->hs_done || t->failed)
+        return;
+    deliver(t);
+}
+
+static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sl_tls_conn *t = sl_xprt_of(s)->tls;
+    if (nread <= 0) {
+        free(buf->base);
+        if (nread == 0)
+            return;
+        tcp_read_stop(t);
+        if (nread == UV_EOF) {
+            t->tcp_eof = 1;
+            pump_in(t);
+            return;
+        }
+        /* A socket error: the caller hears it as it would from libuv. */
+        if (t->hs_owed) {
+            snprintf(t->why, sizeof(t->why), "%s", uv_strerror((int)nread));
+            t->failed = 1;
+            handshake_over(t, (int)nread);
+        } else if (t->reading && !t->eof_sent) {
+            uv_buf_t b = uv_buf_init(NULL, 0);
+            t->eof_sent = 1;
+            t->read_cb(s, nread, &b);
+        } else {
+            t->failed = 1;
+        }
+        return;
+    }
+    /* OpenSSL takes all of what it is given only while somebody reads:
+     * what is left waits in `in`, and the socket is not read meanwhile. */
+    if (t->in == NULL) {
+        t->in = buf->base;
+        t->in_off = 0;
+        t->in_len = (size_t)nread;
+    } else {
+        size_t have = t->in_len - t->in_off;
+        char *n = malloc(have + (size_t)nread);
+        if (n == NULL) {
+            free(buf->base);
+            tcp_read_stop(t);
+            return;
+        }
+        memcpy(n, t->in + t->in_off, have);
+        memcpy(n + have, buf->base, (size_t)nread);
+        free(t->in);
+        free(buf->base);
+        t->in = n;
+        t->in_off = 0;
+        t->in_len = have + (size_t)nread;
+    }
+    pump_in(t);
+    if (!t->closing && t->in != NULL && !t->hs_owed)
+        tcp_read_stop(t);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct sl_tls_conn *t = h->data;
+    uv_idle_stop(h);
+    run_done(t);
+    if (t->closing)
+        return;
+    if (t->shut_failed) {
+        t->shut_failed = 0;
+        uv_shutdown_t *ureq = t->shut_req;
+        uv_shutdown_cb cb = t->shut_cb;
+        t->shut_req = NULL;
+        t->shut_cb = NULL;
+        if (cb != NULL)
+            cb(ureq, t->shut_status);
+        if (t->closing)
+            return;
+    }
+    pump_in(t);
+}
+
+/* ------------------------------------------------------------ the calls */
+
+int sl_xprt_tls_start(struct sl_xprt *x, SSL *ssl, const void *pre,
+                      size_t pre_len, sl_xprt_handshake_cb cb)
+{
+    BIO_METHOD *m = bio_method();
+    struct sl_tls_conn *t = calloc(1, sizeof(*t));
+    BIO *bio = m ? BIO_new(m) : NULL;
+    char *in = NULL;
+    if (pre_len > 0 && (in = malloc(pre_len)) != NULL)
+        memcpy(in, pre, pre_len);
+    if (t == NULL || bio == NULL || (pre_len > 0 && in == NULL)) {
+        free(t);
+        BIO_free(bio);
+        free(in);
+        SSL_free(ssl);
+        return UV_ENOMEM;
+    }
+    int rc = uv_idle_init(x->tcp.loop, &t->idle);
+    if (rc != 0) {
+        free(t);
+        BIO_free(bio);
+        free(in);
+        SSL_free(ssl);
+        return rc;
+    }
+    t->idle.data = t;
+    t->x = x;
+    t->ssl = ssl;
+    t->hs_cb = cb;
+    t->hs_owed = 1;
+    t->wq_tail = &t->wq;
+    t->done_tail = &t->done;
+    t->open_handles = 1; /* the idle handle; the socket is the caller's */
+    t->in = in;
+    t->in_len = pre_len;
+    BIO_set_data(bio, t);
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    x->tls = t;
+    /* The first flight (a client's hello, or a server's answer to the
+     * bytes given) goes out from the loop. */
+    schedule(t);
+    return 0;
+}
+
+int sl_xprt_read_start(struct sl_xprt *x, uv_alloc_cb alloc_cb,
+                       uv_read_cb read_cb)
+{
+    struct sl_tls_conn *t = x->tls;
+    if (t == NULL)
+        return uv_read_start((uv_stream_t *)&x->tcp, alloc_cb, read_cb);
+    if (t->closing)
+        return UV_EINVAL;
+    t->alloc_cb = alloc_cb;
+    t->read_cb = read_cb;
+    t->reading = 1;
+    if (!t->hs_done || t->eof_sent)
+        return 0;
+    /* What OpenSSL or `in` still holds is delivered from the loop; the
+     * socket is read once that is gone. */
+    if (t->in != NULL || SSL_has_pending(t->ssl) || t->tcp_eof || t->failed)
+        schedule(t);
+    else
+        tcp_read_start(t);
+    return 0;
+}
+
+int sl_xprt_read_stop(struct sl_xprt *x)
+{
+    struct sl_tls_conn *t = x->tls;
+    if (t == NULL)
+        return uv_read_stop((uv_stream_t *)&x->tcp);
+    t->reading = 0;
+    if (!t->hs_owed)
+        tcp_read_stop(t);
+    return 0;
+}
+
+int sl_xprt_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
+                      unsigned nbufs)
+{
+    if (x->tls == NULL)
+        return uv_try_write((uv_stream_t *)&x->tcp, bufs, nbufs);
+    return UV_EAGAIN;
+}
+
+int sl_xprt_write(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
+                  unsigned nbufs, uv_write_cb cb)
+{
+    struct sl_tls_conn *t = x->tls;
+    if (t == NULL)
+        return uv_write(req, (uv_stream_t *)&x->tcp, bufs, nbufs, cb);
+    if (t->closing || t->shut_req != NULL || t->shut_sent)
+        return UV_EPIPE;
+    struct tls_wr *w = malloc(sizeof(*w) + nbufs * sizeof(uv_buf_t));
+    if (w == NULL)
+        return UV_ENOMEM;
+    w->next = NULL;
+    w->req = req;
+    w->cb = cb;
+    w->status = 0;
+    w->nbufs = nbufs;
+    w->len = 0;
+    for (unsigned i = 0; i < nbufs; i++) {
+        w->bufs[i] = bufs[i];
+        w->len += bufs[i].len;
+    }
+    req->handle = (uv_stream_t *)&x->tcp;
+    req->cb = cb;
+    *t->wq_tail = w;
+    t->wq_tail = &w->next;
+    t->queued += w->len;
+    pump_out(t);
+    return 0;
+}
+
+int sl_xprt_shutdown(uv_shutdown_t *req, struct sl_xprt *x,
+                     uv_shutdown_cb cb)
+{
+    struct sl_tls_conn *t = x->tls;
+    if (t == NULL)
+        return uv_shutdown(req, (uv_stream_t *)&x->tcp, cb);
+    if (t->closing || t->shut_req != NULL || t->shut_sent)
+        return UV_EPIPE;
+    if (!t->hs_done)
+        return UV_ENOTCONN;
+    req->handle = (uv_stream_t *)&x->tcp;
+    req->cb = cb;
+    t->shut_req = req;
+    t->shut_cb = cb;
+    try_shutdown(t);
+    return 0;
+}
+
+size_t sl_xprt_write_queue_size(const struct sl_xprt *x)
+{
+    if (x->tls == NULL)
+        return uv_stream_get_write_queue_size((const uv_stream_t *)&x->tcp);
+    return x->tls->queued;
+}
+
+static void tls_free(struct sl_tls_conn *t)
+{
+    /* Writes never handed to the socket fail as libuv fails its own. */
+    wrs_done(t, t->wq, UV_ECANCELED);
+    t->wq = NULL;
+    if (t->fill != NULL) {
+        wrs_done(t, t->fill->wrs, UV_ECANCELED);
+        free(t->fill);
+        t->fill = NULL;
+    }
+    run_done(t);
+    if (t->shut_req != NULL && (!t->shut_sent || t->shut_failed) &&
+        t->shut_cb != NULL)
+        t->shut_cb(t->shut_req, UV_ECANCELED);
+    SSL_free(t->ssl);
+    free(t->in);
+    struct sl_xprt *x = t->x;
+    uv_close_cb cb = t->close_cb;
+    x->tls = NULL;
+    free(t);
+    if (cb != NULL)
+        cb((uv_handle_t *)&x->tcp);
+}
+
+static void on_tls_handle_closed(uv_handle_t *h)
+{
+    struct sl_tls_conn *t;
+    if (h->type == UV_IDLE)
+        t = h->data;
+    else
+        t = sl_xprt_of((uv_stream_t *)h)->tls;
+    if (--t->open_handles == 0)
+        tls_free(t);
+}
+
+void sl_xprt_close(struct sl_xprt *x, uv_close_cb close_cb)
+{
+    struct sl_tls_conn *t = x->tls;
+    if (t == NULL) {
+        uv_close((uv_handle_t *)&x->tcp, close_cb);
+        return;
+    }
+    if (t->closing)
+        return;
+    t->closing = 1;
+    t->close_cb = close_cb;
+    t->open_handles++;
+    uv_close((uv_handle_t *)&x->tcp, on_tls_handle_closed);
+    uv_close((uv_handle_t *)&t->idle, on_tls_handle_closed);
+}
