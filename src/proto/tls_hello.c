@@ -208,7 +208,8 @@ static int parse_alpn(struct reader *r, size_t end, struct sl_tls_hello *h)
     return 0;
 }
 
-static int parse_extensions(struct reader *r, size_t end, struct sl_tls_hello *h)
+static int parse_extensions(struct reader *r, size_t end,
+                            struct sl_tls_hello *h)
 {
     /* One bit per extension type: RFC 8446 4.2 forbids repeats, and a
      * repeated server_name would leave two names to choose from. */

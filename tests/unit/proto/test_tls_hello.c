@@ -111,7 +111,8 @@ static const uint8_t hello_ossl12_nosni[] = {
     0x03, 0x02, 0x04, 0x02, 0x05, 0x02, 0x06, 0x02,
 };
 
-/* openssl s_client -servername Demo.Example.localhost -alpn sluice/1,http/1.1 */
+/* openssl s_client -servername Demo.Example.localhost -alpn sluice/1,http/1.1
+ */
 static const uint8_t hello_ossl_alpn[] = {
     0x16, 0x03, 0x01, 0x01, 0x5b, 0x01, 0x00, 0x01, 0x57, 0x03, 0x03, 0xa1,
     0x87, 0x31, 0xa3, 0x01, 0x4f, 0x11, 0xbf, 0x51, 0x51, 0x41, 0xb4, 0x28,
@@ -216,7 +217,8 @@ static const uint8_t hello_curl12[] = {
     0x03, 0x02, 0x04, 0x02, 0x05, 0x02, 0x06, 0x02,
 };
 
-/* openssl s_client -max_send_frag 512 -servername frag.localhost -alpn <20 names of 32 bytes>,http/1.1: two records */
+/* openssl s_client -max_send_frag 512 -servername frag.localhost -alpn <20
+ * names of 32 bytes>,http/1.1: two records */
 static const uint8_t hello_frag[] = {
     0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x03, 0xda, 0x03, 0x03, 0xbb,
     0x12, 0x12, 0xcb, 0x72, 0xe0, 0xb3, 0x8a, 0xed, 0xf9, 0x48, 0xa4, 0xc5,
@@ -429,8 +431,7 @@ static void build(struct buf *out, const struct buf *exts, int with_block)
     patch16(out->b + 3, out->n - 5);
 }
 
-static void ext_raw(struct buf *exts, unsigned type, const void *data,
-                    size_t n)
+static void ext_raw(struct buf *exts, unsigned type, const void *data, size_t n)
 {
     put16(exts, type);
     put16(exts, n);
@@ -497,8 +498,8 @@ static void test_captured(void **state)
     assert_string_equal(h.server_name, "");
     assert_int_equal(h.nalpn, 0);
 
-    assert_int_equal(
-        parse(hello_ossl12_nosni, sizeof(hello_ossl12_nosni), &h), 0);
+    assert_int_equal(parse(hello_ossl12_nosni, sizeof(hello_ossl12_nosni), &h),
+                     0);
     assert_string_equal(h.server_name, "");
 
     /* The name is sent as typed; routing wants it lower-cased. */
@@ -605,8 +606,11 @@ static void test_bytes_after_hello(void **state)
 static void test_plain_http(void **state)
 {
     static const char *const reqs[] = {
-        "GET / HTTP/1.1\r\nHost: x.localhost\r\n\r\n", "G", "PRI * HTTP/2.0",
-        "SSH-2.0-OpenSSH_9.2\r\n", "\x80\x2e\x01\x00\x02", /* SSLv2 hello */
+        "GET / HTTP/1.1\r\nHost: x.localhost\r\n\r\n",
+        "G",
+        "PRI * HTTP/2.0",
+        "SSH-2.0-OpenSSH_9.2\r\n",
+        "\x80\x2e\x01\x00\x02", /* SSLv2 hello */
     };
     struct sl_tls_hello h;
 
@@ -783,12 +787,12 @@ static void test_hello_fields(void **state)
 static void test_server_name_rules(void **state)
 {
     static const char *const good[] = {
-        "a", "x.localhost", "a-b.c-d.example", "0.example", "127.0.0.1",
-        "xn--bcher-kva.example",
+        "a",         "x.localhost", "a-b.c-d.example",
+        "0.example", "127.0.0.1",   "xn--bcher-kva.example",
     };
     static const char *const bad[] = {
-        "a_b.localhost", "a..b", ".a", "a b", "-a.b", "a-.b", "a.b-", "*.b",
-        "a/b", "a:443", "\xc3\xa9.b", ".", "..", "a.b..",
+        "a_b.localhost", "a..b", ".a",    "a b",        "-a.b", "a-.b", "a.b-",
+        "*.b",           "a/b",  "a:443", "\xc3\xa9.b", ".",    "..",   "a.b..",
     };
     struct sl_tls_hello h;
     char name[300];
