@@ -143,7 +143,7 @@ struct boot {
     const char *state_flag;
     char dir[SL_STATEDIR_PATH_MAX];
     struct slot slots[NROLES];
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     int roles_running; /* started roles whose stop has not finished */
     int exit_code;
 };
@@ -357,6 +357,7 @@ static void on_role_stopped(void *arg)
     /* Last role down: drop the signal handlers and let the loop end. */
     uv_close((uv_handle_t *)&b->sigint, on_signal_closed);
     uv_close((uv_handle_t *)&b->sigterm, on_signal_closed);
+    uv_close((uv_handle_t *)&b->sighup, on_signal_closed);
 }
 
 static void stop_roles(struct boot *b)
@@ -387,6 +388,18 @@ static void on_signal(uv_signal_t *h, int signum)
     sl_info(&b->ctx->log, "boot: %s received; stopping",
             signum == SIGINT ? "SIGINT" : "SIGTERM");
     stop_roles(b);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    struct boot *b = h->data;
+    (void)signum;
+    if (b->ctx->stopping)
+        return;
+    sl_info(&b->ctx->log, "boot: SIGHUP received; reloading");
+    for (size_t i = 0; i < NROLES; i++)
+        if (b->slots[i].started && b->slots[i].role->reload != NULL)
+            b->slots[i].role->reload(b->slots[i].st, b->ctx);
 }
 
 /* Starts the wanted roles in table order and publishes <role>.json for
@@ -448,6 +461,9 @@ static int run(struct boot *b, int *ready_fd)
     b->sigterm.data = b;
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+    uv_signal_init(&loop, &b->sighup);
+    b->sighup.data = b;
+    uv_signal_start(&b->sighup, on_sighup, SIGHUP);
 
     start_roles(b);
     sl_daemon_ready(ready_fd, b->exit_code == 0);

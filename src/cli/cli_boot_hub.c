@@ -18,17 +18,31 @@
 #include "core/error.h"
 #include "core/size.h"
 #include "hub/hub.h"
+#include "net/addr.h"
 
 #define HUB_HTTP_DEFAULT "127.0.0.1:8080"
 #define HUB_API_DEFAULT "127.0.0.1:8081"
+#define HUB_HTTPS_DEFAULT "127.0.0.1:8443"
+#define HUB_TLS_CERTS_MAX 16
 
 static const char hub_usage[] =
-    "usage: sluice boot up --proxy [--http ADDR] [--api ADDR] [--domain D]\n"
+    "usage: sluice boot up --proxy [--http ADDR] [--https ADDR] [--api ADDR]\n"
+    "                      [--domain D] [--tls-cert F --tls-key F ...]\n"
     "                      [--state-dir DIR] [--gateway-token T]\n"
     "                      [--api-token T] [--api-require-token] [--daemon]\n"
     "\n"
     "Runs the hub: the public entry point bridges dial and users reach.\n"
     "  --http ADDR        public listener (default " HUB_HTTP_DEFAULT ")\n"
+    "  --https ADDR       public TLS listener serving the same (default\n"
+    "                     " HUB_HTTPS_DEFAULT " when neither --http nor\n"
+    "                     --https is given; with only --http, none)\n"
+    "  --tls-cert F --tls-key F  certificate chain and key (PEM, RSA or\n"
+    "                     ECDSA), repeatable: chosen by SNI, exact name\n"
+    "                     first, then wildcard, else the first given;\n"
+    "                     read again on SIGHUP. None: a local CA in\n"
+    "                     DIR/tls/ issues the hub's certificate (trust\n"
+    "                     DIR/tls/ca.pem, e.g. curl --cacert)\n"
+    "  --https-redirect   users on --http get 308 to the https:// URL\n"
     "  --api ADDR         admin REST API and /metrics (default "
     HUB_API_DEFAULT ")\n"
     "  --domain D         identities are <identity>.D (default localhost)\n"
@@ -78,10 +92,15 @@ static const char hub_usage[] =
     "                     (default max-pairs + 16; over it 429 to the bridge)\n"
     "\n"
     "Once listening, one line goes to standard output:\n"
-    "  hub listening http://<addr> domain <domain>\n";
+    "  hub listening http://<addr> domain <domain>\n"
+    "  hub listening https://<addr> domain <domain>   (with TLS)\n"
+    "  hub ca <path>                                  (the local CA)\n";
 
 struct hub_opts {
-    const char *http, *api, *domain, *gateway_token, *api_token;
+    const char *http, *https, *api, *domain, *gateway_token, *api_token;
+    const char *tls_cert[HUB_TLS_CERTS_MAX], *tls_key[HUB_TLS_CERTS_MAX];
+    size_t ntls_cert, ntls_key;
+    int https_redirect;
     const char *scheme;
     int require_token;
     /* Secrets kept out of argv, and the allocation guards. */
@@ -203,6 +222,7 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
     struct hub_opts *o = &((struct hub_role *)st)->o;
     static const struct sl_cli_str_opt with_value[] = {
         {"--http", offsetof(struct hub_opts, http)},
+        {"--https", offsetof(struct hub_opts, https)},
         {"--api", offsetof(struct hub_opts, api)},
         {"--domain", offsetof(struct hub_opts, domain)},
         {"--gateway-token", offsetof(struct hub_opts, gateway_token)},
@@ -220,6 +240,26 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         return m < 0 ? 2 : 1;
     if (strcmp(a, "--api-require-token") == 0) {
         o->require_token = 1;
+        return 1;
+    }
+    if (strcmp(a, "--https-redirect") == 0) {
+        o->https_redirect = 1;
+        return 1;
+    }
+    int cert = 0;
+    if ((m = sl_cli_opt_value(argc, argv, i, "--tls-cert", &val)) != 0 ||
+        (cert = 1, m = sl_cli_opt_value(argc, argv, i, "--tls-key", &val)) !=
+            0) {
+        const char **list = cert ? o->tls_key : o->tls_cert;
+        size_t *n = cert ? &o->ntls_key : &o->ntls_cert;
+        if (m < 0)
+            return 2;
+        if (*n == HUB_TLS_CERTS_MAX) {
+            fprintf(stderr, "sluice: at most %d certificates\n",
+                    HUB_TLS_CERTS_MAX);
+            return 2;
+        }
+        list[(*n)++] = val;
         return 1;
     }
     if (strncmp(a, "--cookie-isolation", 18) == 0 &&
@@ -295,6 +335,17 @@ static int hub_check(void *st, const struct sl_boot_common *c)
         if (env != NULL && env[0] != '\0')
             o->api_token = env;
     }
+    if (o->ntls_cert != o->ntls_key) {
+        fprintf(stderr, "sluice: --tls-cert and --tls-key come in pairs "
+                "(%zu certificates, %zu keys)\n", o->ntls_cert, o->ntls_key);
+        return 2;
+    }
+    if ((o->ntls_cert > 0 || o->https_redirect) && o->https == NULL &&
+        o->http != NULL) {
+        fprintf(stderr, "sluice: --tls-cert and --https-redirect need "
+                "--https ADDR\n");
+        return 2;
+    }
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
     /* Refuse a token-less public API here, in the terminal. */
     if ((o->require_token || !sl_api_listen_is_loopback(api_addr)) &&
@@ -314,8 +365,16 @@ static int hub_start(void *st, struct sl_ctx *ctx,
     struct hub_role *hr = st;
     const struct hub_opts *o = &hr->o;
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
+    /* No listener named: both defaults. Else only those named. */
+    int neither = o->http == NULL && o->https == NULL;
     struct sl_hub_options ho = {
         .http_addr = o->http ? o->http : HUB_HTTP_DEFAULT,
+        .no_http = o->http == NULL && o->https != NULL,
+        .https_addr = neither ? HUB_HTTPS_DEFAULT : o->https,
+        .tls_cert_files = o->tls_cert,
+        .tls_key_files = o->tls_key,
+        .ntls_certs = o->ntls_cert,
+        .https_redirect = o->https_redirect,
         .domain = o->domain,
         .gateway_token = o->gateway_token,
         .state_dir = c->state_dir,
@@ -370,8 +429,14 @@ static int hub_start(void *st, struct sl_ctx *ctx,
     }
     sl_hub_api_address(hr->api, info->api, sizeof(info->api));
     sl_hub_address(ctx->hub, info->http, sizeof(info->http));
-    printf("hub listening http://%s domain %s\n", info->http,
-           o->domain ? o->domain : "localhost");
+    const char *domain = o->domain ? o->domain : "localhost";
+    if (!ho.no_http)
+        printf("hub listening http://%s domain %s\n", info->http, domain);
+    char tls_addr[SL_ADDR_STRLEN];
+    if (sl_hub_tls_address(ctx->hub, tls_addr, sizeof(tls_addr)) == 0)
+        printf("hub listening https://%s domain %s\n", tls_addr, domain);
+    if (sl_hub_ca_path(ctx->hub) != NULL)
+        printf("hub ca %s\n", sl_hub_ca_path(ctx->hub));
     printf("hub api http://%s\n", info->api);
     fflush(stdout);
     return 0;
@@ -387,6 +452,13 @@ static void hub_stop(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done,
     sl_hub_stop(ctx->hub, done, arg);
 }
 
+static void hub_reload(void *st, struct sl_ctx *ctx)
+{
+    (void)st;
+    if (ctx->hub != NULL)
+        sl_hub_reload(ctx->hub);
+}
+
 const struct sl_boot_role sl_boot_role_hub = {
     .name = "hub",
     .flag = "--proxy",
@@ -397,4 +469,5 @@ const struct sl_boot_role sl_boot_role_hub = {
     .check = hub_check,
     .start = hub_start,
     .stop = hub_stop,
+    .reload = hub_reload,
 };

@@ -24,11 +24,17 @@ static const char node_usage[] =
     "\n"
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
     "the hub hands it to a local upstream service.\n"
-    "  --hub URL       the hub, http://host:port (default " SL_NODE_HUB_DEFAULT
-    ");\n"
-    "                  also the hub of bridges created without one\n"
-    "  --upstream URL  the local service, http://host:port; a bridge to it\n"
-    "                  is added unless one to the same hub exists\n"
+    "  --hub URL       the hub, http://host:port or https://host:port\n"
+    "                  (default " SL_NODE_HUB_DEFAULT "); also the hub of\n"
+    "                  bridges created without one\n"
+    "  --hub-ca FILE   CA certificates (PEM) an https hub is verified\n"
+    "                  against (default: the system store)\n"
+    "  --hub-pin sha256/BASE64  the hub's public key must be this one\n"
+    "  --hub-insecure  do not verify the hub's certificate (tests only)\n"
+    "  --upstream URL  the local service, http://host:port, or\n"
+    "                  tls://host:port for a TLS service the hub passes\n"
+    "                  through unread; a bridge to it is added unless one\n"
+    "                  to the same hub exists\n"
     "  --token T       gateway token the hub demands for a new identity\n"
     "  --username U, --password P  the credentials of an allocation made\n"
     "                  on the hub beforehand (sluice proxy create): the\n"
@@ -53,7 +59,8 @@ static const char node_usage[] =
 
 struct node_opts {
     const char *hub, *upstream, *token, *api, *username, *password;
-    int allow_public, pool, framed, pool_given;
+    const char *hub_ca, *hub_pin;
+    int allow_public, pool, framed, pool_given, hub_insecure;
     long ping_ms, dead_ms;
 };
 
@@ -88,6 +95,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--token", offsetof(struct node_opts, token)},
         {"--username", offsetof(struct node_opts, username)},
         {"--password", offsetof(struct node_opts, password)},
+        {"--hub-ca", offsetof(struct node_opts, hub_ca)},
+        {"--hub-pin", offsetof(struct node_opts, hub_pin)},
         {"--node-api", offsetof(struct node_opts, api)},
         {"--api", offsetof(struct node_opts, api)},
     };
@@ -120,6 +129,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         o->framed = 1;
     else if (strcmp(a, "--allow-public-upstream") == 0)
         o->allow_public = 1;
+    else if (strcmp(a, "--hub-insecure") == 0)
+        o->hub_insecure = 1;
     else
         return 0;
     return 1;
@@ -187,6 +198,9 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .allow_public_upstream = o->allow_public,
         .pool_size = o->pool_given ? o->pool : -1,
         .framed = o->framed,
+        .hub_ca = o->hub_ca,
+        .hub_pin = o->hub_pin,
+        .hub_insecure = o->hub_insecure,
         .default_hub = hub,
         .ping_ms = (uint64_t)o->ping_ms,
         .dead_ms = (uint64_t)o->dead_ms,

@@ -64,6 +64,8 @@ struct sl_boot_role {
      * or from inside this call, once the role's handles are closed. */
     void (*stop)(void *st, struct sl_ctx *ctx, sl_boot_stopped_cb done,
                  void *arg);
+    /* SIGHUP: reads its files again (certificates). May be NULL. */
+    void (*reload)(void *st, struct sl_ctx *ctx);
 };
 
 /* The rows of the role table (cli_boot_hub.c, cli_boot_node.c). */

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "node/node_int.h"
+#include "tls/tls_client.h"
 #include "tunnel/control.h"
 #include "tunnel/creds.h"
 
@@ -561,6 +562,7 @@ static void node_free(void *arg)
     }
     sl_node_saver_free(&node->saver);
     sl_relay_pool_drain(&node->relay_pool);
+    sl_tls_client_free(node->tls);
     sl_node_stopped_cb cb = node->stop_cb;
     void *cb_arg = node->stop_arg;
     if (node->ctx->node == node)
@@ -611,6 +613,21 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     } else {
         snprintf(node->default_hub, sizeof(node->default_hub), "%s",
                  SL_NODE_HUB_DEFAULT);
+    }
+    {
+        char err[512];
+        struct sl_tls_client_opts to = {.ca_file = opts->hub_ca,
+                                        .pin = opts->hub_pin,
+                                        .insecure = opts->hub_insecure,
+                                        .alpn = "http/1.1"};
+        if (sl_tls_client_new(&to, &node->tls, err, sizeof(err)) != 0) {
+            sl_error(node->log, "node: TLS to hubs: %s", err);
+            rc = SL_ECONFIG;
+            goto fail;
+        }
+        if (opts->hub_insecure)
+            sl_warn(node->log, "node: --hub-insecure: hub certificates are "
+                    "not verified (insecure; for tests only)");
     }
     node->relay_pool.max_free = SL_NODE_RELAY_FREE;
     node->ping_ms = opts->ping_ms;
@@ -688,6 +705,7 @@ fail:
         sl_api_server_close(node->api);
         node->api = NULL;
     }
+    sl_tls_client_free(node->tls);
     free(node);
     return rc;
 }

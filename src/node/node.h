@@ -48,6 +48,14 @@ struct sl_node_options {
                                   (for intermediaries that mangle them) */
     uint64_t ping_ms, dead_ms; /* WebSocket keep-alive; 0: net/ws.h's
                                   defaults (15 s, 45 s). For tests. */
+    /* https:// hubs: the hub's certificate is verified against hub_ca
+     * (PEM; NULL: the system store) and the URL's host name, and its key
+     * against hub_pin ("sha256/<base64>", NULL: any) before any
+     * credential is sent. hub_insecure skips the chain and name checks
+     * (for tests; a warning says so). */
+    const char *hub_ca;
+    const char *hub_pin;
+    int hub_insecure;
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by

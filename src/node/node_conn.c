@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "net/addr.h"
 #include "net/tcp_live.h"
+#include "tls/tls_client.h"
 #include "node/node_int.h"
 #include "tunnel/control.h"
 #include "tunnel/creds.h"
@@ -269,6 +270,9 @@ static int format_request(struct conn *c, char *buf, size_t cap)
     return n;
 }
 
+static void send_request(struct conn *c);
+static void start_tls(struct conn *c);
+
 static void on_hub_connect(uv_connect_t *req, int status)
 {
     struct conn *c = CONTAINER_OF(req, struct conn, creq);
@@ -290,12 +294,24 @@ static void on_hub_connect(uv_connect_t *req, int status)
         sl_node_conn_close(c, status);
         goto out;
     }
+    (void)sl_tcp_live(&c->hub_x.tcp); /* best effort: pings cover control */
+    if (c->b->hub.tls) {
+        start_tls(c); /* the connect timer bounds the handshake too */
+        goto out;
+    }
+    send_request(c);
+out:
+    conn_unref(c);
+}
+
+/* TLS is up (or not needed): the upgrade request, with the credentials. */
+static void send_request(struct conn *c)
+{
     uv_timer_stop(&c->timer);
     c->phase = PH_HEAD;
-    (void)sl_tcp_live(&c->hub_x.tcp); /* best effort: pings cover control */
     if (sl_ws_key_new(c->key) != 0) {
         sl_node_conn_close(c, UV_EIO);
-        goto out;
+        return;
     }
     char text[2048];
     int n = format_request(c, text, sizeof(text));
@@ -303,7 +319,7 @@ static void on_hub_connect(uv_connect_t *req, int status)
         sl_error(conn_log(c), "bridge %s: formatting the %s request: %s",
                  bridge_name(c->b), kind_name(c), sl_strerror(n));
         sl_node_conn_close(c, n);
-        goto out;
+        return;
     }
     int rc = sl_stream_write_copy(&c->hub_x, text, (size_t)n);
     if (rc == 0) {
@@ -317,8 +333,58 @@ static void on_hub_connect(uv_connect_t *req, int status)
     }
     if (rc != 0)
         sl_node_conn_close(c, rc);
+}
+
+static void on_hub_handshake(struct sl_xprt *x, int status)
+{
+    struct conn *c = CONTAINER_OF(x, struct conn, hub_x);
+    struct sl_node_bridge *b = c->b;
+    char why[256] = "";
+    if (c->closing)
+        goto out;
+    if (status == 0 || status == UV_EPROTO)
+        status = sl_tls_client_check(b->node->tls, sl_xprt_ssl(x), why,
+                                     sizeof(why)) != 0 ? UV_EPROTO : status;
+    if (status != 0) {
+        /* Nothing was sent: no credential reached a hub we cannot
+         * trust. Said once per bridge until it works again. */
+        if (why[0] == '\0')
+            snprintf(why, sizeof(why), "%s", status == UV_EPROTO
+                         ? sl_xprt_error(x) : sl_strerror(status));
+        sl_node_bridge_set_error(b, "TLS to hub %s: %s", b->rec.hub, why);
+        if (!b->tls_logged)
+            sl_warn(conn_log(c), "bridge %s: TLS to hub %s failed: %s; no "
+                    "credentials sent", bridge_name(b), b->rec.hub, why);
+        b->tls_logged = 1;
+        sl_node_conn_close(c, status);
+        goto out;
+    }
+    b->tls_logged = 0;
+    sl_debug(conn_log(c), "bridge %s: %s connection #%u: TLS %s%s",
+             bridge_name(b), kind_name(c), c->id, SSL_get_version(
+                 sl_xprt_ssl(x)), sl_tls_client_resumed(sl_xprt_ssl(x))
+                                      ? ", session resumed" : "");
+    send_request(c);
 out:
     conn_unref(c);
+}
+
+static void start_tls(struct conn *c)
+{
+    struct sl_node_bridge *b = c->b;
+    char key[SL_NODE_HOST_MAX + 16];
+    snprintf(key, sizeof(key), "%s:%u", b->hub.host, (unsigned)b->hub.port);
+    SSL *ssl = sl_tls_client_ssl(b->node->tls, b->hub.host, key);
+    if (ssl == NULL) {
+        sl_node_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    int rc = sl_xprt_tls_start(&c->hub_x, ssl, NULL, 0, on_hub_handshake);
+    if (rc != 0) {
+        sl_node_conn_close(c, rc);
+        return;
+    }
+    c->refs++; /* until on_hub_handshake */
 }
 
 static void try_hub_connect(struct conn *c)
@@ -511,7 +577,9 @@ static void send_hello(struct conn *c)
     struct sl_ctl_msg m;
     sl_ctl_init(&m, SL_CTL_HELLO);
     m.hello.version = SL_CTL_VERSION;
-    m.hello.capabilities = SL_CAP_HTTP;
+    /* A tls:// upstream takes TLS as users send it: the hub passes it
+     * through by SNI instead of reading HTTP. */
+    m.hello.capabilities = c->b->up.tls ? SL_CAP_TLS : SL_CAP_HTTP;
     m.hello.pool = c->b->node->pool_size;
     char *text = NULL;
     size_t len = 0;

@@ -9,6 +9,7 @@
 #include "net/http_head.h"
 #include "net/relay.h"
 #include "net/ws.h"
+#include "net/xprt.h"
 #include "node/node.h"
 #include "node/node_state.h"
 #include "node/node_url.h"
@@ -124,11 +125,14 @@ struct sl_node_bridge {
     unsigned no_raw : 1;       /* a raw attempt failed: frame from now on */
     unsigned announced : 1;    /* the "bridge ... -> ..." line was printed */
     unsigned refuse_logged : 1;
+    unsigned tls_logged : 1;   /* a TLS failure to the hub was logged */
     uint64_t gw_down, gw_up, up_down, up_up;
     uint64_t prev_down, prev_up;
     double rate_down, rate_up;
     char error[160];
 };
+
+struct sl_tls_client;
 
 struct sl_node {
     struct sl_ctx *ctx;
@@ -147,6 +151,7 @@ struct sl_node {
     uv_timer_t tick;
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
+    struct sl_tls_client *tls; /* for https:// hubs */
     /* Read buffers of the raw relays, kept across reads and connections
      * so a busy data connection does not malloc/free (and trim the heap)
      * per read. */

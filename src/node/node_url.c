@@ -144,10 +144,21 @@ int sl_node_url_parse_upstream(const char *text, struct sl_node_url *out,
         return fail(err, errcap, "", "empty URL");
     if (strlen(text) >= SL_NODE_URL_MAX)
         return fail(err, errcap, "...", "URL is too long");
+    if (strncasecmp(text, "tls://", 6) == 0) {
+        /* TLS the upstream terminates itself: the hub passes it through
+         * by SNI and the node relays the bytes as they are. */
+        int rc = parse_authority(text, text + 6, 1, 0, out, err, errcap);
+        out->tls = 1;
+        snprintf(out->scheme, sizeof(out->scheme), "tls");
+        return rc;
+    }
     if (strncasecmp(text, "http://", 7) != 0)
         return fail(err, errcap, text,
-                    "the upstream must be http://host:port");
-    return parse_authority(text, text + 7, 1, 0, out, err, errcap);
+                    "the upstream must be http://host:port or "
+                    "tls://host:port");
+    int rc = parse_authority(text, text + 7, 1, 0, out, err, errcap);
+    snprintf(out->scheme, sizeof(out->scheme), "http");
+    return rc;
 }
 
 int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
@@ -158,11 +169,23 @@ int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
         return fail(err, errcap, "", "empty URL");
     if (strlen(text) >= SL_NODE_URL_MAX)
         return fail(err, errcap, "...", "URL is too long");
-    if (strncasecmp(text, "https://", 8) == 0)
-        return fail(err, errcap, text, "https hubs are not supported yet");
-    if (strncasecmp(text, "http://", 7) != 0)
-        return fail(err, errcap, text, "the hub must be http://host[:port]");
-    return parse_authority(text, text + 7, 0, 80, out, err, errcap);
+    int rc;
+    if (strncasecmp(text, "https://", 8) == 0 ||
+        strncasecmp(text, "wss://", 6) == 0) {
+        size_t skip = text[0] == 'h' || text[0] == 'H' ? 8 : 6;
+        rc = parse_authority(text, text + skip, 0, 443, out, err, errcap);
+        out->tls = 1;
+        snprintf(out->scheme, sizeof(out->scheme), "https");
+        return rc;
+    }
+    if (strncasecmp(text, "http://", 7) != 0 &&
+        strncasecmp(text, "ws://", 5) != 0)
+        return fail(err, errcap, text, "the hub must be http://host[:port] "
+                    "or https://host[:port]");
+    size_t skip = text[0] == 'h' || text[0] == 'H' ? 7 : 5;
+    rc = parse_authority(text, text + skip, 0, 80, out, err, errcap);
+    snprintf(out->scheme, sizeof(out->scheme), "http");
+    return rc;
 }
 
 /* Writes the host as a URL has it: brackets around an IPv6 literal, its
@@ -189,7 +212,9 @@ int sl_node_url_host_header(const struct sl_node_url *u, char *buf,
 
 int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap)
 {
-    const char *scheme = u->tls ? "https://" : "http://";
+    char scheme[16];
+    snprintf(scheme, sizeof(scheme), "%s://",
+             u->scheme[0] ? u->scheme : u->tls ? "https" : "http");
     size_t sl = strlen(scheme);
     if (cap <= sl)
         return SL_ETOOBIG;

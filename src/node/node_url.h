@@ -1,14 +1,15 @@
 /* URLs a node deals with: a bridge's upstream (`http://host:port`) and its
- * hub (`http://host[:port]`, `https://` reserved for later). Pure: no I/O,
+ * hub (`http://host[:port]` or `https://host[:port]`). Pure: no I/O,
  * no name resolution.
  *
  * The rules, chosen to fail early with a clear message rather than dial
  * something surprising:
- *  - upstream: scheme `http`, an explicit port 1..65535, no path (a lone
+ *  - upstream: scheme `http`, or `tls` (TLS the upstream terminates: the
+ *    hub passes it through by SNI), an explicit port 1..65535, no path (a lone
  *    trailing `/` is tolerated and dropped), no user info, query or
  *    fragment.
- *  - hub: scheme `http` (port defaults to 80) or `https` (443; refused by
- *    sl_node_url_parse_hub until TLS lands), same other rules.
+ *  - hub: scheme `http` or `ws` (port defaults to 80), `https` or `wss`
+ *    (443), same other rules.
  * Host: a name ([A-Za-z0-9.-], 1..253 bytes), an IPv4 literal, or an IPv6
  * literal in brackets (stored without them). */
 #ifndef SL_NODE_URL_H
@@ -21,7 +22,8 @@
 #define SL_NODE_URL_MAX 300
 
 struct sl_node_url {
-    int tls;                      /* 1 for https */
+    int tls;                      /* 1 for https (hub), tls (upstream) */
+    char scheme[8];               /* "http", "https", "tls" */
     char host[SL_NODE_HOST_MAX];  /* without brackets */
     uint16_t port;
 };
@@ -31,12 +33,11 @@ struct sl_node_url {
 int sl_node_url_parse_upstream(const char *text, struct sl_node_url *out,
                                char *err, size_t errcap);
 
-/* Parse a hub URL. https is refused for now (SL_EPARSE, "not supported
- * yet"). Same error reporting as above. */
+/* Parse a hub URL. Same error reporting as above. */
 int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
                           char *err, size_t errcap);
 
-/* Writes the canonical form "http://host:port" (IPv6 bracketed) into buf.
+/* Writes the canonical form "scheme://host:port" (IPv6 bracketed) into buf.
  * Returns 0 or SL_ETOOBIG. */
 int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap);
 
