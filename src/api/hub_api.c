@@ -684,6 +684,11 @@ int sl_hub_api_start(struct sl_ctx *ctx, struct sl_hub *hub,
         .routes = routes,
         .nroutes = sizeof(routes) / sizeof(routes[0]),
         .arg = api,
+        /* Off loopback the token crosses the network: TLS, with the
+         * hub's certificate. */
+        .tls = hub != NULL && !sl_api_listen_is_loopback(listen_addr)
+                   ? sl_hub_tls(hub)
+                   : NULL,
     };
     int rc = sl_api_server_start(ctx, &cfg, &api->server);
     if (rc != 0) {

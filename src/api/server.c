@@ -13,6 +13,7 @@
 #include "net/addr.h"
 #include "net/http_head.h"
 #include "net/xprt.h"
+#include "tls/tls_server.h"
 #include "tunnel/creds.h"
 
 #define AUTHZ_MAX 1024
@@ -28,6 +29,7 @@ struct sl_api_server {
     char name[32];
     char *token;       /* NULL: no auth needed */
     int need_auth;
+    struct sl_tls_server *tls; /* not owned */
     const struct sl_api_route *routes;
     size_t nroutes;
     void *arg;
@@ -871,6 +873,21 @@ static void refuse(struct sl_api_server *srv)
     uv_close((uv_handle_t *)&srv->refuser, on_refuser_closed);
 }
 
+static void on_handshake(struct sl_xprt *x, int status)
+{
+    struct conn *c = x->tcp.data;
+    if (c->closing)
+        return;
+    if (status != 0) {
+        sl_debug(&c->srv->ctx->log, "%s: conn %lu from %s: TLS handshake "
+                 "failed: %s", c->srv->name, c->id, c->peer,
+                 status == UV_EPROTO ? sl_xprt_error(x) : uv_strerror(status));
+        conn_close(c, "TLS handshake failed");
+        return;
+    }
+    conn_read_start(c);
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     struct sl_api_server *srv = ls->data;
@@ -916,6 +933,14 @@ static void on_connection(uv_stream_t *ls, int status)
              c->id, c->peer);
     uv_timer_start(&c->timer, on_timeout, SL_API_TIMEOUT_MS,
                    SL_API_TIMEOUT_MS);
+    if (srv->tls != NULL) {
+        /* The request timer bounds the handshake too. */
+        SSL *ssl = sl_tls_server_ssl(srv->tls);
+        if (ssl == NULL ||
+            sl_xprt_tls_start(&c->xp, ssl, NULL, 0, on_handshake) != 0)
+            conn_close(c, "TLS set-up failed");
+        return;
+    }
     conn_read_start(c);
 }
 
@@ -956,6 +981,7 @@ int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
     srv->ctx = ctx;
     snprintf(srv->name, sizeof(srv->name), "%s", name);
     srv->need_auth = need_auth;
+    srv->tls = cfg->tls;
     if (has_token && (srv->token = strdup(cfg->token)) == NULL) {
         free(srv);
         return UV_ENOMEM;

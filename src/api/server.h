@@ -44,6 +44,7 @@
 #define SL_API_PARAMS_MAX 4
 
 struct sl_api_server;
+struct sl_tls_server;
 struct sl_api_req;
 
 /* Called on the loop for a matched request. arg is the server config's
@@ -64,6 +65,7 @@ struct sl_api_config {
     const struct sl_api_route *routes; /* copied pointer: must outlive */
     size_t nroutes;
     void *arg; /* handed to every handler */
+    struct sl_tls_server *tls; /* TLS on every connection, or NULL */
 };
 
 /* Binds and listens. cfg->listen and cfg->token are copied; routes are

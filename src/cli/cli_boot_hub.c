@@ -375,6 +375,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .tls_key_files = o->tls_key,
         .ntls_certs = o->ntls_cert,
         .https_redirect = o->https_redirect,
+        .tls_for_api = !sl_api_listen_is_loopback(api_addr),
         .domain = o->domain,
         .gateway_token = o->gateway_token,
         .state_dir = c->state_dir,
@@ -437,7 +438,8 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         printf("hub listening https://%s domain %s\n", tls_addr, domain);
     if (sl_hub_ca_path(ctx->hub) != NULL)
         printf("hub ca %s\n", sl_hub_ca_path(ctx->hub));
-    printf("hub api http://%s\n", info->api);
+    printf("hub api %s://%s\n",
+           sl_api_listen_is_loopback(api_addr) ? "http" : "https", info->api);
     fflush(stdout);
     return 0;
 }

@@ -990,7 +990,7 @@ static int tls_start(struct sl_hub *hub, const struct sl_hub_options *opts)
     };
     char err[512];
     if (to.ncerts == 0 && to.state_dir == NULL) {
-        sl_error(hub->log, "hub: --https needs --tls-cert/--tls-key or a "
+        sl_error(hub->log, "hub: TLS needs --tls-cert/--tls-key or a "
                            "state directory for its local CA");
         return SL_ECONFIG;
     }
@@ -1000,10 +1000,13 @@ static int tls_start(struct sl_hub *hub, const struct sl_hub_options *opts)
         sl_error(hub->log, "hub: TLS: %s", err);
         return rc;
     }
-    rc = listen_at(hub, &hub->tls_listener, opts->https_addr, "--https",
-                   hub->tls_address, &hub->tls_port);
-    if (rc != 0)
-        return rc;
+    if (opts->https_addr != NULL) {
+        rc = listen_at(hub, &hub->tls_listener, opts->https_addr, "--https",
+                       hub->tls_address, &hub->tls_port);
+        if (rc != 0)
+            return rc;
+        hub->has_tls_listener = 1;
+    }
     if (sl_tls_server_ca_path(hub->tls) != NULL)
         sl_info(hub->log, "hub: TLS certificates from the local CA %s",
                 sl_tls_server_ca_path(hub->tls));
@@ -1078,7 +1081,7 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
             goto fail_store;
         hub->has_plain = 1;
     }
-    if (opts->https_addr != NULL) {
+    if (opts->https_addr != NULL || opts->tls_for_api) {
         rc = tls_start(hub, opts);
         if (rc != 0)
             goto fail_store;
@@ -1201,10 +1204,15 @@ int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap)
 
 int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap)
 {
-    if (hub->tls == NULL)
+    if (!hub->has_tls_listener)
         return SL_ENOTFOUND;
     int n = snprintf(buf, cap, "%s", hub->tls_address);
     return (n < 0 || (size_t)n >= cap) ? SL_ETOOBIG : 0;
+}
+
+struct sl_tls_server *sl_hub_tls(struct sl_hub *hub)
+{
+    return hub->tls;
 }
 
 const char *sl_hub_ca_path(const struct sl_hub *hub)
@@ -1231,7 +1239,7 @@ struct sl_store_limits sl_hub_default_limits(const struct sl_hub *hub)
 int sl_hub_url(const struct sl_hub *hub, const char *identity, char *buf,
                size_t cap)
 {
-    int own = hub->tls != NULL ? hub->tls_port : hub->port;
+    int own = hub->has_tls_listener ? hub->tls_port : hub->port;
     int port = hub->opts.public_port == 0 ? own : hub->opts.public_port;
     int n;
     if (port > 0)

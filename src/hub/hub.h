@@ -15,6 +15,8 @@
 #include "core/ctx.h"
 #include "hub/store.h"
 
+struct sl_tls_server;
+
 struct sl_hub;
 
 enum {
@@ -33,6 +35,8 @@ struct sl_hub_options {
     const char *const *tls_key_files;
     size_t ntls_certs;
     int https_redirect;        /* plain user requests get 308 to https */
+    int tls_for_api;           /* certificates even without --https: the
+                                  admin API on a public address uses them */
     const char *domain;        /* NULL: "localhost" */
     const char *public_scheme; /* in welcome URLs; NULL: "https" with a
                                   TLS listener, else "http" */
@@ -133,6 +137,9 @@ int sl_hub_address(const struct sl_hub *hub, char *buf, size_t cap);
 /* The TLS listener's address, "ip:port". Returns 0, SL_ENOTFOUND when
  * the hub has none, or SL_ETOOBIG. */
 int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap);
+
+/* The hub's certificates (for the admin API), or NULL without TLS. */
+struct sl_tls_server *sl_hub_tls(struct sl_hub *hub);
 
 /* The local CA's certificate when the hub made one (no --tls-cert), for
  * `curl --cacert`; else NULL. */

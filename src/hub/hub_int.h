@@ -252,6 +252,7 @@ struct sl_hub {
     char tls_address[SL_ADDR_STRLEN];
     int tls_port;
     int has_plain; /* the plain listener is open */
+    int has_tls_listener;
     uv_timer_t flush_timer;
     /* Takes a connection the hub has no memory to serve, to close it:
      * libuv watches the listener again only once its offer is accepted. */

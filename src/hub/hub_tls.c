@@ -104,7 +104,7 @@ void hub_tls_peek(struct hub_conn *c)
 int hub_tls_redirect(struct hub_conn *c, const struct sl_http_head *h)
 {
     struct sl_hub *hub = c->hub;
-    if (!hub->opts.https_redirect || hub->tls == NULL ||
+    if (!hub->opts.https_redirect || !hub->has_tls_listener ||
         sl_xprt_is_tls(&c->xp))
         return 0;
     const struct sl_http_header *host = sl_http_head_find(h, "host");
