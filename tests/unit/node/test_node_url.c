@@ -104,8 +104,26 @@ static void hub_urls(void **state)
                                            sizeof(err)), 0);
     assert_int_equal(u.port, 8080);
     assert_int_equal(sl_node_url_parse_hub("https://hub.example", &u, err,
-                                           sizeof(err)), SL_EPARSE);
-    assert_non_null(strstr(err, "not supported"));
+                                           sizeof(err)), 0);
+    assert_int_equal(u.port, 443);
+    assert_int_equal(u.tls, 1);
+    char out[SL_NODE_URL_MAX];
+    assert_int_equal(sl_node_url_format(&u, out, sizeof(out)), 0);
+    assert_string_equal(out, "https://hub.example:443");
+    assert_int_equal(sl_node_url_parse_hub("wss://[::1]:8443", &u, err,
+                                           sizeof(err)), 0);
+    assert_int_equal(u.port, 8443);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(sl_node_url_parse_hub("ws://hub.example", &u, err,
+                                           sizeof(err)), 0);
+    assert_int_equal(u.port, 80);
+    assert_int_equal(u.tls, 0);
+    /* Upstreams: tls:// is passed through, https:// is not a scheme. */
+    assert_int_equal(sl_node_url_parse_upstream("tls://127.0.0.1:8443", &u,
+                                                err, sizeof(err)), 0);
+    assert_int_equal(u.tls, 1);
+    assert_int_equal(sl_node_url_format(&u, out, sizeof(out)), 0);
+    assert_string_equal(out, "tls://127.0.0.1:8443");
     assert_int_equal(sl_node_url_parse_hub("ftp://x:1", &u, err, sizeof(err)),
                      SL_EPARSE);
     /* NULL err is allowed */
