@@ -158,9 +158,8 @@ X509 *sl_tls_ca_issue(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key,
         !add_ext(ca, x, NID_ext_key_usage, "serverAuth") ||
         !add_ext(ca, x, NID_subject_key_identifier, "hash") ||
         !add_ext(ca, x, NID_authority_key_identifier, "keyid:always") ||
-        (nnames > 0 &&
-         !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
-                            X509V3_ADD_DEFAULT)) ||
+        (nnames > 0 && !X509_add1_ext_i2d(x, NID_subject_alt_name, gens, 0,
+                                          X509V3_ADD_DEFAULT)) ||
         !X509_sign(x, ca_key, EVP_sha256()))
         goto out;
     ok = 1;
@@ -174,8 +173,8 @@ out:
     return x;
 }
 
-static int write_pem(const char *dir, const char *name, X509 *x,
-                     EVP_PKEY *k, char *err, size_t cap)
+static int write_pem(const char *dir, const char *name, X509 *x, EVP_PKEY *k,
+                     char *err, size_t cap)
 {
     BIO *b = BIO_new(BIO_s_mem());
     int rc = UV_ENOMEM;
@@ -241,8 +240,7 @@ out:
 
 /* The leaf in dir is kept when it is ours (signed by ca, its key beside
  * it), for domain, and not about to expire. */
-static int leaf_good(const char *dir, X509 *ca, const char *domain,
-                     time_t now)
+static int leaf_good(const char *dir, X509 *ca, const char *domain, time_t now)
 {
     char cpath[PATHCAP], kpath[PATHCAP];
     X509 *x = NULL;

@@ -19,9 +19,9 @@
 
 #include <openssl/x509.h>
 
-#define SL_TLS_CA_DAYS 3650   /* the CA's validity */
-#define SL_TLS_LEAF_DAYS 90   /* a leaf's validity */
-#define SL_TLS_RENEW_DAYS 30  /* a leaf is re-issued this close to expiry */
+#define SL_TLS_CA_DAYS 3650  /* the CA's validity */
+#define SL_TLS_LEAF_DAYS 90  /* a leaf's validity */
+#define SL_TLS_RENEW_DAYS 30 /* a leaf is re-issued this close to expiry */
 
 /* Makes the CA in dir on first use (dir created 0700), or loads it; then
  * makes sure cert.pem/key.pem hold a leaf from that CA for domain, valid

@@ -109,8 +109,8 @@ static int pin_matches(const struct sl_tls_client *c, X509 *x)
 static int on_cert_verify(X509_STORE_CTX *xs, void *arg)
 {
     struct sl_tls_client *c = arg;
-    SSL *ssl = X509_STORE_CTX_get_ex_data(xs,
-                                          SSL_get_ex_data_X509_STORE_CTX_idx());
+    SSL *ssl =
+        X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     X509 *leaf = X509_STORE_CTX_get0_cert(xs);
     struct conn *cn = ssl != NULL ? conn_of(ssl) : NULL;
     /* Kept for sl_tls_client_check: a failed handshake leaves no peer
@@ -227,8 +227,8 @@ int sl_tls_client_new(const struct sl_tls_client_opts *o,
     SSL_CTX_set_mode(c->ctx, SSL_MODE_RELEASE_BUFFERS);
     if (!SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION))
         goto nomem;
-    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
-                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_set_session_cache_mode(
+        c->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(c->ctx, on_new_session);
 
     if (o->ca_file != NULL) {
@@ -351,8 +351,9 @@ int sl_tls_client_check(struct sl_tls_client *c, SSL *ssl, char *why,
                         size_t cap)
 {
     struct conn *cn = conn_of(ssl);
-    X509 *leaf = cn != NULL && cn->leaf != NULL ? cn->leaf
-                                                : SSL_get0_peer_certificate(ssl);
+    X509 *leaf = cn != NULL && cn->leaf != NULL
+                     ? cn->leaf
+                     : SSL_get0_peer_certificate(ssl);
     long r = SSL_get_verify_result(ssl);
     char buf[200];
     if (r == X509_V_OK) {

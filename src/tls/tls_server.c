@@ -480,8 +480,7 @@ static int gen_build(const struct cfg *cfg, time_t now, int renew_only,
     *out = NULL;
     *issued = 0;
     if (cfg->tls_dir != NULL) {
-        rc = sl_tls_ca_ensure(cfg->tls_dir, cfg->domain, now, issued, err,
-                              cap);
+        rc = sl_tls_ca_ensure(cfg->tls_dir, cfg->domain, now, issued, err, cap);
         if (rc != 0 || (renew_only && !*issued))
             return rc;
         if (sl_statedir_path(cfg->tls_dir, "cert.pem", cert_path,
@@ -578,8 +577,9 @@ static int cfg_init(struct cfg *cfg, const struct sl_tls_server_opts *o,
         return SL_ECONFIG;
     }
     if (o->ncerts == 0 && (o->state_dir == NULL || o->state_dir[0] == '\0')) {
-        sl_tls_errf(err, cap, "no certificate given and no state directory "
-                              "for a local CA");
+        sl_tls_errf(err, cap,
+                    "no certificate given and no state directory "
+                    "for a local CA");
         return SL_ECONFIG;
     }
     /* The ALPN list in wire format: a length byte before each name. */
@@ -684,8 +684,10 @@ static void on_timer_closed(uv_handle_t *h)
 static void reload_apply(struct sl_tls_server *s, struct reload_job *j)
 {
     if (j->rc != 0) {
-        sl_error(s->log, "tls: reload failed, keeping the current "
-                         "certificates: %s", j->err);
+        sl_error(s->log,
+                 "tls: reload failed, keeping the current "
+                 "certificates: %s",
+                 j->err);
         return;
     }
     if (j->gen == NULL)
@@ -754,8 +756,10 @@ static void reload_start(struct sl_tls_server *s, int renew_only)
     }
     int rc = uv_queue_work(s->loop, &j->req, reload_work, reload_done);
     if (rc != 0) {
-        sl_error(s->log, "tls: reload failed, keeping the current "
-                         "certificates: %s", uv_strerror(rc));
+        sl_error(s->log,
+                 "tls: reload failed, keeping the current "
+                 "certificates: %s",
+                 uv_strerror(rc));
         free(j);
         return;
     }
@@ -796,8 +800,9 @@ int sl_tls_server_new(uv_loop_t *loop, struct sl_log *log,
             goto fail;
         }
         if (issued)
-            sl_info(log, "tls: issued a certificate for %s and *.%s from "
-                         "the local CA %s (serial %s)",
+            sl_info(log,
+                    "tls: issued a certificate for %s and *.%s from "
+                    "the local CA %s (serial %s)",
                     s->cfg.domain, s->cfg.domain, s->ca_path,
                     s->gen->certs[0].serial);
         if (loop != NULL) {

@@ -43,10 +43,10 @@ struct sl_tls_server_opts {
     const char *const *cert_files; /* PEM, leaf then chain; RSA or ECDSA */
     const char *const *key_files;  /* same count */
     size_t ncerts;                 /* 0: the local CA */
-    const char *state_dir; /* <state_dir>/tls/ holds the local CA; required
-                              when ncerts == 0 */
-    const char *domain;    /* the local CA issues <domain> and *.<domain>;
-                              NULL: "localhost" */
+    const char *state_dir;   /* <state_dir>/tls/ holds the local CA; required
+                                when ncerts == 0 */
+    const char *domain;      /* the local CA issues <domain> and *.<domain>;
+                                NULL: "localhost" */
     const char *const *alpn; /* protocols accepted, in preference order,
                                 NULL-terminated; NULL: no ALPN */
 };

@@ -96,7 +96,7 @@ static int pem_error(const char *path, const char *what, const char *data,
     return SL_EPARSE;
 }
 
-int sl_tls_load_certs(const char *path, X509 **leaf, STACK_OF(X509) **chain,
+int sl_tls_load_certs(const char *path, X509 **leaf, STACK_OF(X509) * *chain,
                       char *err, size_t cap)
 {
     int rc = 0;
@@ -110,8 +110,8 @@ int sl_tls_load_certs(const char *path, X509 **leaf, STACK_OF(X509) **chain,
 
     first = PEM_read_bio_X509(b, NULL, NULL, NULL);
     if (first == NULL) {
-        rc = pem_error(path, "certificate", data, len, "CERTIFICATE-----",
-                           err, cap);
+        rc = pem_error(path, "certificate", data, len, "CERTIFICATE-----", err,
+                       cap);
         goto out;
     }
     rest = sk_X509_new_null();
@@ -209,9 +209,9 @@ void sl_tls_serial_hex(const X509 *x, char *out, size_t cap)
     size_t n = strlen(hex);
     if (n < cap) {
         for (size_t i = 0; i <= n; i++)
-            out[i] = (char)((hex[i] >= 'A' && hex[i] <= 'F')
-                                ? hex[i] - 'A' + 'a'
-                                : hex[i]);
+            out[i] =
+                (char)((hex[i] >= 'A' && hex[i] <= 'F') ? hex[i] - 'A' + 'a'
+                                                        : hex[i]);
     }
     OPENSSL_free(hex);
 }
@@ -254,8 +254,7 @@ size_t sl_tls_cert_names(X509 *x,
                          void *arg)
 {
     size_t n = 0;
-    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
-                                           NULL);
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
         if (g->type != GEN_DNS)
@@ -310,8 +309,8 @@ static void names_str_add(const char *name, size_t len, void *arg)
                                         "%s...", sep);
         return;
     }
-    ns->len += (size_t)snprintf(ns->out + ns->len, ns->cap - ns->len,
-                                "%s%.*s", sep, (int)len, name);
+    ns->len += (size_t)snprintf(ns->out + ns->len, ns->cap - ns->len, "%s%.*s",
+                                sep, (int)len, name);
 }
 
 void sl_tls_cert_names_str(X509 *x, char *out, size_t cap)
@@ -321,8 +320,7 @@ void sl_tls_cert_names_str(X509 *x, char *out, size_t cap)
     out[0] = '\0';
     struct names_str ns = {out, cap, 0, 0};
     sl_tls_cert_names(x, names_str_add, &ns);
-    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
-                                           NULL);
+    GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     for (int i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
         if (g->type != GEN_IPADD)

@@ -23,7 +23,7 @@
 /* Reads the PEM certificates of path: the first into *leaf, the others
  * (the chain, maybe none) into *chain. Returns 0, or SL_ENOTFOUND (cannot
  * open) or SL_EPARSE (no certificate, bad PEM) with nothing allocated. */
-int sl_tls_load_certs(const char *path, X509 **leaf, STACK_OF(X509) **chain,
+int sl_tls_load_certs(const char *path, X509 **leaf, STACK_OF(X509) * *chain,
                       char *err, size_t cap);
 
 /* Reads the PEM private key of path (PKCS#8 or traditional; RSA, EC,

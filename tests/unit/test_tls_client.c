@@ -44,17 +44,16 @@ static int setup(void **state)
     write_pair(f->cert, x, NULL, f->key, k);
     assert_int_equal(sl_tls_pin_of_cert(x, f->leaf_pin, sizeof(f->leaf_pin)),
                      0);
-    assert_int_equal(sl_tls_pin_of_cert_file(f->ca1_path, f->ca_pin,
-                                             sizeof(f->ca_pin)),
-                     0);
+    assert_int_equal(
+        sl_tls_pin_of_cert_file(f->ca1_path, f->ca_pin, sizeof(f->ca_pin)), 0);
     X509_free(x);
     EVP_PKEY_free(k);
 
     uv_loop_init(&f->loop);
     const char *certs[1] = {f->cert};
     const char *keys[1] = {f->key};
-    struct sl_tls_server_opts o = {.cert_files = certs, .key_files = keys,
-                                   .ncerts = 1};
+    struct sl_tls_server_opts o = {
+        .cert_files = certs, .key_files = keys, .ncerts = 1};
     char err[512];
     assert_int_equal(
         sl_tls_server_new(&f->loop, NULL, &o, &f->s, err, sizeof(err)), 0);
@@ -80,8 +79,8 @@ static int teardown(void **state)
 static struct sl_tls_client *client(const char *ca, const char *pin,
                                     int insecure)
 {
-    struct sl_tls_client_opts o = {.ca_file = ca, .pin = pin,
-                                   .insecure = insecure, .alpn = "http/1.1"};
+    struct sl_tls_client_opts o = {
+        .ca_file = ca, .pin = pin, .insecure = insecure, .alpn = "http/1.1"};
     struct sl_tls_client *c = NULL;
     char err[512];
     if (sl_tls_client_new(&o, &c, err, sizeof(err)) != 0)
@@ -178,22 +177,22 @@ static void test_expired_and_not_yet_valid(void **state)
     struct sl_tls_client *c = client(f->ca1_path, NULL, 0);
 
     X509 *x = leaf_for(f->ca1, f->ca1_key, k, names, 1, -30, -1);
-    assert_false(dial(c, raw_server(x, k, 0), "hub.test", NULL, why,
-                      sizeof(why), NULL));
+    assert_false(
+        dial(c, raw_server(x, k, 0), "hub.test", NULL, why, sizeof(why), NULL));
     assert_non_null(strstr(why, "expired"));
     X509_free(x);
 
     x = leaf_for(f->ca1, f->ca1_key, k, names, 1, 2, 30);
-    assert_false(dial(c, raw_server(x, k, 0), "hub.test", NULL, why,
-                      sizeof(why), NULL));
+    assert_false(
+        dial(c, raw_server(x, k, 0), "hub.test", NULL, why, sizeof(why), NULL));
     assert_non_null(strstr(why, "not yet valid"));
 
     /* A hub stuck at TLS 1.1 is refused by the client. */
     x = (X509_free(x), leaf_for(f->ca1, f->ca1_key, k, names, 1, 0, 30));
     assert_false(dial(c, raw_server(x, k, TLS1_1_VERSION), "hub.test", NULL,
                       why, sizeof(why), NULL));
-    assert_true(dial(c, raw_server(x, k, TLS1_2_VERSION), "hub.test", NULL,
-                     why, sizeof(why), NULL));
+    assert_true(dial(c, raw_server(x, k, TLS1_2_VERSION), "hub.test", NULL, why,
+                     sizeof(why), NULL));
     X509_free(x);
     EVP_PKEY_free(k);
     sl_tls_client_free(c);
@@ -237,8 +236,8 @@ static void test_resumption(void **state)
                      why, sizeof(why), &resumed));
     assert_int_equal(resumed, 0);
     for (int i = 0; i < 3; i++) {
-        assert_true(dial(c, sl_tls_server_ssl(f->s), "hub.test",
-                         "hub.test:443", why, sizeof(why), &resumed));
+        assert_true(dial(c, sl_tls_server_ssl(f->s), "hub.test", "hub.test:443",
+                         why, sizeof(why), &resumed));
         assert_int_equal(resumed, 1);
     }
     /* Another key has no session; no key resumes nothing. */

@@ -109,14 +109,13 @@ static void test_local_ca_created_and_reused(void **state)
     const char *hosts[] = {"ab1234567890.localhost", "localhost", "127.0.0.1",
                            "::1", "UPPER.LocalHost"};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
-        int ok = connect_to(s, c, hosts[i], got, sizeof(got), why,
-                            sizeof(why));
+        int ok = connect_to(s, c, hosts[i], got, sizeof(got), why, sizeof(why));
         if (!ok)
             fail_msg("%s: %s", hosts[i], why);
     }
     /* Two labels down is not ours: the default certificate, a wrong name. */
-    assert_false(connect_to(s, c, "a.b.localhost", got, sizeof(got), why,
-                            sizeof(why)));
+    assert_false(
+        connect_to(s, c, "a.b.localhost", got, sizeof(got), why, sizeof(why)));
     assert_non_null(strstr(why, "wrong name"));
     sl_tls_client_free(c);
     server_free(&loop, s);
@@ -150,28 +149,32 @@ static void test_local_ca_renews_leaf(void **state)
     join(tls, sizeof(tls), dir, "tls");
     time_t now = time(NULL);
 
-    assert_int_equal(sl_tls_ca_ensure(tls, "localhost", now, &issued, err,
-                                      sizeof(err)), 0);
+    assert_int_equal(
+        sl_tls_ca_ensure(tls, "localhost", now, &issued, err, sizeof(err)), 0);
     assert_int_equal(issued, 1);
     ca_fingerprint(dir, fp1);
     assert_int_equal(sl_tls_ca_ensure(tls, "localhost", now + 10 * 86400,
-                                      &issued, err, sizeof(err)), 0);
+                                      &issued, err, sizeof(err)),
+                     0);
     assert_int_equal(issued, 0);
     assert_int_equal(sl_tls_ca_ensure(tls, "localhost", now + 61 * 86400,
-                                      &issued, err, sizeof(err)), 0);
+                                      &issued, err, sizeof(err)),
+                     0);
     assert_int_equal(issued, 1);
     ca_fingerprint(dir, fp2);
     assert_memory_equal(fp1, fp2, 32);
     /* Another domain: a new leaf, same CA. */
     assert_int_equal(sl_tls_ca_ensure(tls, "example.test", now + 61 * 86400,
-                                      &issued, err, sizeof(err)), 0);
+                                      &issued, err, sizeof(err)),
+                     0);
     assert_int_equal(issued, 1);
     /* A broken leaf is ours to replace. */
     char leaf[600];
     join(leaf, sizeof(leaf), tls, "cert.pem");
     write_text(leaf, "garbage");
     assert_int_equal(sl_tls_ca_ensure(tls, "example.test", now + 61 * 86400,
-                                      &issued, err, sizeof(err)), 0);
+                                      &issued, err, sizeof(err)),
+                     0);
     assert_int_equal(issued, 1);
     ca_fingerprint(dir, fp2);
     assert_memory_equal(fp1, fp2, 32);
@@ -201,8 +204,7 @@ static void certset_make(struct certset *cs)
         EVP_PKEY *k = i == 3 ? EVP_RSA_gen(2048) : sl_tls_ca_new_key();
         assert_non_null(k);
         X509 *x = i == 3 ? sl_tls_ca_issue(cs->ca, cs->ca_key, k, NULL, 0,
-                                           time(NULL) - 60,
-                                           time(NULL) + 86400)
+                                           time(NULL) - 60, time(NULL) + 86400)
                          : leaf_for(cs->ca, cs->ca_key, k, names[i], 1, 0, 1);
         assert_non_null(x);
         if (i == 3) {
@@ -239,8 +241,8 @@ static void test_sni_selection(void **state)
     uv_loop_init(&loop);
     const char *certs[4] = {cs.cert[0], cs.cert[1], cs.cert[2], cs.cert[3]};
     const char *keys[4] = {cs.key[0], cs.key[1], cs.key[2], cs.key[3]};
-    struct sl_tls_server_opts o = {.cert_files = certs, .key_files = keys,
-                                   .ncerts = 4};
+    struct sl_tls_server_opts o = {
+        .cert_files = certs, .key_files = keys, .ncerts = 4};
     struct sl_tls_server *s = NULL;
     char err[512];
     assert_int_equal(sl_tls_server_new(&loop, NULL, &o, &s, err, sizeof(err)),
@@ -255,16 +257,16 @@ static void test_sni_selection(void **state)
         const char *host;
         int want;
     } cases[] = {
-        {"exact.example.com", 2},   /* exact beats wildcard */
-        {"EXACT.Example.COM", 2},   /* case-insensitive */
-        {"other.example.com", 1},   /* wildcard */
+        {"exact.example.com", 2}, /* exact beats wildcard */
+        {"EXACT.Example.COM", 2}, /* case-insensitive */
+        {"other.example.com", 1}, /* wildcard */
         {"Other.EXAMPLE.com", 1},
-        {"a.b.example.com", 0},     /* a wildcard covers one label */
+        {"a.b.example.com", 0}, /* a wildcard covers one label */
         {"example.com", 0},
-        {"unknown.test", 0},        /* unknown: the default */
-        {"127.0.0.1", 0},           /* no SNI: the default */
+        {"unknown.test", 0}, /* unknown: the default */
+        {"127.0.0.1", 0},    /* no SNI: the default */
         {"default.test", 0},
-        {"mixed.example.org", 3},   /* the CN when there is no SAN */
+        {"mixed.example.org", 3}, /* the CN when there is no SAN */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char got[64];
@@ -315,8 +317,8 @@ static void test_alpn_and_versions(void **state)
     const char *certs[1] = {cs.cert[0]};
     const char *keys[1] = {cs.key[0]};
     const char *const alpn[] = {"http/1.1", "sluice/1", NULL};
-    struct sl_tls_server_opts o = {.cert_files = certs, .key_files = keys,
-                                   .ncerts = 1, .alpn = alpn};
+    struct sl_tls_server_opts o = {
+        .cert_files = certs, .key_files = keys, .ncerts = 1, .alpn = alpn};
     struct sl_tls_server *s = NULL;
     char err[512];
     assert_int_equal(sl_tls_server_new(&loop, NULL, &o, &s, err, sizeof(err)),
@@ -389,13 +391,13 @@ static void expect_start_error(const char *cert, const char *key,
 {
     const char *certs[1] = {cert};
     const char *keys[1] = {key};
-    struct sl_tls_server_opts o = {.cert_files = certs, .key_files = keys,
-                                   .ncerts = 1};
+    struct sl_tls_server_opts o = {
+        .cert_files = certs, .key_files = keys, .ncerts = 1};
     struct sl_tls_server *s = NULL;
     char err[1024];
     err[0] = '\0';
-    assert_int_not_equal(sl_tls_server_new(NULL, NULL, &o, &s, err,
-                                           sizeof(err)), 0);
+    assert_int_not_equal(
+        sl_tls_server_new(NULL, NULL, &o, &s, err, sizeof(err)), 0);
     assert_null(s);
     if (strstr(err, want) == NULL)
         fail_msg("error \"%s\" lacks \"%s\"", err, want);
@@ -476,8 +478,8 @@ static void test_reload(void **state)
     log_open(&log);
     const char *certs[1] = {cert};
     const char *keys[1] = {key};
-    struct sl_tls_server_opts o = {.cert_files = certs, .key_files = keys,
-                                   .ncerts = 1};
+    struct sl_tls_server_opts o = {
+        .cert_files = certs, .key_files = keys, .ncerts = 1};
     struct sl_tls_server *s = NULL;
     char err[512], got[64];
     assert_int_equal(

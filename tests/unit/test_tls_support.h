@@ -4,7 +4,6 @@
 #ifndef SL_TEST_TLS_SUPPORT_H
 #define SL_TEST_TLS_SUPPORT_H
 
-
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +21,7 @@
 #include "tls/tls_util.h"
 
 static inline int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
+                           struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -43,7 +42,8 @@ static inline void tmp_remove(const char *dir)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static inline void join(char *out, size_t cap, const char *dir, const char *name)
+static inline void join(char *out, size_t cap, const char *dir,
+                        const char *name)
 {
     snprintf(out, cap, "%s/%s", dir, name);
 }
@@ -59,7 +59,7 @@ static inline void write_text(const char *path, const char *text)
 
 /* Writes certs (leaf first) into cert_path and key into key_path. */
 static inline void write_pair(const char *cert_path, X509 *leaf, X509 *chain,
-                       const char *key_path, EVP_PKEY *key)
+                              const char *key_path, EVP_PKEY *key)
 {
     FILE *f = fopen(cert_path, "w");
     if (f == NULL || !PEM_write_X509(f, leaf) ||
@@ -77,12 +77,12 @@ static inline void write_pair(const char *cert_path, X509 *leaf, X509 *chain,
 
 /* A leaf for names from ca, valid from now+from_days to now+to_days. */
 static inline X509 *leaf_for(X509 *ca, EVP_PKEY *ca_key, EVP_PKEY *key,
-                      const char *const *names, size_t n, long from_days,
-                      long to_days)
+                             const char *const *names, size_t n, long from_days,
+                             long to_days)
 {
     time_t now = time(NULL);
-    X509 *x = sl_tls_ca_issue(ca, ca_key, key, names, n, now + from_days * 86400,
-                              now + to_days * 86400);
+    X509 *x = sl_tls_ca_issue(ca, ca_key, key, names, n,
+                              now + from_days * 86400, now + to_days * 86400);
     if (x == NULL)
         abort();
     return x;
