@@ -43,6 +43,10 @@ static const char hub_usage[] =
     "                     DIR/tls/ issues the hub's certificate (trust\n"
     "                     DIR/tls/ca.pem, e.g. curl --cacert)\n"
     "  --https-redirect   users on --http get 308 to the https:// URL\n"
+    "  --stream-ports A-B  ports handed to tcp:// and udp:// bridges, a\n"
+    "                     lease per allocation (default 20000-29999)\n"
+    "  --stream-bind IP   where those ports listen (default: the IP of\n"
+    "                     the public listener)\n"
     "  --api ADDR         admin REST API and /metrics (default "
     HUB_API_DEFAULT ")\n"
     "  --domain D         identities are <identity>.D (default localhost)\n"
@@ -98,6 +102,8 @@ static const char hub_usage[] =
 
 struct hub_opts {
     const char *http, *https, *api, *domain, *gateway_token, *api_token;
+    const char *stream_bind;
+    long stream_min, stream_max;
     const char *tls_cert[HUB_TLS_CERTS_MAX], *tls_key[HUB_TLS_CERTS_MAX];
     size_t ntls_cert, ntls_key;
     int https_redirect;
@@ -223,6 +229,7 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
     static const struct sl_cli_str_opt with_value[] = {
         {"--http", offsetof(struct hub_opts, http)},
         {"--https", offsetof(struct hub_opts, https)},
+        {"--stream-bind", offsetof(struct hub_opts, stream_bind)},
         {"--api", offsetof(struct hub_opts, api)},
         {"--domain", offsetof(struct hub_opts, domain)},
         {"--gateway-token", offsetof(struct hub_opts, gateway_token)},
@@ -240,6 +247,23 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         return m < 0 ? 2 : 1;
     if (strcmp(a, "--api-require-token") == 0) {
         o->require_token = 1;
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--stream-ports", &val);
+    if (m < 0)
+        return 2;
+    if (m > 0) {
+        char *end = NULL;
+        long lo = strtol(val, &end, 10), hi = -1;
+        if (end != NULL && *end == '-')
+            hi = strtol(end + 1, &end, 10);
+        if (end == NULL || *end != '\0' || lo < 1 || hi < lo || hi > 65535) {
+            fprintf(stderr, "sluice: --stream-ports: '%s' is not a range "
+                    "A-B of ports (e.g. 20000-29999)\n", val);
+            return 2;
+        }
+        o->stream_min = lo;
+        o->stream_max = hi;
         return 1;
     }
     if (strcmp(a, "--https-redirect") == 0) {
@@ -375,6 +399,9 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .tls_key_files = o->tls_key,
         .ntls_certs = o->ntls_cert,
         .https_redirect = o->https_redirect,
+        .stream_port_min = (int)o->stream_min,
+        .stream_port_max = (int)o->stream_max,
+        .stream_bind = o->stream_bind,
         .tls_for_api = !sl_api_listen_is_loopback(api_addr),
         .domain = o->domain,
         .gateway_token = o->gateway_token,

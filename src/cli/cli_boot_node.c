@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "node/node.h"
 #include "node/node_url.h"
+#include "proto/acl.h"
 
 static const char node_usage[] =
     "usage: sluice boot up --bridge [--hub URL] [--upstream URL] [--token T]\n"
@@ -31,6 +32,12 @@ static const char node_usage[] =
     "                  against (default: the system store)\n"
     "  --hub-pin sha256/BASE64  the hub's public key must be this one\n"
     "  --hub-insecure  do not verify the hub's certificate (tests only)\n"
+    "  --allow RULE, --deny RULE  who may reach a tcp:// or udp:// bridge\n"
+    "                  (ip:ADDR or cidr:ADDR/BITS; repeatable)\n"
+    "  --proxy-protocol v1|v2  the upstream gets a PROXY header with the\n"
+    "                  user's address\n"
+    "  --max-conns N, --max-sessions N  TCP connections / UDP flows at\n"
+    "                  once (default: no cap)\n"
     "  --upstream URL  the local service, http://host:port, or\n"
     "                  tls://host:port for a TLS service the hub passes\n"
     "                  through unread; a bridge to it is added unless one\n"
@@ -60,6 +67,7 @@ static const char node_usage[] =
 struct node_opts {
     const char *hub, *upstream, *token, *api, *username, *password;
     const char *hub_ca, *hub_pin;
+    struct sl_stream_opts streams;
     int allow_public, pool, framed, pool_given, hub_insecure;
     long ping_ms, dead_ms;
 };
@@ -105,6 +113,55 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
     int m = sl_cli_opt_strings(argc, argv, i, with_value, n, o);
     if (m != 0)
         return m < 0 ? 2 : 1;
+    int allow = 0;
+    if ((m = sl_cli_opt_value(argc, argv, i, "--deny", &val)) != 0 ||
+        (allow = 1, m = sl_cli_opt_value(argc, argv, i, "--allow", &val)) !=
+            0) {
+        struct sl_stream_opts *so = &o->streams;
+        size_t *nr = allow ? &so->nallow : &so->ndeny;
+        struct sl_acl *check = sl_acl_new();
+        char why[160] = "out of memory";
+        int bad = m < 0 || check == NULL || *nr == SL_STREAM_OPTS_RULES ||
+                  strlen(val) >= SL_STREAM_OPTS_RULE_MAX ||
+                  sl_acl_add(check, allow, val, 0, why, sizeof(why)) != 0;
+        sl_acl_free(check);
+        if (bad) {
+            if (m > 0)
+                fprintf(stderr, "sluice: %s %s: %s\n",
+                        allow ? "--allow" : "--deny", val,
+                        *nr == SL_STREAM_OPTS_RULES ? "too many rules" : why);
+            return 2;
+        }
+        snprintf((allow ? so->allow : so->deny)[(*nr)++],
+                 SL_STREAM_OPTS_RULE_MAX, "%s", val);
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--proxy-protocol", &val);
+    if (m < 0)
+        return 2;
+    if (m > 0) {
+        if (strcmp(val, "v1") != 0 && strcmp(val, "v2") != 0) {
+            fprintf(stderr, "sluice: --proxy-protocol: '%s' is not v1 or "
+                    "v2\n", val);
+            return 2;
+        }
+        o->streams.proxy_protocol = val[1] - '0';
+        return 1;
+    }
+    static const char *const caps[] = {"--max-conns", "--max-sessions"};
+    for (size_t k = 0; k < 2; k++) {
+        m = sl_cli_opt_value(argc, argv, i, caps[k], &val);
+        if (m < 0)
+            return 2;
+        if (m == 0)
+            continue;
+        long x;
+        if (parse_long(caps[k], val, 0, 1000000, &x) != 0)
+            return 2;
+        *(k == 0 ? &o->streams.max_connections : &o->streams.max_sessions) =
+            (uint32_t)x;
+        return 1;
+    }
     static const char *const numbers[] = {"--pool", "--ping-ms", "--dead-ms"};
     for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
         m = sl_cli_opt_value(argc, argv, i, numbers[k], &val);
@@ -201,6 +258,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .hub_ca = o->hub_ca,
         .hub_pin = o->hub_pin,
         .hub_insecure = o->hub_insecure,
+        .streams = &o->streams,
         .default_hub = hub,
         .ping_ms = (uint64_t)o->ping_ms,
         .dead_ms = (uint64_t)o->dead_ms,

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -117,6 +118,7 @@ static void alloc_unlink_free(struct sl_hub *hub, struct hub_alloc *a)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = a->hnext;
+    hub_streams_close(a);
     free(a);
 }
 
@@ -327,6 +329,8 @@ void hub_conn_close(struct hub_conn *c, int reason)
              reason ? sl_strerror(reason) : "normal");
     hub_conn_alist_del(c);
     hub_caps_release(c);
+    if (c->streams != NULL)
+        hub_streams_conn_closed(c);
     struct hub_conn *p = c->peer;
     if (p != NULL) {
         c->peer = NULL;
@@ -360,6 +364,17 @@ void hub_conn_close(struct hub_conn *c, int reason)
         sl_xprt_close(&c->xp, on_conn_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&c->timer))
         uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+void hub_conn_reset(struct hub_conn *c)
+{
+    /* SO_LINGER 0: close sends RST, as a refused TCP service would. */
+    uv_os_fd_t fd;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (!c->closing && !c->ws_active &&
+        uv_fileno((uv_handle_t *)&c->xp.tcp, &fd) == 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    hub_conn_close(c, UV_ECONNRESET);
 }
 
 void hub_conn_ws_closed(struct hub_conn *c, int reason)
@@ -796,7 +811,7 @@ static void on_refused_closed(uv_handle_t *h)
     hub->open_handles--;
     if (hub->refuse_waiting && !hub->stopping) {
         hub->refuse_waiting = 0;
-        on_connection(hub->refuse_l, 0);
+        hub->refuse_cb(hub->refuse_l, 0);
         return;
     }
     maybe_finish_stop(hub);
@@ -805,12 +820,14 @@ static void on_refused_closed(uv_handle_t *h)
 /* Out of memory for a new connection: close it, as nginx does. Leaving
  * it unaccepted would stop libuv watching the listener, so one failed
  * allocation would end all accepting. */
-static void refuse_connection(struct sl_hub *hub, uv_stream_t *l)
+static void refuse_connection(struct sl_hub *hub, uv_stream_t *l,
+                              uv_connection_cb retry)
 {
     sl_warn(hub->log, "hub: out of memory accepting a connection; closed");
     if (hub->refusing) {
         hub->refuse_waiting = 1; /* taken when refuse is free again */
         hub->refuse_l = l;
+        hub->refuse_cb = retry;
         return;
     }
     uv_tcp_init(hub->loop, &hub->refuse);
@@ -821,17 +838,13 @@ static void refuse_connection(struct sl_hub *hub, uv_stream_t *l)
     uv_close((uv_handle_t *)&hub->refuse, on_refused_closed);
 }
 
-static void on_connection(uv_stream_t *l, int status)
+struct hub_conn *hub_conn_accept(struct sl_hub *hub, uv_stream_t *l,
+                                 uv_connection_cb retry)
 {
-    struct sl_hub *hub = l->data;
-    if (status < 0) {
-        sl_warn(hub->log, "hub: accept failed: %s", sl_strerror(status));
-        return;
-    }
     struct hub_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        refuse_connection(hub, l);
-        return;
+        refuse_connection(hub, l, retry);
+        return NULL;
     }
     c->hub = hub;
     c->id = ++hub->next_id;
@@ -846,7 +859,7 @@ static void on_connection(uv_stream_t *l, int status)
     sl_list_push(&hub->conns, &c->all);
     if (uv_accept(l, (uv_stream_t *)&c->xp.tcp) != 0) {
         hub_conn_close(c, UV_ECONNABORTED);
-        return;
+        return NULL;
     }
     uv_tcp_nodelay(&c->xp.tcp, 1);
     struct sockaddr_storage ss;
@@ -861,6 +874,19 @@ static void on_connection(uv_stream_t *l, int status)
         snprintf(c->peer_ip, sizeof(c->peer_ip), "?");
     }
     if (!hub_caps_admit(c))
+        return NULL;
+    return c;
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+    struct sl_hub *hub = l->data;
+    if (status < 0) {
+        sl_warn(hub->log, "hub: accept failed: %s", sl_strerror(status));
+        return;
+    }
+    struct hub_conn *c = hub_conn_accept(hub, l, on_connection);
+    if (c == NULL)
         return;
     if (l == (uv_stream_t *)&hub->tls_listener)
         hub_tls_accept(c);
@@ -1091,6 +1117,24 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         snprintf(hub->address, sizeof(hub->address), "%s", hub->tls_address);
         hub->port = hub->tls_port;
     }
+    hub->stream_port_min = opts->stream_port_min ? opts->stream_port_min
+                                                 : 20000;
+    hub->stream_port_max = opts->stream_port_max ? opts->stream_port_max
+                                                 : 29999;
+    if (opts->stream_bind != NULL) {
+        char b[SL_ADDR_STRLEN + 8];
+        snprintf(b, sizeof(b), strchr(opts->stream_bind, ':') &&
+                     opts->stream_bind[0] != '[' ? "[%s]:0" : "%s:0",
+                 opts->stream_bind);
+        if (sl_addr_parse(b, &hub->stream_bind) != 0) {
+            sl_error(hub->log, "hub: --stream-bind '%s' is not an IP "
+                     "address", opts->stream_bind);
+            rc = SL_ECONFIG;
+            goto fail_store;
+        }
+    } else {
+        sl_addr_parse(hub->address, &hub->stream_bind);
+    }
     sl_addr_parse(hub->address, &ss);
     hub_guard_warn(hub, (struct sockaddr *)&ss);
     uv_timer_init(hub->loop, &hub->flush_timer);
@@ -1165,6 +1209,12 @@ static void maybe_finish_stop(struct sl_hub *hub)
         done(arg);
 }
 
+void hub_handle_closed(struct sl_hub *hub)
+{
+    hub->open_handles--;
+    maybe_finish_stop(hub);
+}
+
 static void on_hub_handle_closed(uv_handle_t *h)
 {
     struct sl_hub *hub = h->data;
@@ -1188,6 +1238,9 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
     uv_close((uv_handle_t *)&hub->idle_timer, on_hub_handle_closed);
     /* Counters first, while allocations and connections are all there. */
     flush_all(hub, 0);
+    for (size_t i = 0; i < HUB_BUCKETS; i++)
+        for (struct hub_alloc *a = hub->buckets[i]; a != NULL; a = a->hnext)
+            hub_streams_close(a);
     struct sl_link *l = hub->conns.next;
     while (l != &hub->conns) {
         struct sl_link *n = l->next;

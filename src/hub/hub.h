@@ -35,6 +35,11 @@ struct sl_hub_options {
     const char *const *tls_key_files;
     size_t ntls_certs;
     int https_redirect;        /* plain user requests get 308 to https */
+    /* TCP and UDP through bridges: the ports leased to allocations
+     * (0: 20000-29999), bound on stream_bind's IP (NULL: the public
+     * listener's). */
+    int stream_port_min, stream_port_max;
+    const char *stream_bind;
     int tls_for_api;           /* certificates even without --https: the
                                   admin API on a public address uses them */
     const char *domain;        /* NULL: "localhost" */

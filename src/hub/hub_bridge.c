@@ -220,7 +220,12 @@ static void send_welcome(struct hub_conn *c)
     sl_ctl_init(&m, SL_CTL_WELCOME);
     snprintf(m.welcome.identity, sizeof(m.welcome.identity), "%s",
              a->identity);
-    sl_hub_url(hub, a->identity, m.welcome.url, sizeof(m.welcome.url));
+    if (hub_streams_url(a, m.welcome.url, sizeof(m.welcome.url)) != 0)
+        sl_hub_url(hub, a->identity, m.welcome.url, sizeof(m.welcome.url));
+    if (a->streams != NULL) {
+        m.welcome.tcp_port = a->streams->tcp_port;
+        m.welcome.udp_port = a->streams->udp_port;
+    }
     if (c->just_allocated && c->auth != NULL) {
         snprintf(m.welcome.username, sizeof(m.welcome.username), "%s",
                  a->username);
@@ -315,6 +320,15 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         uv_timer_stop(&c->timer);
         /* The latest bridge says how users reach it over TLS. */
         c->alloc->passthrough = (m.hello.capabilities & SL_CAP_TLS) != 0;
+        char why[SL_CTL_MESSAGE_MAX];
+        if (hub_streams_hello(c->alloc, m.hello.capabilities,
+                              &m.hello.streams, why, sizeof(why)) != 0) {
+            /* That allocation alone: its bridge hears why and retries. */
+            sl_warn(c->hub->log, "hub control %llu (%s): %s",
+                    (unsigned long long)c->id, c->alloc->identity, why);
+            control_refuse(c, why, 503, 1011);
+            return;
+        }
         sl_info(c->hub->log, "hub control %llu (%s): hello version %d, "
                              "pool %d",
                 (unsigned long long)c->id, c->alloc->identity,

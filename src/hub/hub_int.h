@@ -21,6 +21,7 @@
 #include "tunnel/creds.h"
 #include "tunnel/hijack.h"
 #include "tunnel/identity.h"
+#include "tunnel/stream_opts.h"
 #include "tunnel/ws_handshake.h"
 #include "core/list.h"
 
@@ -36,6 +37,8 @@
 #define HUB_REFUSING_MAX 1024 /* over-cap connections read for an answer */
 
 struct hub_conn;
+struct hub_udp;
+struct sl_acl;
 struct sl_tls_server;
 
 /* A read buffer that can become a write request's storage. */
@@ -65,6 +68,7 @@ struct hub_alloc {
     int limited_dirty;
     int passthrough; /* the bridge takes TLS as it comes (a tls://
                         upstream): users are routed by SNI, unread */
+    struct hub_streams *streams; /* public TCP/UDP ports, or NULL */
     int64_t last_seen;
     int touched;
     struct sl_link controls; /* control conns, oldest first */
@@ -167,7 +171,9 @@ struct hub_conn {
     int want_raw;
     int just_allocated; /* control: credentials to send in welcome */
     enum tls_front tls_front;
-    int passthrough;    /* user: TLS bytes relayed unterminated */
+    int passthrough;    /* user: bytes relayed unread (TLS by SNI, or a
+                           public stream port's TCP) */
+    struct hub_streams *streams; /* user of a stream port: its counts */
     int got_hello;
     struct hub_auth *auth; /* while credentials are checked, else NULL */
     char ws_accept[SL_WS_ACCEPT_LEN + 1];
@@ -230,7 +236,25 @@ struct hub_src {
 
 /* The caps whose refusals are logged once per burst. */
 enum hub_cap { HUB_CAP_PER_IP, HUB_CAP_USERS, HUB_CAP_PAIRS, HUB_CAP_DATA,
-               HUB_CAP_N };
+               HUB_CAP_STREAMS, HUB_CAP_N };
+
+/* An allocation's public stream ports (hub_stream.c, hub_udp.c). Freed
+ * when its allocation, its listener and every user connection counted in
+ * it have let go (refs). */
+struct hub_streams {
+    struct sl_hub *hub;
+    struct hub_alloc *a; /* NULL once the allocation is gone */
+    struct sl_stream_opts opts; /* in force: the operator's over the
+                                   bridge's */
+    struct sl_acl *acl;  /* built from opts, NULL: everyone */
+    uv_tcp_t tcp;        /* the public TCP port (data: the hub) */
+    int tcp_open;
+    int tcp_port, udp_port; /* 0: none */
+    uint32_t tcp_active; /* TCP user connections now */
+    uint64_t denied;     /* refused by the ACL or a cap */
+    struct hub_udp *udp; /* the public UDP port (hub_udp.c), or NULL */
+    int refs;
+};
 
 struct hub_burst {
     uint64_t last_log; /* uv_now of the last line; 0 none */
@@ -246,6 +270,9 @@ struct sl_hub {
     struct sl_store *store;
     int own_store;
     uv_tcp_t listener;
+    /* Stream ports: where they bind and the range leased from. */
+    struct sockaddr_storage stream_bind;
+    int stream_port_min, stream_port_max;
     /* --https: the TLS listener and the certificates (NULL: none). */
     struct sl_tls_server *tls;
     uv_tcp_t tls_listener;
@@ -260,6 +287,7 @@ struct sl_hub {
     int refusing;       /* refuse is closing */
     int refuse_waiting; /* a connection waits in libuv meanwhile */
     uv_stream_t *refuse_l; /* on this listener */
+    uv_connection_cb refuse_cb; /* whose callback takes it */
     int open_handles;
     int stopping;
     void (*done)(void *);
@@ -299,8 +327,16 @@ struct hub_alloc *hub_alloc_find(struct sl_hub *hub, const char *identity);
 struct hub_alloc *hub_alloc_get(struct sl_hub *hub, const char *identity);
 struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *a);
 void hub_conn_close(struct hub_conn *c, int reason);
+/* Accepts a connection of listener l (whose callback is retry): the
+ * connection, counted in the user caps, or NULL (refused, or closed). */
+struct hub_conn *hub_conn_accept(struct sl_hub *hub, uv_stream_t *l,
+                                 uv_connection_cb retry);
 /* The ws that owned c->tcp closed it (its on_close). */
 void hub_conn_ws_closed(struct hub_conn *c, int reason);
+/* Closes c with a TCP reset (what a stream user gets on refusal). */
+void hub_conn_reset(struct hub_conn *c);
+/* A hub-level handle (a listener of a stream port) finished closing. */
+void hub_handle_closed(struct sl_hub *hub);
 /* Pairs user conn u and data conn d (101 to the bridge, head onwards). */
 void hub_pair(struct hub_conn *u, struct hub_conn *d);
 void hub_conn_alist_del(struct hub_conn *c);
@@ -372,6 +408,34 @@ void hub_alloc_close_pairs(struct hub_alloc *a);
 /* A TLS connection for passthrough allocation a (its ClientHello in
  * head[]): paired with a data connection, then bytes both ways. */
 void hub_user_passthrough(struct hub_conn *u, struct hub_alloc *a);
+
+/* hub_stream.c: public stream ports. */
+/* A bridge of allocation a said hello offering caps: its ports are leased
+ * and opened (once), with the options bridge asks for under the
+ * operator's. Returns 0, or a negative code with why filled (the bridge
+ * is told). */
+int hub_streams_hello(struct hub_alloc *a, unsigned caps,
+                      const struct sl_stream_opts *bridge, char *why,
+                      size_t cap);
+/* The allocation is going (or the hub stops): its ports close. */
+void hub_streams_close(struct hub_alloc *a);
+/* A user connection counted in c->streams is closing. */
+void hub_streams_conn_closed(struct hub_conn *c);
+/* "tcp://<domain>:<port>" (or udp) for a stream allocation; SL_ENOTFOUND
+ * when it has no port. */
+int hub_streams_url(const struct hub_alloc *a, char *buf, size_t cap);
+
+/* hub_udp.c: the public UDP port of an allocation. */
+/* Takes fd, a bound UDP socket, as s's public port. Returns 0 or a
+ * negative code (fd closed either way on failure). */
+int hub_udp_open(struct hub_streams *s, int fd, int port);
+/* Closes the port and its flows (the handle's close counts in the hub's
+ * open handles). Safe when there is none. */
+void hub_udp_close(struct hub_streams *s);
+/* A data connection d of a came with a fingerprint the UDP port asked
+ * for (open kind "udp"). Returns 1 if the UDP port took it, 0 if the
+ * fingerprint is not one of its own. */
+int hub_udp_data(struct hub_alloc *a, struct hub_conn *d);
 
 /* hub_tls.c: the TLS listener's front. */
 /* A connection accepted on the TLS listener: its ClientHello is read. */

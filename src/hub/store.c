@@ -27,6 +27,11 @@ enum stmt_id {
     ST_LIMITED,
     ST_LIMITS,
     ST_PRUNE_SELECT,
+    ST_PORT_GET,
+    ST_PORT_OWNER,
+    ST_PORT_SET,
+    ST_OPTS_GET,
+    ST_OPTS_SET,
     ST__COUNT
 };
 
@@ -58,7 +63,36 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_PRUNE_SELECT] = "SELECT " COLS " FROM allocations WHERE "
                         "(CASE WHEN last_seen > 0 THEN last_seen "
                         "ELSE created_at END) < ?1 ORDER BY rowid",
+    [ST_PORT_GET] = "SELECT port FROM stream_ports WHERE identity = ?1 AND "
+                    "kind = ?2",
+    [ST_PORT_OWNER] = "SELECT identity FROM stream_ports WHERE kind = ?1 AND "
+                      "port = ?2",
+    [ST_PORT_SET] = "INSERT INTO stream_ports (identity, kind, port) "
+                    "VALUES (?1, ?2, ?3) ON CONFLICT (identity, kind) DO "
+                    "UPDATE SET port = excluded.port",
+    [ST_OPTS_GET] = "SELECT json FROM stream_opts WHERE identity = ?1",
+    [ST_OPTS_SET] = "INSERT OR REPLACE INTO stream_opts (identity, json) "
+                    "VALUES (?1, ?2)",
 };
+
+/* Version 2: the stream ports leased to allocations (one per kind, a
+ * port held by one allocation per kind) and their stream options; both
+ * go with the allocation. */
+static const char schema_v2[] =
+    "CREATE TABLE IF NOT EXISTS stream_ports ("
+    " identity TEXT NOT NULL,"
+    " kind INTEGER NOT NULL,"
+    " port INTEGER NOT NULL,"
+    " PRIMARY KEY (identity, kind),"
+    " UNIQUE (kind, port));"
+    "CREATE TABLE IF NOT EXISTS stream_opts ("
+    " identity TEXT PRIMARY KEY NOT NULL,"
+    " json TEXT NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS allocation_gone AFTER DELETE ON "
+    "allocations BEGIN"
+    " DELETE FROM stream_ports WHERE identity = OLD.identity;"
+    " DELETE FROM stream_opts WHERE identity = OLD.identity;"
+    " END;";
 
 /* Version 1. Counters are INTEGER (signed 64-bit in SQLite); values are
  * clamped to 2^63 - 1 on the way in, and sums saturate there (SQLite
@@ -215,6 +249,11 @@ static int migrate(struct sl_store *st)
         rc = exec_sql(st, schema_v1, "creating schema v1");
         if (rc == 0)
             rc = exec_sql(st, "PRAGMA user_version = 1", "setting version");
+    }
+    if (rc == 0 && version < 2) {
+        rc = exec_sql(st, schema_v2, "creating schema v2");
+        if (rc == 0)
+            rc = exec_sql(st, "PRAGMA user_version = 2", "setting version");
     }
     if (rc != 0) {
         (void)exec_sql(st, "ROLLBACK", "rolling back migration");
@@ -569,5 +608,75 @@ int sl_store_prune(struct sl_store *st, int64_t now, int64_t older_than,
     }
     if (removed)
         *removed = count;
+    return 0;
+}
+
+int sl_store_port_get(struct sl_store *st, const char *identity, int kind,
+                      int *port)
+{
+    *port = 0;
+    sqlite3_stmt *s = stmt_get(st, ST_PORT_GET);
+    if (bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX) != 0)
+        return UV_EINVAL;
+    sqlite3_bind_int(s, 2, kind);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        *port = sqlite3_column_int(s, 0);
+    else if (r != SQLITE_DONE)
+        return fail(st, "reading a stream port");
+    return 0;
+}
+
+int sl_store_port_taken(struct sl_store *st, int kind, int port)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_PORT_OWNER);
+    sqlite3_bind_int(s, 1, kind);
+    sqlite3_bind_int(s, 2, port);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        return 1;
+    return r == SQLITE_DONE ? 0 : fail(st, "reading a stream port");
+}
+
+int sl_store_port_set(struct sl_store *st, const char *identity, int kind,
+                      int port)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_PORT_SET);
+    if (bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX) != 0)
+        return UV_EINVAL;
+    sqlite3_bind_int(s, 2, kind);
+    sqlite3_bind_int(s, 3, port);
+    int r = sqlite3_step(s);
+    if (r == SQLITE_CONSTRAINT)
+        return SL_EEXIST;
+    if (r != SQLITE_DONE)
+        return fail(st, "leasing a stream port");
+    wrote(st);
+    return 0;
+}
+
+int sl_store_opts_get(struct sl_store *st, const char *identity, char *out,
+                      size_t cap)
+{
+    out[0] = '\0';
+    sqlite3_stmt *s = stmt_get(st, ST_OPTS_GET);
+    if (bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX) != 0)
+        return UV_EINVAL;
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW)
+        return copy_col(s, 0, out, cap);
+    return r == SQLITE_DONE ? 0 : fail(st, "reading stream options");
+}
+
+int sl_store_opts_set(struct sl_store *st, const char *identity,
+                      const char *json)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_OPTS_SET);
+    if (bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX) != 0 ||
+        sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC) != SQLITE_OK)
+        return UV_EINVAL;
+    if (sqlite3_step(s) != SQLITE_DONE)
+        return fail(st, "writing stream options");
+    wrote(st);
     return 0;
 }

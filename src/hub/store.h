@@ -23,7 +23,7 @@
 
 #include "core/log.h"
 
-#define SL_STORE_SCHEMA_VERSION 1
+#define SL_STORE_SCHEMA_VERSION 2
 
 #define SL_STORE_IDENTITY_MAX 32 /* NUL included; identities are 12 */
 #define SL_STORE_USERNAME_MAX 64 /* NUL included; usernames are 6 */
@@ -119,5 +119,24 @@ int sl_store_set_limited(struct sl_store *st, const char *identity,
 /* Replaces the limits. Returns 0, SL_ENOTFOUND or SL_ESTATE. */
 int sl_store_set_limits(struct sl_store *st, const char *identity,
                         const struct sl_store_limits *limits);
+
+/* Stream ports: one lease per allocation and kind (SL_STORE_TCP,
+ * SL_STORE_UDP), removed with the allocation. */
+enum { SL_STORE_TCP = 1, SL_STORE_UDP = 2 };
+/* The leased port, or 0 in *port when none. Returns 0 or SL_ESTATE. */
+int sl_store_port_get(struct sl_store *st, const char *identity, int kind,
+                      int *port);
+/* 1 if port of kind is leased to any allocation, 0 if free (or
+ * SL_ESTATE). */
+int sl_store_port_taken(struct sl_store *st, int kind, int port);
+/* Leases port to identity (replacing its lease of that kind). Returns 0,
+ * SL_EEXIST (leased to another) or SL_ESTATE. */
+int sl_store_port_set(struct sl_store *st, const char *identity, int kind,
+                      int port);
+/* An allocation's stream options, as JSON text ("" when none set). */
+int sl_store_opts_get(struct sl_store *st, const char *identity, char *out,
+                      size_t cap);
+int sl_store_opts_set(struct sl_store *st, const char *identity,
+                      const char *json);
 
 #endif

@@ -171,8 +171,9 @@ void sl_node_bridge_fill_pool(struct sl_node_bridge *b)
 {
     struct sl_node *node = b->node;
     if (b->state != BS_CONNECTED || b->ctl == NULL || !can_dial(b) ||
-        b->rec.identity[0] == '\0' || b->rec.username[0] == '\0')
-        return;
+        b->rec.identity[0] == '\0' || b->rec.username[0] == '\0' ||
+        strcmp(b->up.scheme, "udp") == 0)
+        return; /* (UDP rides on the one connection the hub asks for) */
     /* Bounded: a connection that fails at once must not loop here. */
     for (int i = 0; i < node->pool_size && b->pool_idle < node->pool_size;
          i++)
@@ -629,6 +630,8 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
             sl_warn(node->log, "node: --hub-insecure: hub certificates are "
                     "not verified (insecure; for tests only)");
     }
+    if (opts->streams != NULL)
+        node->streams = *opts->streams;
     node->relay_pool.max_free = SL_NODE_RELAY_FREE;
     node->ping_ms = opts->ping_ms;
     node->dead_ms = opts->dead_ms;

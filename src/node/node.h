@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/ctx.h"
+#include "tunnel/stream_opts.h"
 
 #define SL_NODE_API_DEFAULT "127.0.0.1:8082"
 #define SL_NODE_HUB_DEFAULT "http://127.0.0.1:8080"
@@ -56,6 +57,9 @@ struct sl_node_options {
     const char *hub_ca;
     const char *hub_pin;
     int hub_insecure;
+    /* tcp:// and udp:// bridges: their ACL, PROXY header and caps, sent
+     * to the hub in hello (NULL: none). */
+    const struct sl_stream_opts *streams;
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by

@@ -578,9 +578,19 @@ static void send_hello(struct conn *c)
     sl_ctl_init(&m, SL_CTL_HELLO);
     m.hello.version = SL_CTL_VERSION;
     /* A tls:// upstream takes TLS as users send it: the hub passes it
-     * through by SNI instead of reading HTTP. */
-    m.hello.capabilities = c->b->up.tls ? SL_CAP_TLS : SL_CAP_HTTP;
-    m.hello.pool = c->b->node->pool_size;
+     * through by SNI instead of reading HTTP. tcp:// and udp:// ones get
+     * a public port, with the node's stream options. */
+    const char *scheme = c->b->up.scheme;
+    m.hello.capabilities = c->b->up.tls                 ? SL_CAP_TLS
+                           : strcmp(scheme, "tcp") == 0 ? SL_CAP_TCP
+                           : strcmp(scheme, "udp") == 0 ? SL_CAP_UDP
+                                                        : SL_CAP_HTTP;
+    if (m.hello.capabilities & (SL_CAP_TCP | SL_CAP_UDP))
+        m.hello.streams = c->b->node->streams;
+    /* UDP travels on one data connection the hub asks for: no pool. */
+    m.hello.pool = m.hello.capabilities == SL_CAP_UDP
+                       ? 0
+                       : c->b->node->pool_size;
     char *text = NULL;
     size_t len = 0;
     int rc = sl_ctl_encode(&m, &text, &len);

@@ -152,6 +152,7 @@ struct sl_node {
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
     struct sl_tls_client *tls; /* for https:// hubs */
+    struct sl_stream_opts streams; /* of tcp:// and udp:// bridges */
     /* Read buffers of the raw relays, kept across reads and connections
      * so a busy data connection does not malloc/free (and trim the heap)
      * per read. */

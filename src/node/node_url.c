@@ -152,10 +152,22 @@ int sl_node_url_parse_upstream(const char *text, struct sl_node_url *out,
         snprintf(out->scheme, sizeof(out->scheme), "tls");
         return rc;
     }
+    static const char *const streams[] = {"tcp", "udp"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t n = strlen(streams[i]);
+        if (strncasecmp(text, streams[i], n) == 0 &&
+            strncmp(text + n, "://", 3) == 0) {
+            /* A TCP or UDP service: a public stream port on the hub. */
+            int rc = parse_authority(text, text + n + 3, 1, 0, out, err,
+                                     errcap);
+            snprintf(out->scheme, sizeof(out->scheme), "%s", streams[i]);
+            return rc;
+        }
+    }
     if (strncasecmp(text, "http://", 7) != 0)
         return fail(err, errcap, text,
-                    "the upstream must be http://host:port or "
-                    "tls://host:port");
+                    "the upstream must be http://, tls://, tcp:// or "
+                    "udp://host:port");
     int rc = parse_authority(text, text + 7, 1, 0, out, err, errcap);
     snprintf(out->scheme, sizeof(out->scheme), "http");
     return rc;

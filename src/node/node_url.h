@@ -4,8 +4,9 @@
  *
  * The rules, chosen to fail early with a clear message rather than dial
  * something surprising:
- *  - upstream: scheme `http`, or `tls` (TLS the upstream terminates: the
- *    hub passes it through by SNI), an explicit port 1..65535, no path (a lone
+ *  - upstream: scheme `http`, `tls` (TLS the upstream terminates: the
+ *    hub passes it through by SNI), `tcp` or `udp` (a service the hub
+ *    gives a public port), an explicit port 1..65535, no path (a lone
  *    trailing `/` is tolerated and dropped), no user info, query or
  *    fragment.
  *  - hub: scheme `http` or `ws` (port defaults to 80), `https` or `wss`
@@ -23,7 +24,7 @@
 
 struct sl_node_url {
     int tls;                      /* 1 for https (hub), tls (upstream) */
-    char scheme[8];               /* "http", "https", "tls" */
+    char scheme[8];               /* "http", "https", "tls", "tcp", "udp" */
     char host[SL_NODE_HOST_MAX];  /* without brackets */
     uint16_t port;
 };

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "tunnel/stream_opts.h"
 
 static const char *const type_names[] = {
     [SL_CTL_HELLO] = "hello", [SL_CTL_WELCOME] = "welcome",
@@ -109,6 +110,16 @@ static int parse_hello(json_t *o, struct sl_ctl_msg *m)
     return 0;
 }
 
+static int parse_hello_streams(json_t *o, struct sl_ctl_msg *m)
+{
+    json_t *s = json_object_get(o, "streams");
+    if (s == NULL)
+        return 0;
+    return sl_stream_opts_from_json(s, &m->hello.streams, NULL, 0) == 0
+               ? 0
+               : SL_EPARSE;
+}
+
 /* A URL the node prints and logs: visible ASCII only, so a hostile hub
  * cannot forge lines of its output ("\r\nbridge ..."). */
 static int url_ok(const char *s)
@@ -131,7 +142,9 @@ static int parse_welcome(json_t *o, struct sl_ctl_msg *m)
         get_string(o, "password", 0, m->welcome.password,
                    sizeof(m->welcome.password)) != 0 ||
         get_int(o, "ping_interval", 0, 1, 3600, &m->welcome.ping_interval) ||
-        get_int(o, "pairing_window", 0, 1, 3600, &m->welcome.pairing_window))
+        get_int(o, "pairing_window", 0, 1, 3600, &m->welcome.pairing_window) ||
+        get_int(o, "tcp_port", 0, 0, 65535, &m->welcome.tcp_port) ||
+        get_int(o, "udp_port", 0, 0, 65535, &m->welcome.udp_port))
         return SL_EPARSE;
     json_t *limits = json_object_get(o, "limits");
     if (limits == NULL)
@@ -211,6 +224,8 @@ int sl_ctl_parse(const char *json, size_t len, struct sl_ctl_msg *out)
     switch (t) {
     case SL_CTL_HELLO:
         rc = parse_hello(root, out);
+        if (rc == 0)
+            rc = parse_hello_streams(root, out);
         break;
     case SL_CTL_WELCOME:
         rc = parse_welcome(root, out);
@@ -295,6 +310,11 @@ static int encode_hello(const struct sl_ctl_msg *m, json_t *o)
     if (put(o, "capabilities", caps) != 0 ||
         put(o, "pool", json_integer(m->hello.pool)) != 0)
         return UV_ENOMEM;
+    if (!sl_stream_opts_empty(&m->hello.streams)) {
+        json_t *s = sl_stream_opts_to_json(&m->hello.streams);
+        if (s == NULL || put(o, "streams", s) != 0)
+            return UV_ENOMEM;
+    }
     return 0;
 }
 
@@ -329,6 +349,10 @@ static int encode_welcome(const struct sl_ctl_msg *m, json_t *o)
         return rc;
     }
     rc = put(o, "limits", limits);
+    if (rc == 0 && w->tcp_port > 0)
+        rc = put(o, "tcp_port", json_integer(w->tcp_port));
+    if (rc == 0 && w->udp_port > 0)
+        rc = put(o, "udp_port", json_integer(w->udp_port));
     if (rc == 0)
         rc = put(o, "ping_interval", json_integer(w->ping_interval));
     if (rc == 0)

@@ -16,12 +16,13 @@
  *   hello:   version R (integer 1..65535), capabilities [none] (array of
  *            strings; "http"/"tcp"/"udp"/"tls" set SL_CAP_*, others are
  *            ignored),
+ *            streams [none] (object: tunnel/stream_opts.h),
  *            pool [0] (0..SL_CTL_POOL_MAX)
  *   welcome: identity R (valid identity), url R, username [""],
  *            password [""] (sent only when just allocated), limits [0,0]
  *            {"bridges": N, "traffic": BYTES} (each optional; 0 =
  *            unlimited), ping_interval [15] (1..3600), pairing_window [8]
- *            (1..3600)
+ *            (1..3600), tcp_port and udp_port [0 = none] (0..65535)
  *   open:    fingerprint R (lower-case UUID v4), kind R ("http", "tcp",
  *            "udp"; other words are kept as text: the bridge refuses them),
  *            target [""] ("" = the bridge's upstream)
@@ -36,6 +37,7 @@
 #include <stdint.h>
 
 #include "tunnel/identity.h"
+#include "tunnel/stream_opts.h"
 
 #define SL_CTL_MAX_MSG (64 * 1024)
 #define SL_CTL_VERSION 1
@@ -76,6 +78,8 @@ struct sl_ctl_msg {
         int version;
         unsigned capabilities; /* SL_CAP_* */
         int pool;
+        struct sl_stream_opts streams; /* "streams": the TCP/UDP tunnel's
+                                          options (tunnel/stream_opts.h) */
     } hello;
     struct sl_ctl_welcome {
         char identity[SL_IDENTITY_LEN + 1];
@@ -86,6 +90,7 @@ struct sl_ctl_msg {
         uint64_t limit_traffic;         /* bytes, 0 = unlimited */
         int ping_interval;              /* seconds */
         int pairing_window;             /* seconds */
+        int tcp_port, udp_port;         /* public stream ports; 0 = none */
     } welcome;
     struct sl_ctl_open {
         char fingerprint[SL_UUID_LEN + 1];
