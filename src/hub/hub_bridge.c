@@ -339,7 +339,11 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
             struct hub_alloc *a = c->alloc;
             for (struct sl_link *l = a->waiting.next; l != &a->waiting;
                  l = l->next)
-                hub_control_open(a, HUB_CONN_OF(l, alink)->fingerprint);
+                {
+                struct hub_conn *u = HUB_CONN_OF(l, alink);
+                hub_control_open(a, u->fingerprint,
+                                 u->streams != NULL ? "tcp" : "http");
+            }
         }
     }
 }
@@ -742,7 +746,8 @@ void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
         send_error(HUB_CONN_OF(l, alink), message, code);
 }
 
-int hub_control_open(struct hub_alloc *a, const char *fingerprint)
+int hub_control_open(struct hub_alloc *a, const char *fingerprint,
+                     const char *kind)
 {
     if (sl_list_empty(&a->controls))
         return SL_ENOTFOUND;
@@ -751,6 +756,7 @@ int hub_control_open(struct hub_alloc *a, const char *fingerprint)
     sl_ctl_init(&m, SL_CTL_OPEN);
     snprintf(m.open.fingerprint, sizeof(m.open.fingerprint), "%s",
              fingerprint);
+    snprintf(m.open.kind, sizeof(m.open.kind), "%s", kind);
     send_ctl(c, &m);
     return 0;
 }

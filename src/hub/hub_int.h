@@ -382,7 +382,11 @@ int hub_data_send(struct hub_conn *d, struct hub_block *b, const char *p,
 void hub_data_pause(struct hub_conn *d);
 void hub_data_resume(struct hub_conn *d);
 void hub_data_end(struct hub_conn *d); /* no more bytes to the bridge */
-int hub_control_open(struct hub_alloc *a, const char *fingerprint);
+/* Asks the newest bridge of a for a data connection named fingerprint;
+ * kind "http" (HTTP users and passthrough), "tcp" (a stream port's
+ * users) or "udp" (the UDP port's datagram carrier). */
+int hub_control_open(struct hub_alloc *a, const char *fingerprint,
+                     const char *kind);
 void hub_control_stats(struct hub_alloc *a);
 void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code);
 void hub_data_on_timer(struct hub_conn *d);

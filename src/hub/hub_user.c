@@ -519,7 +519,8 @@ static void pair(struct hub_conn *u)
         return;
     }
     if (sl_uuid4_new(u->fingerprint) != 0 ||
-        hub_control_open(a, u->fingerprint) != 0) {
+        hub_control_open(a, u->fingerprint,
+                         u->streams != NULL ? "tcp" : "http") != 0) {
         hub_block_put(hub, u->fwd);
         u->fwd = NULL;
         reply_text(u, 502, "Proxy not connected");

@@ -548,9 +548,14 @@ static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     case SL_CTL_OPEN:
         if (!c->welcomed)
             break;
-        if (strcmp(m.open.kind, "http") != 0 || m.open.target[0] != '\0') {
+        /* http and tcp both mean "bytes to the upstream"; udp is the
+         * datagram carrier of a udp:// bridge. */
+        if ((strcmp(m.open.kind, "http") != 0 &&
+             strcmp(m.open.kind, "tcp") != 0) ||
+            m.open.target[0] != '\0') {
             sl_warn(conn_log(c), "bridge %s: open of kind '%s' refused (only "
-                    "http to the upstream)", bridge_name(b), m.open.kind);
+                    "http and tcp to the upstream)", bridge_name(b),
+                    m.open.kind);
             break;
         }
         sl_debug(conn_log(c), "bridge %s: open %s", bridge_name(b),
