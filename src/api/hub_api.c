@@ -17,6 +17,7 @@
 #include "hub/store.h"
 #include "tunnel/creds.h"
 #include "tunnel/identity.h"
+#include "tunnel/stream_opts.h"
 
 #define DEFAULT_PRUNE_AGE (7 * 24 * 3600)
 #define CREATE_ATTEMPTS 5
@@ -90,6 +91,30 @@ static json_t *json_u64(uint64_t v)
     return json_integer(v > (uint64_t)INT64_MAX ? INT64_MAX : (json_int_t)v);
 }
 
+/* The stream ports leased to an allocation, and its stream options. */
+static void view_streams(struct sl_hub_api *api, const char *identity,
+                         json_t *j, char *url, size_t cap)
+{
+    int tcp = 0, udp = 0;
+    (void)sl_store_port_get(api->store, identity, SL_STORE_TCP, &tcp);
+    (void)sl_store_port_get(api->store, identity, SL_STORE_UDP, &udp);
+    if (tcp > 0)
+        json_object_set_new(j, "tcp_port", json_integer(tcp));
+    if (udp > 0)
+        json_object_set_new(j, "udp_port", json_integer(udp));
+    if ((tcp > 0 || udp > 0) && api->hub != NULL)
+        snprintf(url, cap, "%s://%s:%d", tcp > 0 ? "tcp" : "udp",
+                 sl_hub_domain(api->hub), tcp > 0 ? tcp : udp);
+    char text[16384];
+    struct sl_stream_opts o;
+    if (sl_store_opts_get(api->store, identity, text, sizeof(text)) == 0 &&
+        text[0] != '\0' && sl_stream_opts_parse(text, &o, NULL, 0) == 0) {
+        json_t *sj = sl_stream_opts_to_json(&o);
+        if (sj != NULL)
+            json_object_set_new(j, "streams", sj);
+    }
+}
+
 static json_t *view_json(struct sl_hub_api *api, const struct view *v)
 {
     char url[512];
@@ -115,6 +140,10 @@ static json_t *view_json(struct sl_hub_api *api, const struct view *v)
         "created_at", (json_int_t)v->a.created_at,
         "last_seen", v->a.last_seen > 0 ? json_integer(v->a.last_seen)
                                         : json_null());
+    if (j != NULL) {
+        view_streams(api, v->a.identity, j, url, sizeof(url));
+        json_object_set_new(j, "url", json_string(url));
+    }
     return j;
 }
 
@@ -312,6 +341,7 @@ struct create_job {
     struct sl_hub_api *api;
     struct sl_api_req *req;
     struct sl_store_limits limits;
+    char *streams; /* stream options (JSON text), or NULL */
     int attempts;
     int rc;
     char identity[SL_IDENTITY_LEN + 1];
@@ -332,6 +362,7 @@ static void job_free(struct create_job *job)
 {
     /* The password is a secret: do not leave it in freed memory. */
     OPENSSL_cleanse(job->password, sizeof(job->password));
+    free(job->streams);
     free(job);
 }
 
@@ -392,6 +423,8 @@ static void create_done(uv_work_t *w, int status)
             return;
         rc = SL_ESTATE;
     }
+    if (rc == 0 && job->streams != NULL)
+        rc = sl_store_opts_set(api->store, a.identity, job->streams);
     if (rc != 0) {
         sl_api_reply_error(job->req, 500, "Store failed");
         job_free(job);
@@ -431,6 +464,8 @@ static void on_create(struct sl_api_req *req, void *arg)
     /* A limit the body does not name is the hub's default, as for an
      * allocation a bridge makes; 0 given explicitly is unlimited. */
     struct sl_store_limits limits = {0, 0};
+    static struct sl_stream_opts so_zero;
+    struct sl_stream_opts so = so_zero;
     if (api->hub != NULL)
         limits = sl_hub_default_limits(api->hub);
     if (sl_api_req_json(req, &body) != 0) {
@@ -449,7 +484,15 @@ static void on_create(struct sl_api_req *req, void *arg)
                                "\"traffic\": BYTES}} with N, BYTES >= 0");
             return;
         }
+        /* TCP/UDP tunnel options: acl, proxy_protocol, max_connections,
+         * max_sessions (tunnel/stream_opts.h), beside the limits. */
+        char err[200];
+        int rc = sl_stream_opts_from_json(body, &so, err, sizeof(err));
         json_decref(body);
+        if (rc != 0) {
+            sl_api_reply_error(req, 400, err);
+            return;
+        }
     }
     struct create_job *job = calloc(1, sizeof(*job));
     if (job == NULL) {
@@ -459,6 +502,16 @@ static void on_create(struct sl_api_req *req, void *arg)
     job->api = api;
     job->req = req;
     job->limits = limits;
+    if (!sl_stream_opts_empty(&so)) {
+        json_t *sj = sl_stream_opts_to_json(&so);
+        job->streams = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
+        json_decref(sj);
+        if (job->streams == NULL) {
+            free(job);
+            sl_api_reply_error(req, 500, "Out of memory");
+            return;
+        }
+    }
     if (queue_job(job) != 0) {
         free(job);
         sl_api_reply_error(req, 500, "Could not queue work");

@@ -1279,6 +1279,11 @@ void sl_hub_reload(struct sl_hub *hub)
         sl_tls_server_reload(hub->tls);
 }
 
+const char *sl_hub_domain(const struct sl_hub *hub)
+{
+    return hub->s_domain;
+}
+
 struct sl_store *sl_hub_store(struct sl_hub *hub)
 {
     return hub->store;

@@ -154,6 +154,9 @@ const char *sl_hub_ca_path(const struct sl_hub *hub);
  * connections keep theirs. */
 void sl_hub_reload(struct sl_hub *hub);
 
+/* The domain identities live under, e.g. "localhost". */
+const char *sl_hub_domain(const struct sl_hub *hub);
+
 /* The store the hub uses (for the admin API). Never NULL after start. */
 struct sl_store *sl_hub_store(struct sl_hub *hub);
 
