@@ -69,8 +69,9 @@ static void upstream_bad(void **state)
 {
     (void)state;
     expect_bad("", "empty");
-    expect_bad("127.0.0.1:3000", "http://host:port");
-    expect_bad("https://127.0.0.1:3000", "http://host:port");
+    expect_bad("127.0.0.1:3000", "udp://host:port");
+    expect_bad("https://127.0.0.1:3000", "udp://host:port");
+    expect_bad("sctp://127.0.0.1:3000", "udp://host:port");
     expect_bad("http://127.0.0.1", "explicit port");
     expect_bad("http://127.0.0.1:", "port must be");
     expect_bad("http://127.0.0.1:0", "port must be");
