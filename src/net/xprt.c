@@ -418,6 +418,9 @@ static void handshake_over(struct sl_tls_conn *t, int status)
         tcp_read_stop(t);
     if (t->hs_cb != NULL)
         t->hs_cb(t->x, status);
+    /* Records that came with the last handshake flight wait in `in`. */
+    if (status == 0 && t->reading && !t->closing)
+        schedule(t);
 }
 
 static void do_handshake(struct sl_tls_conn *t)
