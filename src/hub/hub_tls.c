@@ -88,15 +88,31 @@ void hub_tls_peek(struct hub_conn *c)
         return;
     }
     char identity[SL_IDENTITY_LEN + 1];
-    if (hello.server_name[0] != '\0' &&
-        sl_host_route(hello.server_name, strlen(hello.server_name),
-                      hub->s_domain, identity) == 0) {
-        struct hub_alloc *a = hub_alloc_get(hub, identity);
-        if (a != NULL && a->passthrough) {
-            c->tls_front = TLS_PASSTHROUGH;
-            hub_user_passthrough(c, a);
-            return;
-        }
+    int route = hello.server_name[0] == '\0'
+                    ? SL_ENOTFOUND
+                    : sl_host_route(hello.server_name,
+                                    strlen(hello.server_name), hub->s_domain,
+                                    identity);
+    struct hub_alloc *a = route == 0 ? hub_alloc_get(hub, identity) : NULL;
+    if (route == SL_EPARSE || (route == 0 && a == NULL)) {
+        /* A name under the domain that is no identity here: told at once
+         * with an alert, before any certificate is made or sent. */
+        sl_debug(hub->log, "hub conn %llu from %s: TLS for unknown name %s, "
+                           "alert unrecognized_name",
+                 (unsigned long long)c->id, c->peer_ip, hello.server_name);
+        static const char alert[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112};
+        c->tls_front = TLS_NONE;
+        hub_conn_read_stop(c);
+        if (hub_conn_write(c, NULL, alert, sizeof(alert)) == 0)
+            hub_conn_finish(c);
+        else
+            hub_conn_close(c, UV_ECONNRESET);
+        return;
+    }
+    if (a != NULL && a->passthrough) {
+        c->tls_front = TLS_PASSTHROUGH;
+        hub_user_passthrough(c, a);
+        return;
     }
     terminate(c);
 }
