@@ -5,7 +5,7 @@
  * its own.
  *
  * The calls mirror libuv's stream calls and keep their callback types: a
- * callback gets (uv_stream_t *)&x->tcp, whose ->data stays the caller's.
+ * callback is handed (uv_stream_t *)&x->tcp; its ->data stays the caller's.
  * A plain transport is the TCP handle itself, and each call is the libuv
  * call. A TLS transport (sl_xprt_tls_start) runs OpenSSL through a BIO of
  * its own: ciphertext read from the socket is handed to OpenSSL straight
@@ -100,7 +100,7 @@ int sl_xprt_write(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
 int sl_xprt_shutdown(uv_shutdown_t *req, struct sl_xprt *x,
                      uv_shutdown_cb cb);
 /* Closes the transport (pending writes fail with UV_ECANCELED, as
- * libuv's do); close_cb gets (uv_handle_t *)&x->tcp. */
+ * libuv's do); close_cb is handed (uv_handle_t *)&x->tcp. */
 void sl_xprt_close(struct sl_xprt *x, uv_close_cb close_cb);
 /* Bytes the caller handed over and the socket has not taken yet (as
  * uv_stream_get_write_queue_size), records' overhead included. */

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,10 +58,12 @@ static void refuses_bad_values(void **state)
     expect_bad("{\"max_connections\": -1}", "max_connections");
     expect_bad("{\"max_sessions\": 4294967296}", "max_sessions");
     expect_bad("not json", "JSON");
-    char big[4096] = "{\"acl\": {\"allow\": [";
+    char big[4096];
+    size_t n = (size_t)snprintf(big, sizeof(big), "{\"acl\": {\"allow\": [");
     for (int i = 0; i < 33; i++)
-        strcat(big, i ? ", \"ip:10.0.0.1\"" : "\"ip:10.0.0.1\"");
-    strcat(big, "]}}");
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"ip:10.0.0.1\"",
+                              i ? ", " : "");
+    snprintf(big + n, sizeof(big) - n, "]}}");
     expect_bad(big, "at most 32");
 }
 
