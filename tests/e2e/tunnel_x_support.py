@@ -13,6 +13,8 @@ on a small machine may want 30.
 TLS (all optional, off by default): Hub(tls=True) or Hub(https_port=P)
 adds an `--https` listener (hub.https_port, hub.https_url, hub.ca: the
 local CA's certificate), Hub(http=False) leaves the plain one out;
+Hub(stream_ports="A-B") gives the hub `--stream-ports A-B` (the ports of
+TCP and UDP tunnels; streams_support.free_range finds a free range);
 Node(hub_url=URL, hub_ca=FILE) dials the hub at URL. With
 SLUICE_TUNNEL_TLS=1 in the environment, TunnelEnv's hubs get an https
 listener and nodes dial it (https:// with --hub-ca), so every tunnel test
@@ -137,7 +139,7 @@ class Hub(Role):
 
     def __init__(self, workdir, name="hub", args=(), binary=None, env=None,
                  http_port=None, state_dir=None, global_args=(),
-                 https_port=None, tls=False, http=True):
+                 https_port=None, tls=False, http=True, stream_ports=None):
         self.workdir = str(workdir)
         self.port = http_port or free_port()
         self.api_port = free_port()
@@ -156,6 +158,9 @@ class Hub(Role):
                 "boot", "up", "--proxy"] + listen + [
                 "--api", "127.0.0.1:%d" % self.api_port,
                 "--state-dir", self.state_dir] + list(args)
+        self.stream_ports = stream_ports
+        if stream_ports:
+            argv += ["--stream-ports", str(stream_ports)]
         self.proc = Proc(argv, self.workdir, name, env=env)
         self.pid = self.proc.pid
 
