@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <http_parser.h>
+#include <openssl/crypto.h>
 
 #include "core/dynbuf.h"
 #include "core/error.h"
@@ -15,11 +16,16 @@
 #include "net/xprt.h"
 #include "tls/tls_server.h"
 #include "tunnel/creds.h"
+#include "tunnel/identity.h"
 
 #define AUTHZ_MAX 1024
 #define HOSTHDR_MAX 262 /* a DNS name and ":port" */
 #define FIELD_MAX 32
 #define READ_CHUNK 65536
+#define DASH_KEY_LEN 32
+#define ORIGIN_MAX (HOSTHDR_MAX + 16) /* "https://" and a Host */
+#define FETCH_SITE_MAX 16
+#define EXTRA_HEADERS_MAX 1024
 
 struct conn;
 
@@ -42,6 +48,16 @@ struct sl_api_server {
     int refuse_again;   /* another connection waits for the refuser */
     int closing;
     unsigned long next_id;
+    int dashboard;
+    char dash_key[DASH_KEY_LEN + 1];
+};
+
+/* A connection that answered with a streamed body (sse). */
+struct sl_api_stream {
+    struct conn *conn;
+    sl_api_stream_gone_cb gone_cb; /* NULL once ended by its owner */
+    void *arg;
+    size_t queued; /* bytes handed to the transport, not yet written */
 };
 
 struct sl_api_req {
@@ -86,6 +102,15 @@ struct conn {
     size_t host_len;
     int host_overflow;
     int from_browser; /* an Origin or Sec-Fetch-Site header came */
+    /* what the dashboard rule looks at (browser_refusal) */
+    int in_origin, in_fetch_site, in_dash_key;
+    char origin[ORIGIN_MAX + 1];
+    size_t origin_len;
+    char fetch_site[FETCH_SITE_MAX + 1];
+    size_t fetch_site_len;
+    char dash_key[DASH_KEY_LEN + 1];
+    size_t dash_key_len;
+    int value_overflow; /* one of those three was too long: no match */
     int started;      /* a byte of the current request has arrived */
     int headers_done;
     int complete;     /* message complete: dispatch after execute */
@@ -98,6 +123,7 @@ struct conn {
 
     struct sl_api_req *req; /* pending request, or NULL */
     int writing;
+    struct sl_api_stream *stream; /* owned; set once a stream answered */
 };
 
 struct write_req {
@@ -214,6 +240,10 @@ static void conn_reset_request(struct conn *c)
     c->host[0] = '\0';
     c->host_overflow = 0;
     c->from_browser = 0;
+    c->in_origin = c->in_fetch_site = c->in_dash_key = 0;
+    c->origin_len = c->fetch_site_len = c->dash_key_len = 0;
+    c->origin[0] = c->fetch_site[0] = c->dash_key[0] = '\0';
+    c->value_overflow = 0;
     c->started = 0;
     c->headers_done = 0;
     c->complete = 0;
@@ -229,6 +259,7 @@ static void on_conn_handle_closed(uv_handle_t *h)
     struct sl_api_server *srv = c->srv;
     conn_reset_request(c);
     free(c->rest);
+    free(c->stream);
     free(c);
     srv->handles--;
     server_maybe_free(srv);
@@ -245,6 +276,11 @@ static void conn_close(struct conn *c, const char *why)
         /* The handler still holds the request: make it an orphan. */
         c->req->conn = NULL;
         c->req = NULL;
+    }
+    if (c->stream != NULL && c->stream->gone_cb != NULL) {
+        sl_api_stream_gone_cb cb = c->stream->gone_cb;
+        c->stream->gone_cb = NULL;
+        cb(c->stream, c->stream->arg);
     }
     if (c->prev)
         c->prev->next = c->next;
@@ -299,11 +335,19 @@ static void on_write(uv_write_t *w, int status)
 }
 
 static void conn_send(struct conn *c, int status, const char *ctype,
-                      const char *body, size_t len, int keep_alive)
+                      const char *extra, const char *body, size_t len,
+                      int keep_alive)
 {
-    char head[256];
+    char head[256 + EXTRA_HEADERS_MAX];
+    char hdrs[64 + EXTRA_HEADERS_MAX];
+    int xn = snprintf(hdrs, sizeof(hdrs), "Cache-Control: no-store\r\n%s",
+                      extra ? extra : "");
+    if (xn < 0 || (size_t)xn >= sizeof(hdrs)) {
+        conn_close(c, "response head too long");
+        return;
+    }
     int hn = sl_http_format_head(head, sizeof(head), status, ctype, len,
-                                 "Cache-Control: no-store\r\n", keep_alive);
+                                 hdrs, keep_alive);
     if (hn < 0) {
         conn_close(c, "response head too long");
         return;
@@ -353,7 +397,7 @@ static void conn_fail(struct conn *c, int status, const char *message)
         conn_close(c, "out of memory");
         return;
     }
-    conn_send(c, status, "application/json", s, len, 0);
+    conn_send(c, status, "application/json", NULL, s, len, 0);
     free(s);
 }
 
@@ -368,6 +412,13 @@ void sl_api_reply_text(struct sl_api_req *req, int status,
                        const char *content_type, const char *body,
                        size_t len)
 {
+    sl_api_reply_full(req, status, content_type, NULL, body, len);
+}
+
+void sl_api_reply_full(struct sl_api_req *req, int status,
+                       const char *content_type, const char *extra_headers,
+                       const char *body, size_t len)
+{
     if (req == NULL)
         return;
     struct conn *c = req->conn;
@@ -376,8 +427,8 @@ void sl_api_reply_text(struct sl_api_req *req, int status,
             c ? "" : " (client gone)");
     if (c != NULL) {
         c->req = NULL;
-        conn_send(c, status, content_type, body ? body : "", body ? len : 0,
-                  req->keep_alive);
+        conn_send(c, status, content_type, extra_headers, body ? body : "",
+                  body ? len : 0, req->keep_alive);
     }
     req_free(req);
 }
@@ -411,6 +462,120 @@ void sl_api_reply_error(struct sl_api_req *req, int status,
     }
     sl_api_reply_text(req, status, "application/json", s, len);
     free(s);
+}
+
+/* --------------------------------------------------------------------- */
+/* Streamed replies                                                       */
+
+struct stream_write {
+    uv_write_t w;
+    struct conn *conn;
+    size_t len;
+    char data[];
+};
+
+static void on_stream_write(uv_write_t *w, int status)
+{
+    struct stream_write *sw = (struct stream_write *)w;
+    struct conn *c = sw->conn;
+    if (c->stream != NULL)
+        c->stream->queued -= sw->len;
+    free(sw);
+    if (status < 0 && !c->closing)
+        conn_close(c, uv_strerror(status));
+}
+
+static int stream_write(struct conn *c, const char *data, size_t len)
+{
+    struct stream_write *sw = malloc(sizeof(*sw) + len);
+    if (sw == NULL)
+        return UV_ENOMEM;
+    sw->conn = c;
+    sw->len = len;
+    memcpy(sw->data, data, len);
+    uv_buf_t buf = uv_buf_init(sw->data, (unsigned)len);
+    int rc = sl_xprt_write(&sw->w, &c->xp, &buf, 1, on_stream_write);
+    if (rc != 0) {
+        free(sw);
+        return rc;
+    }
+    if (c->stream != NULL)
+        c->stream->queued += len;
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+struct sl_api_stream *sl_api_reply_stream(struct sl_api_req *req,
+                                          const char *content_type,
+                                          sl_api_stream_gone_cb gone_cb,
+                                          void *arg)
+{
+    if (req == NULL)
+        return NULL;
+    struct conn *c = req->conn;
+    sl_info(req->log, "%s: conn %lu from %s: %s %s -> 200 (stream)%s",
+            req->name, req->conn_id, req->peer, req->method, req->url,
+            c ? "" : " (client gone)");
+    struct sl_api_stream *s = NULL;
+    if (c == NULL)
+        goto out;
+    c->req = NULL;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        conn_close(c, "out of memory");
+        goto out;
+    }
+    char head[512];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
+                      "Cache-Control: no-store\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      "Connection: close\r\n\r\n",
+                      content_type);
+    if (hn < 0 || (size_t)hn >= sizeof(head) ||
+        stream_write(c, head, (size_t)hn) != 0) {
+        free(s);
+        s = NULL;
+        conn_close(c, "stream head failed");
+        goto out;
+    }
+    s->conn = c;
+    s->gone_cb = gone_cb;
+    s->arg = arg;
+    c->stream = s;
+    /* No more requests on this connection, and no idle timeout: the
+     * stream lasts until a side closes. Reading goes on, only to see the
+     * client leave. */
+    uv_timer_stop(&c->timer);
+    free(c->rest);
+    c->rest = NULL;
+    c->rest_len = 0;
+    if (sl_xprt_read_start(&c->xp, on_alloc, on_read) != 0) {
+        s->gone_cb = NULL;
+        conn_close(c, "read failed");
+        s = NULL;
+    }
+out:
+    req_free(req);
+    return s;
+}
+
+int sl_api_stream_send(struct sl_api_stream *s, const char *data,
+                       size_t len)
+{
+    if (s->conn->closing)
+        return UV_ECANCELED;
+    if (s->queued + len > SL_API_STREAM_QUEUE_MAX)
+        return SL_ELIMIT;
+    return stream_write(s->conn, data, len);
+}
+
+void sl_api_stream_end(struct sl_api_stream *s)
+{
+    s->gone_cb = NULL;
+    conn_close(s->conn, "stream ended");
 }
 
 /* --------------------------------------------------------------------- */
@@ -536,6 +701,20 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* Appends a piece of a header value the dashboard rule reads; one too
+ * long spoils the match (value_overflow) rather than the request. */
+static void keep_value(struct conn *c, char *dst, size_t *len, size_t max,
+                       const char *at, size_t n)
+{
+    if (*len + n > max) {
+        c->value_overflow = 1;
+        return;
+    }
+    memcpy(dst + *len, at, n);
+    *len += n;
+    dst[*len] = '\0';
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t n)
 {
     struct conn *c = p->data;
@@ -553,7 +732,24 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
         if (known && (strcasecmp(c->field, "origin") == 0 ||
                       strcasecmp(c->field, "sec-fetch-site") == 0))
             c->from_browser = 1;
+        c->in_origin = known && strcasecmp(c->field, "origin") == 0;
+        c->in_fetch_site =
+            known && strcasecmp(c->field, "sec-fetch-site") == 0;
+        c->in_dash_key =
+            known && strcasecmp(c->field, "x-sluice-dashboard") == 0;
+        /* A repeated header of these three is suspect: no match. */
+        if ((c->in_origin && c->origin_len > 0) ||
+            (c->in_fetch_site && c->fetch_site_len > 0) ||
+            (c->in_dash_key && c->dash_key_len > 0))
+            c->value_overflow = 1;
     }
+    if (c->in_origin)
+        keep_value(c, c->origin, &c->origin_len, ORIGIN_MAX, at, n);
+    if (c->in_fetch_site)
+        keep_value(c, c->fetch_site, &c->fetch_site_len, FETCH_SITE_MAX, at,
+                   n);
+    if (c->in_dash_key)
+        keep_value(c, c->dash_key, &c->dash_key_len, DASH_KEY_LEN, at, n);
     if (c->in_host) {
         if (c->host_len + n > HOSTHDR_MAX) {
             c->host_overflow = 1;
@@ -627,6 +823,38 @@ static int host_is_local(const char *v, size_t n)
  * Origin or Sec-Fetch-Site to such requests and keep the page's name in
  * Host; the CLI and curl send neither. So without a token, a request that
  * carries those headers or names another host is refused. */
+/* 1 if the request comes from this server's own dashboard page: the
+ * page's key, sent as no other origin can (a custom header needs a CORS
+ * preflight, never granted), and nothing saying another site sent it. */
+static int from_dashboard(const struct conn *c)
+{
+    const struct sl_api_server *srv = c->srv;
+    if (!srv->dashboard || c->value_overflow ||
+        c->dash_key_len != DASH_KEY_LEN ||
+        CRYPTO_memcmp(c->dash_key, srv->dash_key, DASH_KEY_LEN) != 0)
+        return 0;
+    const char *fs = c->fetch_site;
+    size_t fn = c->fetch_site_len;
+    sl_trim_ows(&fs, &fn);
+    if (fn > 0 && !(fn == 11 && strncasecmp(fs, "same-origin", 11) == 0))
+        return 0;
+    if (c->origin_len == 0)
+        return 1;
+    /* Origin is "scheme://host[:port]", the Host the page was loaded
+     * from: compare the part after the scheme. */
+    const char *o = c->origin, *h = c->host;
+    size_t on = c->origin_len, hn = c->host_len;
+    sl_trim_ows(&o, &on);
+    sl_trim_ows(&h, &hn);
+    const char *sep = memchr(o, ':', on);
+    if (sep == NULL || (size_t)(o + on - sep) < 3 || sep[1] != '/' ||
+        sep[2] != '/')
+        return 0;
+    const char *oh = sep + 3;
+    size_t ohn = on - (size_t)(oh - o);
+    return hn > 0 && ohn == hn && strncasecmp(oh, h, hn) == 0;
+}
+
 static const char *browser_refusal(const struct conn *c)
 {
     if (c->srv->need_auth)
@@ -636,16 +864,41 @@ static const char *browser_refusal(const struct conn *c)
         return "Forbidden: the Host header must name this machine "
                "(localhost or a loopback address) when no admin token "
                "is set";
-    if (c->from_browser)
+    if (c->from_browser && !from_dashboard(c))
         return "Forbidden: requests from web pages (Origin or "
                "Sec-Fetch-Site) need the admin token";
     return NULL;
+}
+
+/* The dashboard's shell: GET of "/" or "/ui/<file>". Static code
+ * without data, so it needs no credential; what it then asks the API
+ * does. */
+static int is_dashboard_shell(const struct conn *c)
+{
+    if (!c->srv->dashboard || c->parser.method != HTTP_GET)
+        return 0;
+    const char *u = c->url.data ? c->url.data : "";
+    size_t n = strcspn(u, "?#");
+    return (n == 1 && u[0] == '/') ||
+           (n > 4 && strncmp(u, "/ui/", 4) == 0);
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
     c->headers_done = 1;
+    if (is_dashboard_shell(c)) {
+        /* Only the rebinding rule: a page of another name must not read
+         * even the shell (it carries the dashboard key). */
+        if (!c->srv->need_auth &&
+            (c->host_overflow ||
+             (c->host_len > 0 && !host_is_local(c->host, c->host_len)))) {
+            c->error_status = 403;
+            c->error_msg = browser_refusal(c);
+            return -1;
+        }
+        return 0;
+    }
     if (!authorized(c)) {
         c->error_status = 401;
         c->error_msg = "Unauthorized";
@@ -817,7 +1070,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c, nread == UV_EOF ? "peer closed" : uv_strerror((int)nread));
         return;
     }
-    if (nread > 0 && !c->closing && c->req == NULL && !c->writing)
+    if (nread > 0 && !c->closing && c->req == NULL && !c->writing &&
+        c->stream == NULL)
         conn_feed(c, buf->base, (size_t)nread);
     free(buf->base);
 }
@@ -832,7 +1086,7 @@ static void conn_read_start(struct conn *c)
 static void on_timeout(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    if (c->closing || c->req != NULL || c->writing)
+    if (c->closing || c->req != NULL || c->writing || c->stream != NULL)
         return;
     if (c->started)
         conn_fail(c, 408, "Request timeout");
@@ -986,6 +1240,14 @@ int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
         free(srv);
         return UV_ENOMEM;
     }
+    srv->dashboard = cfg->dashboard;
+    if (srv->dashboard &&
+        sl_random_string(srv->dash_key, DASH_KEY_LEN, "0123456789abcdef") !=
+            0) {
+        free(srv->token);
+        free(srv);
+        return UV_EIO;
+    }
     srv->routes = cfg->routes;
     srv->nroutes = cfg->nroutes;
     srv->arg = cfg->arg;
@@ -1024,6 +1286,11 @@ void sl_api_server_close(struct sl_api_server *srv)
     while (srv->conns != NULL)
         conn_close(srv->conns, "server closing");
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+}
+
+const char *sl_api_server_dashboard_key(const struct sl_api_server *srv)
+{
+    return srv->dash_key;
 }
 
 int sl_api_server_address(const struct sl_api_server *srv, char *buf,

@@ -21,6 +21,16 @@
  *   literal (DNS rebinding), or that carries Origin or Sec-Fetch-Site (a
  *   web page in a local browser), gets 403: loopback is then the only
  *   credential, and a page would share it.
+ * - The dashboard (cfg->dashboard): its shell, GET "/" and "/ui/<file>",
+ *   needs no credential (it is static code; the Host rule above still
+ *   holds without a token). Its data requests carry the header
+ *   "X-Sluice-Dashboard: <key>", a random key of this server handed out
+ *   in the shell: with it, and with Sec-Fetch-Site absent or
+ *   "same-origin" and Origin absent or naming this Host, a request from
+ *   the page passes the browser rule. Another origin cannot read the
+ *   key (nor send the header without a CORS preflight, never granted),
+ *   so this admits the page and no other. With a token the page sends
+ *   it as a bearer token like any client.
  * - One request at a time per connection: reading pauses while a handler
  *   has not replied (no pipelining surprises).
  *
@@ -66,6 +76,11 @@ struct sl_api_config {
     size_t nroutes;
     void *arg; /* handed to every handler */
     struct sl_tls_server *tls; /* TLS on every connection, or NULL */
+    /* 1: the web dashboard's shell (GET "/" and "/ui/...") is served to
+     * browsers without credentials (it holds no data), and requests of
+     * that page (see sl_api_server_dashboard_key) pass the browser rule
+     * below. */
+    int dashboard;
 };
 
 /* Binds and listens. cfg->listen and cfg->token are copied; routes are
@@ -79,6 +94,10 @@ int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
  * orphans (their later replies are dropped). Memory is freed once libuv
  * has closed the handles, so run the loop afterwards. NULL is a no-op. */
 void sl_api_server_close(struct sl_api_server *srv);
+
+/* The dashboard key (32 hex digits, see above), "" without cfg->dashboard.
+ * Valid while the server is. */
+const char *sl_api_server_dashboard_key(const struct sl_api_server *srv);
 
 /* The bound address "ip:port" / "[v6]:port" (port resolved when 0 was
  * asked). Returns 0 or SL_ETOOBIG. */
@@ -116,6 +135,39 @@ void sl_api_reply_error(struct sl_api_req *req, int status,
 void sl_api_reply_text(struct sl_api_req *req, int status,
                        const char *content_type, const char *body,
                        size_t len);
+
+/* Like sl_api_reply_text, with extra header lines (each ending in CRLF,
+ * at most 1 KiB in all; NULL for none). */
+void sl_api_reply_full(struct sl_api_req *req, int status,
+                       const char *content_type, const char *extra_headers,
+                       const char *body, size_t len);
+
+/* --- streamed replies (server-sent events) ---------------------------- */
+
+struct sl_api_stream;
+/* The client went away (or the server closed): the stream is gone after
+ * this returns. Not called after sl_api_stream_end. */
+typedef void (*sl_api_stream_gone_cb)(struct sl_api_stream *s, void *arg);
+
+#define SL_API_STREAM_QUEUE_MAX (256 * 1024)
+
+/* Answers req with "200" and content_type, without a length: the body is
+ * what sl_api_stream_send writes until either side closes (the connection
+ * is not reused). Frees req. Returns the stream, or NULL when the client
+ * is gone already or memory ran out (then req is answered or dropped and
+ * gone_cb is never called). */
+struct sl_api_stream *sl_api_reply_stream(struct sl_api_req *req,
+                                          const char *content_type,
+                                          sl_api_stream_gone_cb gone_cb,
+                                          void *arg);
+/* Queues bytes on the stream. Returns 0, SL_ELIMIT when more than
+ * SL_API_STREAM_QUEUE_MAX bytes would wait for a slow client (nothing is
+ * queued: the caller usually ends the stream), or UV_ENOMEM. */
+int sl_api_stream_send(struct sl_api_stream *s, const char *data,
+                       size_t len);
+/* Closes the stream's connection; s is invalid on return and gone_cb is
+ * not called. */
+void sl_api_stream_end(struct sl_api_stream *s);
 
 /* --- exposed for tests ------------------------------------------------ */
 
