@@ -5,6 +5,7 @@
  * chosen by SNI) or passes the bytes through untouched to a bridge whose
  * upstream holds the key. Also the plain listener's redirect to https. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -53,7 +54,11 @@ static void terminate(struct hub_conn *c)
     c->tls_front = TLS_HANDSHAKE;
     int rc = sl_xprt_tls_start(&c->xp, ssl, c->head, c->head_len,
                                on_handshake);
-    c->head_len = 0;
+    /* The hello is the transport's now; an idle connection keeps no
+     * buffer of its own until its first request arrives. */
+    free(c->head);
+    c->head = NULL;
+    c->head_len = c->head_cap = c->head_scanned = 0;
     if (rc != 0)
         hub_conn_close(c, rc);
 }

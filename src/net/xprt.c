@@ -462,6 +462,13 @@ static void deliver(struct sl_tls_conn *t)
 {
     uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
     while (t->reading && !t->closing && !t->eof_sent) {
+        /* Nothing to decrypt: ask the caller for no buffer (an idle
+         * connection holds none, as with a plain socket). */
+        if (t->in == NULL && !SSL_has_pending(t->ssl) && !t->tcp_eof &&
+            !t->failed) {
+            tcp_read_start(t);
+            return;
+        }
         uv_buf_t b = uv_buf_init(NULL, 0);
         t->alloc_cb((uv_handle_t *)s, TLS_PLAIN_HINT, &b);
         if (b.base == NULL || b.len == 0) {
