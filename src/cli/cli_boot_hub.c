@@ -126,6 +126,7 @@ struct hub_opts {
     unsigned long long tunnel_timeout_ms;
     unsigned long long max_user_conns, max_conns_per_ip, max_pairs;
     unsigned long long max_data_conns;
+    unsigned long long udp_idle_ms; /* hidden: UDP flow expiry */
 };
 
 static const struct {
@@ -148,6 +149,7 @@ static const struct {
     {"--max-conns-per-ip", offsetof(struct hub_opts, max_conns_per_ip)},
     {"--max-pairs", offsetof(struct hub_opts, max_pairs)},
     {"--max-data-conns", offsetof(struct hub_opts, max_data_conns)},
+    {"--udp-idle-ms", offsetof(struct hub_opts, udp_idle_ms)},
 };
 
 /* Returns 1 and stores the value if argv[*i] is one of the numeric
@@ -402,6 +404,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .stream_port_min = (int)o->stream_min,
         .stream_port_max = (int)o->stream_max,
         .stream_bind = o->stream_bind,
+        .udp_idle_ms = o->udp_idle_ms,
         .tls_for_api = !sl_api_listen_is_loopback(api_addr),
         .domain = o->domain,
         .gateway_token = o->gateway_token,

@@ -70,6 +70,7 @@ struct node_opts {
     struct sl_stream_opts streams;
     int allow_public, pool, framed, pool_given, hub_insecure;
     long ping_ms, dead_ms;
+    long udp_idle_ms; /* hidden, for tests: UDP flow expiry */
 };
 
 /* The role's state. */
@@ -162,6 +163,12 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
             (uint32_t)x;
         return 1;
     }
+    m = sl_cli_opt_value(argc, argv, i, "--udp-idle-ms", &val);
+    if (m != 0)
+        return m < 0 || parse_long("--udp-idle-ms", val, 10, 86400000,
+                                   &o->udp_idle_ms) != 0
+                   ? 2
+                   : 1;
     static const char *const numbers[] = {"--pool", "--ping-ms", "--dead-ms"};
     for (size_t k = 0; k < sizeof(numbers) / sizeof(numbers[0]); k++) {
         m = sl_cli_opt_value(argc, argv, i, numbers[k], &val);
@@ -266,6 +273,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
     int rc = sl_node_start(ctx, &no);
     if (rc != 0)
         return rc;
+    sl_node_set_udp_idle_ms(ctx->node, (uint64_t)o->udp_idle_ms);
     if (o->upstream != NULL) {
         char err[256] = "";
         struct sl_node_bridge_spec spec = {

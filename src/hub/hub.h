@@ -40,6 +40,8 @@ struct sl_hub_options {
      * listener's). */
     int stream_port_min, stream_port_max;
     const char *stream_bind;
+    uint64_t udp_idle_ms;      /* a UDP flow idle this long is forgotten
+                                  (0: 300000) */
     int tls_for_api;           /* certificates even without --https: the
                                   admin API on a public address uses them */
     const char *domain;        /* NULL: "localhost" */

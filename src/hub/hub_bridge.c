@@ -816,6 +816,9 @@ static void data_authed(struct hub_conn *c)
         return;
     }
     hub_alloc_touch(a);
+    /* The UDP port's carrier (hub_udp.c), asked for with open "udp". */
+    if (hub_udp_data(a, c))
+        return;
     /* An answer to open whose user still waits. */
     for (struct sl_link *l = a->waiting.next; l != &a->waiting;
          l = l->next) {

@@ -548,13 +548,26 @@ static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
     case SL_CTL_OPEN:
         if (!c->welcomed)
             break;
+        if (strcmp(m.open.kind, "udp") == 0 && m.open.target[0] == '\0' &&
+            strcmp(b->up.scheme, "udp") == 0) {
+            /* udp: the datagram carrier, always framed (node_udp.c). */
+            struct conn *d = conn_new(b, CONN_DATA);
+            if (d == NULL)
+                break;
+            snprintf(d->fingerprint, sizeof(d->fingerprint), "%s",
+                     m.open.fingerprint);
+            d->udp_carrier = 1;
+            start_dial(d);
+            break;
+        }
         /* http and tcp both mean "bytes to the upstream"; udp is the
          * datagram carrier of a udp:// bridge. */
         if ((strcmp(m.open.kind, "http") != 0 &&
              strcmp(m.open.kind, "tcp") != 0) ||
             m.open.target[0] != '\0') {
             sl_warn(conn_log(c), "bridge %s: open of kind '%s' refused (only "
-                    "http and tcp to the upstream)", bridge_name(b),
+                    "http and tcp to the upstream, udp to a udp:// one)",
+                    bridge_name(b),
                     m.open.kind);
             break;
         }
@@ -1241,6 +1254,10 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
     }
     sl_http_reader_release(&c->reader);
     c->reader_used = 0;
+    if (c->udp_carrier) { /* udp: datagrams, no TCP upstream (node_udp.c) */
+        sl_node_udp_start(c, on_ws_close);
+        return;
+    }
     sl_debug(conn_log(c), "bridge %s: data connection #%u paired (%s); "
              "dialling %s", bridge_name(b), c->id, c->raw ? "raw" : "framed",
              b->rec.upstream);

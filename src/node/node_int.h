@@ -17,6 +17,7 @@
 #include "tunnel/ws_handshake.h"
 
 struct sl_api_server;
+struct node_udp;
 
 #define SL_NODE_CONNECT_TIMEOUT_MS 10000
 #define SL_NODE_CTL_HEAD_TIMEOUT_MS 10000
@@ -72,6 +73,8 @@ struct conn {
     unsigned up_shutting : 1; /* framed: upstream shutdown in flight */
     unsigned retry_next : 1;  /* a connect failed: try the next address */
     unsigned dialled_anon : 1; /* control: dialled without credentials */
+    unsigned udp_carrier : 1;  /* data: a udp:// bridge's datagram
+                                  carrier, framed (node_udp.c) */
 
     char fingerprint[SL_UUID_LEN + 1];
     char key[SL_WS_KEY_LEN + 1];
@@ -98,6 +101,7 @@ struct conn {
     uv_write_t pre_req;
     uv_shutdown_t up_shutdown;
     uv_shutdown_t hub_shutdown;
+    struct node_udp *udp; /* the carrier's flows (node_udp.c), or NULL */
 };
 
 enum bridge_state { BS_CONNECTING, BS_CONNECTED, BS_DISCONNECTED };
@@ -143,6 +147,7 @@ struct sl_node {
     int pool_size;
     int framed;
     uint64_t ping_ms, dead_ms;
+    uint64_t udp_idle_ms; /* UDP flows idle this long go; 0: 5 min */
     char default_hub[SL_NODE_URL_MAX];
     struct sl_node_bridge *bridges;
     size_t nbridges;
@@ -185,6 +190,13 @@ struct conn *sl_node_conn_ctl(struct sl_node_bridge *b);
 struct conn *sl_node_conn_data(struct sl_node_bridge *b,
                                const char *fingerprint);
 void sl_node_conn_close(struct conn *c, int reason);
+
+/* node_udp.c: the datagram carrier of a udp:// bridge. */
+/* Carrier c answered 101 (its bytes past the head in c->pre): its
+ * WebSocket starts with node_udp.c's callbacks; conn_ws_close is the
+ * connection's own close callback, called once the carrier's flows are
+ * let go. On failure c closes. */
+void sl_node_udp_start(struct conn *c, sl_ws_close_cb conn_ws_close);
 
 /* node_api.c */
 int sl_node_api_start(struct sl_node *node, const char *listen);
