@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -10,6 +11,14 @@
 static const char usage[] =
     "usage: sluice [--log-level=LEVEL|-L LEVEL] [--log-format=text|json]\n"
     "              <command> [<args>]\n"
+    "\n"
+    "options (before or after the command):\n"
+    "  -L, --log-level LEVEL   error, warn, info (default), debug or trace\n"
+    "  --log-format FORMAT     text (default) or json: one object a line\n"
+    "                          with time, level, msg and the event's fields\n"
+    "  -h, --help              this text; 'sluice <command> --help' for a\n"
+    "                          command's options\n"
+    "  --version               the same as 'sluice version'\n"
     "\n"
     "commands:\n"
     "  boot up [--config FILE] [--proxy] [--bridge]   start sluice\n"
@@ -21,7 +30,6 @@ static const char usage[] =
     "                                                 manage a node's bridges\n"
     "  version                                        print the version\n"
     "\n"
-    "LEVEL is error, warn, info (default), debug or trace.\n"
     "Run 'sluice <command> --help' for a command's options.\n";
 
 int sl_cli_wants_help(int argc, char **argv)
@@ -68,6 +76,62 @@ static const char *take_opt(int argc, char **argv, int *i, const char *lng,
     return NULL;
 }
 
+/* The options every command shares. Returns 1 when argv[*i] is one
+ * (stored in ctx, *i advanced past a separate value), 0 when it is not,
+ * 2 on a bad value (printed). */
+static int take_global(struct sl_ctx *ctx, int argc, char **argv, int *i)
+{
+    const char *v;
+    if ((v = take_opt(argc, argv, i, "--log-level", "-L")) != NULL) {
+        if (sl_log_level_parse(v, &ctx->log.level) != 0) {
+            fprintf(stderr, "sluice: --log-level: '%s' is not one of "
+                            "error, warn, info, debug, trace\n", v);
+            return 2;
+        }
+        return 1;
+    }
+    if ((v = take_opt(argc, argv, i, "--log-format", NULL)) != NULL) {
+        if (strcmp(v, "text") == 0) {
+            ctx->log.json = 0;
+        } else if (strcmp(v, "json") == 0) {
+            ctx->log.json = 1;
+        } else {
+            fprintf(stderr, "sluice: --log-format: '%s' is not one of "
+                            "text, json\n", v);
+            return 2;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs command c with the words after its name, the shared options taken
+ * out wherever they stand (`sluice boot up --proxy -L debug` works as
+ * `sluice -L debug boot up --proxy`). */
+static int run_command(struct sl_ctx *ctx, const struct command *c, int argc,
+                       char **argv)
+{
+    char **words = calloc((size_t)argc + 1, sizeof(*words));
+    int n = 0, rc = 0;
+    if (words == NULL) {
+        fprintf(stderr, "sluice: out of memory\n");
+        return 1;
+    }
+    for (int i = 0; i < argc && rc == 0; i++) {
+        int m = take_global(ctx, argc, argv, &i);
+        if (m == 2)
+            rc = 2;
+        else if (m == 0)
+            words[n++] = argv[i];
+    }
+    if (rc == 0) {
+        struct sl_cli cli = {ctx, n, words};
+        rc = c->fn(&cli);
+    }
+    free(words);
+    return rc;
+}
+
 int sl_cli_main(int argc, char **argv)
 {
     struct sl_ctx ctx = {0};
@@ -76,33 +140,17 @@ int sl_cli_main(int argc, char **argv)
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
-        const char *v;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
         }
         if (strcmp(a, "--version") == 0)
             return cmd_version(NULL);
-        if ((v = take_opt(argc, argv, &i, "--log-level", "-L")) != NULL) {
-            if (sl_log_level_parse(v, &ctx.log.level) != 0) {
-                fprintf(stderr, "sluice: --log-level: '%s' is not one of "
-                                "error, warn, info, debug, trace\n", v);
-                return 2;
-            }
+        int m = take_global(&ctx, argc, argv, &i);
+        if (m == 2)
+            return 2;
+        if (m == 1)
             continue;
-        }
-        if ((v = take_opt(argc, argv, &i, "--log-format", NULL)) != NULL) {
-            if (strcmp(v, "text") == 0)
-                ctx.log.json = 0;
-            else if (strcmp(v, "json") == 0)
-                ctx.log.json = 1;
-            else {
-                fprintf(stderr, "sluice: --log-format: '%s' is not one of "
-                                "text, json\n", v);
-                return 2;
-            }
-            continue;
-        }
         fprintf(stderr, "sluice: unknown option '%s'\n%s", a, usage);
         return 2;
     }
@@ -110,12 +158,9 @@ int sl_cli_main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
-        if (strcmp(argv[i], commands[c].name) == 0) {
-            struct sl_cli cli = {&ctx, argc - i - 1, argv + i + 1};
-            return commands[c].fn(&cli);
-        }
-    }
+    for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++)
+        if (strcmp(argv[i], commands[c].name) == 0)
+            return run_command(&ctx, &commands[c], argc - i - 1, argv + i + 1);
     fprintf(stderr, "sluice: unknown command '%s'\n%s", argv[i], usage);
     return 2;
 }

@@ -578,6 +578,17 @@ static int boot_up(struct sl_cli *cli)
 
 int sl_cli_boot(struct sl_cli *cli)
 {
+    /* Options may come before the subcommand too (`boot --state-dir D
+     * status`): the first up, down or status word moves to the front. */
+    for (int i = 0; i < cli->argc && cli->argv[0][0] == '-'; i++) {
+        char *w = cli->argv[i];
+        if (strcmp(w, "up") != 0 && strcmp(w, "down") != 0 &&
+            strcmp(w, "status") != 0)
+            continue;
+        memmove(cli->argv + 1, cli->argv, (size_t)i * sizeof(*cli->argv));
+        cli->argv[0] = w;
+        break;
+    }
     if (cli->argc < 1 || strcmp(cli->argv[0], "--help") == 0 ||
         strcmp(cli->argv[0], "-h") == 0) {
         fputs(boot_usage, cli->argc < 1 ? stderr : stdout);

@@ -14,7 +14,7 @@
 #include "node/node.h"
 
 static const char bridge_usage[] =
-    "usage: sluice bridge [--state-dir DIR] [--api ADDR] <command>\n"
+    "usage: sluice bridge [options] <command> [options]\n"
     "\n"
     "commands:\n"
     "  list [--json]                 the node's bridges\n"
@@ -28,6 +28,12 @@ static const char bridge_usage[] =
     "  remove <identity>             forget a bridge\n"
     "  prune                         remove disconnected and never-connected\n"
     "                                bridges\n"
+    "\n"
+    "options (before or after the command):\n"
+    "  --api ADDR                    the node's API (default: from the\n"
+    "                                state directory's node.json, else\n"
+    "                                " SL_NODE_API_DEFAULT ")\n"
+    "  --state-dir DIR               state directory of the node\n"
     "\n"
     "The node must be running (sluice boot up --bridge).\n";
 
@@ -236,40 +242,9 @@ static int cmd_prune(const struct sl_cli_api *bc, int argc, char **argv)
     return 0;
 }
 
-int sl_cli_bridge(struct sl_cli *cli)
+static int run_command(const char *cmd, int argc, char **argv,
+                       const char *api_flag, const char *state_flag)
 {
-    const char *api_flag = NULL, *state_flag = NULL;
-    int i = 0;
-    for (; i < cli->argc && cli->argv[i][0] == '-'; i++) {
-        const char *a = cli->argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(bridge_usage, stdout);
-            return 0;
-        }
-        int m = sl_cli_opt_value(cli->argc, cli->argv, &i, "--api",
-                                 &api_flag);
-        if (m == 0)
-            m = sl_cli_opt_value(cli->argc, cli->argv, &i, "--state-dir",
-                                 &state_flag);
-        if (m < 0)
-            return 2;
-        if (m == 0) {
-            fprintf(stderr, "sluice: bridge: unknown option '%s'\n%s", a,
-                    bridge_usage);
-            return 2;
-        }
-    }
-    if (i >= cli->argc) {
-        fputs(bridge_usage, stderr);
-        return 2;
-    }
-    const char *cmd = cli->argv[i];
-    int argc = cli->argc - i - 1;
-    char **argv = cli->argv + i + 1;
-    if (sl_cli_wants_help(argc, argv)) {
-        fputs(bridge_usage, stdout);
-        return 0;
-    }
     struct sl_cli_api api = {
         .refused_hint = "no node answers there; is one running? (sluice "
                         "boot up --bridge)",
@@ -292,4 +267,63 @@ int sl_cli_bridge(struct sl_cli *cli)
     fprintf(stderr, "sluice: bridge: unknown command '%s'\n%s", cmd,
             bridge_usage);
     return 2;
+}
+
+/* Takes the connection options (--api, --state-dir) wherever they stand,
+ * before or after the command word, as `sluice proxy` does, and leaves
+ * the command and its own words in words[0..*nwords). A command's own
+ * option with a value (--token T) is copied with its value, so a value
+ * is never read as an option. Returns -1 to go on, else the exit code. */
+static int split_args(int argc, char **argv, const char **api_flag,
+                      const char **state_flag, char **words, int *nwords)
+{
+    static const char *const cmd_valued[] = {"--token", "--username",
+                                             "--password"};
+    *nwords = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(bridge_usage, stdout);
+            return 0;
+        }
+        int m = sl_cli_opt_value(argc, argv, &i, "--api", api_flag);
+        if (m == 0)
+            m = sl_cli_opt_value(argc, argv, &i, "--state-dir", state_flag);
+        if (m < 0)
+            return 2;
+        if (m > 0)
+            continue;
+        if (*nwords == 0 && a[0] == '-') {
+            fprintf(stderr, "sluice: bridge: unknown option '%s'\n%s", a,
+                    bridge_usage);
+            return 2;
+        }
+        words[(*nwords)++] = argv[i];
+        for (size_t k = 0; k < sizeof(cmd_valued) / sizeof(*cmd_valued); k++)
+            if (strcmp(a, cmd_valued[k]) == 0 && i + 1 < argc)
+                words[(*nwords)++] = argv[++i];
+    }
+    if (*nwords == 0) {
+        fputs(bridge_usage, stderr);
+        return 2;
+    }
+    return -1;
+}
+
+int sl_cli_bridge(struct sl_cli *cli)
+{
+    const char *api_flag = NULL, *state_flag = NULL;
+    char **words = calloc((size_t)cli->argc + 1, sizeof(*words));
+    int nwords = 0;
+    if (words == NULL) {
+        fprintf(stderr, "sluice: out of memory\n");
+        return 1;
+    }
+    int rc = split_args(cli->argc, cli->argv, &api_flag, &state_flag, words,
+                        &nwords);
+    if (rc < 0)
+        rc = run_command(words[0], nwords - 1, words + 1, api_flag,
+                         state_flag);
+    free(words);
+    return rc;
 }
