@@ -27,22 +27,6 @@ const char *sl_log_level_name(enum sl_log_level level)
     return level_names[level];
 }
 
-/* JSON strings must escape quotes, backslashes and control bytes. */
-static void put_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 size_t sl_log_escape(const char *s, char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
@@ -73,18 +57,110 @@ size_t sl_log_escape(const char *s, char *out, size_t cap)
     return o;
 }
 
-void sl_log_write(const struct sl_log *log, enum sl_log_level level,
-                  const char *fmt, ...)
-{
-    if (!sl_log_on(log, level))
-        return;
-    FILE *f = log->out ? log->out : stderr;
+/* A log line being built: written with one fwrite so that a line stays
+ * whole on an unbuffered stderr shared by several processes. Bytes past
+ * the cap are dropped (the line is cut, never split). */
+struct line {
+    char buf[8192];
+    size_t len;
+};
 
-    char msg[2048];
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (n > sizeof(l->buf) - 2 - l->len) /* room for '\n' and NUL */
+        n = sizeof(l->buf) - 2 - l->len;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_(struct line *l, const char *s) { put(l, s, strlen(s)); }
+
+__attribute__((format(printf, 2, 3))) static void
+putf(struct line *l, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(l->buf + l->len, sizeof(l->buf) - 1 - l->len, fmt, ap);
     va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < sizeof(l->buf) - 2 - l->len
+                      ? (size_t)n
+                      : sizeof(l->buf) - 2 - l->len;
+}
+
+/* JSON strings must escape quotes, backslashes and control bytes. */
+static void put_json_string(struct line *l, const char *s)
+{
+    put(l, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            put(l, e, 2);
+        } else if (c < 0x20) {
+            putf(l, "\\u%04x", c);
+        } else {
+            put(l, s, 1);
+        }
+    }
+    put(l, "\"", 1);
+}
+
+/* A text value goes bare when it is one plain word, else in double
+ * quotes with quotes and backslashes escaped; control bytes are escaped
+ * either way, so a field never breaks the line or forges another. */
+static void put_text_value(struct line *l, const char *s)
+{
+    int plain = s[0] != '\0';
+    for (const char *p = s; *p && plain; p++)
+        plain = *p != '"' && *p != '\\' && *p != '=' &&
+                (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
+    if (plain) {
+        puts_(l, s);
+        return;
+    }
+    put(l, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            put(l, e, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            char e[8];
+            put(l, e, sl_log_escape((char[]){(char)c, 0}, e, sizeof(e)));
+        } else {
+            put(l, s, 1);
+        }
+    }
+    put(l, "\"", 1);
+}
+
+/* Keys come from the code, but a key is written only when it is a plain
+ * word, so a mistake cannot forge JSON or another field. */
+static int key_ok(const char *k)
+{
+    if (k == NULL || *k == '\0')
+        return 0;
+    for (; *k; k++)
+        if (!((*k >= 'a' && *k <= 'z') || (*k >= '0' && *k <= '9') ||
+              *k == '_'))
+            return 0;
+    return 1;
+}
+
+static void write_line(const struct sl_log *log, enum sl_log_level level,
+                       const struct sl_log_field *fields, size_t nfields,
+                       const char *fmt, va_list ap)
+{
+    FILE *f = log->out ? log->out : stderr;
+    /* On the stack, not the heap: logging must work when memory is out
+     * (and must not shift the allocations the OOM tests count). */
+    struct line line;
+    struct line *l = &line;
+    l->len = 0;
+
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
 
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -94,21 +170,63 @@ void sl_log_write(const struct sl_log *log, enum sl_log_level level,
     size_t n = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + n, sizeof(when) - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
-    /* One fprintf per line keeps lines whole when several processes share
-     * a log file. */
+    if (nfields > SL_LOG_FIELDS_MAX)
+        nfields = SL_LOG_FIELDS_MAX;
     if (log->json) {
-        flockfile(f);
-        fprintf(f, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", when,
-                sl_log_level_name(level));
-        put_json_string(f, msg);
-        fputs("}\n", f);
-        funlockfile(f);
+        putf(l, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", when,
+             sl_log_level_name(level));
+        put_json_string(l, msg);
     } else {
         /* A text line is one line: a peer's or a user's bytes inside the
          * message must not forge another (or drive the terminal). */
         char safe[sizeof(msg) * 4];
         sl_log_escape(msg, safe, sizeof(safe));
-        fprintf(f, "%s %-5s %s\n", when, sl_log_level_name(level), safe);
+        putf(l, "%s %-5s %s", when, sl_log_level_name(level), safe);
     }
+    for (size_t i = 0; i < nfields; i++) {
+        const struct sl_log_field *fl = &fields[i];
+        if (!key_ok(fl->key) || (!fl->is_num && fl->str == NULL))
+            continue;
+        putf(l, log->json ? ",\"%s\":" : " %s=", fl->key);
+        if (fl->is_num)
+            putf(l, "%llu", (unsigned long long)fl->num);
+        else if (log->json)
+            put_json_string(l, fl->str);
+        else
+            put_text_value(l, fl->str);
+    }
+    if (log->json) {
+        /* A cut line must still parse: close what the cap cut off. */
+        if (l->len >= sizeof(l->buf) - 2)
+            l->len = 0, putf(l, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":"
+                             "\"(line too long)\"", when,
+                             sl_log_level_name(level));
+        l->buf[l->len++] = '}';
+    }
+    l->buf[l->len++] = '\n';
+    fwrite(l->buf, 1, l->len, f);
     fflush(f);
+}
+
+void sl_log_write(const struct sl_log *log, enum sl_log_level level,
+                  const char *fmt, ...)
+{
+    if (!sl_log_on(log, level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(log, level, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void sl_log_event(const struct sl_log *log, enum sl_log_level level,
+                  const struct sl_log_field *fields, size_t nfields,
+                  const char *fmt, ...)
+{
+    if (!sl_log_on(log, level))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(log, level, fields, nfields, fmt, ap);
+    va_end(ap);
 }
