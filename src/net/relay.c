@@ -274,8 +274,7 @@ static void close_all(struct sl_relay *r, int reason)
     r->reason = reason;
     for (int i = 0; i < 2; i++) {
         release_buf(r, &r->side[i]);
-        uv_handle_t *h = (uv_handle_t *)&r->side[i].src->tcp;
-        if (!uv_is_closing(h))
+        if (!sl_xprt_is_closing(r->side[i].src))
             sl_xprt_close(r->side[i].src, on_handle_closed);
         else
             r->open_handles--; /* closed by someone else: not ours to count */

@@ -649,10 +649,19 @@ int sl_xprt_tls_start(struct sl_xprt *x, SSL *ssl, const void *pre,
     return 0;
 }
 
+int sl_xprt_is_closing(const struct sl_xprt *x)
+{
+    if (x->ops != NULL)
+        return x->ops->is_closing(x);
+    return uv_is_closing((const uv_handle_t *)&x->tcp);
+}
+
 int sl_xprt_read_start(struct sl_xprt *x, uv_alloc_cb alloc_cb,
                        uv_read_cb read_cb)
 {
     struct sl_tls_conn *t = x->tls;
+    if (x->ops != NULL)
+        return x->ops->read_start(x, alloc_cb, read_cb);
     if (t == NULL)
         return uv_read_start((uv_stream_t *)&x->tcp, alloc_cb, read_cb);
     if (t->closing)
@@ -674,6 +683,8 @@ int sl_xprt_read_start(struct sl_xprt *x, uv_alloc_cb alloc_cb,
 int sl_xprt_read_stop(struct sl_xprt *x)
 {
     struct sl_tls_conn *t = x->tls;
+    if (x->ops != NULL)
+        return x->ops->read_stop(x);
     if (t == NULL)
         return uv_read_stop((uv_stream_t *)&x->tcp);
     t->reading = 0;
@@ -685,7 +696,7 @@ int sl_xprt_read_stop(struct sl_xprt *x)
 int sl_xprt_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
                       unsigned nbufs)
 {
-    if (x->tls == NULL)
+    if (x->tls == NULL && x->ops == NULL)
         return uv_try_write((uv_stream_t *)&x->tcp, bufs, nbufs);
     return UV_EAGAIN;
 }
@@ -694,6 +705,8 @@ int sl_xprt_write(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
                   unsigned nbufs, uv_write_cb cb)
 {
     struct sl_tls_conn *t = x->tls;
+    if (x->ops != NULL)
+        return x->ops->write(req, x, bufs, nbufs, cb);
     if (t == NULL)
         return uv_write(req, (uv_stream_t *)&x->tcp, bufs, nbufs, cb);
     if (t->closing || t->shut_req != NULL || t->shut_sent)
@@ -724,6 +737,8 @@ int sl_xprt_shutdown(uv_shutdown_t *req, struct sl_xprt *x,
                      uv_shutdown_cb cb)
 {
     struct sl_tls_conn *t = x->tls;
+    if (x->ops != NULL)
+        return x->ops->shutdown(req, x, cb);
     if (t == NULL)
         return uv_shutdown(req, (uv_stream_t *)&x->tcp, cb);
     if (t->closing || t->shut_req != NULL || t->shut_sent)
@@ -740,6 +755,8 @@ int sl_xprt_shutdown(uv_shutdown_t *req, struct sl_xprt *x,
 
 size_t sl_xprt_write_queue_size(const struct sl_xprt *x)
 {
+    if (x->ops != NULL)
+        return x->ops->write_queue_size(x);
     if (x->tls == NULL)
         return uv_stream_get_write_queue_size((const uv_stream_t *)&x->tcp);
     return x->tls->queued;
@@ -783,6 +800,10 @@ static void on_tls_handle_closed(uv_handle_t *h)
 void sl_xprt_close(struct sl_xprt *x, uv_close_cb close_cb)
 {
     struct sl_tls_conn *t = x->tls;
+    if (x->ops != NULL) {
+        x->ops->close(x, close_cb);
+        return;
+    }
     if (t == NULL) {
         uv_close((uv_handle_t *)&x->tcp, close_cb);
         return;

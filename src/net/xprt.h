@@ -40,10 +40,32 @@
 typedef struct ssl_st SSL;
 
 struct sl_tls_conn; /* private, TLS transports only */
+struct sl_xprt;
+
+/* A transport that is not a socket of its own: a stream of a multiplexed
+ * connection (net/mux.h). Its provider fills these in; every sl_xprt call
+ * below goes to them, so the relay, the hub and the node move a stream's
+ * bytes exactly as a socket's. Such a transport's tcp handle is never
+ * initialised: only its loop and data fields mean anything (callbacks
+ * still get (uv_stream_t *)&x->tcp, whose ->data is the caller's). */
+struct sl_xprt_ops {
+    int (*read_start)(struct sl_xprt *x, uv_alloc_cb alloc_cb,
+                      uv_read_cb read_cb);
+    int (*read_stop)(struct sl_xprt *x);
+    int (*write)(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
+                 unsigned nbufs, uv_write_cb cb);
+    int (*shutdown)(uv_shutdown_t *req, struct sl_xprt *x,
+                    uv_shutdown_cb cb);
+    void (*close)(struct sl_xprt *x, uv_close_cb close_cb);
+    size_t (*write_queue_size)(const struct sl_xprt *x);
+    int (*is_closing)(const struct sl_xprt *x);
+};
 
 struct sl_xprt {
     uv_tcp_t tcp; /* first: callbacks' stream pointer is the transport */
     struct sl_tls_conn *tls; /* NULL: plain TCP */
+    const struct sl_xprt_ops *ops; /* NULL: a socket (tcp, maybe tls) */
+    void *impl; /* the provider's, with ops */
 };
 
 /* The handshake ended: status 0, or a negative code (UV_EPROTO for a TLS
@@ -74,6 +96,16 @@ static inline uv_stream_t *sl_xprt_stream(struct sl_xprt *x)
 int sl_xprt_tls_start(struct sl_xprt *x, SSL *ssl, const void *pre,
                       size_t pre_len, sl_xprt_handshake_cb cb);
 
+/* 1 for a transport provided through sl_xprt_ops (a mux stream). */
+static inline int sl_xprt_is_virtual(const struct sl_xprt *x)
+{
+    return x->ops != NULL;
+}
+
+/* 1 once the transport is closing or closed (uv_is_closing for a
+ * socket). */
+int sl_xprt_is_closing(const struct sl_xprt *x);
+
 /* 1 for a TLS transport. */
 static inline int sl_xprt_is_tls(const struct sl_xprt *x)
 {
@@ -91,7 +123,7 @@ const char *sl_xprt_error(const struct sl_xprt *x);
 int sl_xprt_read_start(struct sl_xprt *x, uv_alloc_cb alloc_cb,
                        uv_read_cb read_cb);
 int sl_xprt_read_stop(struct sl_xprt *x);
-/* As uv_try_write; UV_EAGAIN always on a TLS transport. */
+/* As uv_try_write; UV_EAGAIN always on a TLS or a provided transport. */
 int sl_xprt_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
                       unsigned nbufs);
 /* As uv_write: bufs' memory (not the array) stays valid until cb. */
