@@ -11,7 +11,9 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "api/dashboard.h"
 #include "api/server.h"
+#include "api/sse.h"
 #include "core/error.h"
 #include "hub/hub.h"
 #include "hub/store.h"
@@ -28,6 +30,7 @@ struct sl_hub_api {
     struct sl_hub *hub; /* may be NULL */
     struct sl_store *store;
     struct sl_api_server *server;
+    struct sl_sse *sse; /* the dashboard's live feed */
     char *url_template;
     int closing;
     size_t pending; /* create jobs in the thread pool */
@@ -169,21 +172,29 @@ static int list_one(const struct sl_alloc *a, void *arg)
     return 0;
 }
 
-static void on_list(struct sl_api_req *req, void *arg)
+/* A new array of every allocation's view, or NULL. */
+static json_t *list_json(struct sl_hub_api *api)
 {
-    struct sl_hub_api *api = arg;
     struct list_ctx lc = {api, json_array(), 0};
-    if (lc.arr == NULL) {
-        sl_api_reply_error(req, 500, "Out of memory");
-        return;
-    }
+    if (lc.arr == NULL)
+        return NULL;
     int rc = sl_store_list(api->store, list_one, &lc);
     if (rc != 0 || lc.failed) {
         json_decref(lc.arr);
+        return NULL;
+    }
+    return lc.arr;
+}
+
+static void on_list(struct sl_api_req *req, void *arg)
+{
+    struct sl_hub_api *api = arg;
+    json_t *arr = list_json(api);
+    if (arr == NULL) {
         sl_api_reply_error(req, 500, "Store failed");
         return;
     }
-    sl_api_reply_json(req, 200, json_pack("{s:o}", "proxies", lc.arr));
+    sl_api_reply_json(req, 200, json_pack("{s:o}", "proxies", arr));
 }
 
 /* --------------------------------------------------------------------- */
@@ -696,6 +707,43 @@ static void on_metrics(struct sl_api_req *req, void *arg)
 }
 
 /* --------------------------------------------------------------------- */
+/* The dashboard (api/dashboard.h): its page and files, and its live feed,
+ * the list answer once a second. */
+
+static char *snapshot(void *arg, size_t *len)
+{
+    struct sl_hub_api *api = arg;
+    json_t *arr = list_json(api);
+    json_t *j = arr ? json_pack("{s:o, s:I}", "proxies", arr, "time",
+                                (json_int_t)time(NULL))
+                    : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s != NULL)
+        *len = strlen(s);
+    return s;
+}
+
+static void on_dash_page(struct sl_api_req *req, void *arg)
+{
+    struct sl_hub_api *api = arg;
+    sl_dash_serve_page(req, "hub.html",
+                       sl_api_server_dashboard_key(api->server));
+}
+
+static void on_dash_asset(struct sl_api_req *req, void *arg)
+{
+    (void)arg;
+    sl_dash_serve_asset(req);
+}
+
+static void on_events(struct sl_api_req *req, void *arg)
+{
+    struct sl_hub_api *api = arg;
+    sl_sse_add(api->sse, req);
+}
+
+/* --------------------------------------------------------------------- */
 
 static const struct sl_api_route routes[] = {
     {"GET", "/api/proxy/", on_list},
@@ -704,6 +752,9 @@ static const struct sl_api_route routes[] = {
     {"GET", "/api/proxy/{identity}/", on_get},
     {"DELETE", "/api/proxy/{identity}/", on_delete},
     {"GET", "/metrics", on_metrics},
+    {"GET", "/", on_dash_page},
+    {"GET", "/ui/{file}", on_dash_asset},
+    {"GET", "/api/events", on_events},
 };
 
 int sl_hub_api_start(struct sl_ctx *ctx, struct sl_hub *hub,
@@ -725,7 +776,10 @@ int sl_hub_api_start(struct sl_ctx *ctx, struct sl_hub *hub,
                            ? opts->url_template
                            : "http://{identity}.localhost:8080/";
     api->url_template = strdup(tmpl);
-    if (api->url_template == NULL) {
+    api->sse = sl_sse_new(ctx->loop, 0, 0, snapshot, api);
+    if (api->url_template == NULL || api->sse == NULL) {
+        sl_sse_free(api->sse);
+        free(api->url_template);
         free(api);
         return UV_ENOMEM;
     }
@@ -742,9 +796,11 @@ int sl_hub_api_start(struct sl_ctx *ctx, struct sl_hub *hub,
         .tls = hub != NULL && !sl_api_listen_is_loopback(listen_addr)
                    ? sl_hub_tls(hub)
                    : NULL,
+        .dashboard = 1,
     };
     int rc = sl_api_server_start(ctx, &cfg, &api->server);
     if (rc != 0) {
+        sl_sse_free(api->sse);
         free(api->url_template);
         free(api);
         return rc;
@@ -758,6 +814,9 @@ void sl_hub_api_close(struct sl_hub_api *api)
     if (api == NULL || api->closing)
         return;
     api->closing = 1;
+    /* The streams first: they live on the server's connections. */
+    sl_sse_free(api->sse);
+    api->sse = NULL;
     sl_api_server_close(api->server);
     api->server = NULL;
     api_maybe_free(api);

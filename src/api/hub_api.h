@@ -7,6 +7,11 @@
  *   DELETE /api/proxy/{identity}/      remove it, disconnect its bridges
  *   DELETE /api/proxy/prune/?older_than=SECONDS   (default 604800 = 7 d)
  *   GET    /metrics                    Prometheus text format 0.0.4
+ *   GET    /                           the web dashboard (api/dashboard.h)
+ *   GET    /ui/{file}                  its script and style
+ *   GET    /api/events                 its live feed: server-sent events,
+ *                                      {"proxies":[...],"time":UNIX} a
+ *                                      second (api/sse.h)
  *
  * An allocation in JSON (list items, GET, and the create answer):
  *   {"identity":"ab1234567890","username":"Xy12ab","url":"http://...",
