@@ -28,6 +28,7 @@ static const char usage[] =
     "  bridge list|create <upstream> [<hub>]|connect <identity>|\n"
     "         disconnect <identity>|remove <identity>|prune\n"
     "                                                 manage a node's bridges\n"
+    "  grant keygen|sign|show                         licences for bridges\n"
     "  version                                        print the version\n"
     "\n"
     "Run 'sluice <command> --help' for a command's options.\n";
@@ -55,7 +56,7 @@ struct command {
 static const struct command commands[] = {
     {"boot", sl_cli_boot},     {"config", sl_cli_config},
     {"proxy", sl_cli_proxy},   {"bridge", sl_cli_bridge},
-    {"version", cmd_version},
+    {"grant", sl_cli_grant},   {"version", cmd_version},
 };
 
 /* Accepts "--opt=value", "--opt value" and "-L value". Returns the value
