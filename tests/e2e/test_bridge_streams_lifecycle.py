@@ -226,3 +226,93 @@ def test_traffic_limit_from_api(env, tcp_upstream):
     with tcp_connect(b.port, timeout=10) as c:
         how, data, took = close_state(c, timeout=5)
     assert how in ("eof", "reset") and data == b"", (how, data)
+
+
+def _listeners(port):
+    """The local addresses ('127.0.0.1', '0.0.0.0', ...) bound to port:
+    TCP listeners and UDP sockets, from /proc/net."""
+    out = {"tcp": set(), "udp": set()}
+    for kind, state in (("tcp", "0A"), ("udp", None)):
+        with open("/proc/net/" + kind) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                addr, p = parts[1].split(":")
+                if int(p, 16) != port or (state and parts[3] != state):
+                    continue
+                out[kind].add(socket.inet_ntoa(
+                    int(addr, 16).to_bytes(4, "little")))
+    return out
+
+
+def test_stream_ports_bind_the_public_listeners_ip(env, tcp_upstream,
+                                                   udp_upstream):
+    """With --http 127.0.0.1:P the stream ports listen on 127.0.0.1 only,
+    not on every address."""
+    hub = env.hub(stream_ports=range_arg(free_range(4)))
+    t = stream_node(env, hub, "tcp://127.0.0.1:%d"
+                    % tcp_upstream(handler_echo).port)
+    u = stream_node(env, hub, "udp://127.0.0.1:%d"
+                    % udp_upstream().port)
+    assert _listeners(t.port)["tcp"] == {"127.0.0.1"}, _listeners(t.port)
+    assert _listeners(u.port)["udp"] == {"127.0.0.1"}, _listeners(u.port)
+
+
+def test_tls_only_hub_binds_the_https_ip(env, tcp_upstream):
+    """A hub with only --https: its stream ports listen on that IP, and a
+    bridge over wss:// gets and serves one."""
+    hub = env.hub(stream_ports=range_arg(free_range(4)), http=False)
+    up = tcp_upstream(handler_echo)
+    node = env.node(hub, "tcp://127.0.0.1:%d" % up.port, hub_url=hub.url,
+                    hub_ca=hub.ca, wait=False)
+    from streams_support import StreamBridge, wait_bridge_line
+    b = StreamBridge(node, wait_bridge_line(node))
+    assert _listeners(b.port)["tcp"] == {"127.0.0.1"}, _listeners(b.port)
+    assert echo_ok(b.port)
+
+
+def test_silently_dead_bridge_closes_users_within_dead_ms(env,
+                                                          tcp_upstream):
+    """The bridge's path to the hub goes silent (a NAT losing its state,
+    a host losing power: no FIN, no reset). The hub declares the bridge
+    dead after --dead-ms and its users are closed then, not left on a
+    stream that can never move again; the node, back on a working path,
+    serves the same port."""
+    from types import SimpleNamespace
+    from tunnel_x_support import FreezeProxy
+    keepalive = ["--ping-ms", "200", "--dead-ms", "1000"]
+    dead_s = 1.0
+    hub = env.hub(stream_ports=range_arg(free_range(4)), args=keepalive)
+    proxy = FreezeProxy(hub.port)
+    env.others.append(proxy)
+    up = tcp_upstream(handler_echo)
+    via = SimpleNamespace(url=proxy.url)
+    node = env.node(via, "tcp://127.0.0.1:%d" % up.port, args=keepalive,
+                    wait=False)
+    from streams_support import StreamBridge, wait_bridge_line
+    b = StreamBridge(node, wait_bridge_line(node))
+    user = tcp_connect(b.port, timeout=10)
+    try:
+        user.sendall(b"before")
+        assert user.recv(100) == b"before"
+        proxy.freeze()
+        t0 = time.monotonic()
+        wait_for(lambda: hub.proxy(b.identity)["bridges"] == 0,
+                 dead_s + 5, interval=0.05,
+                 what="the hub declaring the bridge dead")
+        seen_dead = time.monotonic() - t0
+        how, data, took = close_state(user, timeout=dead_s + scaled(10))
+        took += seen_dead
+        assert how in ("eof", "reset"), (
+            "user still open %.1fs after the bridge's path froze, %.1fs "
+            "after the hub declared the bridge dead (--dead-ms 1000)"
+            % (took, took - seen_dead))
+        assert took <= dead_s + scaled(2), took
+    finally:
+        user.close()
+    # The node notices too (its own --dead-ms), dials again through the
+    # proxy (new connections pass) and gets the same port back.
+    wait_for(lambda: try_ok(lambda: echo_ok(b.port, b"after", timeout=3)),
+             30, interval=0.3, what="the port serving after the node "
+             "reconnected")
+    assert hub.proxy(b.identity).get("tcp_port") == b.port
