@@ -61,7 +61,7 @@ size_t sl_log_escape(const char *s, char *out, size_t cap)
  * whole on an unbuffered stderr shared by several processes. Bytes past
  * the cap are dropped (the line is cut, never split). */
 struct line {
-    char buf[8192];
+    char buf[12288]; /* a text message escaped (8 KiB) and its prefix */
     size_t len;
 };
 
@@ -72,8 +72,6 @@ static void put(struct line *l, const char *s, size_t n)
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
-
-static void puts_(struct line *l, const char *s) { put(l, s, strlen(s)); }
 
 __attribute__((format(printf, 2, 3))) static void
 putf(struct line *l, const char *fmt, ...)
@@ -99,35 +97,6 @@ static void put_json_string(struct line *l, const char *s)
             put(l, e, 2);
         } else if (c < 0x20) {
             putf(l, "\\u%04x", c);
-        } else {
-            put(l, s, 1);
-        }
-    }
-    put(l, "\"", 1);
-}
-
-/* A text value goes bare when it is one plain word, else in double
- * quotes with quotes and backslashes escaped; control bytes are escaped
- * either way, so a field never breaks the line or forges another. */
-static void put_text_value(struct line *l, const char *s)
-{
-    int plain = s[0] != '\0';
-    for (const char *p = s; *p && plain; p++)
-        plain = *p != '"' && *p != '\\' && *p != '=' &&
-                (unsigned char)*p > 0x20 && (unsigned char)*p != 0x7f;
-    if (plain) {
-        puts_(l, s);
-        return;
-    }
-    put(l, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            put(l, e, 2);
-        } else if (c < 0x20 || c == 0x7f) {
-            char e[8];
-            put(l, e, sl_log_escape((char[]){(char)c, 0}, e, sizeof(e)));
         } else {
             put(l, s, 1);
         }
@@ -183,17 +152,17 @@ static void write_line(const struct sl_log *log, enum sl_log_level level,
         sl_log_escape(msg, safe, sizeof(safe));
         putf(l, "%s %-5s %s", when, sl_log_level_name(level), safe);
     }
-    for (size_t i = 0; i < nfields; i++) {
+    /* Text lines are for people, and their message already says what
+     * the fields hold: the fields go to JSON only. */
+    for (size_t i = 0; log->json && i < nfields; i++) {
         const struct sl_log_field *fl = &fields[i];
         if (!key_ok(fl->key) || (!fl->is_num && fl->str == NULL))
             continue;
-        putf(l, log->json ? ",\"%s\":" : " %s=", fl->key);
+        putf(l, ",\"%s\":", fl->key);
         if (fl->is_num)
             putf(l, "%llu", (unsigned long long)fl->num);
-        else if (log->json)
-            put_json_string(l, fl->str);
         else
-            put_text_value(l, fl->str);
+            put_json_string(l, fl->str);
     }
     if (log->json) {
         /* A cut line must still parse: close what the cap cut off. */

@@ -36,11 +36,11 @@ void sl_log_write(const struct sl_log *log, enum sl_log_level level,
                   const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* One field of a structured event: a string (NULL: the field is left
- * out) or a number. In JSON a field is a member of the line's object
- * beside time, level and msg; in text it follows the message as
- * key=value (the value quoted when it holds a space or a quote). Keys
- * are plain words chosen in the code; the names in use, so a log reader
- * can rely on them:
+ * out) or a number. With --log-format json a field is a member of the
+ * line's object beside time, level and msg; a text line is the message
+ * alone, which says the same in words. Keys are plain words chosen in
+ * the code ([a-z0-9_], others are dropped); the names in use, so a log
+ * reader can rely on them:
  *   route     a stream route's name, or "hub"/"node" for their listeners
  *   identity  an allocation's identity (the subdomain)
  *   client    the peer's address, ip:port

@@ -319,14 +319,26 @@ void hub_conn_close(struct hub_conn *c, int reason)
         return;
     c->closing = 1;
     c->reason = reason;
-    sl_debug(c->hub->log, "hub conn %llu (%s, %s) from %s: closing (%s)",
-             (unsigned long long)c->id,
-             c->kind == C_USER      ? "user"
-             : c->kind == C_CONTROL ? "control"
-             : c->kind == C_DATA    ? "data"
-                                    : "new",
-             c->alloc ? c->alloc->identity : "-", c->peer_ip,
-             reason ? sl_strerror(reason) : "normal");
+    if (sl_log_on(c->hub->log, SL_LOG_DEBUG)) {
+        const char *kind = c->kind == C_USER      ? "user"
+                           : c->kind == C_CONTROL ? "control"
+                           : c->kind == C_DATA    ? "data"
+                                                  : "new";
+        const char *why = reason ? sl_strerror(reason) : "normal";
+        sl_log_event(c->hub->log, SL_LOG_DEBUG,
+                     SL_LOG_FIELDS(SL_LOG_STR("route", "hub"),
+                                   SL_LOG_NUM("conn", c->id),
+                                   SL_LOG_STR("kind", kind),
+                                   SL_LOG_STR("identity", c->alloc
+                                                  ? c->alloc->identity
+                                                  : NULL),
+                                   SL_LOG_STR("client", c->peer_ip),
+                                   SL_LOG_STR("event", "closed"),
+                                   SL_LOG_STR("reason", why)),
+                     "hub conn %llu (%s, %s) from %s: closing (%s)",
+                     (unsigned long long)c->id, kind,
+                     c->alloc ? c->alloc->identity : "-", c->peer_ip, why);
+    }
     hub_conn_alist_del(c);
     hub_caps_release(c);
     if (c->streams != NULL)

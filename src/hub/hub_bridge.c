@@ -355,9 +355,18 @@ static void on_ws_closed(struct sl_ws *ws, int reason)
 {
     struct hub_conn *c = ws->data;
     if (c->kind == C_CONTROL && c->alloc != NULL) {
-        sl_info(c->hub->log, "hub control %llu (%s) from %s: closed (%s)",
-                (unsigned long long)c->id, c->alloc->identity, c->peer_ip,
-                reason ? sl_strerror(reason) : "normal");
+        const char *why = reason ? sl_strerror(reason) : "normal";
+        sl_log_event(c->hub->log, SL_LOG_INFO,
+                     SL_LOG_FIELDS(SL_LOG_STR("route", "hub"),
+                                   SL_LOG_NUM("conn", c->id),
+                                   SL_LOG_STR("kind", "control"),
+                                   SL_LOG_STR("identity", c->alloc->identity),
+                                   SL_LOG_STR("client", c->peer_ip),
+                                   SL_LOG_STR("event", "closed"),
+                                   SL_LOG_STR("reason", why)),
+                     "hub control %llu (%s) from %s: closed (%s)",
+                     (unsigned long long)c->id, c->alloc->identity,
+                     c->peer_ip, why);
         /* Dead of silence (pings unanswered, TCP_USER_TIMEOUT): its idle
          * pool shares the dead path, and a user paired with it would wait
          * out the same timeout before a 502. */
@@ -481,9 +490,16 @@ static void control_upgrade(struct hub_conn *c)
     c->ws->on_drain = NULL;
     c->ws->on_peer_close = NULL;
     c->ws_active = 1;
-    sl_info(hub->log, "hub control %llu (%s) from %s: connected%s",
-            (unsigned long long)c->id, a->identity, c->peer_ip,
-            c->just_allocated ? " (new allocation)" : "");
+    sl_log_event(hub->log, SL_LOG_INFO,
+                 SL_LOG_FIELDS(SL_LOG_STR("route", "hub"),
+                               SL_LOG_NUM("conn", c->id),
+                               SL_LOG_STR("kind", "control"),
+                               SL_LOG_STR("identity", a->identity),
+                               SL_LOG_STR("client", c->peer_ip),
+                               SL_LOG_STR("event", "connected")),
+                 "hub control %llu (%s) from %s: connected%s",
+                 (unsigned long long)c->id, a->identity, c->peer_ip,
+                 c->just_allocated ? " (new allocation)" : "");
     sl_ws_start(c->ws, &c->xp, &o, pre, pre_len);
     if (!c->closing && !c->got_hello && !sl_ws_is_closing(c->ws))
         uv_timer_start(&c->timer, on_hello_deadline, hello_deadline_ms(hub),

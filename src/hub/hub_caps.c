@@ -191,19 +191,31 @@ int hub_caps_user_admitted(struct hub_conn *c, const char *identity)
         int status = c->refuse;
         if (hub_burst_log(hub, status == 429 ? HUB_CAP_PER_IP : HUB_CAP_USERS,
                           &more)) {
+            struct sl_log_field f[] = {
+                SL_LOG_STR("route", "hub"),
+                SL_LOG_NUM("conn", c->id),
+                SL_LOG_STR("kind", "user"),
+                SL_LOG_STR("client", c->peer_ip),
+                SL_LOG_STR("event", "refused"),
+                SL_LOG_STR("reason", status == 429
+                                         ? "connection limit per source"
+                                         : "connection limit"),
+            };
             if (status == 429)
-                sl_warn(hub->log, "hub conn %llu from %s: over %u user "
-                        "connections from %s, answering 429 (%llu more "
-                        "refused since the last line)",
-                        (unsigned long long)c->id, c->peer_ip,
-                        hub->max_conns_per_ip, c->peer_ip,
-                        (unsigned long long)more);
+                sl_log_event(hub->log, SL_LOG_WARN, f, 6,
+                             "hub conn %llu from %s: over %u user "
+                             "connections from %s, answering 429 (%llu "
+                             "more refused since the last line)",
+                             (unsigned long long)c->id, c->peer_ip,
+                             hub->max_conns_per_ip, c->peer_ip,
+                             (unsigned long long)more);
             else
-                sl_warn(hub->log, "hub conn %llu from %s: over %u user "
-                        "connections in all, answering 503 (%llu more "
-                        "refused since the last line)",
-                        (unsigned long long)c->id, c->peer_ip,
-                        hub->max_user_conns, (unsigned long long)more);
+                sl_log_event(hub->log, SL_LOG_WARN, f, 6,
+                             "hub conn %llu from %s: over %u user "
+                             "connections in all, answering 503 (%llu more "
+                             "refused since the last line)",
+                             (unsigned long long)c->id, c->peer_ip,
+                             hub->max_user_conns, (unsigned long long)more);
         }
         reply_over_cap(c, status);
         return 0;

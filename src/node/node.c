@@ -127,13 +127,23 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
                       : reason != 0 ? sl_strerror(reason)
                       : welcomed    ? "closed"
                                     : "unreachable";
+    struct sl_log_field f[] = {
+        SL_LOG_STR("route", "node"),
+        SL_LOG_STR("kind", "control"),
+        SL_LOG_STR("identity", b->rec.identity[0] ? b->rec.identity : NULL),
+        SL_LOG_STR("target", b->rec.hub),
+        SL_LOG_STR("event", welcomed ? "closed" : "refused"),
+        SL_LOG_STR("reason", why),
+    };
     if (welcomed)
-        sl_info(b->node->log, "bridge %s: connection to hub %s lost (%s); "
-                "retrying in %llu ms", bname(b), b->rec.hub, why,
-                (unsigned long long)delay);
+        sl_log_event(b->node->log, SL_LOG_INFO, f, 6,
+                     "bridge %s: connection to hub %s lost (%s); retrying "
+                     "in %llu ms", bname(b), b->rec.hub, why,
+                     (unsigned long long)delay);
     else
-        sl_info(b->node->log, "bridge %s: hub %s: %s; retrying in %llu ms",
-                bname(b), b->rec.hub, why, (unsigned long long)delay);
+        sl_log_event(b->node->log, SL_LOG_INFO, f, 6,
+                     "bridge %s: hub %s: %s; retrying in %llu ms", bname(b),
+                     b->rec.hub, why, (unsigned long long)delay);
     uv_timer_start(&b->retry_timer, on_retry, delay, 0);
 }
 
@@ -155,9 +165,17 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
     b->pool_refused = 0;
     b->error[0] = '\0';
     b->rec.connected_at = b->rec.last_seen = sl_node_now_ms();
-    sl_info(node->log, "bridge %s: connected to hub %s%s; public URL %s -> %s",
-            identity, b->rec.hub, fresh ? " (new identity)" : "", url,
-            b->rec.upstream);
+    sl_log_event(node->log, SL_LOG_INFO,
+                 SL_LOG_FIELDS(SL_LOG_STR("route", "node"),
+                               SL_LOG_STR("kind", "control"),
+                               SL_LOG_STR("identity", identity),
+                               SL_LOG_STR("target", b->rec.upstream),
+                               SL_LOG_STR("hub", b->rec.hub),
+                               SL_LOG_STR("url", url),
+                               SL_LOG_STR("event", "connected")),
+                 "bridge %s: connected to hub %s%s; public URL %s -> %s",
+                 identity, b->rec.hub, fresh ? " (new identity)" : "", url,
+                 b->rec.upstream);
     if (!b->announced) {
         b->announced = 1;
         printf("bridge %s %s -> %s\n", identity, url, b->rec.upstream);

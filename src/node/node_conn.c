@@ -139,9 +139,26 @@ void sl_node_conn_close(struct conn *c, int reason)
             sl_node_bridge_fill_pool_later(b);
         }
     }
-    sl_debug(conn_log(c), "bridge %s: %s connection #%u closed (%s)",
-             bridge_name(b), kind_name(c), c->id,
-             reason == 0 ? "done" : sl_strerror(reason));
+    if (sl_log_on(conn_log(c), SL_LOG_DEBUG)) {
+        const char *why = reason == 0 ? "done" : sl_strerror(reason);
+        /* A raw data connection counts its bytes in its relay. */
+        uint64_t down = c->raw ? sl_relay_bytes(&c->relay, SL_RELAY_DOWN) : 0;
+        uint64_t up = c->raw ? sl_relay_bytes(&c->relay, SL_RELAY_UP) : 0;
+        struct sl_log_field f[] = {
+            SL_LOG_STR("route", "node"),
+            SL_LOG_NUM("conn", c->id),
+            SL_LOG_STR("kind", kind_name(c)),
+            SL_LOG_STR("identity", b->rec.identity[0] ? b->rec.identity
+                                                      : NULL),
+            SL_LOG_STR("target", b->rec.upstream),
+            SL_LOG_STR("event", "closed"),
+            SL_LOG_STR("reason", why),
+            SL_LOG_NUM("bytes", down + up),
+        };
+        sl_log_event(conn_log(c), SL_LOG_DEBUG, f, c->raw ? 8 : 7,
+                     "bridge %s: %s connection #%u closed (%s)",
+                     bridge_name(b), kind_name(c), c->id, why);
+    }
     conn_unref(c);
 }
 
@@ -801,13 +818,22 @@ static void refuse(struct conn *c, const char *body, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     sl_node_bridge_set_error(b, "%s", why);
+    struct sl_log_field f[] = {
+        SL_LOG_STR("route", "node"),
+        SL_LOG_NUM("conn", c->id),
+        SL_LOG_STR("identity", b->rec.identity[0] ? b->rec.identity : NULL),
+        SL_LOG_STR("target", b->rec.upstream),
+        SL_LOG_STR("event", "refused"),
+        SL_LOG_STR("reason", why),
+    };
     if (!b->refuse_logged) {
         b->refuse_logged = 1;
-        sl_warn(conn_log(c), "bridge %s: %s: answering 502 (%s)",
-                bridge_name(b), why, body);
-    } else {
-        sl_debug(conn_log(c), "bridge %s: %s: answering 502", bridge_name(b),
-                 why);
+        sl_log_event(conn_log(c), SL_LOG_WARN, f, 6,
+                     "bridge %s: %s: answering 502 (%s)", bridge_name(b), why,
+                     body);
+    } else if (sl_log_on(conn_log(c), SL_LOG_DEBUG)) {
+        sl_log_event(conn_log(c), SL_LOG_DEBUG, f, 6,
+                     "bridge %s: %s: answering 502", bridge_name(b), why);
     }
     if (c->up_tcp_open) {
         c->up_tcp_open = 0;
@@ -1258,9 +1284,17 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
         sl_node_udp_start(c, on_ws_close);
         return;
     }
-    sl_debug(conn_log(c), "bridge %s: data connection #%u paired (%s); "
-             "dialling %s", bridge_name(b), c->id, c->raw ? "raw" : "framed",
-             b->rec.upstream);
+    if (sl_log_on(conn_log(c), SL_LOG_DEBUG))
+        sl_log_event(conn_log(c), SL_LOG_DEBUG,
+                     SL_LOG_FIELDS(SL_LOG_STR("route", "node"),
+                                   SL_LOG_NUM("conn", c->id),
+                                   SL_LOG_STR("kind", "data"),
+                                   SL_LOG_STR("identity", b->rec.identity),
+                                   SL_LOG_STR("target", b->rec.upstream),
+                                   SL_LOG_STR("event", "accepted")),
+                     "bridge %s: data connection #%u paired (%s); "
+                     "dialling %s", bridge_name(b), c->id,
+                     c->raw ? "raw" : "framed", b->rec.upstream);
 
     if (use_literal(c, b->up.host, b->up.port)) {
         up_addresses_ready(c);

@@ -2,6 +2,8 @@
  * connect (with timeout and fallback over the resolved addresses),
  * optional PROXY v2 header upstream, then the relay. */
 #include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,39 @@ static const char *cname(const struct tcp_conn *c)
     return c->route->cfg->name;
 }
 
+/* One line about connection c with the fields a log reader filters on
+ * (core/log.h): route, conn, client, target, event, reason; bytes only
+ * once the connection has ended (has_bytes). */
+__attribute__((format(printf, 8, 9))) static void
+conn_event(const struct tcp_conn *c, enum sl_log_level level,
+           const struct sockaddr *client, const char *event,
+           const char *reason, int has_bytes, uint64_t in_bytes,
+           const char *fmt, ...)
+{
+    const struct sl_log *log = &c->route->ctx->log;
+    if (!sl_log_on(log, level))
+        return;
+    char a[SL_ADDR_STRLEN], msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    uint64_t out_bytes =
+        has_bytes ? sl_relay_bytes(&c->relay, SL_RELAY_DOWN) : 0;
+    struct sl_log_field f[] = {
+        SL_LOG_STR("route", cname(c)),
+        SL_LOG_NUM("conn", c->id),
+        SL_LOG_STR("client", sl_addr_str(client, a)),
+        SL_LOG_STR("target", c->route->target),
+        SL_LOG_STR("event", event),
+        SL_LOG_STR("reason", reason),
+        SL_LOG_NUM("bytes", in_bytes + out_bytes),
+        SL_LOG_NUM("bytes_in", in_bytes),
+        SL_LOG_NUM("bytes_out", out_bytes),
+    };
+    sl_log_event(log, level, f, has_bytes ? 9 : 6, "%s", msg);
+}
+
 /* ---- lifetime ---------------------------------------------------------- */
 
 static void conn_free(struct tcp_conn *c)
@@ -144,17 +179,17 @@ static void log_end(struct tcp_conn *c)
     struct sl_route *route = c->route;
     char a[SL_ADDR_STRLEN];
     uint64_t secs_ms = uv_now(route->ctx->loop) - c->started_ms;
-    sl_debug(&route->ctx->log,
-             "route \"%s\": connection #%llu from %s closed after %llu.%03llu s"
-             " (in %llu bytes, out %llu bytes): %s",
-             cname(c), (unsigned long long)c->id,
-             sl_addr_str(&c->client_addr.sa, a),
-             (unsigned long long)(secs_ms / 1000),
-             (unsigned long long)(secs_ms % 1000),
-             (unsigned long long)(sl_relay_bytes(&c->relay, SL_RELAY_UP) +
-                                  c->early_bytes),
-             (unsigned long long)sl_relay_bytes(&c->relay, SL_RELAY_DOWN),
-             c->reason == 0 ? "done" : sl_strerror(c->reason));
+    uint64_t in = sl_relay_bytes(&c->relay, SL_RELAY_UP) + c->early_bytes;
+    const char *why = c->reason == 0 ? "done" : sl_strerror(c->reason);
+    conn_event(c, SL_LOG_DEBUG, &c->client_addr.sa, "closed", why, 1, in,
+               "route \"%s\": connection #%llu from %s closed after "
+               "%llu.%03llu s (in %llu bytes, out %llu bytes): %s",
+               cname(c), (unsigned long long)c->id,
+               sl_addr_str(&c->client_addr.sa, a),
+               (unsigned long long)(secs_ms / 1000),
+               (unsigned long long)(secs_ms % 1000), (unsigned long long)in,
+               (unsigned long long)sl_relay_bytes(&c->relay, SL_RELAY_DOWN),
+               why);
 }
 
 static void on_relay_done(struct sl_relay *r, int reason)
@@ -235,11 +270,12 @@ static void on_idle_timer(uv_timer_t *t)
         return;
     }
     char a[SL_ADDR_STRLEN];
-    sl_info(&c->route->ctx->log,
-            "route \"%s\": connection #%llu from %s closed: idle timeout "
-            "(no byte either way for %llu ms)",
-            cname(c), (unsigned long long)c->id,
-            sl_addr_str(&c->client_addr.sa, a), (unsigned long long)idle);
+    conn_event(c, SL_LOG_INFO, &c->client_addr.sa, "closed", "idle timeout",
+               1, sl_relay_bytes(&c->relay, SL_RELAY_UP) + c->early_bytes,
+               "route \"%s\": connection #%llu from %s closed: idle timeout "
+               "(no byte either way for %llu ms)",
+               cname(c), (unsigned long long)c->id,
+               sl_addr_str(&c->client_addr.sa, a), (unsigned long long)idle);
     conn_close(c, UV_ETIMEDOUT);
 }
 
@@ -476,10 +512,10 @@ static void admit(struct tcp_conn *c)
     if (rc != 0) {
         char a[SL_ADDR_STRLEN];
         route->stats.denied++;
-        sl_info(&route->ctx->log,
-                "route \"%s\": connection #%llu from %s denied (%s)",
-                cname(c), (unsigned long long)c->id,
-                sl_addr_str(&c->client_addr.sa, a), reason);
+        conn_event(c, SL_LOG_INFO, &c->client_addr.sa, "refused", reason, 0,
+                   0, "route \"%s\": connection #%llu from %s denied (%s)",
+                   cname(c), (unsigned long long)c->id,
+                   sl_addr_str(&c->client_addr.sa, a), reason);
         conn_close(c, rc);
         return;
     }
@@ -502,10 +538,10 @@ static void pp_fail(struct tcp_conn *c, const char *why, int err)
     struct sl_route *route = c->route;
     char a[SL_ADDR_STRLEN];
     route->stats.failed++;
-    sl_info(&route->ctx->log,
-            "route \"%s\": connection #%llu from %s closed: %s",
-            cname(c), (unsigned long long)c->id,
-            sl_addr_str(&c->peer.sa, a), why);
+    conn_event(c, SL_LOG_INFO, &c->peer.sa, "closed", why, 0, 0,
+               "route \"%s\": connection #%llu from %s closed: %s",
+               cname(c), (unsigned long long)c->id,
+               sl_addr_str(&c->peer.sa, a), why);
     conn_close(c, err);
 }
 
@@ -634,8 +670,9 @@ static void start_conn(struct tcp_conn *c)
      * evaluated below debug level, and the refusals below print a. */
     char a[SL_ADDR_STRLEN];
     sl_addr_str(&c->peer.sa, a);
-    sl_debug(&route->ctx->log, "route \"%s\": connection #%llu from %s accepted",
-             cname(c), (unsigned long long)c->id, a);
+    conn_event(c, SL_LOG_DEBUG, &c->peer.sa, "accepted", NULL, 0, 0,
+               "route \"%s\": connection #%llu from %s accepted", cname(c),
+               (unsigned long long)c->id, a);
 
     /* max_connections counts every accepted connection, also those still
      * reading a PROXY header or dialling, as HAProxy's maxconn does: a
@@ -644,10 +681,11 @@ static void start_conn(struct tcp_conn *c)
                                        : SL_ROUTE_DEFAULT_MAX_CONNECTIONS;
     if (route->tcp.nconns > max) {
         route->stats.denied++;
-        sl_info(&route->ctx->log,
-                "route \"%s\": connection #%llu from %s denied (connection "
-                "limit, %u)",
-                cname(c), (unsigned long long)c->id, a, max);
+        conn_event(c, SL_LOG_INFO, &c->peer.sa, "refused",
+                   "connection limit", 0, 0,
+                   "route \"%s\": connection #%llu from %s denied "
+                   "(connection limit, %u)",
+                   cname(c), (unsigned long long)c->id, a, max);
         conn_close(c, SL_ELIMIT);
         return;
     }
@@ -659,10 +697,11 @@ static void start_conn(struct tcp_conn *c)
     if (!pp_trusted(rc, &c->peer.sa)) {
         if (rc->proxy_protocol == SL_PP_REQUIRED) {
             route->stats.denied++;
-            sl_info(&route->ctx->log,
-                    "route \"%s\": connection #%llu from %s denied (not a "
-                    "trusted PROXY protocol source)",
-                    cname(c), (unsigned long long)c->id, a);
+            conn_event(c, SL_LOG_INFO, &c->peer.sa, "refused",
+                       "untrusted PROXY source", 0, 0,
+                       "route \"%s\": connection #%llu from %s denied (not "
+                       "a trusted PROXY protocol source)",
+                       cname(c), (unsigned long long)c->id, a);
             conn_close(c, SL_EDENIED);
             return;
         }

@@ -191,13 +191,24 @@ static void session_close(struct udp_session *s, const char *why)
         return;
     s->closing = 1;
     char a[SL_ADDR_STRLEN];
-    sl_debug(&route->ctx->log,
-             "route \"%s\": session #%llu from %s closed (%s; in %llu bytes, "
-             "out %llu bytes)",
-             rname(route), (unsigned long long)s->id,
-             sl_addr_str(&s->client.sa, a), why,
-             (unsigned long long)s->bytes_in,
-             (unsigned long long)s->bytes_out);
+    if (sl_log_on(&route->ctx->log, SL_LOG_DEBUG))
+        sl_log_event(&route->ctx->log, SL_LOG_DEBUG,
+                     SL_LOG_FIELDS(SL_LOG_STR("route", rname(route)),
+                                   SL_LOG_NUM("conn", s->id),
+                                   SL_LOG_STR("client", sl_addr_str(
+                                                            &s->client.sa, a)),
+                                   SL_LOG_STR("target", route->target),
+                                   SL_LOG_STR("event", "closed"),
+                                   SL_LOG_STR("reason", why),
+                                   SL_LOG_NUM("bytes",
+                                              s->bytes_in + s->bytes_out),
+                                   SL_LOG_NUM("bytes_in", s->bytes_in),
+                                   SL_LOG_NUM("bytes_out", s->bytes_out)),
+                     "route \"%s\": session #%llu from %s closed (%s; in "
+                     "%llu bytes, out %llu bytes)",
+                     rname(route), (unsigned long long)s->id, a, why,
+                     (unsigned long long)s->bytes_in,
+                     (unsigned long long)s->bytes_out);
     table_del(route, s);
     sl_list_del(&s->link);
     if (s->gai != NULL)
@@ -338,12 +349,18 @@ static void refuse_per_prefix(struct sl_route *route,
         return;
     }
     char a[SL_ADDR_STRLEN];
-    sl_info(&route->ctx->log,
-            "route \"%s\": datagram from %s dropped (%s); %llu more "
-            "dropped since the last such line",
-            rname(route), sl_addr_str(client, a),
-            err == SL_ELIMIT ? "session limit per prefix" : sl_strerror(err),
-            (unsigned long long)route->udp.refusals_unlogged);
+    const char *why =
+        err == SL_ELIMIT ? "session limit per prefix" : sl_strerror(err);
+    sl_log_event(&route->ctx->log, SL_LOG_INFO,
+                 SL_LOG_FIELDS(SL_LOG_STR("route", rname(route)),
+                               SL_LOG_STR("client", sl_addr_str(client, a)),
+                               SL_LOG_STR("target", route->target),
+                               SL_LOG_STR("event", "refused"),
+                               SL_LOG_STR("reason", why)),
+                 "route \"%s\": datagram from %s dropped (%s); %llu more "
+                 "dropped since the last such line",
+                 rname(route), a, why,
+                 (unsigned long long)route->udp.refusals_unlogged);
     route->udp.refusal_logged_ms = now;
     route->udp.refusals_unlogged = 0;
 }
@@ -373,9 +390,16 @@ static struct udp_session *session_new(struct sl_route *route,
         if (rc_hook == SL_EDENIED)
             route->stats.denied++;
         drop(route);
-        sl_debug(&route->ctx->log,
-                 "route \"%s\": datagram from %s dropped (%s)", rname(route),
-                 sl_addr_str(client, a), reason);
+        if (sl_log_on(&route->ctx->log, SL_LOG_DEBUG))
+            sl_log_event(&route->ctx->log, SL_LOG_DEBUG,
+                         SL_LOG_FIELDS(SL_LOG_STR("route", rname(route)),
+                                       SL_LOG_STR("client",
+                                                  sl_addr_str(client, a)),
+                                       SL_LOG_STR("target", route->target),
+                                       SL_LOG_STR("event", "refused"),
+                                       SL_LOG_STR("reason", reason)),
+                         "route \"%s\": datagram from %s dropped (%s)",
+                         rname(route), a, reason);
         free(s);
         return NULL;
     }
@@ -407,9 +431,16 @@ static struct udp_session *session_new(struct sl_route *route,
     route->udp.table[b] = s;
 
     char a[SL_ADDR_STRLEN];
-    sl_debug(&route->ctx->log, "route \"%s\": session #%llu from %s opened",
-             rname(route), (unsigned long long)s->id,
-             sl_addr_str(client, a));
+    if (sl_log_on(&route->ctx->log, SL_LOG_DEBUG))
+        sl_log_event(&route->ctx->log, SL_LOG_DEBUG,
+                     SL_LOG_FIELDS(SL_LOG_STR("route", rname(route)),
+                                   SL_LOG_NUM("conn", s->id),
+                                   SL_LOG_STR("client",
+                                              sl_addr_str(client, a)),
+                                   SL_LOG_STR("target", route->target),
+                                   SL_LOG_STR("event", "accepted")),
+                     "route \"%s\": session #%llu from %s opened",
+                     rname(route), (unsigned long long)s->id, a);
 
     struct sockaddr_storage lit;
     int lr = sl_route_literal_target(route, &lit);
