@@ -32,6 +32,9 @@ enum stmt_id {
     ST_PORT_SET,
     ST_OPTS_GET,
     ST_OPTS_SET,
+    ST_PLAN_GET,
+    ST_PLAN_SET,
+    ST_PASSWORD,
     ST__COUNT
 };
 
@@ -73,7 +76,35 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OPTS_GET] = "SELECT json FROM stream_opts WHERE identity = ?1",
     [ST_OPTS_SET] = "INSERT OR REPLACE INTO stream_opts (identity, json) "
                     "VALUES (?1, ?2)",
+    [ST_PLAN_GET] = "SELECT rate, operator_made, grant_token, rotated_at, "
+                    "old_hash, old_until_ms FROM alloc_plans WHERE "
+                    "identity = ?1",
+    /* Only for an allocation that exists: no row outlives its own. */
+    [ST_PLAN_SET] = "INSERT OR REPLACE INTO alloc_plans (identity, rate, "
+                    "operator_made, grant_token, rotated_at, old_hash, "
+                    "old_until_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE "
+                    "EXISTS (SELECT 1 FROM allocations WHERE identity = ?1)",
+    [ST_PASSWORD] = "UPDATE allocations SET password_hash = ?2 WHERE "
+                    "identity = ?1",
 };
+
+/* Version 3: what an allocation's plan is made of besides its limits
+ * (hub/hub_grant.c): its bandwidth cap, whether the operator made it,
+ * the last grant a bridge presented, and the password a rotation
+ * replaced, with the time until which it still opens. */
+static const char schema_v3[] =
+    "CREATE TABLE IF NOT EXISTS alloc_plans ("
+    " identity TEXT PRIMARY KEY NOT NULL,"
+    " rate INTEGER NOT NULL DEFAULT 0,"
+    " operator_made INTEGER NOT NULL DEFAULT 0,"
+    " grant_token TEXT NOT NULL DEFAULT '',"
+    " rotated_at INTEGER NOT NULL DEFAULT 0,"
+    " old_hash TEXT NOT NULL DEFAULT '',"
+    " old_until_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TRIGGER IF NOT EXISTS allocation_plan_gone AFTER DELETE ON "
+    "allocations BEGIN"
+    " DELETE FROM alloc_plans WHERE identity = OLD.identity;"
+    " END;";
 
 /* Version 2: the stream ports leased to allocations (one per kind, a
  * port held by one allocation per kind) and their stream options; both
@@ -254,6 +285,11 @@ static int migrate(struct sl_store *st)
         rc = exec_sql(st, schema_v2, "creating schema v2");
         if (rc == 0)
             rc = exec_sql(st, "PRAGMA user_version = 2", "setting version");
+    }
+    if (rc == 0 && version < 3) {
+        rc = exec_sql(st, schema_v3, "creating schema v3");
+        if (rc == 0)
+            rc = exec_sql(st, "PRAGMA user_version = 3", "setting version");
     }
     if (rc != 0) {
         (void)exec_sql(st, "ROLLBACK", "rolling back migration");
@@ -677,6 +713,89 @@ int sl_store_opts_set(struct sl_store *st, const char *identity,
         return UV_EINVAL;
     if (sqlite3_step(s) != SQLITE_DONE)
         return fail(st, "writing stream options");
+    wrote(st);
+    return 0;
+}
+
+int sl_store_plan_get(struct sl_store *st, const char *identity,
+                      struct sl_store_plan *out)
+{
+    memset(out, 0, sizeof(*out));
+    sqlite3_stmt *s = stmt_get(st, ST_PLAN_GET);
+    if (bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX) != 0)
+        return UV_EINVAL;
+    int r = sqlite3_step(s);
+    int rc = 0;
+    if (r == SQLITE_ROW) {
+        out->rate = col_u64(s, 0);
+        out->operator_made = sqlite3_column_int64(s, 1) != 0;
+        /* Too long only if hand-edited: read as none. */
+        (void)copy_col(s, 2, out->grant, sizeof(out->grant));
+        out->rotated_at = sqlite3_column_int64(s, 3);
+        (void)copy_col(s, 4, out->old_hash, sizeof(out->old_hash));
+        out->old_until_ms = sqlite3_column_int64(s, 5);
+    } else if (r != SQLITE_DONE) {
+        rc = fail(st, "reading a plan");
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+/* Binds and runs ST_PLAN_SET; no transaction of its own. */
+static int plan_write(struct sl_store *st, const char *identity,
+                      const struct sl_store_plan *p)
+{
+    sqlite3_stmt *s = stmt_get(st, ST_PLAN_SET);
+    int rc;
+    if ((rc = bind_text(s, 1, identity, SL_STORE_IDENTITY_MAX)) != 0 ||
+        (rc = bind_text(s, 4, p->grant, SL_STORE_GRANT_MAX)) != 0 ||
+        (rc = bind_text(s, 6, p->old_hash, SL_STORE_HASH_MAX)) != 0)
+        goto out;
+    sqlite3_bind_int64(s, 2, clamp_u64(p->rate));
+    sqlite3_bind_int64(s, 3, p->operator_made ? 1 : 0);
+    sqlite3_bind_int64(s, 5, p->rotated_at);
+    sqlite3_bind_int64(s, 7, p->old_until_ms);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = fail(st, "writing a plan");
+    else
+        rc = sqlite3_changes(st->db) > 0 ? 0 : SL_ENOTFOUND;
+out:
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+int sl_store_plan_set(struct sl_store *st, const char *identity,
+                      const struct sl_store_plan *p)
+{
+    if (st == NULL || identity == NULL || p == NULL)
+        return UV_EINVAL;
+    int rc = plan_write(st, identity, p);
+    if (rc == 0)
+        wrote(st);
+    return rc;
+}
+
+int sl_store_rotate(struct sl_store *st, const char *identity,
+                    const char *hash, const struct sl_store_plan *p)
+{
+    if (st == NULL || identity == NULL || hash == NULL || p == NULL)
+        return UV_EINVAL;
+    int rc = exec_sql(st, "BEGIN IMMEDIATE", "beginning a rotation");
+    if (rc != 0)
+        return rc;
+    sqlite3_stmt *s = stmt_get(st, ST_PASSWORD);
+    if ((rc = bind_text(s, 2, hash, SL_STORE_HASH_MAX)) == 0)
+        rc = run_change(st, s, identity, "rotating a password");
+    if (rc == 0)
+        rc = plan_write(st, identity, p);
+    if (rc == 0)
+        rc = exec_sql(st, "COMMIT", "committing a rotation");
+    if (rc != 0) {
+        (void)exec_sql(st, "ROLLBACK", "rolling back a rotation");
+        return rc;
+    }
     wrote(st);
     return 0;
 }

@@ -23,11 +23,12 @@
 
 #include "core/log.h"
 
-#define SL_STORE_SCHEMA_VERSION 2
+#define SL_STORE_SCHEMA_VERSION 3
 
 #define SL_STORE_IDENTITY_MAX 32 /* NUL included; identities are 12 */
 #define SL_STORE_USERNAME_MAX 64 /* NUL included; usernames are 6 */
 #define SL_STORE_HASH_MAX 128    /* NUL included; == SL_PASSWORD_HASH_MAX */
+#define SL_STORE_GRANT_MAX 2049  /* NUL included; == SL_GRANT_TOKEN_MAX + 1 */
 
 struct sl_store;
 
@@ -138,5 +139,33 @@ int sl_store_opts_get(struct sl_store *st, const char *identity, char *out,
                       size_t cap);
 int sl_store_opts_set(struct sl_store *st, const char *identity,
                       const char *json);
+
+/* An allocation's plan beyond its limits (hub/hub_grant.c, schema v3);
+ * an allocation without a row has all of it zero. */
+struct sl_store_plan {
+    uint64_t rate;     /* bytes/s each way; 0: the hub's default */
+    int operator_made; /* made through the admin API: its limits are its
+                          plan when no grant holds */
+    char grant[SL_STORE_GRANT_MAX]; /* the last grant a bridge
+                                       presented; "" none */
+    int64_t rotated_at;               /* unix s of the last rotation */
+    char old_hash[SL_STORE_HASH_MAX]; /* the password hash a rotation
+                                         replaced; "" none */
+    int64_t old_until_ms; /* unix ms until which old_hash still opens */
+};
+/* Fills *out (zeros when the allocation has no row). Returns 0, UV_EINVAL
+ * or SL_ESTATE. */
+int sl_store_plan_get(struct sl_store *st, const char *identity,
+                      struct sl_store_plan *out);
+/* Replaces the row. Returns 0, SL_ENOTFOUND (no such allocation),
+ * SL_ETOOBIG, UV_EINVAL or SL_ESTATE. */
+int sl_store_plan_set(struct sl_store *st, const char *identity,
+                      const struct sl_store_plan *p);
+/* A rotation, in one transaction: the allocation's password hash becomes
+ * hash and its plan row p (which names the old hash and its grace).
+ * Returns 0, SL_ENOTFOUND, SL_ETOOBIG, UV_EINVAL or SL_ESTATE (nothing
+ * changed). */
+int sl_store_rotate(struct sl_store *st, const char *identity,
+                    const char *hash, const struct sl_store_plan *p);
 
 #endif
