@@ -228,7 +228,9 @@ static void on_read(uv_stream_t *src, ssize_t nread, const uv_buf_t *buf)
     if (nread > 0) {
         s->bytes += (uint64_t)nread;
         if (r->on_read != NULL) {
+            r->chunk = buf->base;
             int rc = r->on_read(r, (size_t)nread, dir);
+            r->chunk = NULL;
             if (rc != 0) {
                 close_all(r, rc < 0 ? rc : SL_EDENIED);
                 return;
@@ -297,6 +299,7 @@ int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
         r->low_water = r->high_water / 2;
     r->pool = opts ? opts->pool : NULL;
     r->reason = 0;
+    r->chunk = NULL;
     r->closing = 0;
     r->open_handles = 2;
     r->side[SL_RELAY_UP].src = a;

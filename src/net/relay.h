@@ -62,8 +62,9 @@ void sl_relay_pool_drain(struct sl_relay_pool *pool);
  * buffers in steady use stay. Call it every few seconds. */
 void sl_relay_pool_trim(struct sl_relay_pool *pool);
 
-/* Called with each chunk read, before it is forwarded. Returning non-zero
- * (a negative error code) aborts the relay with that reason. */
+/* Called with each chunk read, before it is forwarded (the bytes are
+ * sl_relay_chunk(r) meanwhile). Returning non-zero (a negative error
+ * code) aborts the relay with that reason. */
 typedef int (*sl_relay_read_cb)(struct sl_relay *r, size_t n,
                                 enum sl_relay_dir dir);
 /* Called once, after both handles are closed. reason is 0 when both
@@ -102,6 +103,7 @@ struct sl_relay {
     uv_shutdown_t shutdown_req[2];
     struct sl_relay_pool *pool;
     size_t buf_size, high_water, low_water;
+    const char *chunk; /* during on_read: the bytes read */
     int reason;
     int open_handles; /* handles not yet through their close callback */
     unsigned closing : 1;
@@ -124,6 +126,14 @@ static inline uint64_t sl_relay_bytes(const struct sl_relay *r,
                                       enum sl_relay_dir dir)
 {
     return r->side[dir].bytes;
+}
+
+/* Inside on_read: the n bytes just read (for an observer such as the
+ * node's request inspector; they must not be changed or kept). NULL
+ * elsewhere. */
+static inline const char *sl_relay_chunk(const struct sl_relay *r)
+{
+    return r->chunk;
 }
 
 /* 1 while done_cb has not been called. */
