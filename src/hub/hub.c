@@ -518,6 +518,12 @@ void hub_conn_reply_close(struct hub_conn *c, int status, const char *ctype,
     char buf[1024];
     if (c->closing || c->ustate == U_CLOSING)
         return;
+    if (c->passthrough) {
+        /* Its bytes are TLS or another protocol, not HTTP: it gets what
+         * a refused TCP client gets. */
+        hub_conn_reset(c);
+        return;
+    }
     int n = sl_http_format_response(buf, sizeof(buf), status, ctype, body,
                                     extra, 0);
     if (n < 0 || hub_conn_write(c, NULL, buf, (size_t)n) < 0) {
@@ -1149,6 +1155,9 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     }
     sl_addr_parse(hub->address, &ss);
     hub_guard_warn(hub, (struct sockaddr *)&ss);
+    if (hub->has_plain && hub->has_tls_listener &&
+        sl_addr_parse(hub->tls_address, &ss) == 0)
+        hub_guard_warn(hub, (struct sockaddr *)&ss);
     uv_timer_init(hub->loop, &hub->flush_timer);
     hub->flush_timer.data = hub;
     hub->open_handles++;

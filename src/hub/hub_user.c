@@ -74,12 +74,7 @@ static int parser_ok(const http_parser *p)
 
 static void reply_text(struct hub_conn *u, int status, const char *body)
 {
-    /* A passthrough user speaks TLS to its upstream: no HTTP answer can
-     * reach it, so it gets what a TCP user gets, a close. */
-    if (u->passthrough) {
-        hub_conn_close(u, status == 429 ? SL_ELIMIT : UV_ECONNRESET);
-        return;
-    }
+    /* (A passthrough user is reset there: no HTTP answer reaches it.) */
     hub_conn_reply_close(u, status, NULL, body, NULL);
 }
 
@@ -618,6 +613,7 @@ void hub_user_head(struct hub_conn *u, const struct sl_http_head *h,
 void hub_user_passthrough(struct hub_conn *u, struct hub_alloc *a)
 {
     struct sl_hub *hub = u->hub;
+    u->passthrough = 1; /* refusals from here on are resets */
     if (!hub_caps_user_admitted(u, a->identity))
         return;
     if (u->kind == C_NEW) {
@@ -626,7 +622,6 @@ void hub_user_passthrough(struct hub_conn *u, struct hub_alloc *a)
     }
     u->nrequests++;
     hub->totals.requests++;
-    u->passthrough = 1;
     if (a->limited) {
         reply_text(u, 429, "Traffic limit exceeded");
         return;

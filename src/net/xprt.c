@@ -773,6 +773,11 @@ static void tls_free(struct sl_tls_conn *t)
         t->fill = NULL;
     }
     run_done(t);
+    /* A handshake cut short is answered too, as libuv cancels its own. */
+    if (t->hs_owed && t->hs_cb != NULL) {
+        t->hs_owed = 0;
+        t->hs_cb(t->x, UV_ECANCELED);
+    }
     if (t->shut_req != NULL && (!t->shut_sent || t->shut_failed) &&
         t->shut_cb != NULL)
         t->shut_cb(t->shut_req, UV_ECANCELED);
