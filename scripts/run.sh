@@ -52,8 +52,10 @@ line=$(wait_line "$work/node.out" '^bridge ')
 url=$(echo "$line" | awk '{print $3}')
 
 echo "sluice: hub on http://127.0.0.1:8080, bridge exposing http://127.0.0.1:$port"
-echo "sluice: public URL $url"
-curl -sS --max-time 10 "$url"
+echo "sluice: public URL $url (trust $work/hub/tls/ca.pem, e.g. curl --cacert)"
+# The URL is https:// (the hub's TLS listener, 8443): its certificate
+# comes from the local CA the hub made in its state directory.
+curl -sS --max-time 10 --cacert "$work/hub/tls/ca.pem" "$url"
 if [ $once -eq 1 ]; then exit 0; fi
 echo "sluice: running; press Ctrl-C to stop"
 wait "${pids[1]}"
