@@ -18,6 +18,7 @@
 #include "cli/cli_boot_hub.h"
 #include "cli/cli_boot_node.h"
 #include "cli/cli_boot_role.h"
+#include "hub/hub.h"
 #include "cli/cli_util.h"
 #include "config/config.h"
 #include "core/daemon.h"
@@ -423,9 +424,19 @@ static void start_roles(struct boot *b)
             return;
         }
         s->started = 1;
-        if (s->role == &sl_boot_role_hub && s->info.http[0] != '\0')
-            snprintf(b->common.hub_url, sizeof(b->common.hub_url),
-                     "http://%s", s->info.http);
+        if (s->role == &sl_boot_role_hub && s->info.http[0] != '\0') {
+            /* A TLS-only hub is dialled over TLS, trusting its own CA. */
+            char tls[80];
+            int tls_only = ctx->hub != NULL &&
+                           sl_hub_tls_address(ctx->hub, tls, sizeof(tls)) ==
+                               0 &&
+                           strcmp(tls, s->info.http) == 0;
+            snprintf(b->common.hub_url, sizeof(b->common.hub_url), "%s://%s",
+                     tls_only ? "https" : "http", s->info.http);
+            if (tls_only && sl_hub_ca_path(ctx->hub) != NULL)
+                snprintf(b->common.hub_ca, sizeof(b->common.hub_ca), "%s",
+                         sl_hub_ca_path(ctx->hub));
+        }
     }
     for (size_t i = 0; i < NROLES; i++) {
         struct slot *s = &b->slots[i];

@@ -262,7 +262,9 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .allow_public_upstream = o->allow_public,
         .pool_size = o->pool_given ? o->pool : -1,
         .framed = o->framed,
-        .hub_ca = o->hub_ca,
+        .hub_ca = o->hub_ca != NULL        ? o->hub_ca
+                  : o->hub == NULL && c->hub_ca[0] != '\0' ? c->hub_ca
+                                                          : NULL,
         .hub_pin = o->hub_pin,
         .hub_insecure = o->hub_insecure,
         .streams = &o->streams,

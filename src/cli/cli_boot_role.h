@@ -29,7 +29,9 @@ struct sl_boot_common {
     int daemon;          /* --daemon */
     const char *state_dir; /* the resolved state directory; set before
                               start, NULL before (and when no role needs
-                              one) */    char hub_url[320];   /* "http://ADDR" of the hub started in this
+                              one) */    char hub_ca[1024];   /* that hub's local CA when it is TLS only, or
+                            "" */
+    char hub_url[320];   /* "http://ADDR" of the hub started in this
                             process (set once it listens; roles start hub
                             first), "" without one: a node with no --hub
                             dials it */
