@@ -16,7 +16,10 @@
 #include "api/server.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "node/node_dash.h"
+#include "node/node_inspect.h"
 #include "node/node_int.h"
+#include "node/node_replay.h"
 #include "tls/tls_client.h"
 #include "tunnel/control.h"
 #include "tunnel/creds.h"
@@ -75,6 +78,7 @@ void sl_node_bridge_unref(struct sl_node_bridge *b)
         return;
     struct sl_node *node = b->node;
     memset(&b->rec, 0, sizeof(b->rec)); /* credentials */
+    sl_inspect_free(b->inspect);
     free(b);
     node_unref(node);
 }
@@ -246,6 +250,9 @@ static struct sl_node_bridge *bridge_new(struct sl_node *node,
         return NULL;
     }
     b->node = node;
+    /* Only HTTP is parsed; NULL (no memory) just means not recorded. */
+    if (node->inspect && strcmp(b->up.scheme, "http") == 0)
+        b->inspect = sl_inspect_new(node->inspect_keep);
     b->state = rec->disconnected ? BS_DISCONNECTED : BS_CONNECTING;
     b->no_raw = node->framed;
     uv_timer_init(node->ctx->loop, &b->retry_timer);
@@ -277,6 +284,7 @@ static void bridge_teardown(struct sl_node_bridge *b)
         b->next->prev = b->prev;
     node->nbridges--;
     close_conns(b);
+    sl_node_replays_cancel(b);
     uv_close((uv_handle_t *)&b->retry_timer, on_bridge_timer_close);
     uv_close((uv_handle_t *)&b->pool_timer, on_bridge_timer_close);
     sl_node_bridge_unref(b);
@@ -691,6 +699,11 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->refs = 1;
     const char *listen = opts->api_listen != NULL ? opts->api_listen
                                                   : SL_NODE_API_DEFAULT;
+    /* The inspector keeps what users send: on by default only where its
+     * one reader, the API, is (and that is loopback only). */
+    node->inspect = opts->inspect > 0 || (opts->inspect == 0 &&
+                                          listen[0] != '\0');
+    node->inspect_keep = opts->inspect_keep;
     if (listen[0] != '\0') {
         if ((rc = sl_node_api_start(node, listen)) != 0) {
             sl_error(node->log, "node: API on %s: %s", listen,
@@ -722,6 +735,7 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
 
 fail:
     free(recs);
+    sl_node_dash_stop(node);
     if (node->api != NULL) {
         sl_api_server_close(node->api);
         node->api = NULL;
@@ -740,6 +754,7 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb, void *arg)
     sl_node_save(node); /* the last one, with last_seen */
     node->stopping = 1;
     sl_info(node->log, "node: stopping");
+    sl_node_dash_stop(node);
     if (node->api != NULL) {
         sl_api_server_close(node->api);
         node->api = NULL;

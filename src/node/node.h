@@ -60,6 +60,11 @@ struct sl_node_options {
     /* tcp:// and udp:// bridges: their ACL, PROXY header and caps, sent
      * to the hub in hello (NULL: none). */
     const struct sl_stream_opts *streams;
+    /* The request inspector of http:// bridges (node/node_inspect.h):
+     * 0 on when the node has its API (loopback; the default), 1 on, -1
+     * off. inspect_keep: exchanges kept per bridge (0: 50). */
+    int inspect;
+    size_t inspect_keep;
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by

@@ -7,12 +7,14 @@
  *   POST   /api/bridge/{identity}/disconnect/
  *   DELETE /api/bridge/prune/                disconnected / never connected
  *   DELETE /api/bridge/{identity}/
+ * and the dashboard, the request inspector and /metrics (node_dash.h).
  * Errors are {"error": "...", "code": N}. */
 #include <string.h>
 
 #include "api/server.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "node/node_dash.h"
 #include "node/node_int.h"
 
 static void h_list(struct sl_api_req *req, void *arg)
@@ -122,6 +124,15 @@ static const struct sl_api_route routes[] = {
     {"POST", "/api/bridge/{identity}/connect/", h_connect},
     {"POST", "/api/bridge/{identity}/disconnect/", h_disconnect},
     {"DELETE", "/api/bridge/{identity}/", h_remove},
+    /* the dashboard, the request inspector and metrics (node_dash.h) */
+    {"GET", "/api/bridge/{identity}/requests/", sl_node_dash_requests},
+    {"GET", "/api/bridge/{identity}/requests/{id}/", sl_node_dash_request},
+    {"POST", "/api/bridge/{identity}/requests/{id}/replay/",
+     sl_node_dash_replay},
+    {"GET", "/api/events", sl_node_dash_events},
+    {"GET", "/metrics", sl_node_metrics},
+    {"GET", "/", sl_node_dash_page},
+    {"GET", "/ui/{file}", sl_node_dash_asset},
 };
 
 int sl_node_api_start(struct sl_node *node, const char *listen)
@@ -133,9 +144,15 @@ int sl_node_api_start(struct sl_node *node, const char *listen)
     cfg.routes = routes;
     cfg.nroutes = sizeof(routes) / sizeof(routes[0]);
     cfg.arg = node;
-    int rc = sl_api_server_start(node->ctx, &cfg, &node->api);
+    cfg.dashboard = 1;
+    int rc = sl_node_dash_start(node);
     if (rc != 0)
         return rc;
+    rc = sl_api_server_start(node->ctx, &cfg, &node->api);
+    if (rc != 0) {
+        sl_node_dash_stop(node);
+        return rc;
+    }
     rc = sl_api_server_address(node->api, node->api_addr,
                                sizeof(node->api_addr));
     if (rc != 0)

@@ -20,6 +20,7 @@
 #include "net/addr.h"
 #include "net/tcp_live.h"
 #include "tls/tls_client.h"
+#include "node/node_inspect.h"
 #include "node/node_int.h"
 #include "tunnel/control.h"
 #include "tunnel/creds.h"
@@ -66,6 +67,7 @@ static void conn_unref(struct conn *c)
     if (c->reader_used)
         sl_http_reader_release(&c->reader);
     free(c->pre);
+    sl_inspect_conn_free(c->insp);
     free(c);
     sl_node_bridge_unref(b);
 }
@@ -892,10 +894,25 @@ static void on_up_tcp_close(uv_handle_t *h)
     conn_unref(c);
 }
 
+/* The request inspector's view of a data connection's bytes (nothing when
+ * it is off, or for a bridge that is not http://). */
+static void tap(struct conn *c, enum sl_inspect_dir dir, const char *p,
+                size_t n)
+{
+    if (c->b->inspect == NULL || p == NULL)
+        return;
+    if (c->insp == NULL &&
+        (c->insp = sl_inspect_conn_new(c->b->inspect, 0)) == NULL)
+        return;
+    sl_inspect_conn_feed(c->insp, dir, p, n);
+}
+
 static int relay_on_read(struct sl_relay *r, size_t n, enum sl_relay_dir dir)
 {
     struct conn *c = r->data;
     struct sl_node_bridge *b = c->b;
+    tap(c, dir == SL_RELAY_UP ? SL_INSPECT_REQUEST : SL_INSPECT_RESPONSE,
+        sl_relay_chunk(r), n);
     if (dir == SL_RELAY_UP) {
         b->gw_down += n;
         b->up_up += n;
@@ -977,6 +994,7 @@ static void up_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n > 0 && !c->closing) {
         c->b->up_down += (uint64_t)n;
         c->b->gw_up += (uint64_t)n;
+        tap(c, SL_INSPECT_RESPONSE, buf->base, (size_t)n);
         int rc = sl_ws_send_binary(&c->ws, buf->base, (size_t)n);
         if (rc == 1) {
             sl_xprt_read_stop(&c->up_x);
@@ -1033,6 +1051,7 @@ static void data_ws_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         return;
     c->b->gw_down += len;
     c->b->up_up += len;
+    tap(c, SL_INSPECT_REQUEST, (const char *)data, len);
     if (c->up_queued == 0) {
         /* Straight from wslay's buffer when the upstream keeps up: the
          * copy and its 64 KiB allocation are only for what must wait. */
@@ -1140,6 +1159,7 @@ static void on_up_connect(uv_connect_t *req, int status)
         uv_buf_t b = uv_buf_init(c->pre, (unsigned)c->pre_len);
         c->b->gw_down += c->pre_len;
         c->b->up_up += c->pre_len;
+        tap(c, SL_INSPECT_REQUEST, c->pre, c->pre_len);
         int rc = sl_xprt_write(&c->pre_req, &c->up_x, &b, 1,
                           on_pre_written);
         if (rc != 0)

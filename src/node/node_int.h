@@ -17,6 +17,10 @@
 #include "tunnel/ws_handshake.h"
 
 struct sl_api_server;
+struct sl_inspect;
+struct sl_inspect_conn;
+struct sl_node_replay;
+struct sl_sse;
 struct node_udp;
 
 #define SL_NODE_CONNECT_TIMEOUT_MS 10000
@@ -97,6 +101,7 @@ struct conn {
     size_t pre_len;
     struct sl_xprt up_x;  /* to the upstream */
     struct sl_relay relay;
+    struct sl_inspect_conn *insp; /* the inspector's tap, or NULL */
     size_t up_queued; /* framed: bytes written to the upstream, pending */
     uv_write_t pre_req;
     uv_shutdown_t up_shutdown;
@@ -130,6 +135,8 @@ struct sl_node_bridge {
     unsigned announced : 1;    /* the "bridge ... -> ..." line was printed */
     unsigned refuse_logged : 1;
     unsigned tls_logged : 1;   /* a TLS failure to the hub was logged */
+    struct sl_inspect *inspect;       /* http:// bridges, when on */
+    struct sl_node_replay *replays;   /* running (node/node_replay.h) */
     uint64_t gw_down, gw_up, up_down, up_up;
     uint64_t prev_down, prev_up;
     double rate_down, rate_up;
@@ -156,6 +163,9 @@ struct sl_node {
     uv_timer_t tick;
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
+    struct sl_sse *sse;      /* the dashboard's live feed */
+    int inspect;             /* the request inspector is on */
+    size_t inspect_keep;
     struct sl_tls_client *tls; /* for https:// hubs */
     struct sl_stream_opts streams; /* of tcp:// and udp:// bridges */
     /* Read buffers of the raw relays, kept across reads and connections
