@@ -21,7 +21,7 @@ static const char node_usage[] =
     "                      [--username U --password P]\n"
     "                      [--state-dir DIR] [--api ADDR]\n"
     "                      [--allow-public-upstream] [--pool N] [--framed]\n"
-    "                      [--daemon]\n"
+    "                      [--inspect on|off] [--daemon]\n"
     "\n"
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
     "the hub hands it to a local upstream service.\n"
@@ -56,6 +56,9 @@ static const char node_usage[] =
     "  --pool N        idle data connections per bridge (default 2)\n"
     "  --framed        carry data in WebSocket frames, never raw (for\n"
     "                  proxies in the way that mangle raw upgrades)\n"
+    "  --inspect on|off  the request inspector of http:// bridges: the\n"
+    "                  last 50 requests each, in the dashboard at the API's\n"
+    "                  address (default on while the API is on)\n"
     "  --ping-ms MS, --dead-ms MS  keep-alive ping interval and dead-hub\n"
     "                  timeout (default 15000 and 45000)\n"
     "  --daemon        detach; logs go to DIR/node.log\n"
@@ -69,6 +72,7 @@ struct node_opts {
     const char *hub_ca, *hub_pin;
     struct sl_stream_opts streams;
     int allow_public, pool, framed, pool_given, hub_insecure;
+    int inspect; /* 0 default, 1 on, -1 off */
     long ping_ms, dead_ms;
     long udp_idle_ms; /* hidden, for tests: UDP flow expiry */
 };
@@ -135,6 +139,18 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         }
         snprintf((allow ? so->allow : so->deny)[(*nr)++],
                  SL_STREAM_OPTS_RULE_MAX, "%s", val);
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--inspect", &val);
+    if (m < 0)
+        return 2;
+    if (m > 0) {
+        if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+            fprintf(stderr, "sluice: --inspect: '%s' is not on or off\n",
+                    val);
+            return 2;
+        }
+        o->inspect = strcmp(val, "on") == 0 ? 1 : -1;
         return 1;
     }
     m = sl_cli_opt_value(argc, argv, i, "--proxy-protocol", &val);
@@ -262,6 +278,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .allow_public_upstream = o->allow_public,
         .pool_size = o->pool_given ? o->pool : -1,
         .framed = o->framed,
+        .inspect = o->inspect,
         .hub_ca = o->hub_ca != NULL        ? o->hub_ca
                   : o->hub == NULL && c->hub_ca[0] != '\0' ? c->hub_ca
                                                           : NULL,
