@@ -362,3 +362,28 @@ def sha256_file(path):
                 return h.hexdigest()
             h.update(b)
 
+
+
+def iperf3_json(argv, timeout=60, busy_retry_s=5.0):
+    """Runs an iperf3 client (argv with -J) and returns its parsed JSON.
+    iperf3's server serves one test at a time and answers "the server is
+    busy" until it has seen the previous test's connections close; through
+    any relay that close arrives a moment later than directly, so a busy
+    answer is tried again for up to busy_retry_s. Other errors are
+    returned as they are (the "error" member)."""
+    import json
+    import subprocess
+    deadline = time.monotonic() + scaled(busy_retry_s)
+    while True:
+        cp = subprocess.run([str(a) for a in argv], capture_output=True,
+                            timeout=scaled(timeout), stdin=subprocess.DEVNULL)
+        try:
+            j = json.loads(cp.stdout)
+        except ValueError:
+            j = {"error": "no JSON from iperf3 (exit %d): %r %r" % (
+                cp.returncode, cp.stdout[-500:], cp.stderr[-500:])}
+        if "busy" in str(j.get("error", "")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+            continue
+        return j

@@ -11,8 +11,8 @@ import socket
 import subprocess
 
 from helpers import handler_echo, recv_all, scaled, sluice_bin, wait_for
-from streams_support import (echo_ok, free_range, range_arg, sha256_file,
-                             stream_node, tcp_connect)
+from streams_support import (echo_ok, free_range, iperf3_json, range_arg,
+                             sha256_file, stream_node, tcp_connect)
 from tunnel_x_support import BIG_MB, big_file
 
 IPERF3 = "/usr/bin/iperf3"  # installed by scripts/setup.sh
@@ -154,11 +154,10 @@ def test_first_bytes_kept_while_pairing_waits(env, tcp_upstream):
 
 
 def _iperf3(port, *args, timeout=60):
-    cp = run([IPERF3, "-c", "127.0.0.1", "-p", str(port), "-J"] +
-             list(args), timeout=timeout)
-    assert cp.returncode == 0, cp.stdout.decode()[-2000:] + \
-        cp.stderr.decode()
-    return json.loads(cp.stdout)["end"]
+    j = iperf3_json([IPERF3, "-c", "127.0.0.1", "-p", str(port), "-J"] +
+                    list(args), timeout=timeout)
+    assert "error" not in j, j["error"]
+    return j["end"]
 
 
 def test_iperf3_tcp_through_bridge(env, iperf3_server):

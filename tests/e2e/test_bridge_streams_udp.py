@@ -6,13 +6,12 @@ bridge on the same port number) at 50 Mbit/s; flows expire when idle
 (the hidden --udp-idle-ms), order within a flow, datagrams up to 64 KiB.
 """
 
-import json
 import subprocess
 import time
 
 from helpers import scaled, wait_for
-from streams_support import (dns_blast, free_range, range_arg, stream_node,
-                             udp_ask, udp_socket)
+from streams_support import (dns_blast, free_range, iperf3_json, range_arg,
+                             stream_node, udp_ask, udp_socket)
 
 DIG = "/usr/bin/dig"  # installed by scripts/setup.sh
 IPERF3 = "/usr/bin/iperf3"
@@ -119,13 +118,11 @@ def test_order_and_64k_datagrams(env, udp_upstream):
 
 
 def _iperf3_udp(port, rate, seconds, timeout=60):
-    cp = subprocess.run([IPERF3, "-c", "127.0.0.1", "-p", str(port), "-u",
-                         "-b", rate, "-t", str(seconds), "-l", "1400", "-J"],
-                        capture_output=True, timeout=scaled(timeout),
-                        stdin=subprocess.DEVNULL)
-    assert cp.returncode == 0, cp.stdout.decode()[-2000:] + \
-        cp.stderr.decode()
-    return json.loads(cp.stdout)["end"]["sum"]
+    j = iperf3_json([IPERF3, "-c", "127.0.0.1", "-p", str(port), "-u",
+                     "-b", rate, "-t", str(seconds), "-l", "1400", "-J"],
+                    timeout=timeout)
+    assert "error" not in j, j["error"]
+    return j["end"]["sum"]
 
 
 def iperf3_tunnel(env, iperf3_server, args=()):
