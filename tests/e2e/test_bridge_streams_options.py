@@ -242,3 +242,55 @@ def test_bad_option_values_are_refused(env, tmp_path):
             assert sanitizer_report(node.proc.stderr()) is None
         finally:
             node.proc.kill_group()
+
+
+def test_api_caps(env, tcp_upstream, udp_upstream):
+    """"max_connections" and "max_sessions" set through POST /api/proxy/
+    hold for bridges started with those allocations' credentials."""
+    hub = hub_with_range(env)
+    st, ta = hub.api("POST", "/api/proxy/", {"max_connections": 1})
+    assert st == 201, (st, ta)
+    st, ua = hub.api("POST", "/api/proxy/", {"max_sessions": 1})
+    assert st == 201, (st, ua)
+    tup = tcp_upstream(handler_echo)
+    uup = udp_upstream(reply_prefix=b"re:")
+    t = stream_node(env, hub, "tcp://127.0.0.1:%d" % tup.port, creds=ta)
+    u = stream_node(env, hub, "udp://127.0.0.1:%d" % uup.port, creds=ua)
+
+    with tcp_connect(t.port, timeout=10) as held:
+        held.sendall(b"one")
+        assert held.recv(10) == b"one"
+        with tcp_connect(t.port, timeout=10) as c:
+            how, data, _ = close_state(c, timeout=5)
+        assert how in ("eof", "reset") and data == b"", (how, data)
+    tup.sync()
+    assert len(tup.accepted()) == 1
+
+    a, b = udp_socket(), udp_socket()
+    try:
+        assert udp_ask(a, u.port, b"a") == b"re:a"
+        assert udp_ask(b, u.port, b"b", timeout=1) is None
+        assert len(set(uup.peers())) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bridge_create_tcp_through_node_api(env, tcp_upstream):
+    """`sluice bridge create tcp://...` (the node's POST /api/bridge/)
+    adds a TCP bridge beside the first: its own identity and port."""
+    hub = hub_with_range(env)
+    up1 = tcp_upstream(handler_echo)
+    up2 = tcp_upstream(handler_echo)
+    first = stream_node(env, hub, "tcp://127.0.0.1:%d" % up1.port)
+    st, body = first.node.add_bridge("tcp://127.0.0.1:%d" % up2.port)
+    assert st in (200, 201), (st, body)
+    from streams_support import StreamBridge, wait_bridge_line
+    second = StreamBridge(first.node, wait_bridge_line(first.node, n=2))
+    assert second.identity != first.identity
+    assert second.port != first.port
+    assert second.target == "tcp://127.0.0.1:%d" % up2.port
+    assert echo_ok(second.port, b"second")
+    up2.sync()
+    up1.sync()
+    assert len(up2.accepted()) == 1 and len(up1.accepted()) == 0

@@ -11,8 +11,9 @@ import socket
 import subprocess
 
 from helpers import handler_echo, recv_all, scaled, sluice_bin, wait_for
-from streams_support import (echo_ok, free_range, iperf3_json, range_arg,
-                             sha256_file, stream_node, tcp_connect)
+from streams_support import (close_state, echo_ok, free_range, iperf3_json,
+                             range_arg, sha256_file, stream_node,
+                             tcp_connect)
 from tunnel_x_support import BIG_MB, big_file
 
 IPERF3 = "/usr/bin/iperf3"  # installed by scripts/setup.sh
@@ -173,3 +174,63 @@ def test_iperf3_tcp_through_bridge(env, iperf3_server):
         # overtakes data still queued in the relays' buffers: allow that
         # much per stream (see test_streams_tcp's IPERF_INFLIGHT)
         assert got >= sent - streams * (24 << 20), (sent, got)
+
+
+def test_open_kind_tcp_and_pairing_window(hubs):
+    """A bridge speaking the control protocol itself (hello with the `tcp`
+    capability, no pool) gets a tcp_port in `welcome`; a user on that port
+    makes the hub send `open` with kind `tcp`; the bridge never answers,
+    and the user is closed (a reset, says the issue) once the pairing
+    window (--pairing-window-ms 1000 here, 8 s by default) is over, not
+    before and not much after."""
+    import asyncio
+    import time
+
+    import websockets
+
+    window = 1.0
+    rng = free_range(2)
+    hub = hubs("--pairing-window-ms", "1000", stream_ports=range_arg(rng))
+
+    async def main():
+        ws = await websockets.connect(
+            "ws://127.0.0.1:%d/_sluice/v1/control" % hub.port,
+            max_size=1 << 16, ping_interval=None,
+            open_timeout=scaled(30), close_timeout=1)
+        try:
+            await ws.send(json.dumps({"type": "hello", "version": 1,
+                                      "capabilities": ["tcp"],
+                                      "pool": 0}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(),
+                                                        scaled(10)))
+                if msg.get("type") == "welcome":
+                    break
+            port = msg.get("tcp_port")
+            assert port and rng[0] <= port <= rng[1], msg
+            assert msg["url"] == "tcp://%s:%d" % (hub.domain, port), msg
+
+            loop = asyncio.get_running_loop()
+
+            def user():
+                with tcp_connect(port, timeout=10) as c:
+                    c.sendall(b"waiting for a pair")
+                    t0 = time.monotonic()
+                    how, data, _ = close_state(c, timeout=window + 10)
+                    return how, data, time.monotonic() - t0
+            fut = loop.run_in_executor(None, user)
+            opens = []
+            while not opens:
+                m = json.loads(await asyncio.wait_for(ws.recv(),
+                                                      scaled(10)))
+                if m.get("type") == "open":
+                    opens.append(m)
+            assert opens[0].get("kind") == "tcp", opens
+            return await fut
+        finally:
+            await ws.close()
+
+    how, data, took = asyncio.run(main())
+    # DESIGN: "an unpaired user connection gets ... a reset (TCP)"
+    assert (how, data) == ("reset", b""), (how, data)
+    assert window - 0.1 <= took <= window + scaled(1.5), took
