@@ -15,6 +15,8 @@ packages=(
   curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
   nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl nftables
   gnuplot-nox
+  # the dashboards in a real browser, and a real Prometheus scraping
+  chromium chromium-driver python3-selenium prometheus
 )
 
 missing=()
