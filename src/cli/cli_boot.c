@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_boot_config.h"
 #include "cli/cli_boot_daemon.h"
 #include "cli/cli_boot_hub.h"
 #include "cli/cli_boot_node.h"
@@ -33,8 +34,13 @@ static const char boot_usage[] =
     "Starts sluice in the foreground until SIGINT or SIGTERM, running the\n"
     "roles asked for together in one process.\n"
     "  -c, --config FILE  configuration file (YAML); its routes: are started\n"
-    "                     as TCP/UDP stream routes. Default when neither\n"
-    "                     --proxy nor --bridge is given: ./sluice.yaml\n"
+    "                     as TCP/UDP stream routes, its hub: and node:\n"
+    "                     sections set the options of --proxy and --bridge\n"
+    "                     (same names without the dashes; a flag wins).\n"
+    "                     Default when neither --proxy nor --bridge is\n"
+    "                     given: ./sluice.yaml\n"
+    "  --no-routes        with --proxy or --bridge: take the file's hub:\n"
+    "                     and node: sections, but not its routes:\n"
     "  --proxy            run the hub (public entry point)\n"
     "  --bridge           run a bridge node\n"
     "  --daemon           detach (with --proxy and/or --bridge); logs go to\n"
@@ -141,7 +147,9 @@ struct boot {
     struct sl_ctx *ctx;
     struct sl_boot_common common;
     const char *config_path;
+    int no_routes; /* --no-routes: the file's sections, not its routes */
     const char *state_flag;
+    struct sl_boot_file_args fa; /* flags given; words made from the file */
     char dir[SL_STATEDIR_PATH_MAX];
     struct slot slots[NROLES];
     uv_signal_t sigint, sigterm, sighup;
@@ -183,8 +191,10 @@ static void print_usage(const struct boot *b, FILE *f)
     }
     print_role_help(b, f);
     if (b->common.proxy || b->common.bridge)
-        fputs("\n-c FILE adds the stream routes of FILE to the same process;"
-              "\n`sluice boot up --help` tells how roles run together.\n", f);
+        fputs("\n-c FILE adds the stream routes of FILE to the same process"
+              "\n(--no-routes: not them) and takes the options above from its"
+              "\nhub: and node: sections, under the flags; `sluice boot up"
+              "\n--help` tells how roles run together.\n", f);
 }
 
 static int parse_up(struct sl_cli *cli, struct boot *b)
@@ -194,8 +204,17 @@ static int parse_up(struct sl_cli *cli, struct boot *b)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         int m;
+        /* What the command line sets, the file does not (a flag wins). */
+        if (a[0] == '-' && sl_boot_note_given(&b->fa, a) != 0) {
+            fprintf(stderr, "sluice: out of memory\n");
+            return 1;
+        }
         if (strcmp(a, "--proxy") == 0 || strcmp(a, "--bridge") == 0)
             continue; /* seen by boot_up already */
+        if (strcmp(a, "--no-routes") == 0) {
+            b->no_routes = 1;
+            continue;
+        }
         if (strcmp(a, "--daemon") == 0) {
             b->common.daemon = 1;
             continue;
@@ -498,6 +517,57 @@ static int run(struct boot *b, int *ready_fd)
     return b->exit_code;
 }
 
+/* Gives the roles run the settings of the file's hub: and node:
+ * sections, under the flags, and its state directory when no flag names
+ * one. Returns 0 or the exit code (printed). */
+static int apply_file(struct boot *b)
+{
+    const struct sl_config *cfg = b->ctx->config;
+    const char *dir = NULL;
+    int rc = sl_boot_file_state_dir(cfg, b->config_path, b->common.proxy,
+                                    b->common.bridge, &dir);
+    if (rc != 0)
+        return rc;
+    if (b->state_flag == NULL)
+        b->state_flag = dir;
+    for (size_t i = 0; i < NROLES && rc == 0; i++) {
+        struct slot *s = &b->slots[i];
+        const struct sl_config_section *sec =
+            s->role == &sl_boot_role_hub    ? &cfg->hub
+            : s->role == &sl_boot_role_node ? &cfg->node
+                                            : NULL;
+        if (s->wanted && sec != NULL)
+            rc = sl_boot_apply_section(&b->fa, b->config_path,
+                                       s->role->name, sec, s->role, s->st,
+                                       &b->common);
+    }
+    return rc;
+}
+
+/* Everything after the configuration file is loaded. Returns the exit
+ * code. */
+static int boot_configured(struct boot *b)
+{
+    int rc = 0;
+    if (b->ctx->config != NULL && (rc = apply_file(b)) != 0)
+        return rc;
+    b->slots[0].wanted = b->config_path != NULL && !b->no_routes;
+    for (size_t i = 0; i < NROLES; i++) {
+        struct slot *s = &b->slots[i];
+        if (s->wanted && s->role->check != NULL &&
+            (rc = s->role->check(s->st, &b->common)) != 0)
+            return rc;
+    }
+    int ready_fd = -1;
+    rc = prepare_state_dir(b);
+    if (rc == 0)
+        rc = claim_pid_files(b, &ready_fd);
+    if (rc == 0)
+        rc = run(b, &ready_fd);
+    release_pid_files(b);
+    return rc;
+}
+
 /* Everything after the roles' states exist. Returns the exit code. */
 static int boot_run(struct sl_cli *cli, struct boot *b)
 {
@@ -511,6 +581,11 @@ static int boot_run(struct sl_cli *cli, struct boot *b)
                 "--bridge\n");
         return 2;
     }
+    if (b->no_routes && !roles_flagged) {
+        fprintf(stderr, "sluice: boot up --no-routes needs --proxy or "
+                "--bridge\n");
+        return 2;
+    }
     if (b->config_path == NULL && !roles_flagged) {
         if (access(DEFAULT_CONFIG, F_OK) != 0) {
             fputs(boot_usage, stderr);
@@ -518,18 +593,11 @@ static int boot_run(struct sl_cli *cli, struct boot *b)
         }
         b->config_path = DEFAULT_CONFIG;
     }
-    b->slots[0].wanted = b->config_path != NULL;
-    for (size_t i = 0; i < NROLES; i++) {
-        struct slot *s = &b->slots[i];
-        if (s->wanted && s->role->check != NULL &&
-            (rc = s->role->check(s->st, &b->common)) != 0)
-            return rc;
-    }
 
     /* Before detaching: the daemon runs in "/", and errors belong in the
      * terminal. */
     if (b->config_path != NULL) {
-        char err[512] = "";
+        char err[SL_CONFIG_ERR_MAX] = "";
         int e = sl_config_load_file(b->config_path, &ctx->config, err,
                                     sizeof(err));
         if (e != 0) {
@@ -538,13 +606,7 @@ static int boot_run(struct sl_cli *cli, struct boot *b)
             return 1;
         }
     }
-    int ready_fd = -1;
-    rc = prepare_state_dir(b);
-    if (rc == 0)
-        rc = claim_pid_files(b, &ready_fd);
-    if (rc == 0)
-        rc = run(b, &ready_fd);
-    release_pid_files(b);
+    rc = boot_configured(b);
     sl_config_free(ctx->config);
     ctx->config = NULL;
     return rc;
@@ -583,6 +645,7 @@ static int boot_up(struct sl_cli *cli)
         rc = boot_run(cli, b);
     for (size_t i = 0; i < NROLES; i++)
         free(b->slots[i].st);
+    sl_boot_file_args_free(&b->fa);
     free(b);
     return rc;
 }

@@ -8,9 +8,24 @@
 static const char usage[] =
     "usage: sluice config check FILE\n"
     "\n"
-    "Loads and validates the configuration file FILE. Prints\n"
-    "'FILE: ok (N routes)' and one line per route, exit status 0; or the\n"
-    "first error as 'FILE: <error>', exit status 1.\n";
+    "Loads and validates the configuration file FILE: its routes: and\n"
+    "its hub: and node: sections. Prints 'FILE: ok (N routes)', one line\n"
+    "per route and one per section (the keys it sets, never their\n"
+    "values), exit status 0; or the first error as 'FILE: <error>',\n"
+    "exit status 1.\n";
+
+/* The keys only: a section may hold tokens and passwords. */
+static void print_section(const char *name, const char *flag,
+                          const struct sl_config_section *sec)
+{
+    if (!sec->present)
+        return;
+    printf("%s: %zu setting%s for boot up %s", name, sec->nsettings,
+           sec->nsettings == 1 ? "" : "s", flag);
+    for (size_t i = 0; i < sec->nsettings; i++)
+        printf("%s%s", i ? ", " : ": ", sec->settings[i].key);
+    printf("\n");
+}
 
 static int check(const char *path)
 {
@@ -27,6 +42,8 @@ static int check(const char *path)
     for (size_t i = 0; i < cfg->nroutes; i++)
         printf("%s\n", sl_config_route_describe(&cfg->routes[i], line,
                                                 sizeof(line)));
+    print_section("hub", "--proxy", &cfg->hub);
+    print_section("node", "--bridge", &cfg->node);
     sl_config_free(cfg);
     return 0;
 }

@@ -14,6 +14,8 @@
 #include <yaml.h>
 
 #include "core/error.h"
+#include "core/size.h"
+#include "net/addr.h"
 #include "proto/acl.h"
 
 #define MAX_SHOWN_VALUE 64      /* characters of a bad value quoted back */
@@ -43,6 +45,7 @@ struct loader {
     yaml_document_t *doc;
     char *err;
     size_t errlen;
+    const char *section; /* "hub" or "node" being read, or NULL */
     const char *route; /* route being read, for error lines; may be NULL */
     const char *field; /* field being read; may be NULL */
 };
@@ -82,7 +85,7 @@ static void quote(const char *s, size_t len, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-/* Formats one error line: [route "R": ][field "F": ]MESSAGE (line L,
+/* Formats one error line: [SECTION: ][route "R": ][field "F": ]MESSAGE (line L,
  * column C). Returns SL_ECONFIG so callers can `return fail(...)`. */
 __attribute__((format(printf, 3, 4))) static int
 fail(struct loader *l, const yaml_node_t *at, const char *fmt, ...)
@@ -95,11 +98,16 @@ fail(struct loader *l, const yaml_node_t *at, const char *fmt, ...)
     if (l->err == NULL || l->errlen == 0)
         return SL_ECONFIG;
     l->err[0] = '\0';
-    if (l->route != NULL) {
-        quote(l->route, strlen(l->route), qname, sizeof(qname));
-        n = snprintf(l->err, l->errlen, "route %s: ", qname);
+    if (l->section != NULL) {
+        n = snprintf(l->err, l->errlen, "%s: ", l->section);
         if (n > 0)
             o = (size_t)n < l->errlen ? (size_t)n : l->errlen - 1;
+    }
+    if (l->route != NULL && o < l->errlen) {
+        quote(l->route, strlen(l->route), qname, sizeof(qname));
+        n = snprintf(l->err + o, l->errlen - o, "route %s: ", qname);
+        if (n > 0)
+            o += (size_t)n < l->errlen - o ? (size_t)n : l->errlen - o - 1;
     }
     if (l->field != NULL && o < l->errlen) {
         n = snprintf(l->err + o, l->errlen - o, "field \"%s\": ", l->field);
@@ -1021,6 +1029,457 @@ out:
     return rc;
 }
 
+/* ---- hub: and node: sections ------------------------------------------ */
+
+/* What a section's value must look like. */
+enum check {
+    CK_TEXT,     /* one line of printable text */
+    CK_PATH,     /* a file or directory name */
+    CK_ADDR,     /* IP:PORT, IPv6 in brackets */
+    CK_IP,       /* an IP address */
+    CK_HOST,     /* a DNS name */
+    CK_HUB_URL,  /* http://, https://, ws://, wss:// */
+    CK_UP_URL,   /* http://, tls://, tcp://, udp:// */
+    CK_UINT,     /* decimal digits within [min, max] */
+    CK_SIZE,     /* core/size.h */
+    CK_DURATION, /* core/size.h's seconds or 30m, 12h, 7d, 2w */
+    CK_RANGE,    /* A-B of ports */
+    CK_ENUM,     /* one of forms, ", " apart */
+    CK_BOOL,     /* true or false */
+    CK_ACL,      /* ip:ADDR or cidr:ADDR/BITS */
+    CK_PIN,      /* sha256/BASE64 */
+};
+
+struct field_def {
+    const char *key; /* the flag's name without "--" */
+    const char *flag;
+    enum sl_config_kind kind;
+    enum check check;
+    uint64_t min, max; /* CK_UINT */
+    const char *forms; /* CK_ENUM: the values; else NULL */
+    const char *same_as; /* another key setting the same thing, or NULL */
+    int secret;          /* never quoted back in an error */
+};
+
+#define U64_ANY 0, UINT64_MAX / 2
+#define U32_ANY 0, UINT32_MAX
+
+/* The rows follow the roles' --help (cli/cli_boot_hub.c, cli_boot_node.c;
+ * a test keeps them in step). */
+static const struct field_def hub_fields[] = {
+    {"http", "--http", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, NULL, 0},
+    {"https", "--https", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, NULL, 0},
+    {"api", "--api", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, NULL, 0},
+    {"domain", "--domain", SL_CONFIG_VALUE, CK_HOST, 0, 0, NULL, NULL, 0},
+    {"tls-cert", "--tls-cert", SL_CONFIG_LIST, CK_PATH, 0, 0, NULL, NULL, 0},
+    {"tls-key", "--tls-key", SL_CONFIG_LIST, CK_PATH, 0, 0, NULL, NULL, 0},
+    {"https-redirect", "--https-redirect", SL_CONFIG_SWITCH, CK_BOOL, 0, 0,
+     NULL, NULL, 0},
+    {"stream-ports", "--stream-ports", SL_CONFIG_VALUE, CK_RANGE, 0, 0, NULL,
+     NULL, 0},
+    {"stream-bind", "--stream-bind", SL_CONFIG_VALUE, CK_IP, 0, 0, NULL, NULL,
+     0},
+    {"state-dir", "--state-dir", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
+     0},
+    {"gateway-token", "--gateway-token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL,
+     "token", 1},
+    {"token", "--token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL,
+     "gateway-token", 1},
+    {"gateway-token-file", "--gateway-token-file", SL_CONFIG_VALUE, CK_PATH,
+     0, 0, NULL, NULL, 0},
+    {"api-token", "--api-token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL,
+     1},
+    {"api-token-file", "--api-token-file", SL_CONFIG_VALUE, CK_PATH, 0, 0,
+     NULL, NULL, 0},
+    {"api-require-token", "--api-require-token", SL_CONFIG_SWITCH, CK_BOOL, 0,
+     0, NULL, NULL, 0},
+    {"allocation-rate", "--allocation-rate", SL_CONFIG_VALUE, CK_UINT,
+     U32_ANY, NULL, NULL, 0},
+    {"allocation-rate-global", "--allocation-rate-global", SL_CONFIG_VALUE,
+     CK_UINT, U32_ANY, NULL, NULL, 0},
+    {"allocation-idle-expiry", "--allocation-idle-expiry", SL_CONFIG_VALUE,
+     CK_DURATION, 0, 0, NULL, NULL, 0},
+    {"public-scheme", "--public-scheme", SL_CONFIG_VALUE, CK_ENUM, 0, 0,
+     "http, https", NULL, 0},
+    {"public-url-port", "--public-url-port", SL_CONFIG_VALUE, CK_UINT, 0,
+     65535, NULL, NULL, 0},
+    {"limit-bridges", "--limit-bridges", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
+     NULL, NULL, 0},
+    {"limit-traffic", "--limit-traffic", SL_CONFIG_VALUE, CK_SIZE, 0, 0, NULL,
+     NULL, 0},
+    {"cookie-isolation", "--cookie-isolation", SL_CONFIG_ONOFF, CK_BOOL, 0, 0,
+     NULL, NULL, 0},
+    {"client-timeout-ms", "--client-timeout-ms", SL_CONFIG_VALUE, CK_UINT,
+     U64_ANY, NULL, NULL, 0},
+    {"server-timeout-ms", "--server-timeout-ms", SL_CONFIG_VALUE, CK_UINT,
+     U64_ANY, NULL, NULL, 0},
+    {"tunnel-timeout-ms", "--tunnel-timeout-ms", SL_CONFIG_VALUE, CK_UINT,
+     U64_ANY, NULL, NULL, 0},
+    {"max-user-conns", "--max-user-conns", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
+     NULL, NULL, 0},
+    {"max-conns-per-ip", "--max-conns-per-ip", SL_CONFIG_VALUE, CK_UINT,
+     U64_ANY, NULL, NULL, 0},
+    {"max-pairs", "--max-pairs", SL_CONFIG_VALUE, CK_UINT, U64_ANY, NULL,
+     NULL, 0},
+    {"max-data-conns", "--max-data-conns", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
+     NULL, NULL, 0},
+    {"ping-ms", "--ping-ms", SL_CONFIG_VALUE, CK_UINT, U64_ANY, NULL, NULL, 0},
+    {"dead-ms", "--dead-ms", SL_CONFIG_VALUE, CK_UINT, U64_ANY, NULL, NULL, 0},
+};
+
+static const struct field_def node_fields[] = {
+    {"hub", "--hub", SL_CONFIG_VALUE, CK_HUB_URL, 0, 0, NULL, NULL, 0},
+    {"upstream", "--upstream", SL_CONFIG_VALUE, CK_UP_URL, 0, 0, NULL, NULL,
+     0},
+    {"hub-ca", "--hub-ca", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL, 0},
+    {"hub-pin", "--hub-pin", SL_CONFIG_VALUE, CK_PIN, 0, 0, NULL, NULL, 0},
+    {"hub-insecure", "--hub-insecure", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL,
+     NULL, 0},
+    {"allow", "--allow", SL_CONFIG_LIST, CK_ACL, 0, 0, NULL, NULL, 0},
+    {"deny", "--deny", SL_CONFIG_LIST, CK_ACL, 0, 0, NULL, NULL, 0},
+    {"proxy-protocol", "--proxy-protocol", SL_CONFIG_VALUE, CK_ENUM, 0, 0,
+     "v1, v2", NULL, 0},
+    {"max-conns", "--max-conns", SL_CONFIG_VALUE, CK_UINT, 0, 1000000, NULL,
+     NULL, 0},
+    {"max-sessions", "--max-sessions", SL_CONFIG_VALUE, CK_UINT, 0, 1000000,
+     NULL, NULL, 0},
+    {"token", "--token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
+    {"username", "--username", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 0},
+    {"password", "--password", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
+    {"state-dir", "--state-dir", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
+     0},
+    /* The node's API whatever else runs: --api is the hub's beside it. */
+    {"api", "--node-api", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, "node-api",
+     0},
+    {"node-api", "--node-api", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, "api",
+     0},
+    {"allow-public-upstream", "--allow-public-upstream", SL_CONFIG_SWITCH,
+     CK_BOOL, 0, 0, NULL, NULL, 0},
+    {"pool", "--pool", SL_CONFIG_VALUE, CK_UINT, 0, 16, NULL, NULL, 0},
+    {"framed", "--framed", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
+    {"ping-ms", "--ping-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
+     NULL, 0},
+    {"dead-ms", "--dead-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
+     NULL, 0},
+};
+
+#define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
+
+/* Long enough for either section's list of keys. */
+#define SECTION_KEYS_MAX 1024
+
+static const char *keys_line(const struct field_def *defs, size_t n,
+                             char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        append(buf, len, &o, "%s%s", i ? ", " : "", defs[i].key);
+    return buf;
+}
+
+const char *sl_config_section_keys(const char *section)
+{
+    static char hub_keys[SECTION_KEYS_MAX], node_keys[SECTION_KEYS_MAX];
+    if (section != NULL && strcmp(section, "hub") == 0)
+        return keys_line(hub_fields, NFIELDS(hub_fields), hub_keys,
+                         sizeof(hub_keys));
+    if (section != NULL && strcmp(section, "node") == 0)
+        return keys_line(node_fields, NFIELDS(node_fields), node_keys,
+                         sizeof(node_keys));
+    return NULL;
+}
+
+const struct sl_config_setting *
+sl_config_setting_find(const struct sl_config_section *section,
+                       const char *flag)
+{
+    for (size_t i = 0; section != NULL && i < section->nsettings; i++)
+        if (strcmp(section->settings[i].flag, flag) == 0)
+            return &section->settings[i];
+    return NULL;
+}
+
+/* key as the file spells it, with '_' standing for '-', equals want. */
+static int key_is(const char *key, const char *want)
+{
+    for (; *key && *want; key++, want++)
+        if (*key != *want && !(*key == '_' && *want == '-'))
+            return 0;
+    return *key == '\0' && *want == '\0';
+}
+
+static int printable(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int url_with(const char *s, const char *const *schemes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t k = strlen(schemes[i]);
+        if (strncasecmp(s, schemes[i], k) == 0 && s[k] != '\0' &&
+            s[k] != '/')
+            return 1;
+    }
+    return 0;
+}
+
+/* Checks one scalar against its row; on success *norm is the value to
+ * pass on (s itself, or "on"/"off" for a boolean). */
+static int check_value(struct loader *l, const yaml_node_t *v,
+                       const struct field_def *d, const char *s,
+                       const char **norm)
+{
+    static const char *const hub_schemes[] = {"http://", "https://", "ws://",
+                                              "wss://"};
+    static const char *const up_schemes[] = {"http://", "tls://", "tcp://",
+                                             "udp://"};
+    char q[QUOTE_LEN];
+    const char *forms = NULL;
+    struct sockaddr_storage ss;
+    uint64_t u;
+    int ok = 1, b;
+
+    *norm = s;
+    switch (d->check) {
+    case CK_TEXT:
+        forms = "one line of text";
+        ok = printable(s);
+        break;
+    case CK_PATH:
+        forms = "a file name";
+        ok = printable(s);
+        break;
+    case CK_ADDR:
+        forms = "IP:PORT (e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:443)";
+        ok = sl_addr_parse(s, &ss) == 0;
+        break;
+    case CK_IP:
+        forms = "an IP address (e.g. 0.0.0.0, 127.0.0.1, ::)";
+        ok = sl_addr_parse_ip(s, 0, &ss) == 0;
+        break;
+    case CK_HOST:
+        forms = "a domain name (e.g. localhost, tunnel.example.com)";
+        ok = valid_hostname(s);
+        break;
+    case CK_HUB_URL:
+        forms = "http://HOST[:PORT] or https://HOST[:PORT] (also ws://, "
+                "wss://)";
+        ok = url_with(s, hub_schemes, 4);
+        break;
+    case CK_UP_URL:
+        forms = "http://HOST:PORT, tls://HOST:PORT, tcp://HOST:PORT or "
+                "udp://HOST:PORT";
+        ok = url_with(s, up_schemes, 4);
+        break;
+    case CK_UINT:
+        forms = "a whole number";
+        ok = parse_uint(s, d->max, &u) == 0 && u >= d->min;
+        if (!ok) {
+            if (d->max < UINT64_MAX / 2)
+                return fail(l, v, "%s is not a whole number %llu-%llu",
+                            quoted(s, q), (unsigned long long)d->min,
+                            (unsigned long long)d->max);
+        }
+        break;
+    case CK_SIZE:
+        forms = "a size in bytes or with a unit (e.g. 10MB, 1GiB, 0)";
+        ok = sl_size_parse(s, &u) == 0;
+        break;
+    case CK_DURATION:
+        forms = "seconds or a duration (e.g. 3600, 30m, 12h, 7d, 0)";
+        ok = sl_duration_parse_s(s, &u) == 0;
+        break;
+    case CK_RANGE: {
+        forms = "A-B, a range of ports (e.g. 20000-29999)";
+        const char *dash = strchr(s, '-');
+        char lo[8];
+        uint64_t a = 0, z = 0;
+        ok = dash != NULL && dash > s && (size_t)(dash - s) < sizeof(lo);
+        if (ok) {
+            memcpy(lo, s, (size_t)(dash - s));
+            lo[dash - s] = '\0';
+            ok = parse_uint(lo, 65535, &a) == 0 &&
+                 parse_uint(dash + 1, 65535, &z) == 0 && a >= 1 && z >= a;
+        }
+        break;
+    }
+    case CK_ENUM: {
+        forms = d->forms;
+        ok = 0;
+        for (const char *p = d->forms; *p && !ok;) {
+            size_t n = strcspn(p, ",");
+            ok = strlen(s) == n && strncmp(s, p, n) == 0;
+            p += n;
+            while (*p == ',' || *p == ' ')
+                p++;
+        }
+        if (!ok)
+            return fail(l, v, "%s is not one of %s", quoted(s, q), forms);
+        break;
+    }
+    case CK_BOOL:
+        forms = "true or false";
+        ok = parse_bool(s, &b) == 0;
+        if (ok)
+            *norm = b ? "on" : "off";
+        break;
+    case CK_ACL: {
+        char reason[256] = "";
+        struct sl_acl *acl = sl_acl_new();
+        if (acl == NULL)
+            return UV_ENOMEM;
+        forms = "ip:ADDR or cidr:ADDR/BITS";
+        ok = printable(s) &&
+             sl_acl_add(acl, 1, s, 0, reason, sizeof(reason)) == 0;
+        sl_acl_free(acl);
+        if (!ok && reason[0] != '\0' && printable(s))
+            return fail(l, v, "%s", reason);
+        break;
+    }
+    case CK_PIN:
+        forms = "sha256/BASE64 (the hub's public key, as curl's "
+                "--pinnedpubkey)";
+        ok = strncmp(s, "sha256/", 7) == 0 && s[7] != '\0' && printable(s);
+        break;
+    }
+    if (ok)
+        return 0;
+    if (d->secret)
+        return fail(l, v, "the value is not %s (not shown: a secret)", forms);
+    return fail(l, v, "%s is not %s", quoted(s, q), forms);
+}
+
+static int add_value(struct sl_config_setting *st, const char *s)
+{
+    char **vals = realloc(st->values, (st->nvalues + 1) * sizeof(*vals));
+    if (vals == NULL)
+        return UV_ENOMEM;
+    st->values = vals;
+    if ((vals[st->nvalues] = strdup(s)) == NULL)
+        return UV_ENOMEM;
+    st->nvalues++;
+    return 0;
+}
+
+/* Reads the value node v of key d into st. */
+static int load_setting(struct loader *l, const yaml_node_t *v,
+                        const struct field_def *d,
+                        struct sl_config_setting *st)
+{
+    const char *s, *norm;
+    int rc;
+
+    if (is_null(v))
+        return fail(l, v, "has no value; expected %s",
+                    d->check == CK_BOOL ? "true or false" : "a value");
+    if (d->kind == SL_CONFIG_LIST && v->type == YAML_SEQUENCE_NODE) {
+        yaml_node_item_t *it;
+        if (v->data.sequence.items.top == v->data.sequence.items.start)
+            return fail(l, v, "an empty list; leave the key out instead");
+        for (it = v->data.sequence.items.start;
+             it < v->data.sequence.items.top; it++) {
+            const yaml_node_t *item = yaml_document_get_node(l->doc, *it);
+            if (item == NULL)
+                return fail(l, v, "broken list");
+            if ((rc = get_scalar(l, item, &s, "a value")) != 0 ||
+                (rc = check_value(l, item, d, s, &norm)) != 0 ||
+                (rc = add_value(st, norm)) != 0)
+                return rc;
+        }
+        return 0;
+    }
+    if ((rc = get_scalar(l, v, &s,
+                         d->kind == SL_CONFIG_LIST ? "a value or a list"
+                                                   : "a value")) != 0 ||
+        (rc = check_value(l, v, d, s, &norm)) != 0)
+        return rc;
+    return add_value(st, norm);
+}
+
+static int load_section(struct loader *l, const char *name,
+                        const yaml_node_t *v, struct sl_config_section *sec)
+{
+    int hub = strcmp(name, "hub") == 0;
+    const struct field_def *defs = hub ? hub_fields : node_fields;
+    size_t ndefs = hub ? NFIELDS(hub_fields) : NFIELDS(node_fields);
+    char keys[SECTION_KEYS_MAX];
+    yaml_node_pair_t *p;
+    size_t n;
+    int rc;
+
+    sec->present = 1;
+    l->section = name;
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(l, v, "expected a mapping of %s options, got %s", name,
+                    node_kind(v));
+    n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    if (n == 0)
+        return 0;
+    if ((sec->settings = calloc(n, sizeof(*sec->settings))) == NULL)
+        return UV_ENOMEM;
+    for (p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
+        const yaml_node_t *val = yaml_document_get_node(l->doc, p->value);
+        const struct field_def *d = NULL;
+        struct sl_config_setting *st;
+        char q[QUOTE_LEN];
+        const char *ks;
+
+        l->field = NULL;
+        if (k == NULL || val == NULL)
+            return fail(l, v, "broken mapping");
+        if ((rc = get_scalar(l, k, &ks, "an option name")) != 0)
+            return rc;
+        for (size_t i = 0; i < ndefs && d == NULL; i++)
+            if (key_is(ks, defs[i].key))
+                d = &defs[i];
+        if (d == NULL)
+            return fail(l, k, "unknown field %s; accepted fields (the "
+                        "--%s options without the dashes): %s", quoted(ks, q),
+                        hub ? "proxy" : "bridge",
+                        keys_line(defs, ndefs, keys, sizeof(keys)));
+        for (size_t i = 0; i < sec->nsettings; i++) {
+            const char *other = sec->settings[i].key;
+            if (key_is(other, d->key) ||
+                (d->same_as != NULL && key_is(other, d->same_as)))
+                return fail(l, k, "field %s: sets what %s above sets",
+                            quoted(ks, q), quoted(other, keys));
+        }
+        st = &sec->settings[sec->nsettings++];
+        st->flag = d->flag;
+        st->kind = d->kind;
+        st->line = (unsigned)k->start_mark.line + 1;
+        if ((st->key = strdup(ks)) == NULL)
+            return UV_ENOMEM;
+        l->field = st->key;
+        if ((rc = load_setting(l, val, d, st)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void free_section(struct sl_config_section *sec)
+{
+    for (size_t i = 0; i < sec->nsettings; i++) {
+        struct sl_config_setting *st = &sec->settings[i];
+        for (size_t k = 0; k < st->nvalues; k++)
+            free(st->values[k]);
+        free(st->values);
+        free(st->key);
+    }
+    free(sec->settings);
+}
+
 static int load_document(struct loader *l, struct sl_config *cfg)
 {
     const yaml_node_t *root = yaml_document_get_root_node(l->doc);
@@ -1056,9 +1515,14 @@ static int load_document(struct loader *l, struct sl_config *cfg)
             return fail(l, k, "top-level key %s appears twice",
                         quoted(ks, q));
         seen |= 1u << i;
-        /* hub: and node: belong to the tunnel roles, read elsewhere. */
-        if (i == 0 && (rc = load_routes(l, v, cfg)) != 0)
+        if (i == 0)
+            rc = load_routes(l, v, cfg);
+        else
+            rc = load_section(l, keys[i], v, i == 1 ? &cfg->hub : &cfg->node);
+        if (rc != 0)
             return rc;
+        l->section = NULL;
+        l->field = NULL;
     }
     return 0;
 }
@@ -1274,5 +1738,7 @@ void sl_config_free(struct sl_config *cfg)
         sl_acl_free(r->pp_trusted);
     }
     free(cfg->routes);
+    free_section(&cfg->hub);
+    free_section(&cfg->node);
     free(cfg);
 }

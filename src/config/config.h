@@ -46,10 +46,51 @@ struct sl_route_config {
     uint64_t udp_sweep_interval_ms;     /* default 60000 */
 };
 
+/* How a setting of the hub: or node: section becomes command-line words
+ * (the CLI merges them under the flags, cli/cli_boot.c). */
+enum sl_config_kind {
+    SL_CONFIG_VALUE,  /* --name=VALUE */
+    SL_CONFIG_LIST,   /* --name=V1 --name=V2 ... (repeatable flags) */
+    SL_CONFIG_SWITCH, /* true: --name; false: nothing */
+    SL_CONFIG_ONOFF,  /* --name=on or --name=off */
+};
+
+/* One setting of a role's section, validated. */
+struct sl_config_setting {
+    const char *flag;  /* the command-line option it stands for,
+                          "--http" (static storage) */
+    char *key;         /* the key as the file spells it (owned) */
+    enum sl_config_kind kind;
+    char **values;     /* owned; VALUE: 1, LIST: 1 or more, SWITCH and
+                          ONOFF: 1, "on" or "off" */
+    size_t nvalues;
+    unsigned line;     /* of the key, counted from 1 */
+};
+
+/* The hub: or node: section: the role's command-line options by the same
+ * names without the dashes ("max-pairs: 64" is --max-pairs 64;
+ * underscores may stand for the dashes). In node:, "api" is the node's
+ * API (--node-api) even when the hub runs in the same process. */
+struct sl_config_section {
+    int present;                       /* the key was in the file */
+    struct sl_config_setting *settings; /* owned array */
+    size_t nsettings;
+};
+
 struct sl_config {
     struct sl_route_config *routes; /* owned array */
     size_t nroutes;
+    struct sl_config_section hub, node;
 };
+
+/* The setting for flag (e.g. "--http") in section, or NULL. */
+const struct sl_config_setting *
+sl_config_setting_find(const struct sl_config_section *section,
+                       const char *flag);
+
+/* The keys a section accepts, in one line ("http, https, ..."): section is
+ * "hub" or "node". NULL for another name. */
+const char *sl_config_section_keys(const char *section);
 
 /* Defaults of the caps and timers above (docs/configuration.md says why
  * these values). A 0 in a struct sl_route_config also means these. */

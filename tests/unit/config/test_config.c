@@ -257,11 +257,13 @@ static void test_empty_and_top_level(void **state)
     cfg = load_ok("routes: {}\n");
     assert_int_equal(cfg->nroutes, 0);
     sl_config_free(cfg);
-    /* hub: and node: are skipped whatever they hold. */
-    cfg = load_ok("hub:\n  domain: example.com\n  ports: [1, 2]\n"
+    /* hub: and node: beside the routes. */
+    cfg = load_ok("hub:\n  domain: example.com\n"
                   "node: {hub: \"wss://x\"}\n"
                   "routes:\n  a: {scheme: tcp, port: 1}\n");
     assert_int_equal(cfg->nroutes, 1);
+    assert_true(cfg->hub.present && cfg->node.present);
+    assert_int_equal(cfg->hub.nsettings, 1);
     sl_config_free(cfg);
 
     load_err("foo: 1\n", "unknown top-level key \"foo\"; accepted keys: "
@@ -315,11 +317,140 @@ static void test_depth(void **state)
     /* Exactly the limit (with the top-level mapping: 33) is refused... */
     load_err(y, "YAML error at line 1, column 37: nesting deeper than 32 "
                 "levels");
-    /* ... one less is fine. */
+    /* ... one less is parsed (and refused by the section, for holding a
+     * list, not for its depth). */
     y[5] = ' ';
     y[n - 1] = ' ';
-    struct sl_config *cfg = load_ok(y);
+    load_err(y, "hub: expected a mapping of hub options, got a list (line "
+                "1, column 7)");
+}
+
+/* hub: and node: hold the roles' options by the flags' names. */
+static void test_sections(void **state)
+{
+    (void)state;
+    struct sl_config *cfg = load_ok(
+        "hub:\n"
+        "  http: 127.0.0.1:8080\n"
+        "  max_pairs: 64\n"
+        "  https-redirect: yes\n"
+        "  api-require-token: false\n"
+        "  cookie-isolation: off\n"
+        "  tls-cert: [a.pem, b.pem]\n"
+        "  tls-key: a.key\n"
+        "  limit-traffic: 10MB\n"
+        "  allocation-idle-expiry: 12h\n"
+        "  stream-ports: 20000-20010\n"
+        "node:\n"
+        "  hub: https://hub.example.com\n"
+        "  upstream: tcp://127.0.0.1:22\n"
+        "  api: \"[::1]:8082\"\n"
+        "  deny: [ip:10.0.0.1, cidr:10.1.0.0/16]\n"
+        "  proxy-protocol: v2\n"
+        "  hub-pin: sha256/AAAA\n");
+    const struct sl_config_setting *st;
+
+    assert_int_equal(cfg->hub.nsettings, 10);
+    st = sl_config_setting_find(&cfg->hub, "--max-pairs");
+    assert_non_null(st);
+    assert_string_equal(st->key, "max_pairs");
+    assert_int_equal(st->kind, SL_CONFIG_VALUE);
+    assert_string_equal(st->values[0], "64");
+    assert_int_equal(st->line, 3);
+    st = sl_config_setting_find(&cfg->hub, "--https-redirect");
+    assert_int_equal(st->kind, SL_CONFIG_SWITCH);
+    assert_string_equal(st->values[0], "on");
+    st = sl_config_setting_find(&cfg->hub, "--api-require-token");
+    assert_string_equal(st->values[0], "off");
+    st = sl_config_setting_find(&cfg->hub, "--cookie-isolation");
+    assert_int_equal(st->kind, SL_CONFIG_ONOFF);
+    assert_string_equal(st->values[0], "off");
+    st = sl_config_setting_find(&cfg->hub, "--tls-cert");
+    assert_int_equal(st->kind, SL_CONFIG_LIST);
+    assert_int_equal(st->nvalues, 2);
+    assert_string_equal(st->values[1], "b.pem");
+    st = sl_config_setting_find(&cfg->hub, "--tls-key");
+    assert_int_equal(st->nvalues, 1); /* one value for a list is a list */
+    /* In node:, api is the node's API (--node-api). */
+    st = sl_config_setting_find(&cfg->node, "--node-api");
+    assert_non_null(st);
+    assert_string_equal(st->values[0], "[::1]:8082");
+    assert_null(sl_config_setting_find(&cfg->node, "--api"));
+    st = sl_config_setting_find(&cfg->node, "--deny");
+    assert_int_equal(st->nvalues, 2);
+    assert_null(sl_config_setting_find(&cfg->node, "--allow"));
     sl_config_free(cfg);
+
+    cfg = load_ok("hub:\nnode: {}\n");
+    assert_true(cfg->hub.present && cfg->node.present);
+    assert_int_equal(cfg->hub.nsettings + cfg->node.nsettings, 0);
+    sl_config_free(cfg);
+    cfg = load_ok("routes: {}\n");
+    assert_false(cfg->hub.present || cfg->node.present);
+    sl_config_free(cfg);
+
+    assert_non_null(strstr(sl_config_section_keys("hub"), "http, https, "));
+    assert_non_null(strstr(sl_config_section_keys("node"), ", upstream, "));
+    assert_null(sl_config_section_keys("routes"));
+}
+
+static void test_section_errors(void **state)
+{
+    (void)state;
+    load_err("hub:\n  max-pairs: 1x\n",
+             "hub: field \"max-pairs\": \"1x\" is not a whole number (line 2, "
+             "column 14)");
+    load_err("node:\n  max-conns: 1000001\n",
+             "node: field \"max-conns\": \"1000001\" is not a whole number "
+             "0-1000000 (line 2, column 14)");
+    load_err("hub:\n  api: 127.0.0.1\n",
+             "hub: field \"api\": \"127.0.0.1\" is not IP:PORT (e.g. "
+             "127.0.0.1:8080, [::1]:8080, 0.0.0.0:443) (line 2, column 8)");
+    load_err("hub:\n  stream-bind: example.com\n",
+             "hub: field \"stream-bind\": \"example.com\" is not an IP "
+             "address (e.g. 0.0.0.0, 127.0.0.1, ::) (line 2, column 16)");
+    load_err("hub:\n  domain: bad_domain!\n",
+             "hub: field \"domain\": \"bad_domain!\" is not a domain name "
+             "(e.g. localhost, tunnel.example.com) (line 2, column 11)");
+    load_err("hub:\n  public-scheme: gopher\n",
+             "hub: field \"public-scheme\": \"gopher\" is not one of http, "
+             "https (line 2, column 18)");
+    load_err("hub:\n  limit-traffic: 10XB\n",
+             "hub: field \"limit-traffic\": \"10XB\" is not a size in bytes "
+             "or with a unit (e.g. 10MB, 1GiB, 0) (line 2, column 18)");
+    load_err("hub:\n  allocation-idle-expiry: soon\n",
+             "hub: field \"allocation-idle-expiry\": \"soon\" is not seconds "
+             "or a duration (e.g. 3600, 30m, 12h, 7d, 0) (line 2, column 27)");
+    load_err("hub:\n  tls-cert: []\n",
+             "hub: field \"tls-cert\": an empty list; leave the key out "
+             "instead (line 2, column 13)");
+    load_err("hub:\n  http: [127.0.0.1:1]\n",
+             "hub: field \"http\": expected a value, got a list (line 2, "
+             "column 9)");
+    load_err("node:\n  upstream: ftp://x\n",
+             "node: field \"upstream\": \"ftp://x\" is not http://HOST:PORT, "
+             "tls://HOST:PORT, tcp://HOST:PORT or udp://HOST:PORT (line 2, "
+             "column 13)");
+    load_err("node:\n  hub-pin: md5/x\n",
+             "node: field \"hub-pin\": \"md5/x\" is not sha256/BASE64 (the "
+             "hub's public key, as curl's --pinnedpubkey) (line 2, column "
+             "12)");
+    load_err("node:\n  api: 127.0.0.1:1\n  node_api: 127.0.0.1:2\n",
+             "node: field \"node_api\": sets what \"api\" above sets (line 3, "
+             "column 3)");
+    load_err("node:\n  pool: 1\n  pool: 2\n",
+             "node: field \"pool\": sets what \"pool\" above sets (line 3, "
+             "column 3)");
+    load_err("hub:\n  api-token: \"a\\tb\"\n",
+             "hub: field \"api-token\": the value is not one line of text "
+             "(not shown: a secret) (line 2, column 14)");
+    load_err_prefix("node:\n  --hub: x\n",
+                    "node: unknown field \"--hub\"; accepted fields (the "
+                    "--bridge options without the dashes): hub, upstream, ");
+    /* An error after a section names no section. */
+    load_err("hub: {}\nroutes: {r: {scheme: tcp5, port: 1}}\n",
+             "route \"r\": field \"scheme\": \"tcp5\" is not one of tcp, tcp4, "
+             "tcp6, udp, udp4, udp6 (line 2, column 22)");
 }
 
 static void test_size_limit(void **state)
@@ -940,6 +1071,8 @@ int main(void)
         cmocka_unit_test(test_empty_and_top_level),
         cmocka_unit_test(test_yaml_syntax),
         cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_sections),
+        cmocka_unit_test(test_section_errors),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_scheme),
         cmocka_unit_test(test_bind),
