@@ -15,9 +15,13 @@
 #include <http_parser.h>
 #include <uv.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "core/dynbuf.h"
 #include "core/error.h"
 #include "net/http_head.h"
+#include "tls/tls_client.h"
 
 #define HOST_MAX 256
 #define REQ_HEAD_MAX 2048
@@ -90,6 +94,91 @@ static int dial(const char *host, const char *port, int64_t deadline,
     return rc;
 }
 
+/* The connection: a socket, with TLS on it for an https:// API. */
+struct io {
+    int fd;
+    SSL *ssl;
+    struct sl_tls_client *tls;
+};
+
+/* Waits for what OpenSSL asked for; 0, or why not. */
+static int tls_wait(struct io *io, int r, int64_t deadline)
+{
+    int e = SSL_get_error(io->ssl, r);
+    if (e == SSL_ERROR_WANT_READ)
+        return wait_fd(io->fd, POLLIN, deadline);
+    if (e == SSL_ERROR_WANT_WRITE)
+        return wait_fd(io->fd, POLLOUT, deadline);
+    return e == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO;
+}
+
+static int tls_open(struct io *io, const char *host, const char *ca_file,
+                    int own_ca, int64_t deadline, char *why, size_t cap)
+{
+    struct sl_tls_client_opts o = {.ca_file = ca_file, .alpn = "http/1.1"};
+    int rc = sl_tls_client_new(&o, &io->tls, why, cap);
+    if (rc != 0)
+        return rc;
+    io->ssl = sl_tls_client_ssl(io->tls, host, NULL);
+    if (io->ssl == NULL || !SSL_set_fd(io->ssl, io->fd))
+        return UV_ENOMEM;
+    if (own_ca) {
+        /* The hub's own private CA, from its state directory: whoever it
+         * signed is that hub, whatever address the API was reached on. */
+        X509_VERIFY_PARAM *p = SSL_get0_param(io->ssl);
+        X509_VERIFY_PARAM_set1_host(p, NULL, 0);
+        X509_VERIFY_PARAM_set1_ip(p, NULL, 0);
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(io->ssl);
+        if (r == 1)
+            break;
+        rc = tls_wait(io, r, deadline);
+        if (rc == UV_EPROTO || rc == UV_EOF) {
+            if (sl_tls_client_check(io->tls, io->ssl, why, cap) == 0)
+                snprintf(why, cap, "TLS handshake failed");
+            return UV_EPROTO;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return sl_tls_client_check(io->tls, io->ssl, why, cap) == 0 ? 0
+                                                                 : UV_EPROTO;
+}
+
+static int io_send(struct io *io, const char *p, size_t n, int64_t deadline)
+{
+    while (n > 0) {
+        ERR_clear_error();
+        int w = SSL_write(io->ssl, p, (int)n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        int rc = tls_wait(io, w, deadline);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static ssize_t io_recv(struct io *io, char *buf, size_t cap, int64_t deadline)
+{
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(io->ssl, buf, (int)cap);
+        if (n > 0)
+            return n;
+        int rc = tls_wait(io, n, deadline);
+        if (rc == UV_EOF)
+            return 0;
+        if (rc != 0)
+            return rc;
+    }
+}
+
 static int send_all(int fd, const char *p, size_t n, int64_t deadline)
 {
     while (n > 0) {
@@ -132,10 +221,11 @@ static int on_complete(http_parser *p)
     return 0;
 }
 
-int sl_http_client_request(const char *addr, const char *method,
-                           const char *path, const char *token,
-                           const char *body, int timeout_ms, int *status,
-                           char **resp_body, size_t *resp_len)
+static int request(const char *addr, const char *ca_file, int own_ca,
+                   const char *method,
+                   const char *path, const char *token, const char *body,
+                   int timeout_ms, int *status, char **resp_body,
+                   size_t *resp_len, char *why, size_t whycap)
 {
     if (addr == NULL || method == NULL || path == NULL || status == NULL ||
         resp_body == NULL)
@@ -144,8 +234,17 @@ int sl_http_client_request(const char *addr, const char *method,
     if (resp_len)
         *resp_len = 0;
     char host[HOST_MAX], port[8];
+    struct io io = {.fd = -1};
+    int tls = strncmp(addr, "https://", 8) == 0;
+    char plain[HOST_MAX + 16];
+    if (tls) {
+        snprintf(plain, sizeof(plain), "http://%s", addr + 8);
+        addr = plain;
+    }
     if (sl_http_split_host_port(addr, host, sizeof(host), port, sizeof(port)) != 0)
         return SL_EPARSE;
+    if (tls && strcmp(port, "80") == 0 && strstr(addr + 7, ":80") == NULL)
+        snprintf(port, sizeof(port), "443");
     if (timeout_ms <= 0)
         timeout_ms = SL_HTTP_CLIENT_TIMEOUT_MS;
     int64_t deadline = now_ms() + timeout_ms;
@@ -174,9 +273,15 @@ int sl_http_client_request(const char *addr, const char *method,
     int rc = dial(host, port, deadline, &fd);
     if (rc != 0)
         goto out;
-    if ((rc = send_all(fd, head, (size_t)hn, deadline)) != 0)
+    io.fd = fd;
+    if (tls && (rc = tls_open(&io, host, ca_file, own_ca, deadline, why,
+                              whycap)) != 0)
         goto out;
-    if (blen > 0 && (rc = send_all(fd, body, blen, deadline)) != 0)
+    if ((rc = tls ? io_send(&io, head, (size_t)hn, deadline)
+                  : send_all(fd, head, (size_t)hn, deadline)) != 0)
+        goto out;
+    if (blen > 0 && (rc = tls ? io_send(&io, body, blen, deadline)
+                              : send_all(fd, body, blen, deadline)) != 0)
         goto out;
 
     http_parser parser;
@@ -188,7 +293,12 @@ int sl_http_client_request(const char *addr, const char *method,
     parser.data = &r;
     char buf[16384];
     while (!r.complete) {
-        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        ssize_t n = tls ? io_recv(&io, buf, sizeof(buf), deadline)
+                        : recv(fd, buf, sizeof(buf), 0);
+        if (tls && n < 0) {
+            rc = (int)n;
+            goto out;
+        }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -228,16 +338,28 @@ int sl_http_client_request(const char *addr, const char *method,
         *resp_len = len;
     rc = 0;
 out:
+    SSL_free(io.ssl);
+    sl_tls_client_free(io.tls);
     if (fd >= 0)
         close(fd);
     sl_dynbuf_free(&r.body);
     return rc;
 }
 
-int sl_http_client_json(const char *addr, const char *method,
-                        const char *path, const char *token,
-                        json_t *body_json, int *status, json_t **out,
-                        char *err, size_t errcap)
+int sl_http_client_request(const char *addr, const char *method,
+                           const char *path, const char *token,
+                           const char *body, int timeout_ms, int *status,
+                           char **resp_body, size_t *resp_len)
+{
+    char why[8];
+    return request(addr, NULL, 0, method, path, token, body, timeout_ms,
+                   status, resp_body, resp_len, why, sizeof(why));
+}
+
+int sl_http_client_json(const char *addr, const char *ca_file, int own_ca,
+                        const char *method, const char *path,
+                        const char *token, json_t *body_json, int *status,
+                        json_t **out, char *err, size_t errcap)
 {
     if (out == NULL || status == NULL)
         return UV_EINVAL;
@@ -250,13 +372,14 @@ int sl_http_client_json(const char *addr, const char *method,
         return UV_ENOMEM;
     char *resp = NULL;
     size_t len = 0;
-    int rc = sl_http_client_request(addr, method, path, token, body, 0,
-                                    status, &resp, &len);
+    char why[256] = "";
+    int rc = request(addr, ca_file, own_ca, method, path, token, body, 0,
+                     status, &resp, &len, why, sizeof(why));
     free(body);
     if (rc != 0) {
         if (err && errcap)
             snprintf(err, errcap, "cannot reach the API at %s: %s", addr,
-                     sl_strerror(rc));
+                     why[0] ? why : sl_strerror(rc));
         return rc;
     }
     json_t *j = NULL;

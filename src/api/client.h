@@ -1,6 +1,7 @@
 /* A small blocking HTTP/1.1 client for the CLI (which has no event loop):
- * one request per connection ("Connection: close"), plain TCP only, every
- * step bounded by a timeout. Never use it on the libuv loop. */
+ * one request per connection ("Connection: close"), plain TCP or TLS
+ * (an "https://" address: the API off loopback), every step bounded by a
+ * timeout. Never use it on the libuv loop. */
 #ifndef SL_API_CLIENT_H
 #define SL_API_CLIENT_H
 
@@ -13,8 +14,9 @@
 #define SL_HTTP_CLIENT_TIMEOUT_MS 10000
 
 /* Sends method path to addr and waits for the answer.
- * addr: "host:port", "[v6]:port" or "http://host:port[/]" (host may be a
- *       name; it is resolved with getaddrinfo).
+ * addr: "host:port", "[v6]:port", "http://host:port[/]" or
+ *       "https://host:port[/]" (TLS, verified against the system store;
+ *       host may be a name; it is resolved with getaddrinfo).
  * path: "/api/proxy/" (with query string if any).
  * token: sent as "Authorization: Bearer <token>" when not NULL.
  * body: sent with Content-Type: application/json when not NULL.
@@ -36,9 +38,12 @@ int sl_http_client_request(const char *addr, const char *method,
  * NULL; errcap bytes), else a generic one ("HTTP 500"). Returns 0 (check
  * *status), SL_EPARSE (answer not JSON) or the errors above; on a
  * transport error err gets a sentence naming addr. */
-int sl_http_client_json(const char *addr, const char *method,
-                        const char *path, const char *token,
-                        json_t *body_json, int *status, json_t **out,
-                        char *err, size_t errcap);
+/* ca_file: the CA (PEM) an https:// API is verified against, NULL: the
+ * system store; own_ca: ca_file is the hub's own local CA (from its state
+ * directory), so its signature alone names the hub (no host name check). */
+int sl_http_client_json(const char *addr, const char *ca_file, int own_ca,
+                        const char *method, const char *path,
+                        const char *token, json_t *body_json, int *status,
+                        json_t **out, char *err, size_t errcap);
 
 #endif

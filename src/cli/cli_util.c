@@ -3,10 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include "api/client.h"
+#include "api/server.h"
 #include "core/daemon.h"
 #include "core/error.h"
 #include "core/fmt.h"
@@ -52,21 +54,36 @@ void sl_cli_api_resolve(struct sl_cli_api *api, const char *flag,
                         const char *state_flag, const char *role,
                         const char *fallback)
 {
-    if (flag != NULL) {
-        snprintf(api->addr, sizeof(api->addr), "%s", flag);
-        return;
-    }
+    char dir[SL_STATEDIR_PATH_MAX];
+    int have_dir = sl_statedir_resolve(state_flag, dir, sizeof(dir)) == 0;
+    struct sl_role_info info;
+    const char *addr = fallback;
+    if (flag != NULL)
+        addr = flag;
     /* A crashed role leaves its file behind: trust it only while its
      * process lives. */
-    char dir[SL_STATEDIR_PATH_MAX];
-    struct sl_role_info info;
-    if (sl_statedir_resolve(state_flag, dir, sizeof(dir)) == 0 &&
-        sl_statedir_read_role(dir, role, &info) == 0 &&
-        sl_pid_alive(info.pid) && info.api[0] != '\0') {
-        snprintf(api->addr, sizeof(api->addr), "%s", info.api);
-        return;
+    else if (have_dir && sl_statedir_read_role(dir, role, &info) == 0 &&
+             sl_pid_alive(info.pid) && info.api[0] != '\0')
+        addr = info.api;
+    /* Off loopback the API speaks TLS (the hub's certificate): trust the
+     * hub's local CA when it has one ($SLUICE_API_CA names another). */
+    const char *bare = strstr(addr, "://") ? strstr(addr, "://") + 3 : addr;
+    int tls = strncmp(addr, "https://", 8) == 0 ||
+              (strstr(addr, "://") == NULL &&
+               !sl_api_listen_is_loopback(addr));
+    snprintf(api->addr, sizeof(api->addr), "%s%s", tls ? "https://" : "",
+             tls ? bare : addr);
+    api->ca[0] = '\0';
+    api->own_ca = 0;
+    const char *env = getenv("SLUICE_API_CA");
+    if (tls && env != NULL && env[0] != '\0')
+        snprintf(api->ca, sizeof(api->ca), "%s", env);
+    else if (tls && have_dir) {
+        snprintf(api->ca, sizeof(api->ca), "%s/tls/ca.pem", dir);
+        api->own_ca = access(api->ca, R_OK) == 0;
+        if (!api->own_ca)
+            api->ca[0] = '\0';
     }
-    snprintf(api->addr, sizeof(api->addr), "%s", fallback);
 }
 
 int sl_cli_api_call(const struct sl_cli_api *api, const char *method,
@@ -75,7 +92,8 @@ int sl_cli_api_call(const struct sl_cli_api *api, const char *method,
     int status = 0;
     char err[512] = "";
     json_t *resp = NULL;
-    int rc = sl_http_client_json(api->addr, method, path, api->token, body,
+    int rc = sl_http_client_json(api->addr, api->ca[0] ? api->ca : NULL,
+                                 api->own_ca, method, path, api->token, body,
                                  &status, &resp, err, sizeof(err));
     if (rc != 0) {
         fprintf(stderr, "sluice: %s\n", err[0] ? err : sl_strerror(rc));

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "core/statedir.h"
+
 /* "--name=value" or "--name value" at argv[*i]. Returns 1 with *val set
  * (and *i advanced past a separate value), 0 when argv[*i] is not this
  * option, -1 when the value is missing ("sluice: --name needs a value"
@@ -32,7 +34,10 @@ int sl_cli_opt_strings(int argc, char **argv, int *i,
 /* Where a command finds a running role's API and what it tells a user who
  * has none. */
 struct sl_cli_api {
-    char addr[160];              /* host:port */
+    char addr[160];              /* host:port, or https://host:port */
+    char ca[SL_STATEDIR_PATH_MAX + 16]; /* CA of an https API, "" the
+                                           system's */
+    int own_ca;                  /* ca is the hub's local CA */
     const char *token;           /* bearer token, or NULL */
     const char *refused_hint;    /* printed when nothing listens */
     const char *forbidden_hint;  /* printed on a 401, or NULL */
@@ -40,7 +45,9 @@ struct sl_cli_api {
 
 /* Fills api->addr: flag if given, else the "api" of <role>.json in the
  * state directory (state_flag, see core/statedir.h) when its process is
- * alive, else fallback. */
+ * alive, else fallback. An address off loopback is https:// (the API
+ * speaks TLS there), trusting $SLUICE_API_CA or the state directory's
+ * tls/ca.pem when present. */
 void sl_cli_api_resolve(struct sl_cli_api *api, const char *flag,
                         const char *state_flag, const char *role,
                         const char *fallback);
