@@ -16,8 +16,10 @@
 #include "api/server.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
+#include "core/rate.h"
 #include "core/size.h"
 #include "hub/hub.h"
+#include "hub/hub_plan.h"
 #include "net/addr.h"
 
 #define HUB_HTTP_DEFAULT "127.0.0.1:8080"
@@ -76,6 +78,15 @@ static const char hub_usage[] =
     "  --limit-bridges N, --limit-traffic SIZE  limits of new allocations\n"
     "                     (default 0: unlimited); SIZE in bytes or with a\n"
     "                     unit: " SL_SIZE_UNITS_HELP "\n"
+    "  --limit-rate RATE  bandwidth cap, each way, of an allocation that\n"
+    "                     names none (and of the free plan); RATE: \n"
+    "                     " SL_RATE_UNITS_HELP " (default 0: none)\n"
+    "  --grant-key FILE   demand grants signed with this Ed25519 public key\n"
+    "                     (the grant.pub of sluice grant keygen); a bridge\n"
+    "                     without one gets the free plan\n"
+    "  --free-bridges N, --free-traffic SIZE  the free plan (default 1\n"
+    "                     bridge, 10MB = 10,240,000 bytes; --free-bridges\n"
+    "                     0: no bridge without a grant)\n"
     "  --cookie-isolation[=on|off]  remove Set-Cookie Domain attributes\n"
     "                     naming the domain or above, so no identity sets\n"
     "                     cookies on another (default on, off for\n"
@@ -118,6 +129,12 @@ struct hub_opts {
     int cookie_isolation; /* SL_HUB_COOKIES_* */
     long public_port; /* 0: the listener's; -1: none */
     unsigned long long limit_bridges, limit_traffic;
+    /* Plans: grants, the free plan, the default cap, rotation. */
+    const char *grant_key;
+    long long free_bridges, free_traffic;
+    int free_given; /* 1: --free-bridges, 2: --free-traffic */
+    uint64_t limit_rate;
+    unsigned long long rotate_grace_ms; /* hidden: for tests */
     /* Hidden knobs for tests, in milliseconds (0: the protocol's). */
     unsigned long long pairing_window_ms, head_timeout_ms, pool_age_ms;
     unsigned long long ping_ms, dead_ms, flush_ms;
@@ -150,6 +167,7 @@ static const struct {
     {"--max-pairs", offsetof(struct hub_opts, max_pairs)},
     {"--max-data-conns", offsetof(struct hub_opts, max_data_conns)},
     {"--udp-idle-ms", offsetof(struct hub_opts, udp_idle_ms)},
+    {"--rotate-grace-ms", offsetof(struct hub_opts, rotate_grace_ms)},
 };
 
 /* Returns 1 and stores the value if argv[*i] is one of the numeric
@@ -240,6 +258,7 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--gateway-token-file", offsetof(struct hub_opts, gateway_token_file)},
         {"--api-token-file", offsetof(struct hub_opts, api_token_file)},
         {"--public-scheme", offsetof(struct hub_opts, scheme)},
+        {"--grant-key", offsetof(struct hub_opts, grant_key)},
     };
     (void)c;
     const char *a = argv[*i], *val;
@@ -313,6 +332,39 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         o->limit_traffic = bytes;
         return 1;
     }
+    m = sl_cli_opt_value(argc, argv, i, "--limit-rate", &val);
+    if (m != 0) {
+        if (m < 0 || sl_rate_parse(val, &o->limit_rate) != 0) {
+            if (m > 0)
+                fprintf(stderr, "sluice: --limit-rate: '%s' is not a rate "
+                        "(e.g. 100Mbit, 10MB/s, 0)\n", val);
+            return 2;
+        }
+        return 1;
+    }
+    int traffic = 0;
+    if ((m = sl_cli_opt_value(argc, argv, i, "--free-bridges", &val)) != 0 ||
+        (traffic = 1,
+         m = sl_cli_opt_value(argc, argv, i, "--free-traffic", &val)) != 0) {
+        uint64_t v = 0;
+        char *end = NULL;
+        int bad = m < 0;
+        if (!bad && traffic)
+            bad = sl_size_parse(val, &v) != 0;
+        else if (!bad)
+            v = strtoull(val, &end, 10),
+            bad = *val < '0' || *val > '9' || *end != '\0' || v > 1000000;
+        if (bad) {
+            if (m > 0)
+                fprintf(stderr, "sluice: %s: '%s' is not a %s\n",
+                        traffic ? "--free-traffic" : "--free-bridges", val,
+                        traffic ? "size (e.g. 10MB, 0)" : "count");
+            return 2;
+        }
+        *(traffic ? &o->free_traffic : &o->free_bridges) = (long long)v;
+        o->free_given |= traffic ? 2 : 1;
+        return 1;
+    }
     m = sl_cli_opt_value(argc, argv, i, "--allocation-idle-expiry", &val);
     if (m != 0) {
         if (m < 0 || sl_duration_parse_s(val, &o->alloc_expiry_s) != 0) {
@@ -373,6 +425,11 @@ static int hub_check(void *st, const struct sl_boot_common *c)
         return 2;
     }
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
+    if (o->free_given && o->grant_key == NULL) {
+        fprintf(stderr, "sluice: --free-bridges and --free-traffic shape the "
+                "plan of bridges without a grant: they need --grant-key\n");
+        return 2;
+    }
     /* Refuse a token-less public API here, in the terminal. */
     if ((o->require_token || !sl_api_listen_is_loopback(api_addr)) &&
         o->api_token == NULL) {
@@ -393,6 +450,13 @@ static int hub_start(void *st, struct sl_ctx *ctx,
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
     /* No listener named: both defaults. Else only those named. */
     int neither = o->http == NULL && o->https == NULL;
+    struct sl_hub_plan_options po = {
+        .grant_key_file = o->grant_key,
+        .free_bridges = o->free_given & 1 ? o->free_bridges : -1,
+        .free_traffic = o->free_given & 2 ? o->free_traffic : -1,
+        .default_rate = o->limit_rate,
+        .rotate_grace_ms = o->rotate_grace_ms,
+    };
     struct sl_hub_options ho = {
         .http_addr = o->http ? o->http : HUB_HTTP_DEFAULT,
         .no_http = o->http == NULL && o->https != NULL,
@@ -413,6 +477,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .public_port = (int)o->public_port,
         .default_limits = {.bridges = o->limit_bridges,
                            .traffic = o->limit_traffic},
+        .plans = &po,
         .pairing_window_ms = o->pairing_window_ms,
         .head_timeout_ms = o->head_timeout_ms,
         .pool_max_age_ms = o->pool_age_ms,

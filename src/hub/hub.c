@@ -51,6 +51,8 @@ void hub_block_put(struct sl_hub *hub, struct hub_block *b)
 
 /* Allocations. */
 
+static void alloc_unlink_free(struct sl_hub *hub, struct hub_alloc *a);
+
 static unsigned bucket_of(const char *identity)
 {
     uint32_t h = 2166136261u;
@@ -97,6 +99,11 @@ struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
     unsigned k = bucket_of(a->identity);
     a->hnext = hub->buckets[k];
     hub->buckets[k] = a;
+    /* Its plan (grant, free plan, cap) holds before anyone uses it. */
+    if (hub_plan_load(a) != 0) {
+        alloc_unlink_free(hub, a);
+        return NULL;
+    }
     return a;
 }
 
@@ -119,6 +126,7 @@ static void alloc_unlink_free(struct sl_hub *hub, struct hub_alloc *a)
     if (*pp)
         *pp = a->hnext;
     hub_streams_close(a);
+    hub_plan_free(a);
     free(a);
 }
 
@@ -275,6 +283,7 @@ static void conn_maybe_free(struct hub_conn *c)
     }
     free(c->head);
     hub_auth_drop(c);
+    free(c->grant_in);
     free(c->ws);
     free(c);
 }
@@ -341,6 +350,7 @@ void hub_conn_close(struct hub_conn *c, int reason)
     }
     hub_conn_alist_del(c);
     hub_caps_release(c);
+    hub_rate_conn_closed(c);
     if (c->streams != NULL)
         hub_streams_conn_closed(c);
     struct hub_conn *p = c->peer;
@@ -561,7 +571,9 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
         return;
     }
     struct hub_block *b = hub_block_get(c->hub);
-    *buf = b ? uv_buf_init(b->data, HUB_BLOCK) : uv_buf_init(NULL, 0);
+    /* A capped allocation's connections read their share at a time. */
+    *buf = b ? uv_buf_init(b->data, (unsigned)hub_rate_read_cap(c))
+             : uv_buf_init(NULL, 0);
 }
 
 static struct hub_block *block_of(char *data)
@@ -638,18 +650,29 @@ void hub_conn_read_stop(struct hub_conn *c)
     if (c->reading && !c->ws_active)
         sl_xprt_read_stop(&c->xp);
     c->reading = 0;
+    c->rate_resume = 0; /* not to be read when the cap lets go either */
 }
 
 static void read_start(struct hub_conn *c)
 {
     if (c->reading || c->closing || c->ws_active)
         return;
+    if (c->rate_held) {
+        /* Over its bandwidth cap: it reads when the cap lets go. */
+        c->rate_resume = 1;
+        return;
+    }
     int rc = sl_xprt_read_start(&c->xp, on_alloc, on_read);
     if (rc < 0) {
         hub_conn_close(c, rc);
         return;
     }
     c->reading = 1;
+}
+
+void hub_conn_read_again(struct hub_conn *c)
+{
+    read_start(c);
 }
 
 void hub_conn_read_blocks(struct hub_conn *c)
@@ -1080,6 +1103,8 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         rc = UV_ENOMEM;
         goto fail_strings;
     }
+    if ((rc = hub_plans_init(hub, opts->plans)) != 0)
+        goto fail_strings;
     if (RAND_bytes(hub->mac_key, sizeof(hub->mac_key)) != 1) {
         rc = UV_EIO;
         goto fail_strings;
@@ -1168,6 +1193,7 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     hub->open_handles++;
     uv_timer_start(&hub->idle_timer, hub_caps_on_idle_sweep,
                    hub_caps_sweep_interval(hub), hub_caps_sweep_interval(hub));
+    hub_plans_run(hub);
     ctx->hub = hub;
     sl_info(hub->log, "hub: timeouts client %llu ms, server %llu ms, tunnel "
             "%llu ms; caps %u user connections, %u per address, %u "
@@ -1183,6 +1209,7 @@ fail_store:
     if (hub->own_store)
         sl_store_close(hub->store);
 fail_strings:
+    hub_plans_free(hub);
     free_strings(hub);
     sl_tls_server_free(hub->tls);
     if (hub->open_handles > 0) {
@@ -1210,6 +1237,7 @@ static void maybe_finish_stop(struct sl_hub *hub)
         struct hub_alloc *a = hub->buckets[i];
         while (a) {
             struct hub_alloc *n = a->hnext;
+            hub_plan_free(a);
             free(a);
             a = n;
         }
@@ -1225,6 +1253,7 @@ static void maybe_finish_stop(struct sl_hub *hub)
         hub->ctx->hub = NULL;
     free_strings(hub);
     sl_tls_server_free(hub->tls);
+    hub_plans_free(hub);
     free(hub);
     if (done)
         done(arg);
@@ -1257,6 +1286,7 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
         uv_close((uv_handle_t *)&hub->tls_listener, on_hub_handle_closed);
     uv_close((uv_handle_t *)&hub->flush_timer, on_hub_handle_closed);
     uv_close((uv_handle_t *)&hub->idle_timer, on_hub_handle_closed);
+    hub_plans_stop(hub);
     /* Counters first, while allocations and connections are all there. */
     flush_all(hub, 0);
     for (size_t i = 0; i < HUB_BUCKETS; i++)

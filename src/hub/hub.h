@@ -16,6 +16,7 @@
 #include "hub/store.h"
 
 struct sl_tls_server;
+struct sl_hub_plan_options;
 
 struct sl_hub;
 
@@ -57,6 +58,9 @@ struct sl_hub_options {
                                   (not owned; must outlive the hub) */
     struct sl_store_limits default_limits; /* of new allocations; 0 =
                                               unlimited (a local hub) */
+    /* Grants, the free plan, bandwidth caps, rotation (hub/hub_plan.h);
+     * NULL: no grants, no cap, the default grace. Not kept after start. */
+    const struct sl_hub_plan_options *plans;
     /* Timers; 0 means the protocol's default. For tests. */
     uint64_t pairing_window_ms; /* 8000 */
     uint64_t head_timeout_ms;   /* 10000 */

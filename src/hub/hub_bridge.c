@@ -138,6 +138,10 @@ static void work_verify(uv_work_t *w)
 {
     struct hub_conn *c = w->data;
     c->auth->result = sl_password_verify(c->auth->password, c->auth->hash);
+    /* A password rotated away still opens in its grace: 2. */
+    if (c->auth->result != 1 && c->auth->old_hash[0] != '\0' &&
+        sl_password_verify(c->auth->password, c->auth->old_hash) == 1)
+        c->auth->result = 2;
 }
 
 static void work_allocate(uv_work_t *w)
@@ -167,9 +171,7 @@ static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
      * freed) while the job runs. No allocation: an unknown username
      * pays the same scrypt against a hash nobody can match. */
     if (fn == work_verify)
-        snprintf(c->auth->hash, sizeof(c->auth->hash), "%s",
-                 c->alloc ? c->alloc->password_hash
-                          : sl_password_dummy_hash());
+        hub_grant_auth_hashes(c);
     c->auth->work.data = c;
     int rc = uv_queue_work(c->hub->loop, &c->auth->work, fn, after);
     if (rc == 0)
@@ -321,6 +323,12 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         /* The latest bridge says how users reach it over TLS. */
         c->alloc->passthrough = (m.hello.capabilities & SL_CAP_TLS) != 0;
         char why[SL_CTL_MESSAGE_MAX];
+        if (hub_grant_hello(c, m.hello.capabilities, why, sizeof(why)) != 0) {
+            sl_info(c->hub->log, "hub control %llu (%s): %s",
+                    (unsigned long long)c->id, c->alloc->identity, why);
+            control_refuse(c, why, 403, 1008);
+            return;
+        }
         if (hub_streams_hello(c->alloc, m.hello.capabilities,
                               &m.hello.streams, why, sizeof(why)) != 0) {
             /* That allocation alone: its bridge hears why and retries. */
@@ -452,6 +460,8 @@ static void control_upgrade(struct hub_conn *c)
     struct sl_hub *hub = c->hub;
     struct hub_alloc *a = c->alloc;
     char resp[512];
+    if (!hub_grant_admit(c))
+        return; /* answered: its grant or its plan refuses it */
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
@@ -605,6 +615,7 @@ static void auth_decide(struct hub_conn *c);
 /* Credentials accepted: the connection goes on. */
 static void auth_proceed(struct hub_conn *c)
 {
+    c->old_password = hub_grant_old_mac(c->alloc, c->auth->mac);
     if (c->kind == C_CONTROL) {
         OPENSSL_cleanse(c->auth->password, sizeof(c->auth->password));
         control_upgrade(c);
@@ -633,14 +644,18 @@ static void after_verify_cb(uv_work_t *w, int status)
 {
     struct hub_conn *c = w->data;
     struct hub_alloc *a = c->alloc; /* NULL if forgotten meanwhile */
-    int ok = status == 0 && c->auth->result == 1;
+    /* Which password it is now (a rotation may have run meanwhile). */
+    int which = status == 0 ? hub_grant_verified(c, c->auth->result) : 0;
+    int ok = which != 0;
     unsigned char mac[32];
     memcpy(mac, c->auth->mac, sizeof(mac));
     if (a != NULL) {
         a->verifying = 0;
-        if (ok) {
+        if (which == 1) {
             memcpy(a->pass_mac, mac, sizeof(mac));
             a->has_mac = 1;
+        } else if (which == 2) {
+            hub_grant_old_mac_set(a, mac);
         }
     }
     if (!hub_conn_work_done(c)) { /* c may be gone after this returns 1 */
@@ -669,7 +684,8 @@ static void auth_decide(struct hub_conn *c)
 {
     struct hub_alloc *a = c->alloc;
     hub_mac(c->hub, c->auth->password, c->auth->mac);
-    if (a->has_mac && CRYPTO_memcmp(c->auth->mac, a->pass_mac, 32) == 0) {
+    if ((a->has_mac && CRYPTO_memcmp(c->auth->mac, a->pass_mac, 32) == 0) ||
+        hub_grant_old_mac(a, c->auth->mac)) {
         auth_proceed(c);
         return;
     }
@@ -700,6 +716,9 @@ void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,
         reply_json(c, 429, JSON_429);
         return;
     }
+    /* A grant refused costs no credential check. */
+    if (!hub_grant_presented(c, h, rc == SL_ENOTFOUND))
+        return;
     if (rc == SL_ENOTFOUND) {
         if (hub->s_token != NULL) {
             char tok[256];
@@ -760,6 +779,17 @@ void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code)
 {
     for (struct sl_link *l = a->controls.next; l != &a->controls; l = l->next)
         send_error(HUB_CONN_OF(l, alink), message, code);
+}
+
+void hub_control_end(struct hub_conn *c, const char *message, int code)
+{
+    hub_conn_alist_del(c);
+    if (c->ws_active && !sl_ws_is_closing(c->ws)) {
+        send_error(c, message, code);
+        sl_ws_close(c->ws, 1008);
+    } else {
+        hub_conn_close(c, 0);
+    }
 }
 
 int hub_control_open(struct hub_alloc *a, const char *fingerprint,
@@ -1015,6 +1045,7 @@ int hub_data_send(struct hub_conn *d, struct hub_block *b, const char *p,
 void hub_data_pause(struct hub_conn *d)
 {
     if (d->framed) {
+        d->rate_resume = 0; /* paused for back-pressure, whatever the cap */
         if (d->ws_active)
             sl_ws_pause_read(d->ws);
     } else {
@@ -1027,7 +1058,9 @@ void hub_data_resume(struct hub_conn *d)
     if (d->closing)
         return;
     if (d->framed) {
-        if (d->ws_active)
+        if (d->rate_held)
+            d->rate_resume = 1; /* over its cap: when the cap lets go */
+        else if (d->ws_active)
             sl_ws_resume_read(d->ws);
     } else {
         hub_conn_read_blocks(d);

@@ -13,6 +13,7 @@
 
 #include "core/ctx.h"
 #include "hub/hub.h"
+#include "hub/hub_plan_int.h"
 #include "hub/store.h"
 #include "net/addr.h"
 #include "net/http_head.h"
@@ -38,6 +39,9 @@
 
 struct hub_conn;
 struct hub_udp;
+struct hub_plan;
+struct hub_bw;
+struct hub_grant_in;
 struct sl_acl;
 struct sl_tls_server;
 
@@ -80,6 +84,8 @@ struct hub_alloc {
     unsigned char verify_mac[32];
     uint32_t ncontrols, npool, npairs;
     uint32_t ndata; /* data conns past their username (max_data_conns) */
+    struct hub_plan *plan; /* hub_grant.c: grant, cap, rotation */
+    struct hub_bw *bw;     /* hub_rate.c: its buckets; NULL: no cap */
     char recent_fp[HUB_RECENT_FP][SL_UUID_LEN + 1];
     unsigned recent_next;
 };
@@ -188,6 +194,13 @@ struct hub_conn {
     int user_counted; /* counted in its source's nusers */
     int refuse;       /* over a cap at accept: 429 or 503 to a user head */
     int data_counted; /* counted in alloc->ndata */
+
+    /* Plans (hub_grant.c) and bandwidth caps (hub_rate.c). */
+    struct hub_grant_in *grant_in; /* control: its grant, until the 101 */
+    int old_password; /* opened with a password a rotation replaced */
+    struct sl_link held; /* in its allocation's bucket, waiting */
+    int rate_held;       /* reading stopped by the bandwidth cap */
+    int rate_resume;     /* to read again when the cap lets go */
 };
 
 /* Credentials of a bridge connection while they are checked (and, for a
@@ -199,6 +212,8 @@ struct hub_auth {
     char username[SL_BASIC_USER_MAX];
     char password[SL_BASIC_PASS_MAX];
     char hash[SL_PASSWORD_HASH_MAX];
+    char old_hash[SL_PASSWORD_HASH_MAX]; /* a rotated password in its
+                                            grace, else "" */
     unsigned char mac[32]; /* hub_mac of password */
 };
 
@@ -275,6 +290,7 @@ struct sl_hub {
     int stream_port_min, stream_port_max;
     /* --https: the TLS listener and the certificates (NULL: none). */
     struct sl_tls_server *tls;
+    struct hub_plans *plans; /* grants, caps, rotation (hub_grant.c) */
     uv_tcp_t tls_listener;
     char tls_address[SL_ADDR_STRLEN];
     int tls_port;
@@ -360,6 +376,9 @@ void hub_alloc_remember_fp(struct hub_alloc *a, const char *fp);
 int hub_conn_work_done(struct hub_conn *c);
 void hub_conn_read_blocks(struct hub_conn *c);
 void hub_conn_read_stop(struct hub_conn *c);
+/* Reads again into whatever c was reading (a head or blocks): the
+ * bandwidth cap lets go of c. */
+void hub_conn_read_again(struct hub_conn *c);
 void hub_count_user(struct hub_alloc *a, uint64_t down, uint64_t up);
 void hub_count_bridge(struct hub_alloc *a, uint64_t down, uint64_t up);
 void hub_alloc_touch(struct hub_alloc *a);
@@ -389,6 +408,9 @@ int hub_control_open(struct hub_alloc *a, const char *fingerprint,
                      const char *kind);
 void hub_control_stats(struct hub_alloc *a);
 void hub_alloc_error_all(struct hub_alloc *a, const char *message, int code);
+/* Ends control connection c: error message (code) to its bridge, then a
+ * close; it leaves its allocation's list at once. */
+void hub_control_end(struct hub_conn *c, const char *message, int code);
 void hub_data_on_timer(struct hub_conn *d);
 
 /* hub_user.c */

@@ -646,6 +646,7 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
         hub_block_put(u->hub, b);
         return;
     }
+    hub_rate_charge(u, u->alloc, HUB_RATE_UP, n);
     if (u->ustate == U_OPAQUE) {
         hub_count_user(u->alloc, 0, n);
         if (u->closing) {
@@ -901,6 +902,7 @@ void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
         hub_block_put(u->hub, b);
         return;
     }
+    hub_rate_charge(u->peer, u->alloc, HUB_RATE_DOWN, n);
     if (u->ustate == U_OPAQUE) {
         send_to_user(u, b, p, n);
         return;
