@@ -12,10 +12,12 @@
 #include <openssl/crypto.h>
 
 #include "api/dashboard.h"
+#include "api/hub_api_plan.h"
 #include "api/server.h"
 #include "api/sse.h"
 #include "core/error.h"
 #include "hub/hub.h"
+#include "hub/hub_plan.h"
 #include "hub/store.h"
 #include "tunnel/creds.h"
 #include "tunnel/identity.h"
@@ -50,6 +52,7 @@ struct view {
     struct sl_alloc a;
     int has_live;
     struct sl_hub_live live;
+    struct sl_hub_plan_view plan; /* its limits are in a.limits too */
 };
 
 static void view_fill(struct sl_hub_api *api, const struct sl_alloc *a,
@@ -57,6 +60,9 @@ static void view_fill(struct sl_hub_api *api, const struct sl_alloc *a,
 {
     memset(v, 0, sizeof(*v));
     v->a = *a;
+    /* The limits in force: a grant's, the free plan's or its own. */
+    sl_hub_plan_view(api->hub, api->store, a, &v->plan);
+    v->a.limits = v->plan.limits;
     if (api->hub == NULL ||
         sl_hub_live(api->hub, a->identity, &v->live) != 0)
         return;
@@ -144,6 +150,7 @@ static json_t *view_json(struct sl_hub_api *api, const struct view *v)
         "last_seen", v->a.last_seen > 0 ? json_integer(v->a.last_seen)
                                         : json_null());
     if (j != NULL) {
+        sl_hub_api_plan_json(&v->plan, j);
         view_streams(api, v->a.identity, j, url, sizeof(url));
         json_object_set_new(j, "url", json_string(url));
     }
@@ -352,6 +359,8 @@ struct create_job {
     struct sl_hub_api *api;
     struct sl_api_req *req;
     struct sl_store_limits limits;
+    uint64_t rate; /* bandwidth cap, bytes/s; 0: the hub's default */
+    int rotate;    /* a new password for identity, not an allocation */
     char *streams; /* stream options (JSON text), or NULL */
     int attempts;
     int rc;
@@ -380,6 +389,13 @@ static void job_free(struct create_job *job)
 static void create_work(uv_work_t *w)
 {
     struct create_job *job = w->data;
+    if (job->rotate) {
+        job->rc = sl_random_string(job->password, SL_PASSWORD_LEN, SL_ALNUM);
+        if (job->rc == 0)
+            job->rc = sl_password_hash(job->password, job->hash,
+                                       sizeof(job->hash));
+        return;
+    }
     job->rc = sl_identity_new(job->identity);
     if (job->rc == 0)
         job->rc = sl_creds_new(job->username, job->password);
@@ -400,6 +416,7 @@ static int get_limit(json_t *limits, const char *key, uint64_t *out)
 }
 
 static int queue_job(struct create_job *job);
+static void rotate_done(struct create_job *job);
 
 static void create_done(uv_work_t *w, int status)
 {
@@ -420,6 +437,10 @@ static void create_done(uv_work_t *w, int status)
         job_free(job);
         return;
     }
+    if (job->rotate) {
+        rotate_done(job);
+        return;
+    }
     struct sl_alloc a;
     memset(&a, 0, sizeof(a));
     snprintf(a.identity, sizeof(a.identity), "%s", job->identity);
@@ -436,6 +457,15 @@ static void create_done(uv_work_t *w, int status)
     }
     if (rc == 0 && job->streams != NULL)
         rc = sl_store_opts_set(api->store, a.identity, job->streams);
+    if (rc == 0) {
+        /* The operator chose its limits: they are its plan without a
+         * grant, wherever the hub demands grants. */
+        struct sl_store_plan plan;
+        memset(&plan, 0, sizeof(plan));
+        plan.operator_made = 1;
+        plan.rate = job->rate;
+        rc = sl_store_plan_set(api->store, a.identity, &plan);
+    }
     if (rc != 0) {
         sl_api_reply_error(job->req, 500, "Store failed");
         job_free(job);
@@ -475,6 +505,7 @@ static void on_create(struct sl_api_req *req, void *arg)
     /* A limit the body does not name is the hub's default, as for an
      * allocation a bridge makes; 0 given explicitly is unlimited. */
     struct sl_store_limits limits = {0, 0};
+    uint64_t rate = 0;
     static struct sl_stream_opts so_zero;
     struct sl_stream_opts so = so_zero;
     if (api->hub != NULL)
@@ -488,11 +519,13 @@ static void on_create(struct sl_api_req *req, void *arg)
         if (!json_is_object(body) ||
             (l != NULL && !json_is_null(l) && !json_is_object(l)) ||
             get_limit(l, "bridges", &limits.bridges) != 0 ||
-            get_limit(l, "traffic", &limits.traffic) != 0) {
+            get_limit(l, "traffic", &limits.traffic) != 0 ||
+            get_limit(l, "rate", &rate) != 0) {
             json_decref(body);
             sl_api_reply_error(req, 400,
                                "Expected {\"limits\": {\"bridges\": N, "
-                               "\"traffic\": BYTES}} with N, BYTES >= 0");
+                               "\"traffic\": BYTES, \"rate\": BYTES_PER_S}} "
+                               "with N, BYTES, BYTES_PER_S >= 0");
             return;
         }
         /* TCP/UDP tunnel options: acl, proxy_protocol, max_connections,
@@ -513,6 +546,7 @@ static void on_create(struct sl_api_req *req, void *arg)
     job->api = api;
     job->req = req;
     job->limits = limits;
+    job->rate = rate;
     if (!sl_stream_opts_empty(&so)) {
         json_t *sj = sl_stream_opts_to_json(&so);
         job->streams = sj ? json_dumps(sj, JSON_COMPACT) : NULL;
@@ -523,6 +557,60 @@ static void on_create(struct sl_api_req *req, void *arg)
             return;
         }
     }
+    if (queue_job(job) != 0) {
+        free(job);
+        sl_api_reply_error(req, 500, "Could not queue work");
+    }
+}
+
+/* --------------------------------------------------------------------- */
+/* POST /api/proxy/{identity}/rotate/                                     */
+
+/* The new password is made and hashed in the thread pool (create_work),
+ * then put in force; the old one opens for the hub's grace period. */
+static void rotate_done(struct create_job *job)
+{
+    struct sl_hub_api *api = job->api;
+    int64_t until = 0;
+    int rc = sl_hub_rotate(api->hub, api->store, job->identity, job->hash,
+                           &until);
+    if (rc == SL_ENOTFOUND) {
+        sl_api_reply_error(job->req, 404, "Proxy not found");
+    } else if (rc != 0) {
+        sl_api_reply_error(job->req, 500, "Store failed");
+    } else {
+        sl_info(&api->ctx->log, "hub-api: proxy %s: password rotated by %s",
+                job->identity, sl_api_req_peer(job->req));
+        sl_api_reply_json(
+            job->req, 200,
+            json_pack("{s:s, s:s, s:s, s:I, s:I}", "identity", job->identity,
+                      "username", job->username, "password", job->password,
+                      "rotated_at", (json_int_t)(time(NULL)),
+                      "old_password_until", (json_int_t)(until / 1000)));
+    }
+    job_free(job);
+}
+
+static void on_rotate(struct sl_api_req *req, void *arg)
+{
+    struct sl_hub_api *api = arg;
+    struct sl_alloc a;
+    if (lookup(api, req, &a) != 0)
+        return;
+    struct create_job *job = calloc(1, sizeof(*job));
+    if (job == NULL) {
+        sl_api_reply_error(req, 500, "Out of memory");
+        return;
+    }
+    job->api = api;
+    job->req = req;
+    job->rotate = 1;
+    /* Both as stored: an identity (checked by lookup) and a username of
+     * SL_USERNAME_LEN. */
+    snprintf(job->identity, sizeof(job->identity), "%.*s", SL_IDENTITY_LEN,
+             a.identity);
+    snprintf(job->username, sizeof(job->username), "%.*s", SL_USERNAME_LEN,
+             a.username);
     if (queue_job(job) != 0) {
         free(job);
         sl_api_reply_error(req, 500, "Could not queue work");
@@ -751,6 +839,7 @@ static const struct sl_api_route routes[] = {
     {"DELETE", "/api/proxy/prune/", on_prune},
     {"GET", "/api/proxy/{identity}/", on_get},
     {"DELETE", "/api/proxy/{identity}/", on_delete},
+    {"POST", "/api/proxy/{identity}/rotate/", on_rotate},
     {"GET", "/metrics", on_metrics},
     {"GET", "/", on_dash_page},
     {"GET", "/ui/{file}", on_dash_asset},

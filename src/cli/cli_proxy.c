@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/size.h"
 #include "core/fmt.h"
+#include "core/rate.h"
 
 #define DEFAULT_API "127.0.0.1:8081"
 
@@ -23,8 +24,11 @@ static const char proxy_usage[] =
     "\n"
     "commands:\n"
     "  list [--json]                      list allocations\n"
-    "  create [--bridges N] [--traffic SIZE] [--json]\n"
+    "  create [--bridges N] [--traffic SIZE] [--rate RATE] [--json]\n"
     "                                     create one; prints its password\n"
+    "  rotate <identity> [--json]         give it a new password; the old\n"
+    "                                     one opens for the hub's grace\n"
+    "                                     period (default 10 minutes)\n"
     "  remove <identity>                  remove one, disconnecting bridges\n"
     "  prune [--older-than DURATION]      remove those unseen for DURATION\n"
     "                                     (default 7d; live ones are kept)\n"
@@ -38,6 +42,7 @@ static const char proxy_usage[] =
     "SIZE: bytes, or with a unit (0 = unlimited): kB = 1,024 bytes,\n"
     "      MB = 1,024,000 (10MB = 10,240,000), GB = 1,024,000,000;\n"
     "      KiB, MiB, GiB are powers of 1024 (1MiB = 1,048,576).\n"
+    "RATE: a bandwidth cap each way, " SL_RATE_UNITS_HELP " (0 = none).\n"
     "DURATION: seconds, or 30m, 12h, 7d, 2w.\n";
 
 struct proxy_opts {
@@ -45,8 +50,8 @@ struct proxy_opts {
     const char *token;
     const char *state_dir;
     int json;
-    int has_bridges, has_traffic;
-    uint64_t bridges, traffic;
+    int has_bridges, has_traffic, has_rate;
+    uint64_t bridges, traffic, rate;
     const char *older_than;
     const char *identity;
 };
@@ -132,7 +137,8 @@ static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
                    NULL) {
             o->state_dir = v;
         } else if (strcmp(a, "--json") == 0 &&
-                   (strcmp(cmd, "list") == 0 || strcmp(cmd, "create") == 0)) {
+                   (strcmp(cmd, "list") == 0 || strcmp(cmd, "create") == 0 ||
+                    strcmp(cmd, "rotate") == 0)) {
             o->json = 1;
         } else if (strcmp(cmd, "create") == 0 &&
                    (v = take(cli->argc, cli->argv, &i, "--bridges")) !=
@@ -152,6 +158,14 @@ static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
                 return 2;
             }
             o->has_traffic = 1;
+        } else if (strcmp(cmd, "create") == 0 &&
+                   (v = take(cli->argc, cli->argv, &i, "--rate")) != NULL) {
+            if (sl_rate_parse(v, &o->rate) != 0) {
+                fprintf(stderr, "sluice: proxy create: --rate: '%s' is not "
+                                "a rate (e.g. 100Mbit, 10MB/s, 0)\n", v);
+                return 2;
+            }
+            o->has_rate = 1;
         } else if (strcmp(cmd, "prune") == 0 &&
                    (v = take(cli->argc, cli->argv, &i, "--older-than")) !=
                        NULL) {
@@ -162,7 +176,9 @@ static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
                 return 2;
             }
             o->older_than = v;
-        } else if (a[0] != '-' && strcmp(cmd, "remove") == 0 &&
+        } else if (a[0] != '-' &&
+                   (strcmp(cmd, "remove") == 0 ||
+                    strcmp(cmd, "rotate") == 0) &&
                    o->identity == NULL) {
             o->identity = a;
         } else {
@@ -173,8 +189,9 @@ static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
         if (v != NULL && v[0] == '\0')
             return 2;
     }
-    if (strcmp(cmd, "remove") == 0 && o->identity == NULL) {
-        fprintf(stderr, "sluice: proxy remove: which identity?\n");
+    if ((strcmp(cmd, "remove") == 0 || strcmp(cmd, "rotate") == 0) &&
+        o->identity == NULL) {
+        fprintf(stderr, "sluice: proxy %s: which identity?\n", cmd);
         return 2;
     }
     if (o->token == NULL) {
@@ -204,7 +221,8 @@ static int call(struct proxy_opts *o, const char *method, const char *path,
 
 static const char *const list_heads[] = {"IDENTITY", "USER", "BRIDGES",
                                          "TRAFFIC", "BANDWIDTH", "LIMIT",
-                                         "LAST SEEN"};
+                                         "LAST SEEN", "PLAN", "RATE",
+                                         "ROTATED"};
 #define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
 
 static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
@@ -234,6 +252,17 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
         sl_fmt_ago(age < 0 ? 0 : age, cells[6], CELL);
     } else {
         snprintf(cells[6], CELL, "never");
+    }
+    const char *plan = json_string_value(json_object_get(p, "plan"));
+    snprintf(cells[7], CELL, "%s", plan ? plan : "-");
+    sl_rate_format(sl_cli_json_u64(p, "limits", "rate", NULL), cells[8],
+                   CELL);
+    json_t *rot = json_object_get(p, "rotated_at");
+    if (json_is_integer(rot) && json_integer_value(rot) > 0) {
+        int64_t age = now - (int64_t)json_integer_value(rot);
+        sl_fmt_ago(age < 0 ? 0 : age, cells[9], CELL);
+    } else {
+        snprintf(cells[9], CELL, "never");
     }
 }
 
@@ -278,7 +307,7 @@ static int cmd_list(struct proxy_opts *o)
 static int cmd_create(struct proxy_opts *o)
 {
     json_t *body = json_object();
-    if (o->has_bridges || o->has_traffic) {
+    if (o->has_bridges || o->has_traffic || o->has_rate) {
         json_t *l = json_object();
         if (o->has_bridges)
             json_object_set_new(l, "bridges",
@@ -286,6 +315,8 @@ static int cmd_create(struct proxy_opts *o)
         if (o->has_traffic)
             json_object_set_new(l, "traffic",
                                 json_integer((json_int_t)o->traffic));
+        if (o->has_rate)
+            json_object_set_new(l, "rate", json_integer((json_int_t)o->rate));
         json_object_set_new(body, "limits", l);
     }
     json_t *res = NULL;
@@ -331,6 +362,36 @@ static int cmd_remove(struct proxy_opts *o)
     return 0;
 }
 
+static int cmd_rotate(struct proxy_opts *o)
+{
+    char path[128];
+    if (!sl_cli_is_identity(o->identity)) {
+        fprintf(stderr, "sluice: proxy rotate: '%s' is not an identity\n",
+                o->identity);
+        return 2;
+    }
+    snprintf(path, sizeof(path), "/api/proxy/%s/rotate/", o->identity);
+    json_t *res = NULL;
+    if (call(o, "POST", path, NULL, 200, &res) != 0)
+        return 1;
+    if (o->json) {
+        sl_cli_print_json(res);
+        json_decref(res);
+        return 0;
+    }
+    const char *pass = json_string_value(json_object_get(res, "password"));
+    int64_t until = (int64_t)sl_cli_json_u64(res, "old_password_until", NULL,
+                                             NULL);
+    int64_t left = until - (int64_t)time(NULL);
+    printf("identity  %s\npassword  %s\n", o->identity, pass ? pass : "?");
+    printf("The password is shown only once. The old one opens new "
+           "connections for\n%lld s more; update the bridge before then:\n"
+           "  sluice bridge update %s --password PASSWORD\n",
+           (long long)(left < 0 ? 0 : left), o->identity);
+    json_decref(res);
+    return 0;
+}
+
 static int cmd_prune(struct proxy_opts *o)
 {
     char path[128];
@@ -364,7 +425,8 @@ int sl_cli_proxy(struct sl_cli *cli)
     }
     const char *cmd = cli->argv[cmd_at];
     if (strcmp(cmd, "list") != 0 && strcmp(cmd, "create") != 0 &&
-        strcmp(cmd, "remove") != 0 && strcmp(cmd, "prune") != 0) {
+        strcmp(cmd, "remove") != 0 && strcmp(cmd, "prune") != 0 &&
+        strcmp(cmd, "rotate") != 0) {
         fprintf(stderr, "sluice: proxy: unknown command '%s'\n%s", cmd,
                 proxy_usage);
         return 2;
@@ -380,5 +442,7 @@ int sl_cli_proxy(struct sl_cli *cli)
         return cmd_create(&o);
     if (strcmp(cmd, "remove") == 0)
         return cmd_remove(&o);
+    if (strcmp(cmd, "rotate") == 0)
+        return cmd_rotate(&o);
     return cmd_prune(&o);
 }
