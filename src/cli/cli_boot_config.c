@@ -102,9 +102,10 @@ static int offer(struct sl_boot_file_args *fa, const char *path,
     if (rc == 1)
         return 0;
     if (rc == 0)
-        fprintf(stderr, "sluice: %s: %s: field \"%s\" (line %u): this "
-                "sluice's %s has no option %s\n", path, section, st->key,
-                st->line, role->flag, st->flag);
+        fprintf(stderr, "sluice: %s: %s: unknown field \"%s\" (line %u): "
+                "boot up %s has no option %s (see sluice boot up %s "
+                "--help)\n", path, section, st->key, st->line, role->flag,
+                st->flag, role->flag);
     else
         fprintf(stderr, "sluice: %s: %s: field \"%s\" (line %u): refused "
                 "as the line above says\n", path, section, st->key,

@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "core/error.h"
+#include "core/rate.h"
 #include "core/size.h"
 #include "net/addr.h"
 #include "proto/acl.h"
@@ -1042,6 +1043,7 @@ enum check {
     CK_UP_URL,   /* http://, tls://, tcp://, udp:// */
     CK_UINT,     /* decimal digits within [min, max] */
     CK_SIZE,     /* core/size.h */
+    CK_RATE,     /* core/rate.h */
     CK_DURATION, /* core/size.h's seconds or 30m, 12h, 7d, 2w */
     CK_RANGE,    /* A-B of ports */
     CK_ENUM,     /* one of forms, ", " apart */
@@ -1107,6 +1109,14 @@ static const struct field_def hub_fields[] = {
      NULL, NULL, 0},
     {"limit-traffic", "--limit-traffic", SL_CONFIG_VALUE, CK_SIZE, 0, 0, NULL,
      NULL, 0},
+    {"limit-rate", "--limit-rate", SL_CONFIG_VALUE, CK_RATE, 0, 0, NULL, NULL,
+     0},
+    {"grant-key", "--grant-key", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
+     0},
+    {"free-bridges", "--free-bridges", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
+     NULL, NULL, 0},
+    {"free-traffic", "--free-traffic", SL_CONFIG_VALUE, CK_SIZE, 0, 0, NULL,
+     NULL, 0},
     {"cookie-isolation", "--cookie-isolation", SL_CONFIG_ONOFF, CK_BOOL, 0, 0,
      NULL, NULL, 0},
     {"client-timeout-ms", "--client-timeout-ms", SL_CONFIG_VALUE, CK_UINT,
@@ -1157,6 +1167,7 @@ static const struct field_def node_fields[] = {
      CK_BOOL, 0, 0, NULL, NULL, 0},
     {"pool", "--pool", SL_CONFIG_VALUE, CK_UINT, 0, 16, NULL, NULL, 0},
     {"framed", "--framed", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
+    {"inspect", "--inspect", SL_CONFIG_ONOFF, CK_BOOL, 0, 0, NULL, NULL, 0},
     {"ping-ms", "--ping-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
      NULL, 0},
     {"dead-ms", "--dead-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
@@ -1292,6 +1303,10 @@ static int check_value(struct loader *l, const yaml_node_t *v,
         forms = "a size in bytes or with a unit (e.g. 10MB, 1GiB, 0)";
         ok = sl_size_parse(s, &u) == 0;
         break;
+    case CK_RATE:
+        forms = "a rate: bytes/s, or with a unit (e.g. 100Mbit, 10MB/s, 0)";
+        ok = sl_rate_parse(s, &u) == 0;
+        break;
     case CK_DURATION:
         forms = "seconds or a duration (e.g. 3600, 30m, 12h, 7d, 0)";
         ok = sl_duration_parse_s(s, &u) == 0;
@@ -1403,6 +1418,67 @@ static int load_setting(struct loader *l, const yaml_node_t *v,
     return add_value(st, norm);
 }
 
+/* A key this file does not know may still be an option of the role: a
+ * word of lowercase letters, digits and dashes (or underscores). */
+static int option_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 48 || s[0] < 'a' || s[0] > 'z')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+/* "--" and the key with its underscores made dashes (or known, the
+ * table's flag). NULL: no memory. */
+static char *flag_of(const char *known, const char *key)
+{
+    size_t n = strlen(key);
+    char *f = malloc((known ? strlen(known) : n + 2) + 1);
+    if (f == NULL)
+        return NULL;
+    if (known != NULL) {
+        memcpy(f, known, strlen(known) + 1);
+        return f;
+    }
+    f[0] = f[1] = '-';
+    for (size_t i = 0; i <= n; i++)
+        f[i + 2] = key[i] == '_' ? '-' : key[i];
+    return f;
+}
+
+/* The value of a key the table does not list: its shape decides its kind
+ * (a list, true/false/yes/no for a switch, else a value); the role says
+ * whether it is right. on/off stay values: options take them as such
+ * (--cookie-isolation=on). */
+static int load_other(struct loader *l, const yaml_node_t *v,
+                      struct sl_config_setting *st)
+{
+    static const struct field_def any = {"", "", SL_CONFIG_VALUE, CK_TEXT,
+                                         0, 0, NULL, NULL, 0};
+    static const struct field_def list = {"", "", SL_CONFIG_LIST, CK_TEXT,
+                                          0, 0, NULL, NULL, 0};
+    static const char *const words[] = {"true", "false", "yes", "no",
+                                        "True", "False", "Yes", "No",
+                                        "TRUE", "FALSE", "YES", "NO"};
+    if (v->type == YAML_SEQUENCE_NODE) {
+        st->kind = SL_CONFIG_LIST;
+        return load_setting(l, v, &list, st);
+    }
+    st->kind = SL_CONFIG_VALUE;
+    if (v->type == YAML_SCALAR_NODE &&
+        v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+            if (strcmp((const char *)v->data.scalar.value, words[i]) == 0) {
+                st->kind = SL_CONFIG_SWITCH;
+                return add_value(st, i % 2 == 0 ? "on" : "off");
+            }
+    return load_setting(l, v, &any, st);
+}
+
 static int load_section(struct loader *l, const char *name,
                         const yaml_node_t *v, struct sl_config_section *sec)
 {
@@ -1443,26 +1519,33 @@ static int load_section(struct loader *l, const char *name,
         for (size_t i = 0; i < ndefs && d == NULL; i++)
             if (key_is(ks, defs[i].key))
                 d = &defs[i];
-        if (d == NULL)
-            return fail(l, k, "unknown field %s; accepted fields (the "
-                        "--%s options without the dashes): %s", quoted(ks, q),
-                        hub ? "proxy" : "bridge",
+        if (d == NULL && !option_name(ks))
+            return fail(l, k, "%s is not an option name; accepted fields "
+                        "(the --%s options without the dashes): %s",
+                        quoted(ks, q), hub ? "proxy" : "bridge",
                         keys_line(defs, ndefs, keys, sizeof(keys)));
         for (size_t i = 0; i < sec->nsettings; i++) {
             const char *other = sec->settings[i].key;
-            if (key_is(other, d->key) ||
-                (d->same_as != NULL && key_is(other, d->same_as)))
+            if (key_is(other, d != NULL ? d->key : ks) || key_is(ks, other) ||
+                (d != NULL && d->same_as != NULL &&
+                 key_is(other, d->same_as)))
                 return fail(l, k, "field %s: sets what %s above sets",
                             quoted(ks, q), quoted(other, keys));
         }
         st = &sec->settings[sec->nsettings++];
-        st->flag = d->flag;
-        st->kind = d->kind;
         st->line = (unsigned)k->start_mark.line + 1;
-        if ((st->key = strdup(ks)) == NULL)
+        if ((st->key = strdup(ks)) == NULL ||
+            (st->flag = flag_of(d != NULL ? d->flag : NULL, ks)) == NULL)
             return UV_ENOMEM;
         l->field = st->key;
-        if ((rc = load_setting(l, val, d, st)) != 0)
+        if (d != NULL) {
+            st->known = 1;
+            st->kind = d->kind;
+            rc = load_setting(l, val, d, st);
+        } else {
+            rc = load_other(l, val, st);
+        }
+        if (rc != 0)
             return rc;
     }
     return 0;
@@ -1476,6 +1559,7 @@ static void free_section(struct sl_config_section *sec)
             free(st->values[k]);
         free(st->values);
         free(st->key);
+        free(st->flag);
     }
     free(sec->settings);
 }

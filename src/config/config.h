@@ -55,10 +55,15 @@ enum sl_config_kind {
     SL_CONFIG_ONOFF,  /* --name=on or --name=off */
 };
 
-/* One setting of a role's section, validated. */
+/* One setting of a role's section. A key this file knows is validated
+ * here (known set); another key is passed on as the flag of its name,
+ * for the role to take or refuse (its kind then follows the value: a
+ * list, true/false/yes/no, or a value), so an option new to a role works
+ * in the file before this table lists it. */
 struct sl_config_setting {
-    const char *flag;  /* the command-line option it stands for,
-                          "--http" (static storage) */
+    char *flag;        /* the command-line option it stands for,
+                          "--http" (owned) */
+    int known;         /* validated by the table in config.c */
     char *key;         /* the key as the file spells it (owned) */
     enum sl_config_kind kind;
     char **values;     /* owned; VALUE: 1, LIST: 1 or more, SWITCH and

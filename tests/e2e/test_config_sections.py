@@ -168,8 +168,16 @@ def test_config_check_names_the_field_and_hides_secrets(tmp_path):
         ("node:\n  pool: 99\n",
          'node: field "pool": "99" is not a whole number 0-16 (line 2'),
         ("hub:\n  htpp: 127.0.0.1:1\n",
-         'hub: unknown field "htpp"; accepted fields (the --proxy options '
-         'without the dashes): http, https,'),
+         'hub: unknown field "htpp" (line 2): boot up --proxy has no option '
+         '--htpp'),
+        ("hub:\n  HTTP: 127.0.0.1:1\n",
+         'hub: "HTTP" is not an option name; accepted fields (the --proxy '
+         'options without the dashes): http, https,'),
+        # a role's option the config layer does not list is still checked
+        # by the role itself
+        ("hub:\n  pairing-window-ms: soon\n",
+         'hub: field "pairing-window-ms" (line 2): refused as the line '
+         'above says'),
         ("hub:\n  http: localhost:80\n",
          'hub: field "http": "localhost:80" is not IP:PORT'),
         ("node:\n  hub: ftp://x\n", 'node: field "hub": "ftp://x" is not '

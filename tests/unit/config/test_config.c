@@ -353,6 +353,7 @@ static void test_sections(void **state)
     assert_int_equal(cfg->hub.nsettings, 10);
     st = sl_config_setting_find(&cfg->hub, "--max-pairs");
     assert_non_null(st);
+    assert_true(st->known);
     assert_string_equal(st->key, "max_pairs");
     assert_int_equal(st->kind, SL_CONFIG_VALUE);
     assert_string_equal(st->values[0], "64");
@@ -379,6 +380,26 @@ static void test_sections(void **state)
     st = sl_config_setting_find(&cfg->node, "--deny");
     assert_int_equal(st->nvalues, 2);
     assert_null(sl_config_setting_find(&cfg->node, "--allow"));
+    sl_config_free(cfg);
+
+    /* Keys the table does not list go on as the flags of their names,
+     * for the role to take or refuse; the value's shape gives the kind. */
+    cfg = load_ok("hub:\n  udp_idle_ms: 500\n  some-switch: yes\n"
+                  "  other: off\n  many: [a, b]\n");
+    st = sl_config_setting_find(&cfg->hub, "--udp-idle-ms");
+    assert_non_null(st);
+    assert_false(st->known);
+    assert_int_equal(st->kind, SL_CONFIG_VALUE);
+    assert_string_equal(st->values[0], "500");
+    st = sl_config_setting_find(&cfg->hub, "--some-switch");
+    assert_int_equal(st->kind, SL_CONFIG_SWITCH);
+    assert_string_equal(st->values[0], "on");
+    st = sl_config_setting_find(&cfg->hub, "--other");
+    assert_int_equal(st->kind, SL_CONFIG_VALUE);
+    assert_string_equal(st->values[0], "off");
+    st = sl_config_setting_find(&cfg->hub, "--many");
+    assert_int_equal(st->kind, SL_CONFIG_LIST);
+    assert_int_equal(st->nvalues, 2);
     sl_config_free(cfg);
 
     cfg = load_ok("hub:\nnode: {}\n");
@@ -445,8 +466,12 @@ static void test_section_errors(void **state)
              "hub: field \"api-token\": the value is not one line of text "
              "(not shown: a secret) (line 2, column 14)");
     load_err_prefix("node:\n  --hub: x\n",
-                    "node: unknown field \"--hub\"; accepted fields (the "
-                    "--bridge options without the dashes): hub, upstream, ");
+                    "node: \"--hub\" is not an option name; accepted fields "
+                    "(the --bridge options without the dashes): hub, "
+                    "upstream, ");
+    load_err("hub:\n  new_flag: 1\n  new-flag: 2\n",
+             "hub: field \"new-flag\": sets what \"new_flag\" above sets "
+             "(line 3, column 3)");
     /* An error after a section names no section. */
     load_err("hub: {}\nroutes: {r: {scheme: tcp5, port: 1}}\n",
              "route \"r\": field \"scheme\": \"tcp5\" is not one of tcp, tcp4, "
