@@ -106,6 +106,8 @@ static int parse_hello(json_t *o, struct sl_ctl_msg *m)
             m->hello.capabilities |= SL_CAP_UDP;
         else if (strcmp(s, "tls") == 0)
             m->hello.capabilities |= SL_CAP_TLS;
+        else if (strcmp(s, "mux") == 0)
+            m->hello.capabilities |= SL_CAP_MUX;
     }
     return 0;
 }
@@ -144,7 +146,8 @@ static int parse_welcome(json_t *o, struct sl_ctl_msg *m)
         get_int(o, "ping_interval", 0, 1, 3600, &m->welcome.ping_interval) ||
         get_int(o, "pairing_window", 0, 1, 3600, &m->welcome.pairing_window) ||
         get_int(o, "tcp_port", 0, 0, 65535, &m->welcome.tcp_port) ||
-        get_int(o, "udp_port", 0, 0, 65535, &m->welcome.udp_port))
+        get_int(o, "udp_port", 0, 0, 65535, &m->welcome.udp_port) ||
+        get_int(o, "mux", 0, 0, SL_CTL_MUX_MAX, &m->welcome.mux))
         return SL_EPARSE;
     json_t *limits = json_object_get(o, "limits");
     if (limits == NULL)
@@ -299,7 +302,9 @@ static int encode_hello(const struct sl_ctl_msg *m, json_t *o)
         ((m->hello.capabilities & SL_CAP_UDP) &&
          json_array_append_new(caps, json_string("udp")) != 0) ||
         ((m->hello.capabilities & SL_CAP_TLS) &&
-         json_array_append_new(caps, json_string("tls")) != 0)) {
+         json_array_append_new(caps, json_string("tls")) != 0) ||
+        ((m->hello.capabilities & SL_CAP_MUX) &&
+         json_array_append_new(caps, json_string("mux")) != 0)) {
         json_decref(caps);
         return UV_ENOMEM;
     }
@@ -327,7 +332,8 @@ static int encode_welcome(const struct sl_ctl_msg *m, json_t *o)
         !bounded(w->username, sizeof(w->username)) ||
         !bounded(w->password, sizeof(w->password)) ||
         w->ping_interval < 1 || w->ping_interval > 3600 ||
-        w->pairing_window < 1 || w->pairing_window > 3600)
+        w->pairing_window < 1 || w->pairing_window > 3600 ||
+        w->mux < 0 || w->mux > SL_CTL_MUX_MAX)
         return UV_EINVAL;
     json_t *limits = json_object();
     if (limits == NULL)
@@ -357,6 +363,8 @@ static int encode_welcome(const struct sl_ctl_msg *m, json_t *o)
         rc = put(o, "ping_interval", json_integer(w->ping_interval));
     if (rc == 0)
         rc = put(o, "pairing_window", json_integer(w->pairing_window));
+    if (rc == 0 && w->mux > 0)
+        rc = put(o, "mux", json_integer(w->mux));
     return rc;
 }
 

@@ -14,15 +14,17 @@
  *
  * Fields per type (R = required, otherwise the default in brackets):
  *   hello:   version R (integer 1..65535), capabilities [none] (array of
- *            strings; "http"/"tcp"/"udp"/"tls" set SL_CAP_*, others are
- *            ignored),
+ *            strings; "http"/"tcp"/"udp"/"tls"/"mux" set SL_CAP_*, others
+ *            are ignored),
  *            streams [none] (object: tunnel/stream_opts.h),
  *            pool [0] (0..SL_CTL_POOL_MAX)
  *   welcome: identity R (valid identity), url R, username [""],
  *            password [""] (sent only when just allocated), limits [0,0]
  *            {"bridges": N, "traffic": BYTES} (each optional; 0 =
  *            unlimited), ping_interval [15] (1..3600), pairing_window [8]
- *            (1..3600), tcp_port and udp_port [0 = none] (0..65535)
+ *            (1..3600), tcp_port and udp_port [0 = none] (0..65535),
+ *            mux [0] (0..SL_CTL_MUX_MAX): multiplexed data connections
+ *            the bridge keeps (protocol v2), 0 = none: the pool only
  *   open:    fingerprint R (lower-case UUID v4), kind R ("http", "tcp",
  *            "udp"; other words are kept as text: the bridge refuses them),
  *            target [""] ("" = the bridge's upstream)
@@ -42,6 +44,7 @@
 #define SL_CTL_MAX_MSG (64 * 1024)
 #define SL_CTL_VERSION 1
 #define SL_CTL_POOL_MAX 16
+#define SL_CTL_MUX_MAX 4      /* mux connections a hub asks a bridge for */
 #define SL_CTL_PING_INTERVAL 15   /* seconds, default of welcome */
 #define SL_CTL_PAIRING_WINDOW 8   /* seconds, default of welcome */
 
@@ -59,6 +62,8 @@
 #define SL_CAP_UDP 0x4u
 #define SL_CAP_TLS 0x8u /* the upstream takes TLS as users send it: the
                            hub passes it through by SNI, unterminated */
+#define SL_CAP_MUX 0x10u /* the bridge speaks multiplexed data connections
+                            (Sluice-Framing: mux, protocol v2) */
 
 enum sl_ctl_type {
     SL_CTL_HELLO,
@@ -91,6 +96,7 @@ struct sl_ctl_msg {
         int ping_interval;              /* seconds */
         int pairing_window;             /* seconds */
         int tcp_port, udp_port;         /* public stream ports; 0 = none */
+        int mux; /* mux connections to keep (protocol v2); 0 = none */
     } welcome;
     struct sl_ctl_open {
         char fingerprint[SL_UUID_LEN + 1];

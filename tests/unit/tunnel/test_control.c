@@ -126,6 +126,51 @@ static void test_welcome(void **state)
     assert_null(json);
 }
 
+/* Protocol v2: a bridge that speaks mux says so in hello; the hub says
+ * how many mux connections to keep in welcome; an older peer ignores
+ * both (an unknown capability, an unknown field). */
+static void test_mux_negotiation(void **state)
+{
+    (void)state;
+    struct sl_ctl_msg m;
+    assert_int_equal(parse("{\"type\":\"hello\",\"version\":1,"
+                           "\"capabilities\":[\"http\",\"mux\"]}", &m), 0);
+    assert_int_equal(m.hello.capabilities, SL_CAP_HTTP | SL_CAP_MUX);
+    sl_ctl_init(&m, SL_CTL_HELLO);
+    m.hello.capabilities = SL_CAP_TCP | SL_CAP_MUX;
+    round_trip(&m);
+    char *json;
+    size_t len;
+    assert_int_equal(sl_ctl_encode(&m, &json, &len), 0);
+    assert_non_null(strstr(json, "[\"tcp\",\"mux\"]"));
+    free(json);
+
+#define WELCOME_MUX "{\"type\":\"welcome\",\"identity\":\"ab1234567890\"," \
+                    "\"url\":\"http://x/\",\"mux\":%d}"
+    char doc[160];
+    snprintf(doc, sizeof(doc), WELCOME_MUX, 2);
+    assert_int_equal(parse(doc, &m), 0);
+    assert_int_equal(m.welcome.mux, 2);
+    snprintf(doc, sizeof(doc), WELCOME_MUX, SL_CTL_MUX_MAX + 1);
+    assert_int_equal(parse(doc, &m), SL_EPARSE);
+    snprintf(doc, sizeof(doc), WELCOME_MUX, -1);
+    assert_int_equal(parse(doc, &m), SL_EPARSE);
+    /* Absent: no mux, and a welcome without it says nothing of it. */
+    assert_int_equal(parse("{\"type\":\"welcome\",\"identity\":"
+                           "\"ab1234567890\",\"url\":\"u\"}", &m), 0);
+    assert_int_equal(m.welcome.mux, 0);
+    sl_ctl_init(&m, SL_CTL_WELCOME);
+    memcpy(m.welcome.identity, "ab1234567890", 13);
+    snprintf(m.welcome.url, sizeof(m.welcome.url), "http://x/");
+    assert_int_equal(sl_ctl_encode(&m, &json, &len), 0);
+    assert_null(strstr(json, "mux"));
+    free(json);
+    m.welcome.mux = 4;
+    round_trip(&m);
+    m.welcome.mux = 5;
+    assert_int_equal(sl_ctl_encode(&m, &json, &len), UV_EINVAL);
+}
+
 static void test_open_stats_error(void **state)
 {
     struct sl_ctl_msg m;
@@ -332,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello),
         cmocka_unit_test(test_welcome),
+        cmocka_unit_test(test_mux_negotiation),
         cmocka_unit_test(test_open_stats_error),
         cmocka_unit_test(test_unknown_type),
         cmocka_unit_test(test_hostile),
