@@ -229,12 +229,13 @@ class Prometheus:
         return j["data"]
 
     def query(self, expr):
-        """{labels-as-tuple: float} of an instant vector query."""
+        """{labels-as-tuple (all but instance): float} of an instant
+        vector query."""
         data = self.api("/api/v1/query", query=expr)
         out = {}
         for s in data["result"]:
             labels = tuple(sorted((k, v) for k, v in s["metric"].items()
-                                  if k not in ("job", "instance")))
+                                  if k != "instance"))
             out[labels] = float(s["value"][1])
         return out
 
