@@ -17,6 +17,9 @@ packages=(
   gnuplot-nox
   # the dashboards in a real browser, and a real Prometheus scraping
   chromium chromium-driver python3-selenium prometheus
+  # man pages and the Debian package (scripts/package.sh): scdoc, the
+  # packaging tools, lintian, and systemd-analyze for the units
+  scdoc debhelper fakeroot lintian systemd
 )
 
 missing=()

@@ -1133,8 +1133,6 @@ static const struct field_def hub_fields[] = {
      NULL, 0},
     {"max-data-conns", "--max-data-conns", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
      NULL, NULL, 0},
-    {"ping-ms", "--ping-ms", SL_CONFIG_VALUE, CK_UINT, U64_ANY, NULL, NULL, 0},
-    {"dead-ms", "--dead-ms", SL_CONFIG_VALUE, CK_UINT, U64_ANY, NULL, NULL, 0},
 };
 
 static const struct field_def node_fields[] = {
@@ -1156,6 +1154,7 @@ static const struct field_def node_fields[] = {
     {"token", "--token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
     {"username", "--username", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 0},
     {"password", "--password", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
+    {"grant", "--grant", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 0},
     {"state-dir", "--state-dir", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
      0},
     /* The node's API whatever else runs: --api is the hub's beside it. */
