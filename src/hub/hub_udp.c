@@ -30,6 +30,12 @@
 #define HUB_UDP_CHUNK (64 * 1024)   /* libuv's recvmmsg slot */
 #define HUB_UDP_CHUNKS 16           /* slots of the receive buffer */
 #define HUB_UDP_IDLE_MS 300000
+/* The public socket's kernel buffers: every user of the port shares them,
+ * and a burst that arrives while the loop is busy elsewhere waits there
+ * instead of being lost (the kernel caps them at net.core.rmem_max and
+ * wmem_max). */
+#define HUB_UDP_RCVBUF (4 * 1024 * 1024)
+#define HUB_UDP_SNDBUF (1024 * 1024)
 
 union udp_addr {
     struct sockaddr sa;
@@ -606,10 +612,14 @@ int hub_udp_open(struct hub_streams *s, int fd, int port)
     hub->open_handles += 2;
     s->udp = u;
     rc = uv_udp_open(&u->sock, fd);
-    if (rc != 0)
+    if (rc != 0) {
         close(fd);
-    else
+    } else {
+        int rcv = HUB_UDP_RCVBUF, snd = HUB_UDP_SNDBUF;
+        (void)uv_recv_buffer_size((uv_handle_t *)&u->sock, &rcv);
+        (void)uv_send_buffer_size((uv_handle_t *)&u->sock, &snd);
         rc = uv_udp_recv_start(&u->sock, on_alloc, on_recv);
+    }
     if (rc != 0) {
         hub_udp_close(s);
         return rc;

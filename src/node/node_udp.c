@@ -31,6 +31,9 @@
                                        answers are dropped */
 #define UDP_RECV_MAX 65536
 #define UDP_IDLE_MS 300000
+/* A flow socket's receive buffer: the upstream's answers in a burst wait
+ * there while the loop is busy (the kernel caps it at rmem_max). */
+#define UDP_RCVBUF (1024 * 1024)
 
 struct pending {
     struct pending *next;
@@ -246,8 +249,11 @@ static int flow_connect(struct flow *f, const struct sockaddr *to)
     f->sock.data = f;
     f->sock_open = 1;
     rc = uv_udp_connect(&f->sock, to);
-    if (rc == 0)
+    if (rc == 0) {
+        int rcv = UDP_RCVBUF;
+        (void)uv_recv_buffer_size((uv_handle_t *)&f->sock, &rcv);
         rc = uv_udp_recv_start(&f->sock, on_flow_alloc, on_flow_recv);
+    }
     if (rc != 0) {
         sl_node_bridge_set_error(b, "upstream %s: %s", b->rec.upstream,
                                  sl_strerror(rc));
