@@ -10,9 +10,11 @@
 #include <string.h>
 
 #include "api/server.h"
+#include "cli/cli_grant.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
 #include "node/node.h"
+#include "node/node_state.h"
 #include "node/node_url.h"
 #include "proto/acl.h"
 
@@ -47,6 +49,8 @@ static const char node_usage[] =
     "                  on the hub beforehand (sluice proxy create): the\n"
     "                  bridge takes that identity; --password defaults to\n"
     "                  $SLUICE_BRIDGE_PASSWORD\n"
+    "  --grant TOKEN|@FILE  a grant for a hub that demands them (sluice\n"
+    "                  grant sign), presented by the --upstream bridge\n"
     "  --state-dir DIR where bridges.json and node.json live\n"
     "  --api ADDR      local REST API address (default " SL_NODE_API_DEFAULT
     ");\n"
@@ -70,6 +74,8 @@ static const char node_usage[] =
 struct node_opts {
     const char *hub, *upstream, *token, *api, *username, *password;
     const char *hub_ca, *hub_pin;
+    const char *grant_arg;
+    char grant[SL_NODE_GRANT_MAX]; /* read from grant_arg */
     struct sl_stream_opts streams;
     int allow_public, pool, framed, pool_given, hub_insecure;
     int inspect; /* 0 default, 1 on, -1 off */
@@ -110,6 +116,7 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--password", offsetof(struct node_opts, password)},
         {"--hub-ca", offsetof(struct node_opts, hub_ca)},
         {"--hub-pin", offsetof(struct node_opts, hub_pin)},
+        {"--grant", offsetof(struct node_opts, grant_arg)},
         {"--node-api", offsetof(struct node_opts, api)},
         {"--api", offsetof(struct node_opts, api)},
     };
@@ -226,7 +233,7 @@ static const char *node_password(const struct node_opts *o)
 
 static int node_check(void *st, const struct sl_boot_common *c)
 {
-    const struct node_opts *o = &((struct node_role *)st)->o;
+    struct node_opts *o = &((struct node_role *)st)->o;
     (void)c;
     /* Bad URLs are refused here, in the terminal, before detaching. */
     char err[256];
@@ -239,6 +246,16 @@ static int node_check(void *st, const struct sl_boot_common *c)
     if (o->hub != NULL &&
         sl_node_url_parse_hub(o->hub, &u, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: --hub %s\n", err);
+        return 2;
+    }
+    /* Read here, in the terminal and before detaching. */
+    if (o->grant_arg != NULL &&
+        sl_cli_grant_arg("--grant", o->grant_arg, o->grant,
+                         sizeof(o->grant)) != 0)
+        return 2;
+    if (o->grant_arg != NULL && o->upstream == NULL) {
+        fprintf(stderr, "sluice: --grant needs --upstream (it is presented "
+                        "by that bridge)\n");
         return 2;
     }
     if ((o->username != NULL || o->password != NULL) && o->upstream == NULL) {
@@ -301,13 +318,20 @@ static int node_start(void *st, struct sl_ctx *ctx,
             .token = o->token,
             .username = o->username,
             .password = node_password(o),
+            .grant = o->grant[0] != '\0' ? o->grant : NULL,
         };
         struct sl_node_bridge *b = NULL;
         rc = sl_node_bridge_add(ctx->node, &spec, &b, err, sizeof(err));
         if (rc == SL_EEXIST && b != NULL) {
             /* Named on the command line: it runs, even if it was saved
-             * disconnected (sluice bridge disconnect). */
-            rc = sl_node_bridge_connect(b);
+             * disconnected (sluice bridge disconnect), with the grant
+             * given now. */
+            rc = o->grant[0] != '\0'
+                     ? sl_node_bridge_update(b, NULL, o->grant, err,
+                                             sizeof(err))
+                     : 0;
+            if (rc == 0)
+                rc = sl_node_bridge_connect(b);
         }
         if (rc != 0) {
             sl_error(&ctx->log, "boot: cannot add the bridge: %s",

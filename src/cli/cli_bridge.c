@@ -9,9 +9,11 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/cli_grant.h"
 #include "cli/cli_util.h"
 #include "core/fmt.h"
 #include "node/node.h"
+#include "node/node_state.h"
 
 static const char bridge_usage[] =
     "usage: sluice bridge [options] <command> [options]\n"
@@ -19,10 +21,15 @@ static const char bridge_usage[] =
     "commands:\n"
     "  list [--json]                 the node's bridges\n"
     "  create <upstream> [<hub>] [--token T] [--username U --password P]\n"
+    "         [--grant TOKEN|@FILE]\n"
     "                                add a bridge (upstream http://host:port);\n"
     "                                --username/--password: an allocation\n"
     "                                made with sluice proxy create (password\n"
-    "                                default $SLUICE_BRIDGE_PASSWORD)\n"
+    "                                default $SLUICE_BRIDGE_PASSWORD);\n"
+    "                                --grant: for a hub that demands grants\n"
+    "  update <identity> [--password P] [--grant TOKEN|@FILE]\n"
+    "                                a new password (after sluice proxy\n"
+    "                                rotate) or grant; no user is dropped\n"
     "  connect <identity>            resume a bridge\n"
     "  disconnect <identity>         stop a bridge (kept for later)\n"
     "  remove <identity>             forget a bridge\n"
@@ -116,9 +123,12 @@ static int same_bridge(json_t *b, const char *upstream, const char *hub)
 static int cmd_create(const struct sl_cli_api *bc, int argc, char **argv)
 {
     const char *upstream = NULL, *hub = NULL, *token = NULL;
-    const char *username = NULL, *password = NULL;
+    const char *username = NULL, *password = NULL, *grant_arg = NULL;
+    char grant[SL_NODE_GRANT_MAX];
     for (int i = 0; i < argc; i++) {
         int m = sl_cli_opt_value(argc, argv, &i, "--token", &token);
+        if (m == 0)
+            m = sl_cli_opt_value(argc, argv, &i, "--grant", &grant_arg);
         if (m == 0)
             m = sl_cli_opt_value(argc, argv, &i, "--username", &username);
         if (m == 0)
@@ -152,6 +162,13 @@ static int cmd_create(const struct sl_cli_api *bc, int argc, char **argv)
         json_object_set_new(body, "hub", json_string(hub));
     if (token != NULL)
         json_object_set_new(body, "token", json_string(token));
+    if (grant_arg != NULL) {
+        if (sl_cli_grant_arg("--grant", grant_arg, grant, sizeof(grant))) {
+            json_decref(body);
+            return 2;
+        }
+        json_object_set_new(body, "grant", json_string(grant));
+    }
     if (username != NULL && password == NULL)
         password = getenv("SLUICE_BRIDGE_PASSWORD");
     if (username != NULL)
@@ -224,6 +241,61 @@ static int cmd_on_identity(const struct sl_cli_api *bc, const char *verb,
     return 0;
 }
 
+static int cmd_update(const struct sl_cli_api *bc, int argc, char **argv)
+{
+    const char *identity = NULL, *password = NULL, *grant_arg = NULL;
+    char grant[SL_NODE_GRANT_MAX];
+    for (int i = 0; i < argc; i++) {
+        int m = sl_cli_opt_value(argc, argv, &i, "--password", &password);
+        if (m == 0)
+            m = sl_cli_opt_value(argc, argv, &i, "--grant", &grant_arg);
+        if (m < 0)
+            return 2;
+        if (m > 0)
+            continue;
+        if (argv[i][0] == '-' || identity != NULL) {
+            fprintf(stderr, "sluice: bridge update: unexpected '%s'\n",
+                    argv[i]);
+            return 2;
+        }
+        identity = argv[i];
+    }
+    if (identity == NULL || !sl_cli_is_identity(identity)) {
+        fprintf(stderr, "sluice: bridge update needs one <identity>\n");
+        return 2;
+    }
+    if (password == NULL && grant_arg == NULL)
+        password = getenv("SLUICE_BRIDGE_PASSWORD");
+    if (password == NULL && grant_arg == NULL) {
+        fprintf(stderr, "sluice: bridge update: give --password (or "
+                "$SLUICE_BRIDGE_PASSWORD) or --grant\n");
+        return 2;
+    }
+    json_t *body = json_object();
+    if (body == NULL)
+        return 1;
+    if (password != NULL)
+        json_object_set_new(body, "password", json_string(password));
+    if (grant_arg != NULL) {
+        if (sl_cli_grant_arg("--grant", grant_arg, grant, sizeof(grant))) {
+            json_decref(body);
+            return 2;
+        }
+        json_object_set_new(body, "grant", json_string(grant));
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/api/bridge/%s/update/", identity);
+    json_t *resp = NULL;
+    int rc = call(bc, "POST", path, body, &resp);
+    json_decref(body);
+    if (rc != 0)
+        return rc;
+    printf("bridge %s updated (%s)\n", identity,
+           sl_cli_json_str(resp, "state"));
+    json_decref(resp);
+    return 0;
+}
+
 static int cmd_prune(const struct sl_cli_api *bc, int argc, char **argv)
 {
     (void)argv;
@@ -264,6 +336,8 @@ static int run_command(const char *cmd, int argc, char **argv,
         return cmd_on_identity(bc, "remove", "DELETE", "", argc, argv);
     if (strcmp(cmd, "prune") == 0)
         return cmd_prune(bc, argc, argv);
+    if (strcmp(cmd, "update") == 0)
+        return cmd_update(bc, argc, argv);
     fprintf(stderr, "sluice: bridge: unknown command '%s'\n%s", cmd,
             bridge_usage);
     return 2;
@@ -278,7 +352,7 @@ static int split_args(int argc, char **argv, const char **api_flag,
                       const char **state_flag, char **words, int *nwords)
 {
     static const char *const cmd_valued[] = {"--token", "--username",
-                                             "--password"};
+                                             "--password", "--grant"};
     *nwords = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];

@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "cli/cli.h"
+#include "cli/cli_grant.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
 #include "core/fmt.h"
@@ -356,6 +357,17 @@ static int read_token(const char *arg, char *out, size_t cap)
     memmove(out, out + s, n - s);
     out[n - s] = '\0';
     return 0;
+}
+
+int sl_cli_grant_arg(const char *flag, const char *arg, char *out,
+                     size_t cap)
+{
+    int rc = read_token(arg, out, cap);
+    if (rc == SL_ETOOBIG)
+        fprintf(stderr, "sluice: %s: longer than a grant can be\n", flag);
+    else if (rc == 0 && out[0] == '\0')
+        fprintf(stderr, "sluice: %s: empty\n", flag);
+    return rc != 0 || out[0] == '\0';
 }
 
 static void features_text(unsigned f, char *out, size_t cap)

@@ -342,8 +342,14 @@ static int spec_secrets(const struct sl_node_bridge_spec *spec,
                  SL_BASIC_PASS_MAX);
         return SL_EPARSE;
     }
+    if (spec->grant != NULL && strlen(spec->grant) >= sizeof(rec->grant)) {
+        snprintf(err, errcap, "grant is too long");
+        return SL_EPARSE;
+    }
     snprintf(rec->token, sizeof(rec->token), "%s",
              spec->token ? spec->token : "");
+    snprintf(rec->grant, sizeof(rec->grant), "%s",
+             spec->grant ? spec->grant : "");
     snprintf(rec->username, sizeof(rec->username), "%s", user);
     snprintf(rec->password, sizeof(rec->password), "%s", pass);
     return 0;
@@ -416,6 +422,55 @@ int sl_node_bridge_add(struct sl_node *node,
 out:
     OPENSSL_cleanse(&rec, sizeof(rec));
     return rc;
+}
+
+/* A grant goes in one header line: printable, no blanks. */
+static int grant_ok(const char *g)
+{
+    for (const unsigned char *p = (const unsigned char *)g; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return 0;
+    return 1;
+}
+
+int sl_node_bridge_update(struct sl_node_bridge *b, const char *password,
+                          const char *grant, char *err, size_t errcap)
+{
+    if (password != NULL &&
+        (password[0] == '\0' || strlen(password) >= SL_BASIC_PASS_MAX ||
+         strlen(password) >= sizeof(b->rec.password))) {
+        snprintf(err, errcap, "password must be 1 to %d characters",
+                 SL_BASIC_PASS_MAX - 1);
+        return SL_EPARSE;
+    }
+    if (password != NULL && b->rec.username[0] == '\0') {
+        snprintf(err, errcap, "this bridge has no credentials yet: its hub "
+                 "gives them at the first connection");
+        return SL_EPARSE;
+    }
+    if (grant != NULL &&
+        (strlen(grant) >= sizeof(b->rec.grant) || !grant_ok(grant))) {
+        snprintf(err, errcap, "grant is not a token (printable, no blanks, "
+                 "under %zu characters)", sizeof(b->rec.grant));
+        return SL_EPARSE;
+    }
+    int regrant = grant != NULL && strcmp(grant, b->rec.grant) != 0;
+    if (password != NULL)
+        snprintf(b->rec.password, sizeof(b->rec.password), "%s", password);
+    if (grant != NULL)
+        snprintf(b->rec.grant, sizeof(b->rec.grant), "%s", grant);
+    sl_info(b->node->log, "bridge %s: updated%s%s", bname(b),
+            password != NULL ? " (password)" : "",
+            regrant ? " (grant; presenting it now)" : "");
+    sl_node_save(b->node);
+    /* The hub reads a grant when the control connection opens. */
+    if (regrant && b->ctl != NULL) {
+        sl_node_conn_close(b->ctl, 0);
+        b->attempt = 0;
+        uv_timer_stop(&b->retry_timer);
+        dial_ctl(b);
+    }
+    return 0;
 }
 
 int sl_node_bridge_connect(struct sl_node_bridge *b)

@@ -97,6 +97,7 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb,
  * them the hub makes a new allocation at the first connection. */
 struct sl_node_bridge_spec {
     const char *upstream, *hub, *token, *username, *password;
+    const char *grant; /* a grant for the hub (tunnel/grant.h), or NULL */
 };
 
 /* Adds and starts a bridge. On bad input returns SL_EPARSE with a reason
@@ -111,6 +112,14 @@ int sl_node_bridge_add(struct sl_node *node,
 /* The bridge with this identity, or NULL. */
 struct sl_node_bridge *sl_node_bridge_find(struct sl_node *node,
                                            const char *identity);
+
+/* Changes what bridge b shows its hub, and persists it: password (NULL:
+ * kept; after `sluice proxy rotate`, used from the next connection on,
+ * the hub keeping the old one's connections through its grace) and grant
+ * (NULL: kept, "": none; the control connection is dialled again to
+ * present it). Returns 0, or SL_EPARSE with why in err. */
+int sl_node_bridge_update(struct sl_node_bridge *b, const char *password,
+                          const char *grant, char *err, size_t errcap);
 
 /* Resumes / stops a bridge's connections; the choice is persisted.
  * Return 0. */

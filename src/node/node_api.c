@@ -5,6 +5,7 @@
  *                                              "username", "password"}
  *   POST   /api/bridge/{identity}/connect/
  *   POST   /api/bridge/{identity}/disconnect/
+ *   POST   /api/bridge/{identity}/update/    {"password", "grant"}
  *   DELETE /api/bridge/prune/                disconnected / never connected
  *   DELETE /api/bridge/{identity}/
  * and the dashboard, the request inspector and /metrics (node_dash.h).
@@ -57,6 +58,7 @@ static void h_create(struct sl_api_req *req, void *arg)
         .token = str_member(body, "token"),
         .username = str_member(body, "username"),
         .password = str_member(body, "password"),
+        .grant = str_member(body, "grant"),
     };
     int rc = sl_node_bridge_add(node, &spec, &b, err, sizeof(err));
     json_decref(body);
@@ -101,6 +103,34 @@ static void h_disconnect(struct sl_api_req *req, void *arg)
     sl_api_reply_json(req, 200, sl_node_bridge_json(b));
 }
 
+/* A new password (after `sluice proxy rotate`) or grant; either may be
+ * left out. */
+static void h_update(struct sl_api_req *req, void *arg)
+{
+    struct sl_node_bridge *b = find_or_404(req, arg);
+    if (b == NULL)
+        return;
+    json_t *body = NULL;
+    if (sl_api_req_json(req, &body) != 0 || !json_is_object(body)) {
+        json_decref(body);
+        sl_api_reply_error(req, 400, "Body must be a JSON object");
+        return;
+    }
+    const char *password = str_member(body, "password");
+    const char *grant = str_member(body, "grant");
+    char err[200] = "";
+    int rc = password == NULL && grant == NULL
+                 ? (snprintf(err, sizeof(err), "Give \"password\" or "
+                             "\"grant\""), SL_EPARSE)
+                 : sl_node_bridge_update(b, password, grant, err,
+                                         sizeof(err));
+    json_decref(body);
+    if (rc != 0)
+        sl_api_reply_error(req, 400, err);
+    else
+        sl_api_reply_json(req, 200, sl_node_bridge_json(b));
+}
+
 static void h_remove(struct sl_api_req *req, void *arg)
 {
     struct sl_node_bridge *b = find_or_404(req, arg);
@@ -123,6 +153,7 @@ static const struct sl_api_route routes[] = {
     {"DELETE", "/api/bridge/prune/", h_prune},
     {"POST", "/api/bridge/{identity}/connect/", h_connect},
     {"POST", "/api/bridge/{identity}/disconnect/", h_disconnect},
+    {"POST", "/api/bridge/{identity}/update/", h_update},
     {"DELETE", "/api/bridge/{identity}/", h_remove},
     /* the dashboard, the request inspector and metrics (node_dash.h) */
     {"GET", "/api/bridge/{identity}/requests/", sl_node_dash_requests},

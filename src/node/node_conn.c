@@ -240,6 +240,7 @@ static int format_request(struct conn *c, char *buf, size_t cap)
     char target[SL_NODE_TOKEN_MAX * 3 + 64];
     char auth[SL_NODE_SECRET_MAX * 2 + 32] = "";
     char extra[SL_HIJACK_MAX + SL_UUID_LEN + 80] = "";
+    char grant[SL_NODE_GRANT_MAX + 32] = "";
     int rc;
 
     if (c->kind == CONN_CTL && b->rec.token[0] != '\0') {
@@ -274,6 +275,9 @@ static int format_request(struct conn *c, char *buf, size_t cap)
     size_t el = strlen(extra);
     snprintf(extra + el, sizeof(extra) - el, "%s: %s\r\n", SL_BRIDGE_HEADER,
              b->instance);
+    /* The hub reads a grant when the control connection opens. */
+    if (c->kind == CONN_CTL && b->rec.grant[0] != '\0')
+        snprintf(grant, sizeof(grant), "Sluice-Grant: %s\r\n", b->rec.grant);
     int n = snprintf(buf, cap,
                      "GET %s HTTP/1.1\r\n"
                      "Host: %s\r\n"
@@ -282,8 +286,8 @@ static int format_request(struct conn *c, char *buf, size_t cap)
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
-                     "%s%s\r\n",
-                     target, b->hub_host, c->key, auth, extra);
+                     "%s%s%s\r\n",
+                     target, b->hub_host, c->key, auth, extra, grant);
     if (n < 0 || (size_t)n >= cap)
         return SL_ETOOBIG;
     return n;
@@ -332,7 +336,7 @@ static void send_request(struct conn *c)
         sl_node_conn_close(c, UV_EIO);
         return;
     }
-    char text[2048];
+    char text[2048 + SL_NODE_GRANT_MAX];
     int n = format_request(c, text, sizeof(text));
     if (n < 0) {
         sl_error(conn_log(c), "bridge %s: formatting the %s request: %s",
@@ -661,10 +665,45 @@ static void on_welcome_timeout(uv_timer_t *t)
     sl_node_conn_close(c, UV_ETIMEDOUT);
 }
 
+/* A refusal the hub explains in JSON ({"error", "code", "reason"}):
+ * the error, in the seed's words, is what the bridge says it is
+ * (`Bridge not allowed`, `Grant expired`, ...). A grant the hub refuses
+ * (403) will not change by itself: the next dial waits the longest
+ * back-off step, not a second. Returns 1 if it was such a refusal. */
+static int refused_with_reason(struct conn *c, int status, const char *body,
+                               size_t len)
+{
+    struct sl_node_bridge *b = c->b;
+    json_error_t jerr;
+    json_t *j = json_loadb(body, len, 0, &jerr);
+    json_t *e = json_object_get(j, "error");
+    json_t *r = json_object_get(j, "reason");
+    if (!json_is_string(e) || !json_is_string(r)) {
+        json_decref(j);
+        return 0;
+    }
+    char error[120], reason[200];
+    body_excerpt(json_string_value(e), json_string_length(e), error,
+                 sizeof(error));
+    body_excerpt(json_string_value(r), json_string_length(r), reason,
+                 sizeof(reason));
+    json_decref(j);
+    sl_warn(conn_log(c), "bridge %s: hub %s refused the control connection: "
+            "%s (%d: %s)", bridge_name(b), b->rec.hub, error, status,
+            reason);
+    sl_node_bridge_set_error(b, "%s", error);
+    if (status == 403 && b->attempt < 5)
+        b->attempt = 5;
+    sl_node_conn_close(c, SL_EDENIED);
+    return 1;
+}
+
 static void ctl_got_head(struct conn *c, const struct sl_http_head *h,
                          const char *rest, size_t rest_len)
 {
     struct sl_node_bridge *b = c->b;
+    if (h->status != 101 && refused_with_reason(c, h->status, rest, rest_len))
+        return;
     if (h->status != 101) {
         char excerpt[128];
         body_excerpt(rest, rest_len, excerpt, sizeof(excerpt));

@@ -67,6 +67,7 @@ char *sl_node_state_encode(const struct sl_node_bridge_rec *recs, size_t n)
             set_str(o, "username", r->username) ||
             set_str(o, "password", r->password) ||
             set_str(o, "token", r->token) ||
+            (r->grant[0] != '\0' && set_str(o, "grant", r->grant)) ||
             json_object_set_new(o, "disconnected",
                                 json_boolean(r->disconnected)) ||
             json_object_set_new(o, "created_at",
@@ -164,6 +165,7 @@ int sl_node_state_decode(const char *text, size_t len,
             get_str(o, "username", r->username, sizeof(r->username)) ||
             get_str(o, "password", r->password, sizeof(r->password)) ||
             get_str(o, "token", r->token, sizeof(r->token)) ||
+            get_str(o, "grant", r->grant, sizeof(r->grant)) ||
             !identity_ok(r->identity) ||
             sl_node_url_parse_upstream(r->upstream, &u, NULL, 0) != 0 ||
             sl_node_url_parse_hub(r->hub, &u, NULL, 0) != 0) {

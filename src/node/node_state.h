@@ -5,6 +5,7 @@
  *   {"version": 1, "bridges": [{"identity": "ab1234567890",
  *     "upstream": "http://127.0.0.1:3000", "hub": "http://127.0.0.1:8080",
  *     "username": "...", "password": "...", "token": "...",
+ *     "grant": "<token of tunnel/grant.h>",
  *     "url": "http://ab1234567890.localhost:8080/",
  *     "disconnected": false, "created_at": MS, "connected_at": MS,
  *     "last_seen": MS}]}
@@ -25,6 +26,7 @@
 #define SL_NODE_IDENTITY_MAX 16
 #define SL_NODE_SECRET_MAX 128
 #define SL_NODE_TOKEN_MAX 256
+#define SL_NODE_GRANT_MAX 2049 /* NUL included: a grant (tunnel/grant.h) */
 #define SL_NODE_BRIDGES_MAX 64
 #define SL_NODE_STATE_FILE "bridges.json"
 #define SL_NODE_STATE_MAX (1024 * 1024) /* bytes of bridges.json read at most */
@@ -39,6 +41,7 @@ struct sl_node_bridge_rec {
     char username[SL_NODE_SECRET_MAX];
     char password[SL_NODE_SECRET_MAX];
     char token[SL_NODE_TOKEN_MAX];
+    char grant[SL_NODE_GRANT_MAX]; /* presented to the hub; "" none */
     int disconnected; /* 1: the user said `disconnect` */
     int64_t created_at, connected_at, last_seen; /* ms since epoch; 0 never */
 };
