@@ -18,7 +18,11 @@ TCP and UDP tunnels; streams_support.free_range finds a free range);
 Node(hub_url=URL, hub_ca=FILE) dials the hub at URL. With
 SLUICE_TUNNEL_TLS=1 in the environment, TunnelEnv's hubs get an https
 listener and nodes dial it (https:// with --hub-ca), so every tunnel test
-runs its bridges over TLS; users still use the plain port.
+runs its bridges over TLS; users still use the plain port. Two tests
+assume the bridge uses the plain port and fail in that mode by design:
+test_bridge_cli (`bridge create` with hub.url is a second hub to the node)
+and test_tunnel_connections_watched_by_the_kernel (it looks for the
+tunnel's sockets on hub.port).
 """
 
 import asyncio
