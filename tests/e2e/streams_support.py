@@ -196,6 +196,26 @@ def close_state(sock, timeout=5):
     return "timeout", data, time.monotonic() - t0
 
 
+def refusal(port, source=None, payload=None, timeout=5):
+    """Connects (from source), sends payload if given, and reads until the
+    peer ends the connection: (how, bytes read, seconds from the connect).
+    A reset that comes while connecting or sending counts as 'reset' (a
+    hub that refuses at once may reset before connect() returns)."""
+    t0 = time.monotonic()
+    try:
+        c = tcp_connect(port, source=source, timeout=timeout)
+    except (ConnectionResetError, ConnectionRefusedError):
+        return "reset", b"", time.monotonic() - t0
+    with c:
+        if payload:
+            try:
+                c.sendall(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                return "reset", b"", time.monotonic() - t0
+        how, data, _ = close_state(c, timeout=timeout)
+        return how, data, time.monotonic() - t0
+
+
 def handler_sink(conn, rec):
     """Reads until EOF or error, counting the bytes in rec['bytes'] as it
     goes (a test reads it while the connection lives)."""

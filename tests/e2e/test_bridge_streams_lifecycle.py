@@ -13,7 +13,7 @@ from helpers import free_port, handler_echo, scaled, wait_for
 from streams_support import (NO_FREE_PORT, close_state, echo_ok, free_range,
                              handler_sink, range_arg, stream_node,
                              tcp_connect, try_ok, udp_ask, udp_socket,
-                             wait_log)
+                             wait_log, refusal)
 from tunnel_x_support import BRIDGE_RE, http_get
 
 QUOTA = 1024000          # --limit-traffic 1MB (1 MB = 1,024,000 bytes)
@@ -83,6 +83,11 @@ def test_bridge_killed_then_back_on_same_port(env, tcp_upstream):
     up = tcp_upstream(handler_echo)
     target = "tcp://127.0.0.1:%d" % up.port
     b = stream_node(env, hub, target, name="bridge-k", args=keepalive)
+    # The kill comes once the node has saved its bridge (see
+    # test_identity_saved_before_killed_node_restarts for the moment
+    # before that).
+    wait_for(lambda: b.identity in _saved_bridges(b.node), 10,
+             what="the node's state file naming its bridge")
     user = tcp_connect(b.port, timeout=10)
     try:
         user.sendall(b"before")
@@ -95,14 +100,44 @@ def test_bridge_killed_then_back_on_same_port(env, tcp_upstream):
         user.close()
     # New users while the bridge is away are closed (no bridge to pair
     # with: at the latest after the pairing window), not left hanging.
-    with tcp_connect(b.port, timeout=10) as c:
-        how, data, took = close_state(c, timeout=8 + scaled(4))
+    how, data, took = refusal(b.port, timeout=8 + scaled(4))
     assert how in ("eof", "reset") and data == b"", (how, data, took)
 
     b2 = stream_node(env, hub, target, name="bridge-k", args=keepalive)
     assert (b2.identity, b2.port) == (b.identity, b.port), (b, b2)
     assert echo_ok(b2.port, b"after")
     assert hub.proxy(b.identity).get("tcp_port") == b.port
+
+
+def _saved_bridges(node):
+    try:
+        with open(os.path.join(node.state_dir, "bridges.json")) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def test_identity_saved_before_killed_node_restarts(env):
+    """A node killed just after its bridge line comes back with the same
+    identity, so the same port: the line announces a bridge the state
+    directory already holds. Ten kills, each right after the line."""
+    # every lost identity is a new allocation: lift the per-source rate
+    hub = env.hub(stream_ports=range_arg(free_range(32)),
+                  args=["--allocation-rate", "1000"])
+    lost = []
+    for i in range(10):
+        name = "quick%d" % i
+        b = stream_node(env, hub, "tcp://127.0.0.1:9", name=name)
+        b.node.kill()
+        saved = b.identity in _saved_bridges(b.node)
+        b2 = stream_node(env, hub, "tcp://127.0.0.1:9", name=name)
+        if (b2.identity, b2.port) != (b.identity, b.port):
+            lost.append("%s:%d -> %s:%d (state file %s it)" % (
+                b.identity, b.port, b2.identity, b2.port,
+                "named" if saved else "did not name"))
+        b2.node.kill()
+    assert not lost, "%d of 10 restarts got a new identity and port: %s" % (
+        len(lost), "; ".join(lost))
 
 
 def test_hub_restart_keeps_ports(env, tcp_upstream, udp_upstream, tmp_path):
@@ -171,6 +206,8 @@ def test_traffic_limit_cuts_tcp_stream(env, tcp_upstream):
     rec = wait_for(lambda: up.accepted() and up.accepted()[0]["done"].wait(
         scaled(10)) and up.accepted()[0], 15, what="upstream closed")
     got = rec["bytes"]
+    print("quota %d: the upstream got %d bytes before the cut (%d sent)"
+          % (QUOTA, got, sent))
     assert QUOTA - BUFFER <= got <= 1536000, (
         "upstream got %d bytes before the cut (quota %d)" % (got, QUOTA))
 
@@ -180,8 +217,7 @@ def test_traffic_limit_cuts_tcp_stream(env, tcp_upstream):
     assert t["up"] + t["down"] >= QUOTA - BUFFER, t
 
     for _ in range(2):
-        with tcp_connect(b.port, timeout=10) as c:
-            how, data, took = close_state(c, timeout=5)
+        how, data, took = refusal(b.port, timeout=5)
         assert how in ("eof", "reset") and data == b"", (how, data)
         assert took < scaled(2), took
     up.sync()
@@ -220,11 +256,12 @@ def test_traffic_limit_from_api(env, tcp_upstream):
     finally:
         c.close()
     assert how in ("eof", "reset"), "not cut after %d bytes" % moved
+    print("quota %d: cut after %d bytes moved (echo, both directions)"
+          % (QUOTA, moved))
     assert QUOTA - BUFFER <= moved <= 1536000, (moved, QUOTA)
     wait_for(lambda: hub.proxy(b.identity)["limited"], 10,
              what="allocation marked limited")
-    with tcp_connect(b.port, timeout=10) as c:
-        how, data, took = close_state(c, timeout=5)
+    how, data, took = refusal(b.port, timeout=5)
     assert how in ("eof", "reset") and data == b"", (how, data)
 
 

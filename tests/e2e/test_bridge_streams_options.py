@@ -9,7 +9,7 @@ import time
 
 from helpers import (handler_echo, handler_pp_echo, sanitizer_report,
                      scaled, wait_for)
-from streams_support import (close_state, echo_ok, free_range,
+from streams_support import (echo_ok, free_range, refusal,
                              handler_pp_v1_echo, node_log, range_arg,
                              stream_node, tcp_connect, try_ok, udp_ask,
                              udp_socket)
@@ -97,8 +97,7 @@ def test_api_options_proxy_protocol_v1_and_acl(env, tcp_upstream):
     assert rec["pp_v1"] == "PROXY TCP4 %s 127.0.0.1 %d %d" % (
         SECOND, sport, b.port), rec
 
-    with tcp_connect(b.port, source=THIRD, timeout=10) as c:
-        how, data, took = close_state(c, timeout=5)
+    how, data, took = refusal(b.port, source=THIRD, timeout=5)
     assert how in ("eof", "reset") and data == b"", (how, data)
     up.sync()
     assert len(up.accepted()) == 1, [r["peer"] for r in up.accepted()]
@@ -114,12 +113,8 @@ def test_acl_deny_never_dials(env, tcp_upstream):
     b = stream_node(env, hub, "tcp://127.0.0.1:%d" % up.port, pool=0,
                     args=["--deny", "ip:%s" % SECOND])
     for _ in range(3):
-        with tcp_connect(b.port, source=SECOND, timeout=10) as c:
-            try:
-                c.sendall(b"denied bytes")
-            except OSError:
-                pass
-            how, data, took = close_state(c, timeout=5)
+        how, data, took = refusal(b.port, source=SECOND,
+                                  payload=b"denied bytes", timeout=5)
         assert how in ("eof", "reset") and data == b"", (how, data)
         assert took < scaled(2), took
     assert echo_ok(b.port, b"allowed", source=THIRD, timeout=15)
@@ -137,8 +132,7 @@ def test_acl_allow_list(env, tcp_upstream):
                     args=["--allow", "cidr:127.0.0.0/8",
                           "--deny", "ip:%s" % SECOND])
     assert echo_ok(b.port, b"x", source=THIRD)
-    with tcp_connect(b.port, source=SECOND) as c:
-        how, data, _ = close_state(c)
+    how, data, _ = refusal(b.port, source=SECOND)
     assert how in ("eof", "reset") and data == b"", (how, data)
 
     up2 = tcp_upstream(handler_echo)
@@ -146,8 +140,7 @@ def test_acl_allow_list(env, tcp_upstream):
                      args=["--allow", "ip:%s" % THIRD])
     assert b2.port != b.port
     assert echo_ok(b2.port, b"y", source=THIRD)
-    with tcp_connect(b2.port, source="127.0.0.1") as c:
-        how, data, _ = close_state(c)
+    how, data, _ = refusal(b2.port, source="127.0.0.1")
     assert how in ("eof", "reset") and data == b"", (how, data)
     up2.sync()
     assert len(up2.accepted()) == 1
@@ -185,8 +178,7 @@ def test_max_connections(env, tcp_upstream):
             held.append(c)
             c.sendall(b"held%d" % i)
             assert c.recv(100) == b"held%d" % i
-        with tcp_connect(b.port, timeout=10) as c:
-            how, data, took = close_state(c, timeout=5)
+        how, data, took = refusal(b.port, timeout=5)
         assert how in ("eof", "reset") and data == b"", (how, data)
         up.sync()
         assert len(up.accepted()) == 2
@@ -260,8 +252,7 @@ def test_api_caps(env, tcp_upstream, udp_upstream):
     with tcp_connect(t.port, timeout=10) as held:
         held.sendall(b"one")
         assert held.recv(10) == b"one"
-        with tcp_connect(t.port, timeout=10) as c:
-            how, data, _ = close_state(c, timeout=5)
+        how, data, _ = refusal(t.port, timeout=5)
         assert how in ("eof", "reset") and data == b"", (how, data)
     tup.sync()
     assert len(tup.accepted()) == 1
