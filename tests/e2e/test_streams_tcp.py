@@ -100,7 +100,12 @@ def _iperf3(port, *args, timeout=60):
              list(args), timeout=timeout)
     assert cp.returncode == 0, cp.stdout.decode()[-2000:] + \
         cp.stderr.decode()
-    return json.loads(cp.stdout)["end"]
+    j = json.loads(cp.stdout)
+    # iperf3 may exit 0 with an error in its report (a busy server, a
+    # control connection cut): say which rather than a missing key.
+    assert "error" not in j and "sum_sent" in j.get("end", {}), \
+        (j.get("error"), sorted(j.get("end", {})))
+    return j["end"]
 
 
 # iperf3's server stops counting when the client ends the test on its
