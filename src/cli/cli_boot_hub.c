@@ -21,6 +21,12 @@
 #include "hub/hub.h"
 #include "hub/hub_plan.h"
 #include "net/addr.h"
+#include "tunnel/control.h"
+
+/* Multiplexed data connections a bridge keeps when neither --mux nor
+ * --no-mux says. */
+#define HUB_MUX_DEFAULT 0
+#define HUB_MUX_HELP "0"
 
 #define HUB_HTTP_DEFAULT "127.0.0.1:8080"
 #define HUB_API_DEFAULT "127.0.0.1:8081"
@@ -105,6 +111,10 @@ static const char hub_usage[] =
     "                     over it 503)\n"
     "  --max-data-conns N  data connections per identity\n"
     "                     (default max-pairs + 16; over it 429 to the bridge)\n"
+    "  --mux N            multiplexed data connections each bridge keeps\n"
+    "                     (protocol v2; 1-4; 0 = none, default " HUB_MUX_HELP ")\n"
+    "  --no-mux           the same as --mux 0: a data connection per user\n"
+    "                     connection, from each bridge's pool\n"
     "\n"
     "Once listening, one line goes to standard output:\n"
     "  hub listening http://<addr> domain <domain>\n"
@@ -144,6 +154,7 @@ struct hub_opts {
     unsigned long long max_user_conns, max_conns_per_ip, max_pairs;
     unsigned long long max_data_conns;
     unsigned long long udp_idle_ms; /* hidden: UDP flow expiry */
+    int mux, mux_given; /* --mux N, --no-mux */
 };
 
 static const struct {
@@ -376,6 +387,26 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         o->alloc_expiry_given = 1;
         return 1;
     }
+    if (strcmp(a, "--no-mux") == 0) {
+        o->mux = 0;
+        o->mux_given = 1;
+        return 1;
+    }
+    m = sl_cli_opt_value(argc, argv, i, "--mux", &val);
+    if (m < 0)
+        return 2;
+    if (m > 0) {
+        char *end = NULL;
+        long n = strtol(val, &end, 10);
+        if (*val == '\0' || *end != '\0' || n < 0 || n > SL_CTL_MUX_MAX) {
+            fprintf(stderr, "sluice: --mux: '%s' is not a count of 0 to "
+                    "%d\n", val, SL_CTL_MUX_MAX);
+            return 2;
+        }
+        o->mux = (int)n;
+        o->mux_given = 1;
+        return 1;
+    }
     m = sl_cli_opt_value(argc, argv, i, "--public-url-port", &val);
     if (m < 0)
         return 2;
@@ -502,6 +533,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .alloc_idle_expiry_s = o->alloc_expiry_given ? o->alloc_expiry_s
                                                      : 7 * 86400,
         .cookie_isolation = o->cookie_isolation,
+        .mux_conns = o->mux_given ? o->mux : HUB_MUX_DEFAULT,
     };
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each

@@ -1133,6 +1133,8 @@ static const struct field_def hub_fields[] = {
      NULL, 0},
     {"max-data-conns", "--max-data-conns", SL_CONFIG_VALUE, CK_UINT, U64_ANY,
      NULL, NULL, 0},
+    {"mux", "--mux", SL_CONFIG_VALUE, CK_UINT, 0, 4, NULL, NULL, 0},
+    {"no-mux", "--no-mux", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
 };
 
 static const struct field_def node_fields[] = {

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "hub/hub_int.h"
 #include "tls/tls_server.h"
+#include "tunnel/control.h"
 #include "tunnel/host_route.h"
 
 #define RATE_WINDOW_MS 60000
@@ -96,6 +97,7 @@ struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
     sl_list_init(&a->pool);
     sl_list_init(&a->waiting);
     sl_list_init(&a->verify_wait);
+    sl_list_init(&a->muxes);
     unsigned k = bucket_of(a->identity);
     a->hnext = hub->buckets[k];
     hub->buckets[k] = a;
@@ -281,6 +283,8 @@ static void conn_maybe_free(struct hub_conn *c)
     case C_DATA: hub->totals.data_conns--; break;
     default: break;
     }
+    if (c->via != NULL)
+        hub_mux_stream_freed(c);
     free(c->head);
     hub_auth_drop(c);
     free(c->grant_in);
@@ -372,6 +376,11 @@ void hub_conn_close(struct hub_conn *c, int reason)
     c->rhead_len = c->rhead_cap = 0;
     hub_block_put(c->hub, c->fwd);
     c->fwd = NULL;
+    if (c->mux != NULL) {
+        /* The engine closes the socket; then hub_conn_ws_closed. */
+        hub_mux_conn_close(c, reason);
+        return;
+    }
     if (c->ws_active) {
         /* Its on_close closes the timer. A clean end gets a close frame
          * (so the bridge tells it from a failure), bounded by the ws's
@@ -382,7 +391,7 @@ void hub_conn_close(struct hub_conn *c, int reason)
             sl_ws_abort(c->ws, reason);
         return;
     }
-    if (!uv_is_closing((uv_handle_t *)&c->xp.tcp))
+    if (!sl_xprt_is_closing(&c->xp))
         sl_xprt_close(&c->xp, on_conn_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&c->timer))
         uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
@@ -1092,6 +1101,11 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     hub->log = &ctx->log;
     hub->opts = *opts;
     hub_caps_defaults(hub);
+    hub->mux_conns = opts->mux_conns < 0 ? 0
+                     : opts->mux_conns > SL_CTL_MUX_MAX ? SL_CTL_MUX_MAX
+                                                        : opts->mux_conns;
+    hub->mux_budget.max = opts->mux_budget ? opts->mux_budget
+                                           : 64ull * 1024 * 1024;
     hub->s_http_addr = dup_or(opts->http_addr, "127.0.0.1:8080");
     hub->s_domain = dup_or(opts->domain, "localhost");
     hub->s_scheme = dup_or(opts->public_scheme,

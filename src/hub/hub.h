@@ -104,6 +104,13 @@ struct sl_hub_options {
     uint32_t max_data_conns;    /* data connections per allocation
                                    (paired and idle): 429 to the bridge;
                                    default max_pairs + 16 (the pool) */
+    /* Protocol v2: multiplexed data connections each bridge that offers
+     * them keeps (welcome's mux, 0-4); user connections then ride on
+     * them as streams. 0: none, every user connection gets a data
+     * connection of its own (the pool). */
+    int mux_conns;
+    uint64_t mux_budget; /* bytes streams' receive windows may grow by,
+                            all together (0: 64 MiB) */
 };
 
 /* Live view of one allocation, for the admin API and metrics. */

@@ -242,6 +242,9 @@ static void send_welcome(struct hub_conn *c)
                                                : 8000;
     m.welcome.ping_interval = ping >= 1000 ? (int)(ping / 1000) : 1;
     m.welcome.pairing_window = win >= 1000 ? (int)(win / 1000) : 1;
+    /* Protocol v2, to a bridge that offered it: its user connections
+     * ride as streams on this many connections. */
+    m.welcome.mux = c->mux_offered ? hub->mux_conns : 0;
     send_ctl(c, &m);
     OPENSSL_cleanse(&m, sizeof(m));
     hub_auth_drop(c);
@@ -322,6 +325,9 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         uv_timer_stop(&c->timer);
         /* The latest bridge says how users reach it over TLS. */
         c->alloc->passthrough = (m.hello.capabilities & SL_CAP_TLS) != 0;
+        /* UDP has a carrier of its own (hub_udp.c). */
+        c->mux_offered = (m.hello.capabilities & SL_CAP_MUX) &&
+                         !(m.hello.capabilities & SL_CAP_UDP);
         char why[SL_CTL_MESSAGE_MAX];
         if (hub_grant_hello(c, m.hello.capabilities, why, sizeof(why)) != 0) {
             sl_info(c->hub->log, "hub control %llu (%s): %s",
@@ -415,6 +421,7 @@ static void drop_pool_of(struct hub_alloc *a, const char *id,
         sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
                              "connections of the %s one closed",
                 (unsigned long long)c->id, a->identity, dropped, why);
+    hub_mux_drop_of(a, id);
 }
 
 /* Closes control connection old in favour of c, with the idle pool old's
@@ -865,6 +872,11 @@ static void data_authed(struct hub_conn *c)
     /* The UDP port's carrier (hub_udp.c), asked for with open "udp". */
     if (hub_udp_data(a, c))
         return;
+    /* Protocol v2: a multiplexed connection, answered at once. */
+    if (c->want_mux) {
+        hub_mux_accept(c);
+        return;
+    }
     /* An answer to open whose user still waits. */
     for (struct sl_link *l = a->waiting.next; l != &a->waiting;
          l = l->next) {
@@ -933,7 +945,9 @@ void hub_bridge_data(struct hub_conn *c, const struct sl_http_head *h)
     x = sl_http_head_find(h, "sluice-framing");
     c->want_raw = x != NULL && x->value_len == 3 &&
                   strncasecmp(x->value, "raw", 3) == 0;
-    c->framed = !c->want_raw;
+    c->want_mux = x != NULL && x->value_len == 3 &&
+                  strncasecmp(x->value, "mux", 3) == 0;
+    c->framed = !c->want_raw && !c->want_mux;
     if (c->head_len == c->head_off) {
         /* Nothing came after the head (a client waits for the 101): a
          * pool connection holds no buffer. h is not used after this. */
@@ -995,6 +1009,14 @@ static void data_ws_drain(struct sl_ws *ws)
 int hub_data_accept(struct hub_conn *d)
 {
     struct sl_hub *hub = d->hub;
+    if (d->via != NULL) {
+        /* A stream of a mux connection: no 101, its OPEN goes out with
+         * the first bytes; from here it reads as a raw one. */
+        uv_timer_stop(&d->timer);
+        hub_progress(d);
+        hub_conn_read_blocks(d);
+        return 0;
+    }
     char resp[512];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"

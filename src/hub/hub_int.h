@@ -17,6 +17,7 @@
 #include "hub/store.h"
 #include "net/addr.h"
 #include "net/http_head.h"
+#include "net/mux.h"
 #include "net/ws.h"
 #include "net/xprt.h"
 #include "tunnel/creds.h"
@@ -38,6 +39,7 @@
 #define HUB_REFUSING_MAX 1024 /* over-cap connections read for an answer */
 
 struct hub_conn;
+struct hub_mux;
 struct hub_udp;
 struct hub_plan;
 struct hub_bw;
@@ -80,6 +82,8 @@ struct hub_alloc {
     struct sl_link waiting;  /* user conns waiting for a data conn */
     struct sl_link verify_wait; /* bridge conns waiting for the scrypt
                                     check of the same password */
+    struct sl_link muxes; /* mux connections taking streams (hub_mux.c) */
+    uint32_t nmux;
     int verifying;               /* a check runs for verify_mac */
     unsigned char verify_mac[32];
     uint32_t ncontrols, npool, npairs;
@@ -175,6 +179,10 @@ struct hub_conn {
     int ws_active;    /* ws owns tcp */
     int framed;       /* data conn speaks WebSocket frames */
     int want_raw;
+    int want_mux;     /* data conn asked for Sluice-Framing: mux */
+    int mux_offered;  /* control: the bridge's hello offered mux */
+    struct hub_mux *mux; /* a mux connection: the engine owns xp */
+    struct hub_mux *via; /* a stream of one: xp is the stream */
     int just_allocated; /* control: credentials to send in welcome */
     enum tls_front tls_front;
     int passthrough;    /* user: bytes relayed unread (TLS by SNI, or a
@@ -330,6 +338,11 @@ struct sl_hub {
     uint32_t nfront;    /* conns counted in max_user_conns */
     uint32_t nrefusing; /* conns over a cap waiting for a head */
     struct hub_burst burst[HUB_CAP_N];
+
+    /* Protocol v2: mux connections asked of each bridge (0: none) and
+     * the window growth all their streams share. */
+    int mux_conns;
+    struct sl_mux_budget mux_budget;
 };
 
 #define HUB_CONN_OF(link, field)                                               \
@@ -450,6 +463,24 @@ void hub_streams_conn_closed(struct hub_conn *c);
 /* "tcp://<domain>:<port>" (or udp) for a stream allocation; SL_ENOTFOUND
  * when it has no port. */
 int hub_streams_url(const struct hub_alloc *a, char *buf, size_t cap);
+
+/* hub_mux.c: multiplexed data connections (protocol v2). */
+/* Authenticated data conn c asked for Sluice-Framing: mux: answered 101
+ * and run as a mux connection of its allocation, or refused (answered).
+ * Returns 0 or the refusal's code. */
+int hub_mux_accept(struct hub_conn *c);
+/* A data conn on a new stream of one of a's mux connections, for user
+ * u (the least loaded connection), or NULL when a has none taking
+ * streams. The conn is not paired yet (hub_pair). */
+struct hub_conn *hub_mux_stream(struct hub_alloc *a, struct hub_conn *u);
+/* hub_conn_close of a mux connection: it ends (its streams read a
+ * reset); the engine then closes the socket (hub_conn_ws_closed). */
+void hub_mux_conn_close(struct hub_conn *c, int reason);
+/* A stream conn's memory goes. */
+void hub_mux_stream_freed(struct hub_conn *d);
+/* The bridge named bridge_id came back on a new control connection: its
+ * mux connections take no new streams and end with their last one. */
+void hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id);
 
 /* hub_udp.c: the public UDP port of an allocation. */
 /* Takes fd, a bound UDP socket, as s's public port. Returns 0 or a

@@ -501,6 +501,12 @@ static void pair(struct hub_conn *u)
 {
     struct hub_alloc *a = u->alloc;
     struct sl_hub *hub = u->hub;
+    /* Protocol v2: a stream on a mux connection, with no round trip. */
+    struct hub_conn *d = hub_mux_stream(a, u);
+    if (d != NULL) {
+        hub_pair(u, d);
+        return;
+    }
     if (!sl_list_empty(&a->pool)) {
         hub_pair(u, HUB_CONN_OF(a->pool.next, alink));
         return;

@@ -1862,6 +1862,11 @@ void sl_mux_release(struct sl_mux *m)
     maybe_free(m);
 }
 
+void *sl_mux_data(const struct sl_mux *m)
+{
+    return m->cbs.data;
+}
+
 int sl_mux_accepting(const struct sl_mux *m)
 {
     return !m->closing && !m->going_away && !m->peer_goaway &&

@@ -147,6 +147,9 @@ void sl_mux_abort(struct sl_mux *m, uint32_t code, const char *reason,
  * are closed by their owners. */
 void sl_mux_release(struct sl_mux *m);
 
+/* The cbs.data given at start. */
+void *sl_mux_data(const struct sl_mux *m);
+
 /* 1 while new streams may be opened on m. */
 int sl_mux_accepting(const struct sl_mux *m);
 /* Streams open now (attached, not yet ended both ways). */
