@@ -802,8 +802,10 @@ static char *snapshot(void *arg, size_t *len)
 {
     struct sl_hub_api *api = arg;
     json_t *arr = list_json(api);
-    json_t *j = arr ? json_pack("{s:o, s:I}", "proxies", arr, "time",
-                                (json_int_t)time(NULL))
+    /* rotate: the page offers the rotate action (it needs the hub). */
+    json_t *j = arr ? json_pack("{s:o, s:I, s:b}", "proxies", arr, "time",
+                                (json_int_t)time(NULL), "rotate",
+                                api->hub != NULL)
                     : NULL;
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);

@@ -10,8 +10,9 @@
  *   GET    /                           the web dashboard (api/dashboard.h)
  *   GET    /ui/{file}                  its script and style
  *   GET    /api/events                 its live feed: server-sent events,
- *                                      {"proxies":[...],"time":UNIX} a
- *                                      second (api/sse.h)
+ *                                      {"proxies":[...],"time":UNIX,
+ *                                      "rotate":BOOL} a second
+ *                                      (api/sse.h)
  *
  * An allocation in JSON (list items, GET, and the create answer):
  *   {"identity":"ab1234567890","username":"Xy12ab","url":"http://...",

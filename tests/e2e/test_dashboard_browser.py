@@ -183,6 +183,14 @@ def test_hub_dashboard_live(browser, env, upstream):
     new = wait_until(new_row, 15, "the created allocation's row")
     assert "1.00 MB" in text(d, 'tr[data-id="%s"]' % new)
     d.find_element("id", "secret-close").click()
+    # rotate its password: the new one is shown once
+    click(d, 'tr[data-id="%s"] button.secondary' % new, "Rotate")
+    d.switch_to.alert.accept()
+    wait_until(lambda: d.find_element("id", "secret").is_displayed() and
+               "New password of " + new in text(d, "#secret-h"), 20,
+               "the rotated password")
+    assert "password" in d.find_element("id", "secret-list").text
+    d.find_element("id", "secret-close").click()
     click(d, 'tr[data-id="%s"] button.danger' % new)
     d.switch_to.alert.accept()
     wait_until(lambda: text(d, 'tr[data-id="%s"]' % new) is None, 15,

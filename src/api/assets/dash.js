@@ -259,16 +259,19 @@
 
   async function rotateProxy(id) {
     if (!confirm("Rotate the credentials of " + id + "?")) return;
-    try { showSecret(await api("POST", "/api/proxy/" + id + "/rotate/", {})); say("Rotated " + id + ".", true); }
+    try { showSecret(await api("POST", "/api/proxy/" + id + "/rotate/", {}), "New password of " + id); say("Rotated " + id + ".", true); }
     catch (e) { say("Rotate failed: " + e.message); }
   }
 
-  function showSecret(a) {
+  function showSecret(a, title) {
+    $("#secret-h").textContent = title || "New allocation";
     const dl = $("#secret-list");
     dl.replaceChildren();
-    for (const k of ["identity", "username", "password", "url"]) {
+    for (const k of ["identity", "username", "password", "url", "old_password_until"]) {
       if (a[k] === undefined) continue;
-      dl.append(el("dt", { text: k }), el("dd", { text: a[k] }));
+      const v = k === "old_password_until" ? new Date(a[k] * 1000).toLocaleString() : a[k];
+      dl.append(el("dt", { text: k === "old_password_until" ? "old password valid until" : k }),
+                el("dd", { text: v }));
     }
     $("#secret").hidden = false;
     $("#secret-close").focus();
