@@ -344,6 +344,9 @@ static int carrier_start(struct hub_udp *u, struct hub_conn *d)
     o.role = SL_WS_SERVER;
     o.max_msg = SL_DGRAM_HEADER + SL_DGRAM_MAX;
     o.max_queued = HUB_UDP_QUEUE_MAX + SL_DGRAM_HEADER + SL_DGRAM_MAX;
+    /* The queue is bounded by the drops in carrier_send: the bridge's
+     * answers are read whatever it holds. */
+    o.read_stop = o.max_queued;
     o.ping_ms = u->hub->opts.ping_ms;
     o.dead_ms = u->hub->opts.dead_ms;
     k->d = d;

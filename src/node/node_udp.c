@@ -388,7 +388,7 @@ static void carrier_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         n->drop_flows++;
         return;
     }
-    f->last_ms = uv_now(ws->xp->tcp.loop);
+    f->last_ms = uv_now(n->b->node->ctx->loop);
     if (f->connected) {
         send_up(f, (const char *)g.payload, g.len);
         return;
@@ -499,6 +499,9 @@ void sl_node_udp_start(struct conn *c, sl_ws_close_cb conn_ws_close)
     opts.dead_ms = node->dead_ms;
     opts.max_msg = SL_DGRAM_HEADER + SL_DGRAM_MAX;
     opts.max_queued = UDP_QUEUE_MAX + SL_DGRAM_HEADER + SL_DGRAM_MAX;
+    /* The queue is bounded by the drops above: the hub's datagrams are
+     * read whatever it holds. */
+    opts.read_stop = opts.max_queued;
     c->ws.data = c;
     c->ws.on_message = carrier_message;
     c->ws.on_close = carrier_closed;
