@@ -7,8 +7,8 @@
 # check` run from there, and dpkg purges it again.
 #
 # usage: bash scripts/package.sh [OUTDIR]   (default: a temporary folder)
-# The .deb is left in OUTDIR. Each check prints "ok: ..." or
-# "FAILED: ..."; the exit status is 0 only when all passed.
+# The .deb is left in OUTDIR. Each check prints "ok - ..." or
+# "not ok - ..." (as TAP does); the exit status is 0 only when all passed.
 # SLUICE_PACKAGE_JOBS sets the build's parallelism (default 2).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,8 +20,8 @@ if [ -z "$out" ]; then out="$work/out"; fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 failed=0
-ok() { echo "ok: $*"; }
-bad() { echo "FAILED: $*"; failed=1; }
+ok() { echo "ok - $*"; }
+bad() { echo "not ok - $*"; failed=1; }
 
 version=$(dpkg-parsechangelog -S Version -l debian/changelog)
 # The build runs in a copy of the files git knows (tracked, or new and not

@@ -173,9 +173,65 @@ def cmd_pytest(junit, rc):
     return 0
 
 
+def cmd_skips(kind, path):
+    """One line per skipped case, "reason<TAB>name": pytest's from the
+    junit report (the skip's message), cmocka's from the unit log (cmocka
+    gives no reason: the case asked to be skipped)."""
+    if kind == "pytest":
+        try:
+            root = ET.parse(path).getroot()
+        except (OSError, ET.ParseError):
+            return 0
+        for tc in root.iter("testcase"):
+            for child in tc:
+                if child.tag == "skipped":
+                    why = (child.get("message") or child.text or "").strip()
+                    why = why.removeprefix("Skipped: ") or "no reason given"
+                    print("%s\t%s::%s" % (why.splitlines()[0],
+                                          tc.get("classname"),
+                                          tc.get("name")))
+                    break
+    elif kind == "unit":
+        try:
+            lines = open(path).read().splitlines()
+        except OSError:
+            return 0
+        for line in lines:
+            if not line.strip():
+                continue
+            t = json.loads(line)
+            for name in sorted(set(re.findall(
+                    r"^\[ +SKIPPED +\] (?!---|\d+ test)(\S+)",
+                    t.get("stdout") or "", re.M))):
+                print("the case called skip() (cmocka gives no reason)\t"
+                      "%s:%s" % (t["name"], name))
+    return 0
+
+
+def cmd_skip_summary(path):
+    """The lines of cmd_skips grouped by reason, most frequent first, each
+    with the tests it skipped."""
+    by = {}
+    try:
+        for line in open(path).read().splitlines():
+            why, _, name = line.partition("\t")
+            by.setdefault(why, []).append(name)
+    except OSError:
+        return 0
+    if not by:
+        return 0
+    print("skipped, and why:")
+    for why, names in sorted(by.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(n.rpartition(".")[2] for n in names[:6])
+        more = " and %d more" % (len(names) - 6) if len(names) > 6 else ""
+        print("  %d x %s: %s%s" % (len(names), why, shown, more))
+    return 0
+
+
 def main(argv):
     cmds = {"options": cmd_options, "compiler": cmd_compiler,
             "unit": cmd_unit, "pytest": cmd_pytest,
+            "skips": cmd_skips, "skip-summary": cmd_skip_summary,
             "fuzz-expected": cmd_fuzz_expected,
             "unit-expected": cmd_unit_expected}
     if len(argv) < 2 or argv[1] not in cmds:

@@ -7,8 +7,9 @@
 # the run needs, every unit program registered in tests/unit ran its cases,
 # every fuzz target registered in fuzz/meson.build was built and ran. The
 # last line is always "total: N passed, N failed, N skipped" (cmocka cases,
-# fuzz targets, pytest tests, plus one failure for each part that could not
-# run), and the exit code is 0 only when nothing failed.
+# fuzz targets, pytest tests, the Debian package's checks, plus one failure
+# for each part that could not run), after the reasons of the skipped
+# tests, grouped; the exit code is 0 only when nothing failed.
 #
 # SLUICE_TEST_TIMEOUT_SCALE scales every timeout (default 1);
 # SLUICE_FUZZ_SECONDS is each fuzz target's run (default 20);
@@ -26,6 +27,8 @@ deadline=$((SECONDS + ${SLUICE_TEST_RUN_MINUTES:-80} * 60))
 passed=0
 failed=0
 skipped=0
+skips=$(mktemp)  # "reason<TAB>test" per skipped test (results.py skips)
+trap 'rm -f "$skips"' EXIT
 step() { echo; echo "== $*"; }
 count() { passed=$((passed + $1)); failed=$((failed + $2)); skipped=$((skipped + ${3:-0})); }
 broken() { echo "FAILED: $*"; count 0 1; }
@@ -38,6 +41,7 @@ budget() {
 }
 finish() {
   echo
+  $PY scripts/results.py skip-summary "$skips"
   echo "total: $passed passed, $failed failed, $skipped skipped"
   [ "$failed" -eq 0 ]
   exit
@@ -108,6 +112,7 @@ if [ "$gcc_ok" -eq 1 ]; then
   grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout|Unexpected Pass|Skipped):' build-asan/unit.out
   [ "$rc" -eq 0 ] || tail -60 build-asan/unit.out
   read -r p f s < <($PY scripts/results.py unit build-asan/meson-logs/testlog.json "$expected")
+  $PY scripts/results.py skips unit build-asan/meson-logs/testlog.json >>"$skips"
   echo "unit: $p cases passed, $f failed, $s skipped ($expected programs registered)"
   [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
   count "$p" "$f" "$s"
@@ -147,9 +152,25 @@ if [ "$gcc_ok" -eq 1 ]; then
     --timeout="$(scaled 300)" --junitxml=build-asan/e2e.xml tests/e2e </dev/null
   rc=$?
   read -r p f s < <($PY scripts/results.py pytest build-asan/e2e.xml "$rc")
+  $PY scripts/results.py skips pytest build-asan/e2e.xml >>"$skips"
   count "$p" "$f" "$s"
 else
   broken "end-to-end tests not run (no gcc build)"
 fi
+
+step "Debian package (scripts/package.sh: build, lintian, units, install)"
+rm -rf build-package
+timeout --kill-after=30 "$(budget 900)" bash scripts/package.sh build-package \
+  </dev/null >build-package.log 2>&1
+rc=$?
+mkdir -p build-package && mv build-package.log build-package/package.log
+grep -E '^(not )?ok - ' build-package/package.log
+p=$(grep -c '^ok - ' build-package/package.log)
+f=$(grep -c '^not ok - ' build-package/package.log)
+if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+  echo "package.sh exited $rc:"; tail -30 build-package/package.log; f=1
+fi
+[ "$f" -eq 0 ] || tail -60 build-package/package.log | grep -v '^ok - '
+count "$p" "$f"
 
 finish
