@@ -868,6 +868,8 @@ static void data_authed(struct hub_conn *c)
         reply_text(c, 429, "Traffic limit exceeded");
         return;
     }
+    if (!hub_grant_data_admit(c))
+        return;
     hub_alloc_touch(a);
     /* The UDP port's carrier (hub_udp.c), asked for with open "udp". */
     if (hub_udp_data(a, c))

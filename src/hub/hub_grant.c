@@ -54,6 +54,13 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Seconds of the same clock: time() may lag it by a tick, and a
+ * deadline met in ms must be met in s too. */
+static int64_t now_s(void)
+{
+    return now_ms() / 1000;
+}
+
 const char *sl_hub_plan_source_name(enum sl_hub_plan_source s)
 {
     return s == SL_HUB_PLAN_GRANT  ? "grant"
@@ -173,7 +180,7 @@ static void reresolve(struct hub_alloc *a)
 {
     struct resolved r;
     resolve(a->hub->plans, &a->plan->own, &a->plan->row, a->identity,
-            (int64_t)time(NULL), &r);
+            now_s(), &r);
     apply(a, &r);
 }
 
@@ -190,7 +197,7 @@ int hub_plan_load(struct hub_alloc *a)
     (void)sl_store_plan_get(hub->store, a->identity, &p->row);
     p->source = SL_HUB_PLAN_ALLOCATION;
     struct resolved r;
-    resolve(hub->plans, &p->own, &p->row, a->identity, (int64_t)time(NULL),
+    resolve(hub->plans, &p->own, &p->row, a->identity, now_s(),
             &r);
     apply(a, &r);
     if (hub->plans != NULL && hub->plans->running &&
@@ -268,7 +275,7 @@ int hub_grant_presented(struct hub_conn *c, const struct sl_http_head *h,
     /* Whose it is waits for the credentials; a new allocation is no
      * grant's that names one. */
     if (st == SL_GRANT_OK)
-        st = sl_grant_check(&in->g, (int64_t)time(NULL),
+        st = sl_grant_check(&in->g, now_s(),
                             anonymous ? NULL : in->g.identity);
     if (st != SL_GRANT_OK) {
         free(in);
@@ -290,7 +297,7 @@ int hub_grant_admit(struct hub_conn *c)
     struct hub_grant_in *in = c->grant_in;
     if (in != NULL) {
         enum sl_grant_status st =
-            sl_grant_check(&in->g, (int64_t)time(NULL), a->identity);
+            sl_grant_check(&in->g, now_s(), a->identity);
         if (st != SL_GRANT_OK) {
             refuse(c, 403, sl_grant_why(st), refusal_reason(st));
             return 0;
@@ -332,6 +339,15 @@ int hub_grant_admit(struct hub_conn *c)
              a->limits.bridges == 1 ? "" : "s", (unsigned long long)others,
              others == 1 ? "is" : "are");
     refuse(c, 429, "Bridge not allowed", reason);
+    return 0;
+}
+
+int hub_grant_data_admit(struct hub_conn *c)
+{
+    const struct hub_plan *p = c->alloc != NULL ? c->alloc->plan : NULL;
+    if (!hub_plans_demanded(c->hub) || p == NULL || !p->no_bridge)
+        return 1;
+    hub_conn_reply_close(c, 403, NULL, "Bridge not allowed", NULL);
     return 0;
 }
 
@@ -655,7 +671,7 @@ void sl_hub_plan_view(struct sl_hub *hub, struct sl_store *st,
     }
     (void)sl_store_plan_get(st, a->identity, &row);
     resolve(hub != NULL ? hub->plans : NULL, &a->limits, &row, a->identity,
-            (int64_t)time(NULL), &r);
+            now_s(), &r);
     out->source = r.source;
     out->limits = r.limits;
     out->no_bridge = r.no_bridge;

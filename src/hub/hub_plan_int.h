@@ -53,6 +53,10 @@ int hub_grant_presented(struct hub_conn *c, const struct sl_http_head *h,
  * bridge's own earlier connections (same Sluice-Bridge) do not count:
  * they are replaced. Returns 1 if c goes on, 0 if it was answered. */
 int hub_grant_admit(struct hub_conn *c);
+/* Data connection c (credentials checked): a plan that admits no bridge
+ * admits none of its data connections either (403). Returns 1 if c goes
+ * on, 0 if it was answered. */
+int hub_grant_data_admit(struct hub_conn *c);
 /* The hello of c offers caps (SL_CAP_*): the plan must have the tcp and
  * udp features for stream ports. Returns 0, or -1 with why filled. */
 int hub_grant_hello(struct hub_conn *c, unsigned caps, char *why,
