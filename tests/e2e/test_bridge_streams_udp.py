@@ -47,6 +47,8 @@ def test_dig_and_10000_queries_from_50_ports(env, dnsmasq):
 
     r = dns_blast(b.port, 10000, nsockets=50, answer=dnsmasq.ANSWER,
                   overall=90)
+    print("10,000 queries from 50 ports: %(answered)d answered, %(lost)d "
+          "lost, %(wrong)d wrong in %(seconds).2fs (%(qps).0f/s)" % r)
     assert (r["answered"], r["lost"], r["wrong"]) == (10000, 0, 0), r
 
     # UDP bytes count in the allocation's traffic too.
