@@ -28,7 +28,8 @@
 #define HUB_UDP_WAIT_MAX 64         /* datagrams waiting for a carrier */
 #define HUB_UDP_WAIT_BYTES (256 * 1024)
 #define HUB_UDP_CHUNK (64 * 1024)   /* libuv's recvmmsg slot */
-#define HUB_UDP_CHUNKS 16           /* slots of the receive buffer */
+#define HUB_UDP_CHUNKS 8            /* slots of the receive buffer */
+#define HUB_UDP_RBUF (HUB_UDP_CHUNK * HUB_UDP_CHUNKS)
 #define HUB_UDP_IDLE_MS 300000
 /* The public socket's kernel buffers: every user of the port shares them,
  * and a burst that arrives while the loop is busy elsewhere waits there
@@ -86,9 +87,10 @@ struct hub_udp {
     struct sl_link flows;
     struct udp_wait *wait, **wait_tail;
     size_t nwait, wait_bytes;
-    char *rbuf;      /* the receive buffer, while datagrams come */
-    int rbuf_used;   /* since the last sweep */
-    uint8_t *msg;    /* a message being made: header, then a datagram */
+    /* While datagrams come: the receive buffer, then room for the
+     * message being made of one (header, datagram). */
+    char *rbuf;
+    int rbuf_used; /* since the last sweep */
     /* Dropped datagrams, by why, since the last sweep's line. */
     uint64_t drop_queue, drop_wait, drop_user, drop_flow, drop_big;
 };
@@ -416,11 +418,11 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     struct hub_udp *u = h->data;
     (void)hint;
     if (u->rbuf == NULL)
-        u->rbuf = malloc(HUB_UDP_CHUNK * HUB_UDP_CHUNKS);
+        u->rbuf = malloc(HUB_UDP_RBUF + SL_DGRAM_HEADER + SL_DGRAM_MAX);
     u->rbuf_used = 1;
     /* Without recvmmsg libuv reads one datagram into the buffer's start:
      * any size will do. */
-    *buf = uv_buf_init(u->rbuf, u->rbuf ? HUB_UDP_CHUNK * HUB_UDP_CHUNKS : 0);
+    *buf = uv_buf_init(u->rbuf, u->rbuf ? HUB_UDP_RBUF : 0);
 }
 
 /* Whether a new flow from user may start. Returns NULL, or why not. */
@@ -503,9 +505,11 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     hub_count_user(a, 0, (uint64_t)nread);
     if (a->limited)
         return; /* that datagram reached the limit */
-    sl_dgram_header(u->msg, SL_DGRAM_DATA, f->id);
-    memcpy(u->msg + SL_DGRAM_HEADER, buf->base, (size_t)nread);
-    to_bridge(u, u->msg, SL_DGRAM_HEADER + (size_t)nread);
+    /* on_alloc gave buf: rbuf is there. */
+    uint8_t *m = (uint8_t *)u->rbuf + HUB_UDP_RBUF;
+    sl_dgram_header(m, SL_DGRAM_DATA, f->id);
+    memcpy(m + SL_DGRAM_HEADER, buf->base, (size_t)nread);
+    to_bridge(u, m, SL_DGRAM_HEADER + (size_t)nread);
 }
 
 /* ---- expiry ----------------------------------------------------------- */
@@ -569,7 +573,6 @@ static void udp_free(struct hub_udp *u)
                                          offsetof(struct udp_flow, link)));
     wait_clear(u);
     free(u->rbuf);
-    free(u->msg);
     free(u);
 }
 
@@ -587,9 +590,7 @@ int hub_udp_open(struct hub_streams *s, int fd, int port)
     struct sl_hub *hub = s->hub;
     struct hub_udp *u = calloc(1, sizeof(*u));
     int rc = UV_ENOMEM;
-    if (u == NULL || (u->msg = malloc(SL_DGRAM_HEADER + SL_DGRAM_MAX)) ==
-                         NULL) {
-        free(u);
+    if (u == NULL) {
         close(fd);
         return rc;
     }
