@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sluice builds, tests and benchmarks with.
 # Safe to run again: it installs only what is missing.
+# --run: only what building and running sluice needs (scripts/run.sh).
 set -euo pipefail
+
+# Building and running (scripts/run.sh fetches its page with curl).
+run_packages=(
+  build-essential meson ninja-build pkg-config
+  libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
+  libsqlite3-dev libyaml-dev python3 curl
+)
 
 packages=(
   # build
@@ -22,6 +30,8 @@ packages=(
   scdoc debhelper fakeroot lintian systemd
 )
 
+if [ "${1:-}" = "--run" ]; then packages=("${run_packages[@]}"); fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -35,6 +45,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  echo "setup: apt-get update"
   apt-get update -qq
+  echo "setup: apt-get install (${#missing[@]} packages and what they need)"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "setup: installed"
 fi
