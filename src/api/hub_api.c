@@ -130,13 +130,16 @@ static json_t *view_json(struct sl_hub_api *api, const struct view *v)
     make_url(api, v->a.identity, url, sizeof(url));
     const struct sl_store_traffic *t = &v->a.traffic;
     json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:o, s:o, s:o, s:{s:{s:o, s:o}, s:{s:o, s:o}}, "
+        "{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:{s:{s:o, s:o}, s:{s:o, s:o}}, "
         "s:{s:o, s:o}, s:{s:o, s:o}, s:b, s:I, s:o}",
         "identity", v->a.identity, "username", v->a.username, "url", url,
         "bridges", json_u64(v->has_live ? v->live.bridges : 0),
         /* Idle and paired data connections: what a client (or a test)
          * waits on before it expects a request to pair at once. */
         "pool", json_u64(v->has_live ? v->live.pool : 0),
+        /* Multiplexed data connections (protocol v2): with one, a
+         * request pairs at once on a stream, with no pool. */
+        "mux", json_u64(v->has_live ? v->live.mux : 0),
         "pairs", json_u64(v->has_live ? v->live.pairs : 0),
         "traffic", "user", "down", json_u64(t->user_down), "up",
         json_u64(t->user_up), "bridge", "down", json_u64(t->bridge_down), "up",
@@ -520,11 +523,12 @@ static void on_create(struct sl_api_req *req, void *arg)
             (l != NULL && !json_is_null(l) && !json_is_object(l)) ||
             get_limit(l, "bridges", &limits.bridges) != 0 ||
             get_limit(l, "traffic", &limits.traffic) != 0 ||
-            get_limit(l, "rate", &rate) != 0) {
+            get_limit(l, "rate", &rate) != 0 ||
+            get_limit(body, "rate", &rate) != 0) {
             json_decref(body);
             sl_api_reply_error(req, 400,
                                "Expected {\"limits\": {\"bridges\": N, "
-                               "\"traffic\": BYTES, \"rate\": BYTES_PER_S}} "
+                               "\"traffic\": BYTES}, \"rate\": BYTES_PER_S} "
                                "with N, BYTES, BYTES_PER_S >= 0");
             return;
         }

@@ -9,16 +9,12 @@ static json_t *time_or_null(int64_t t)
 
 void sl_hub_api_plan_json(const struct sl_hub_plan_view *p, json_t *j)
 {
-    json_t *limits = json_object_get(j, "limits");
-    if (!json_is_object(limits)) {
-        limits = json_object();
-        json_object_set_new(j, "limits", limits);
-    }
-    json_object_set_new(limits, "rate",
+    /* Beside "limits", whose members clients compare as a whole. */
+    json_object_set_new(j, "rate",
                         json_integer(p->rate > INT64_MAX ? INT64_MAX
                                                          : (json_int_t)p->rate));
     if (p->no_bridge)
-        json_object_set_new(limits, "no_bridge", json_true());
+        json_object_set_new(j, "no_bridge", json_true());
     json_object_set_new(j, "plan",
                         json_string(sl_hub_plan_source_name(p->source)));
     json_t *f = json_array();

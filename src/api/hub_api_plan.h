@@ -9,8 +9,9 @@
 #include "hub/hub_plan.h"
 
 /* Adds to allocation object j: "plan" ("grant", "free", "allocation"),
- * "features" (["bridge", "tcp", "udp"]), "limits"."rate" (bytes/s each
- * way, 0: none; the object "limits" is made if missing), "grant"
+ * "features" (["bridge", "tcp", "udp"]), "rate" (the bandwidth cap in
+ * force, bytes/s each way, 0: none), "no_bridge" (true when the plan
+ * admits no bridge; else absent), "grant"
  * ({"subject", "expires"} or null), "rotated_at" (unix s or null),
  * "old_password_until" (unix s or null). */
 void sl_hub_api_plan_json(const struct sl_hub_plan_view *p, json_t *j);

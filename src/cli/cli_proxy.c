@@ -255,8 +255,7 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
     }
     const char *plan = json_string_value(json_object_get(p, "plan"));
     snprintf(cells[7], CELL, "%s", plan ? plan : "-");
-    sl_rate_format(sl_cli_json_u64(p, "limits", "rate", NULL), cells[8],
-                   CELL);
+    sl_rate_format(sl_cli_json_u64(p, "rate", NULL, NULL), cells[8], CELL);
     json_t *rot = json_object_get(p, "rotated_at");
     if (json_is_integer(rot) && json_integer_value(rot) > 0) {
         int64_t age = now - (int64_t)json_integer_value(rot);
@@ -307,7 +306,9 @@ static int cmd_list(struct proxy_opts *o)
 static int cmd_create(struct proxy_opts *o)
 {
     json_t *body = json_object();
-    if (o->has_bridges || o->has_traffic || o->has_rate) {
+    if (o->has_rate)
+        json_object_set_new(body, "rate", json_integer((json_int_t)o->rate));
+    if (o->has_bridges || o->has_traffic) {
         json_t *l = json_object();
         if (o->has_bridges)
             json_object_set_new(l, "bridges",
@@ -315,8 +316,6 @@ static int cmd_create(struct proxy_opts *o)
         if (o->has_traffic)
             json_object_set_new(l, "traffic",
                                 json_integer((json_int_t)o->traffic));
-        if (o->has_rate)
-            json_object_set_new(l, "rate", json_integer((json_int_t)o->rate));
         json_object_set_new(body, "limits", l);
     }
     json_t *res = NULL;

@@ -255,7 +255,7 @@ def test_free_plan_one_bridge_and_10mb(env, keys):
     assert p["plan"] == "free", p
     assert p["limits"]["bridges"] == 1
     assert p["limits"]["traffic"] == FREE_TRAFFIC
-    assert p["limits"]["rate"] == 100000000  # the hub's --limit-rate
+    assert p["rate"] == 100000000  # the hub's --limit-rate
     assert p["features"] == ["bridge"]
 
     # A second bridge on the allocation: refused in the seed's words.
@@ -296,8 +296,8 @@ def test_grant_in_force_then_expired_downgrades_at_once(env, keys):
     p = hub.proxy(ident)
     assert p["plan"] == "grant", p
     assert p["grant"]["subject"] == "acme"
-    assert p["limits"] == {"bridges": 2, "traffic": 1024000000,
-                           "rate": 5000000}, p["limits"]
+    assert p["limits"] == {"bridges": 2, "traffic": 1024000000}, p
+    assert p["rate"] == 5000000
     # The grant is the allocation's: a second bridge without one joins.
     second = env.node(hub, web.url, name="second", creds=node_creds(node))
     assert second.identity == ident
@@ -313,7 +313,7 @@ def test_grant_in_force_then_expired_downgrades_at_once(env, keys):
         return j if j["plan"] == "free" else None
     j = wait_for(downgraded, 15, interval=0.05, what="the free plan")
     assert time.time() - exp < 2.0, time.time() - exp
-    assert j["limits"]["bridges"] == 1 and j["limits"]["rate"] == 0
+    assert j["limits"]["bridges"] == 1 and j["rate"] == 0
     wait_for(lambda: hub.proxy(ident)["bridges"] == 1, 5,
              what="the bridge over the free plan closed")
     assert "its grant expired; downgraded at once" in hub.proc.stderr()
@@ -441,11 +441,12 @@ def test_rate_10mbit_both_ways_1_and_8_connections(env, tmp_path):
     sink = env.hash_upstream("sink")
     up_file = str(tmp_path / "up.bin")
     big_file(up_file, 32)
-    st, up = hub.api("POST", "/api/proxy/", {"limits": {"rate": RATE}})
+    st, up = hub.api("POST", "/api/proxy/", {"rate": RATE})
     assert st == 201, up
-    st, down = hub.api("POST", "/api/proxy/", {"limits": {"rate": RATE}})
-    assert st == 201, down
-    assert down["limits"]["rate"] == RATE and down["plan"] == "allocation"
+    # The same through the CLI, as an operator does.
+    down = json.loads(run("proxy", "create", "--rate", "10Mbit", "--json",
+                          "--api", "127.0.0.1:%d" % hub.api_port).stdout)
+    assert down["rate"] == RATE and down["plan"] == "allocation"
     env.node(hub, web.url, creds=down, name="web")
     env.node(hub, sink.url, creds=up, name="sink")
 
