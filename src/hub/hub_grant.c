@@ -3,6 +3,7 @@
  * bridges without one, a grant that expires downgrading its allocation
  * at once, and the rotation of passwords with a grace period. The
  * bandwidth caps the plans set are hub_rate.c's. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
