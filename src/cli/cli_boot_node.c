@@ -23,6 +23,7 @@ static const char node_usage[] =
     "                      [--username U --password P]\n"
     "                      [--state-dir DIR] [--api ADDR]\n"
     "                      [--allow-public-upstream] [--pool N] [--framed]\n"
+    "                      [--no-mux]\n"
     "                      [--inspect on|off] [--daemon]\n"
     "\n"
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
@@ -60,6 +61,8 @@ static const char node_usage[] =
     "  --pool N        idle data connections per bridge (default 2)\n"
     "  --framed        carry data in WebSocket frames, never raw (for\n"
     "                  proxies in the way that mangle raw upgrades)\n"
+    "  --no-mux        never offer multiplexed data connections (protocol\n"
+    "                  v2): a data connection per user connection\n"
     "  --inspect on|off  the request inspector of http:// bridges: the\n"
     "                  last 50 requests each, in the dashboard at the API's\n"
     "                  address (default on while the API is on)\n"
@@ -77,6 +80,7 @@ struct node_opts {
     const char *grant_arg;
     char grant[SL_NODE_GRANT_MAX]; /* read from grant_arg */
     struct sl_stream_opts streams;
+    int no_mux;
     int allow_public, pool, framed, pool_given, hub_insecure;
     int inspect; /* 0 default, 1 on, -1 off */
     long ping_ms, dead_ms;
@@ -214,6 +218,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
     }
     if (strcmp(a, "--framed") == 0)
         o->framed = 1;
+    else if (strcmp(a, "--no-mux") == 0)
+        o->no_mux = 1;
     else if (strcmp(a, "--allow-public-upstream") == 0)
         o->allow_public = 1;
     else if (strcmp(a, "--hub-insecure") == 0)
@@ -295,6 +301,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .allow_public_upstream = o->allow_public,
         .pool_size = o->pool_given ? o->pool : -1,
         .framed = o->framed,
+        .no_mux = o->no_mux,
         .inspect = o->inspect,
         .hub_ca = o->hub_ca != NULL        ? o->hub_ca
                   : o->hub == NULL && c->hub_ca[0] != '\0' ? c->hub_ca

@@ -1168,6 +1168,7 @@ static const struct field_def node_fields[] = {
      CK_BOOL, 0, 0, NULL, NULL, 0},
     {"pool", "--pool", SL_CONFIG_VALUE, CK_UINT, 0, 16, NULL, NULL, 0},
     {"framed", "--framed", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
+    {"no-mux", "--no-mux", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
     {"inspect", "--inspect", SL_CONFIG_ONOFF, CK_BOOL, 0, 0, NULL, NULL, 0},
     {"ping-ms", "--ping-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
      NULL, 0},

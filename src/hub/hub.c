@@ -1380,6 +1380,7 @@ static void fill_live(const struct hub_alloc *a, struct sl_hub_live *out)
     snprintf(out->identity, sizeof(out->identity), "%s", a->identity);
     out->bridges = a->ncontrols;
     out->pool = a->npool;
+    out->mux = a->nmux;
     out->pairs = a->npairs;
     out->traffic = a->total;
     out->bw_down = a->bw_down;

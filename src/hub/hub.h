@@ -118,6 +118,7 @@ struct sl_hub_live {
     char identity[SL_STORE_IDENTITY_MAX];
     uint32_t bridges;  /* live control connections */
     uint32_t pool;     /* idle data connections */
+    uint32_t mux;      /* multiplexed data connections taking streams */
     uint32_t pairs;    /* live user<->bridge pairs */
     /* Totals: the store's counters when the hub loaded the allocation
      * plus everything counted since (flushed or not). */

@@ -421,7 +421,11 @@ static void drop_pool_of(struct hub_alloc *a, const char *id,
         sl_info(c->hub->log, "hub control %llu (%s): %u idle data "
                              "connections of the %s one closed",
                 (unsigned long long)c->id, a->identity, dropped, why);
-    hub_mux_drop_of(a, id);
+    unsigned muxes = hub_mux_drop_of(a, id);
+    if (muxes > 0)
+        sl_info(c->hub->log, "hub control %llu (%s): %u mux connections of "
+                             "the %s one take no new streams",
+                (unsigned long long)c->id, a->identity, muxes, why);
 }
 
 /* Closes control connection old in favour of c, with the idle pool old's

@@ -480,7 +480,7 @@ void hub_mux_conn_close(struct hub_conn *c, int reason);
 void hub_mux_stream_freed(struct hub_conn *d);
 /* The bridge named bridge_id came back on a new control connection: its
  * mux connections take no new streams and end with their last one. */
-void hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id);
+unsigned hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id);
 
 /* hub_udp.c: the public UDP port of an allocation. */
 /* Takes fd, a bound UDP socket, as s's public port. Returns 0 or a

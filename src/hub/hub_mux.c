@@ -228,8 +228,9 @@ void hub_mux_conn_close(struct hub_conn *c, int reason)
                  NULL, reason);
 }
 
-void hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id)
+unsigned hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id)
 {
+    unsigned n = 0;
     struct sl_link *l, *next;
     for (l = a->muxes.next; l != &a->muxes; l = next) {
         next = l->next;
@@ -241,10 +242,8 @@ void hub_mux_drop_of(struct hub_alloc *a, const char *bridge_id)
          * until they end or the engine finds the path dead. */
         mux_unlink(x);
         sl_mux_goaway(x->m, SL_MUX_GO_NORMAL, "bridge reconnected");
+        n++;
     }
+    return n;
 }
 
-uint32_t hub_mux_count(const struct hub_alloc *a)
-{
-    return a->nmux;
-}

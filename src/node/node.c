@@ -196,6 +196,11 @@ void sl_node_bridge_fill_pool(struct sl_node_bridge *b)
         b->rec.identity[0] == '\0' || b->rec.username[0] == '\0' ||
         strcmp(b->up.scheme, "udp") == 0)
         return; /* (UDP rides on the one connection the hub asks for) */
+    /* Protocol v2: user connections ride as streams on the mux
+     * connections; the pool is the fallback while none runs. */
+    sl_node_mux_fill(b);
+    if (b->mux_live > 0)
+        return;
     /* Bounded: a connection that fails at once must not loop here. */
     for (int i = 0; i < node->pool_size && b->pool_idle < node->pool_size;
          i++)
@@ -682,6 +687,8 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->log = &ctx->log;
     node->allow_public = opts->allow_public_upstream;
     node->framed = opts->framed;
+    node->no_mux = opts->no_mux;
+    node->mux_budget.max = 64ull * 1024 * 1024;
     if (opts->default_hub != NULL && opts->default_hub[0] != '\0') {
         char err[256];
         struct sl_node_url hu;

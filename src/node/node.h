@@ -47,6 +47,9 @@ struct sl_node_options {
                                   SL_NODE_HUB_DEFAULT (copied) */
     int framed;                /* 1: never ask for raw data connections
                                   (for intermediaries that mangle them) */
+    int no_mux;                /* 1: never offer multiplexed data
+                                  connections (protocol v2): a data
+                                  connection per user connection */
     uint64_t ping_ms, dead_ms; /* WebSocket keep-alive; 0: net/ws.h's
                                   defaults (15 s, 45 s). For tests. */
     /* https:// hubs: the hub's certificate is verified against hub_ca

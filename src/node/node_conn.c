@@ -115,6 +115,15 @@ void sl_node_conn_close(struct conn *c, int reason)
     }
     if (c->relay_live)
         sl_relay_abort(&c->relay, reason);
+    if (c->mux != NULL)
+        sl_node_mux_abort(c, reason); /* the engine closes hub_x */
+    if (c->mux_dial) {
+        c->mux_dial = 0;
+        b->mux_dialling--;
+        if (reason != 0 && b->pool_failures < 64)
+            b->pool_failures++;
+        sl_node_bridge_fill_pool_later(b);
+    }
     if (c->hub_tcp_open) {
         c->hub_tcp_open = 0;
         sl_xprt_close(&c->hub_x, on_hub_tcp_close);
@@ -270,7 +279,9 @@ static int format_request(struct conn *c, char *buf, size_t cap)
         if ((rc = sl_hijack_format(&h, hv, sizeof(hv))) != 0)
             return rc;
         snprintf(extra, sizeof(extra), "%s: %s\r\n%s", SL_HIJACK_HEADER, hv,
-                 c->asked_raw ? "Sluice-Framing: raw\r\n" : "");
+                 c->asked_mux   ? "Sluice-Framing: mux\r\n"
+                 : c->asked_raw ? "Sluice-Framing: raw\r\n"
+                                : "");
     }
     size_t el = strlen(extra);
     snprintf(extra + el, sizeof(extra) - el, "%s: %s\r\n", SL_BRIDGE_HEADER,
@@ -564,6 +575,9 @@ static void ctl_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
             m.welcome.username[0] = '\0';
             m.welcome.password[0] = '\0';
         }
+        /* Protocol v2: the hub says how many mux connections to keep. */
+        b->mux_want = b->node->no_mux ? 0 : m.welcome.mux;
+        b->no_mux = 0;
         sl_node_bridge_welcomed(b, m.welcome.identity, m.welcome.url,
                                 m.welcome.username, m.welcome.password);
         OPENSSL_cleanse(&m.welcome, sizeof(m.welcome));
@@ -632,6 +646,10 @@ static void send_hello(struct conn *c)
     m.hello.pool = m.hello.capabilities == SL_CAP_UDP
                        ? 0
                        : c->b->node->pool_size;
+    /* Protocol v2: streams on a few connections instead of a connection
+     * per user; UDP keeps its carrier. */
+    if (!c->b->node->no_mux && m.hello.capabilities != SL_CAP_UDP)
+        m.hello.capabilities |= SL_CAP_MUX;
     char *text = NULL;
     size_t len = 0;
     int rc = sl_ctl_encode(&m, &text, &len);
@@ -1295,10 +1313,16 @@ static void up_addresses_ready(struct conn *c)
     try_up_connect(c);
 }
 
+static void dial_upstream(struct conn *c);
+
 static void data_got_101(struct conn *c, const struct sl_http_head *h,
                          const char *rest, size_t rest_len)
 {
     struct sl_node_bridge *b = c->b;
+    if (c->asked_mux) {
+        sl_node_mux_start(c, h, rest, rest_len);
+        return;
+    }
     const struct sl_http_header *fr = sl_http_head_find(h, "Sluice-Framing");
     c->raw = c->asked_raw && fr != NULL &&
              sl_http_header_has_token(fr, "raw");
@@ -1343,6 +1367,13 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
         sl_node_udp_start(c, on_ws_close);
         return;
     }
+    dial_upstream(c);
+}
+
+/* A paired data connection (or a stream): the upstream is dialled. */
+static void dial_upstream(struct conn *c)
+{
+    struct sl_node_bridge *b = c->b;
     if (sl_log_on(conn_log(c), SL_LOG_DEBUG))
         sl_log_event(conn_log(c), SL_LOG_DEBUG,
                      SL_LOG_FIELDS(SL_LOG_STR("route", "node"),
@@ -1353,7 +1384,11 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
                                    SL_LOG_STR("event", "accepted")),
                      "bridge %s: data connection #%u paired (%s); "
                      "dialling %s", bridge_name(b), c->id,
-                     c->raw ? "raw" : "framed", b->rec.upstream);
+                     c->mux == NULL && sl_xprt_is_virtual(&c->hub_x)
+                         ? "mux stream"
+                     : c->raw ? "raw"
+                              : "framed",
+                     b->rec.upstream);
 
     if (use_literal(c, b->up.host, b->up.port)) {
         up_addresses_ready(c);
@@ -1402,4 +1437,48 @@ struct conn *sl_node_conn_data(struct sl_node_bridge *b,
     c->asked_raw = !b->no_raw;
     start_dial(c);
     return NULL;
+}
+
+struct conn *sl_node_conn_mux(struct sl_node_bridge *b)
+{
+    struct conn *c = conn_new(b, CONN_DATA);
+    if (c == NULL)
+        return NULL;
+    if (sl_uuid4_new(c->fingerprint) != 0) {
+        sl_node_conn_close(c, UV_EIO);
+        return NULL;
+    }
+    c->asked_mux = 1;
+    c->mux_dial = 1;
+    b->mux_dialling++;
+    sl_debug(b->node->log, "bridge %s: dialling hub %s (mux #%u)",
+             bridge_name(b), b->rec.hub, c->id);
+    start_dial(c);
+    return c;
+}
+
+struct conn *sl_node_conn_stream(struct sl_node_bridge *b,
+                                 struct sl_mux_stream *s)
+{
+    struct conn *c = conn_new(b, CONN_DATA);
+    if (c == NULL)
+        return NULL;
+    if (sl_mux_stream_attach(s, &c->hub_x, b->node->ctx->loop) != 0) {
+        sl_node_conn_close(c, UV_ENOMEM);
+        return NULL;
+    }
+    /* The stream is this connection's transport to the hub, as a paired
+     * raw data connection's socket would be. */
+    c->hub_tcp_open = 1;
+    c->refs++;
+    c->raw = 1;
+    dial_upstream(c);
+    return c;
+}
+
+void sl_node_conn_mux_closed(struct conn *c, int reason)
+{
+    if (!c->closing)
+        sl_node_conn_close(c, reason);
+    conn_unref(c); /* the transport the engine owned */
 }

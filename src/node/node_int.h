@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "net/http_head.h"
+#include "net/mux.h"
 #include "net/relay.h"
 #include "net/ws.h"
 #include "net/xprt.h"
@@ -79,6 +80,8 @@ struct conn {
     unsigned dialled_anon : 1; /* control: dialled without credentials */
     unsigned udp_carrier : 1;  /* data: a udp:// bridge's datagram
                                   carrier, framed (node_udp.c) */
+    unsigned asked_mux : 1;    /* data: asked for Sluice-Framing: mux */
+    unsigned mux_dial : 1;     /* counted in b->mux_dialling */
 
     char fingerprint[SL_UUID_LEN + 1];
     char key[SL_WS_KEY_LEN + 1];
@@ -107,6 +110,8 @@ struct conn {
     uv_shutdown_t up_shutdown;
     uv_shutdown_t hub_shutdown;
     struct node_udp *udp; /* the carrier's flows (node_udp.c), or NULL */
+    struct node_mux *mux; /* a mux connection's engine (node_mux.c): it
+                             owns hub_x */
 };
 
 enum bridge_state { BS_CONNECTING, BS_CONNECTED, BS_DISCONNECTED };
@@ -126,12 +131,16 @@ struct sl_node_bridge {
     int pool_idle;        /* pool connections waiting for their 101 */
     unsigned pool_failures; /* pool connections failed in a row */
     int pool_refused;     /* last status refusing a pool connection */
+    int mux_want;         /* mux connections the hub asked for (welcome) */
+    int mux_live;         /* running and taking streams */
+    int mux_dialling;     /* dialled, no 101 yet */
     unsigned attempt;     /* reconnect attempts since a lasting welcome */
     uint64_t welcomed_at; /* uv_now of the last welcome */
     uv_timer_t retry_timer;
     uv_timer_t pool_timer;
     unsigned removed : 1;
     unsigned no_raw : 1;       /* a raw attempt failed: frame from now on */
+    unsigned no_mux : 1;       /* the hub refused mux: the pool only */
     unsigned announced : 1;    /* the "bridge ... -> ..." line was printed */
     unsigned refuse_logged : 1;
     unsigned tls_logged : 1;   /* a TLS failure to the hub was logged */
@@ -144,6 +153,7 @@ struct sl_node_bridge {
 };
 
 struct sl_tls_client;
+struct sl_mux_stream;
 
 struct sl_node {
     struct sl_ctx *ctx;
@@ -153,6 +163,8 @@ struct sl_node {
     int allow_public;
     int pool_size;
     int framed;
+    int no_mux; /* never offer multiplexed data connections */
+    struct sl_mux_budget mux_budget;
     uint64_t ping_ms, dead_ms;
     uint64_t udp_idle_ms; /* UDP flows idle this long go; 0: 5 min */
     char default_hub[SL_NODE_URL_MAX];
@@ -207,6 +219,27 @@ void sl_node_conn_close(struct conn *c, int reason);
  * connection's own close callback, called once the carrier's flows are
  * let go. On failure c closes. */
 void sl_node_udp_start(struct conn *c, sl_ws_close_cb conn_ws_close);
+
+/* A multiplexed data connection (protocol v2) of b: dialled like a pool
+ * connection, with Sluice-Framing: mux. NULL if it could not start. */
+struct conn *sl_node_conn_mux(struct sl_node_bridge *b);
+/* A stream the hub opened on one of b's mux connections: a data
+ * connection whose transport is the stream (attached here), dialling the
+ * upstream at once. NULL if none could be made (the caller refuses s). */
+struct conn *sl_node_conn_stream(struct sl_node_bridge *b,
+                                 struct sl_mux_stream *s);
+/* The engine of mux connection c closed its transport (node_mux.c). */
+void sl_node_conn_mux_closed(struct conn *c, int reason);
+
+/* node_mux.c: multiplexed data connections (protocol v2). */
+/* Dials mux connections up to what the hub asked for (b->mux_want). */
+void sl_node_mux_fill(struct sl_node_bridge *b);
+/* c (asked_mux) got its 101: the engine runs on it, or the hub did not
+ * agree and b keeps to its pool (c is closed). */
+void sl_node_mux_start(struct conn *c, const struct sl_http_head *h,
+                       const char *rest, size_t rest_len);
+/* sl_node_conn_close of a mux connection: it ends now. */
+void sl_node_mux_abort(struct conn *c, int reason);
 
 /* node_api.c */
 int sl_node_api_start(struct sl_node *node, const char *listen);

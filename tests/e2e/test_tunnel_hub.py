@@ -530,9 +530,10 @@ def test_node_pool_replaced_at_pool_age(env):
     """A real bridge keeps --pool 1: the hub ages its pool connection out
     every --pool-age-ms, the node replaces it at once, so the hub's
     aged-out lines come one pool age apart (the log's millisecond
-    timestamps), each for a new connection."""
+    timestamps), each for a new connection. The pool's own test: a hub
+    without multiplexing, where a bridge keeps its pool."""
     age = 0.5
-    hub = env.hub(args=["--pool-age-ms", "%d" % (age * 1000)],
+    hub = env.hub(args=["--pool-age-ms", "%d" % (age * 1000), "--no-mux"],
                   global_args=["-L", "debug"])
     up = env.hash_upstream("aged")
     node = env.node(hub, up.url, pool=1)

@@ -23,6 +23,14 @@ assume the bridge uses the plain port and fail in that mode by design:
 test_bridge_cli (`bridge create` with hub.url is a second hub to the node)
 and test_tunnel_connections_watched_by_the_kernel (it looks for the
 tunnel's sockets on hub.port).
+
+Protocol v2: SLUICE_TUNNEL_MUX=N (1-4) gives every Hub `--mux N` (each
+bridge keeps N multiplexed data connections and user connections ride on
+them as streams), SLUICE_TUNNEL_MUX=0 gives `--no-mux` (a data connection
+per user connection, from the pool); unset, the hub's default. A test
+that passes --mux or --no-mux itself keeps its own. So the tunnel tests
+run in both modes:
+  SLUICE_TUNNEL_MUX=2 python3 -m pytest tests/e2e/test_tunnel_*.py
 """
 
 import asyncio
@@ -52,6 +60,8 @@ HUB_CA_RE = re.compile(r"^hub ca (\S+)$", re.M)
 # SLUICE_TUNNEL_TLS=1: TunnelEnv's hubs listen on https too and nodes dial
 # it. A hub restarted on the same plain port gets the same https port.
 TUNNEL_TLS = os.environ.get("SLUICE_TUNNEL_TLS", "") not in ("", "0")
+# SLUICE_TUNNEL_MUX=N: hubs get --mux N (0: --no-mux); "": their default.
+TUNNEL_MUX = os.environ.get("SLUICE_TUNNEL_MUX", "").strip()
 _TLS_PORTS = {}
 BRIDGE_RE = re.compile(r"^bridge ([a-z0-9]{12}) (\S+) -> (\S+)$", re.M)
 
@@ -165,6 +175,9 @@ class Hub(Role):
         self.stream_ports = stream_ports
         if stream_ports:
             argv += ["--stream-ports", str(stream_ports)]
+        if TUNNEL_MUX and not {"--mux", "--no-mux"} & set(args):
+            argv += ["--no-mux"] if TUNNEL_MUX == "0" else [
+                "--mux", TUNNEL_MUX]
         self.proc = Proc(argv, self.workdir, name, env=env)
         self.pid = self.proc.pid
 
@@ -286,8 +299,13 @@ class Node(Role):
                 # identity's sits in the hub's pool, so a test's first
                 # request does not race it (and get 502).
                 ident = self.identity
-                wait_for(lambda: hub.proxy(ident).get("pool", 0) >= 1, 10,
-                         what="a pool connection of %s at the hub" % ident)
+
+                def paired_at_once():
+                    p = hub.proxy(ident)
+                    return p.get("pool", 0) >= 1 or p.get("mux", 0) >= 1
+                wait_for(paired_at_once, 10,
+                         what="a pool or mux connection of %s at the hub"
+                         % ident)
 
     def bridges(self):
         return BRIDGE_RE.findall(self.proc.stdout())
