@@ -162,7 +162,8 @@ struct sl_api_stream *sl_api_reply_stream(struct sl_api_req *req,
                                           void *arg);
 /* Queues bytes on the stream. Returns 0, SL_ELIMIT when more than
  * SL_API_STREAM_QUEUE_MAX bytes would wait for a slow client (nothing is
- * queued: the caller usually ends the stream), or UV_ENOMEM. */
+ * queued: the caller usually ends the stream; with nothing waiting, one
+ * message of any size is taken), or UV_ENOMEM. */
 int sl_api_stream_send(struct sl_api_stream *s, const char *data,
                        size_t len);
 /* Closes the stream's connection; s is invalid on return and gone_cb is
