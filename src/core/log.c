@@ -117,9 +117,10 @@ static int key_ok(const char *k)
     return 1;
 }
 
-static void write_line(const struct sl_log *log, enum sl_log_level level,
-                       const struct sl_log_field *fields, size_t nfields,
-                       const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void
+write_line(const struct sl_log *log, enum sl_log_level level,
+           const struct sl_log_field *fields, size_t nfields, const char *fmt,
+           va_list ap)
 {
     FILE *f = log->out ? log->out : stderr;
     /* On the stack, not the heap: logging must work when memory is out
