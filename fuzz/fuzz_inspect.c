@@ -16,9 +16,8 @@
 
 static int is_secret(const char *line, size_t n)
 {
-    static const char *const names[] = {"authorization:",
-                                        "proxy-authorization:", "cookie:",
-                                        "set-cookie:"};
+    static const char *const names[] = {
+        "authorization:", "proxy-authorization:", "cookie:", "set-cookie:"};
     for (size_t k = 0; k < 4; k++) {
         size_t m = strlen(names[k]);
         if (n >= m && strncasecmp(line, names[k], m) == 0)
@@ -65,9 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n = h & 0x7f;
         if (n > size - i)
             n = size - i;
-        sl_inspect_conn_feed(ic, (h & 0x80) ? SL_INSPECT_RESPONSE
-                                            : SL_INSPECT_REQUEST,
-                             (const char *)data + i, n);
+        sl_inspect_conn_feed(
+            ic, (h & 0x80) ? SL_INSPECT_RESPONSE : SL_INSPECT_REQUEST,
+            (const char *)data + i, n);
         i += n;
     }
     json_t *list = sl_inspect_list_json(in);

@@ -39,10 +39,10 @@ static char *snapshot(void *arg, size_t *len)
 {
     struct sl_node *node = arg;
     json_t *arr = bridges_json(node);
-    json_t *j = arr ? json_pack("{s:o, s:b, s:I}", "bridges", arr, "inspect",
-                                node->inspect, "time",
-                                (json_int_t)sl_node_now_ms())
-                    : NULL;
+    json_t *j =
+        arr ? json_pack("{s:o, s:b, s:I}", "bridges", arr, "inspect",
+                        node->inspect, "time", (json_int_t)sl_node_now_ms())
+            : NULL;
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (s != NULL)
@@ -134,8 +134,9 @@ void sl_node_dash_request(struct sl_api_req *req, void *arg)
         return;
     json_t *j = sl_inspect_get_json(b->inspect, exchange_id(req));
     if (j == NULL)
-        sl_api_reply_error(req, 404, "No such request (it may have been "
-                                     "dropped for newer ones)");
+        sl_api_reply_error(req, 404,
+                           "No such request (it may have been "
+                           "dropped for newer ones)");
     else
         sl_api_reply_json(req, 200, j);
 }

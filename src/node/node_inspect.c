@@ -37,9 +37,9 @@ struct msg {
 struct xchg {
     int refs;
     uint64_t id;
-    int64_t started_ms;      /* wall clock, for people */
+    int64_t started_ms;       /* wall clock, for people */
     uint64_t t0_ns, t_end_ns; /* monotonic, for durations */
-    int method;              /* enum http_method */
+    int method;               /* enum http_method */
     int status;
     enum xstate state;
     unsigned replay : 1;
@@ -61,9 +61,9 @@ struct side {
     struct xchg *x; /* the exchange being read (a reference), or NULL */
     char field[FIELD_MAX + 1];
     size_t field_len;
-    unsigned in_value : 1;   /* the last piece was a header value */
-    unsigned redacting : 1;  /* the value being read is a secret */
-    unsigned stopped : 1;    /* no more HTTP in this direction */
+    unsigned in_value : 1;  /* the last piece was a header value */
+    unsigned redacting : 1; /* the value being read is a secret */
+    unsigned stopped : 1;   /* no more HTTP in this direction */
 };
 
 struct sl_inspect_conn {
@@ -184,8 +184,7 @@ static void head_add(struct msg *m, const char *p, size_t n)
 }
 
 __attribute__((format(printf, 2, 3))) static void head_fmt(struct msg *m,
-                                                         const char *fmt,
-                                                         ...)
+                                                           const char *fmt, ...)
 {
     char buf[128];
     va_list ap;
@@ -193,8 +192,7 @@ __attribute__((format(printf, 2, 3))) static void head_fmt(struct msg *m,
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     if (n > 0)
-        head_add(m, buf, (size_t)n < sizeof(buf) ? (size_t)n
-                                                 : sizeof(buf) - 1);
+        head_add(m, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
 static int is_secret(const char *field)
@@ -376,8 +374,8 @@ static int on_headers_complete(http_parser *p)
         return 0;
     }
     s->x->status = (int)p->status_code;
-    s->x->interim = p->status_code >= 100 && p->status_code < 200 &&
-                    p->status_code != 101;
+    s->x->interim =
+        p->status_code >= 100 && p->status_code < 200 && p->status_code != 101;
     /* A response to HEAD has a length but no body. */
     return s->x->method == HTTP_HEAD ? 1 : 0;
 }
@@ -430,28 +428,29 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings settings[2] = {
-    [SL_INSPECT_REQUEST] = {
-        .on_message_begin = on_message_begin,
-        .on_url = on_url,
-        .on_header_field = on_header_field,
-        .on_header_value = on_header_value,
-        .on_headers_complete = on_headers_complete,
-        .on_body = on_body,
-        .on_message_complete = on_message_complete,
-    },
-    [SL_INSPECT_RESPONSE] = {
-        .on_message_begin = on_message_begin,
-        .on_status = on_status,
-        .on_header_field = on_header_field,
-        .on_header_value = on_header_value,
-        .on_headers_complete = on_headers_complete,
-        .on_body = on_body,
-        .on_message_complete = on_message_complete,
-    },
+    [SL_INSPECT_REQUEST] =
+        {
+            .on_message_begin = on_message_begin,
+            .on_url = on_url,
+            .on_header_field = on_header_field,
+            .on_header_value = on_header_value,
+            .on_headers_complete = on_headers_complete,
+            .on_body = on_body,
+            .on_message_complete = on_message_complete,
+        },
+    [SL_INSPECT_RESPONSE] =
+        {
+            .on_message_begin = on_message_begin,
+            .on_status = on_status,
+            .on_header_field = on_header_field,
+            .on_header_value = on_header_value,
+            .on_headers_complete = on_headers_complete,
+            .on_body = on_body,
+            .on_message_complete = on_message_complete,
+        },
 };
 
-struct sl_inspect_conn *sl_inspect_conn_new(struct sl_inspect *in,
-                                            int replay)
+struct sl_inspect_conn *sl_inspect_conn_new(struct sl_inspect *in, int replay)
 {
     if (in == NULL)
         return NULL;
@@ -467,9 +466,8 @@ struct sl_inspect_conn *sl_inspect_conn_new(struct sl_inspect *in,
     return ic;
 }
 
-void sl_inspect_conn_feed(struct sl_inspect_conn *ic,
-                          enum sl_inspect_dir dir, const char *data,
-                          size_t len)
+void sl_inspect_conn_feed(struct sl_inspect_conn *ic, enum sl_inspect_dir dir,
+                          const char *data, size_t len)
 {
     if (ic == NULL || ic->off || len == 0)
         return;
@@ -494,8 +492,7 @@ void sl_inspect_conn_feed(struct sl_inspect_conn *ic,
         return;
     }
     (void)n;
-    if (dir == SL_INSPECT_RESPONSE && ic->side[0].stopped &&
-        ic->npending == 0)
+    if (dir == SL_INSPECT_RESPONSE && ic->side[0].stopped && ic->npending == 0)
         ic->off = 1;
 }
 
@@ -511,8 +508,8 @@ void sl_inspect_conn_free(struct sl_inspect_conn *ic)
     /* A response that runs until the close ends now. */
     struct side *rs = &ic->side[SL_INSPECT_RESPONSE];
     if (!ic->off && !rs->stopped && rs->x != NULL)
-        (void)http_parser_execute(&rs->p, &settings[SL_INSPECT_RESPONSE],
-                                  NULL, 0);
+        (void)http_parser_execute(&rs->p, &settings[SL_INSPECT_RESPONSE], NULL,
+                                  0);
     while (ic->npending > 0) {
         struct xchg *x = ic->pending[0];
         if (x->state == X_PENDING)
@@ -568,11 +565,11 @@ static json_t *summary_json(const struct xchg *x)
         dur = (int64_t)((x->t_end_ns - x->t0_ns) / 1000000);
     json_t *j = json_pack(
         "{s:I, s:I, s:s, s:o, s:i, s:s, s:I, s:I, s:I, s:b}", "id",
-        (json_int_t)x->id, "started_at", (json_int_t)x->started_ms,
-        "method", http_method_str((enum http_method)x->method), "path",
+        (json_int_t)x->id, "started_at", (json_int_t)x->started_ms, "method",
+        http_method_str((enum http_method)x->method), "path",
         text_json(path, strlen(path)), "status", x->status, "state",
-        xstate_name[x->state], "duration_ms", (json_int_t)dur,
-        "request_bytes", (json_int_t)x->req.body_len, "response_bytes",
+        xstate_name[x->state], "duration_ms", (json_int_t)dur, "request_bytes",
+        (json_int_t)x->req.body_len, "response_bytes",
         (json_int_t)x->resp.body_len, "replay", x->replay);
     return j;
 }
@@ -581,16 +578,14 @@ static json_t *msg_json(const struct msg *m)
 {
     if (!m->started)
         return json_null();
-    json_t *j = json_pack("{s:o, s:b, s:I, s:I, s:b}", "head",
-                          text_json(m->head.data, m->head.len),
-                          "head_truncated", m->head_truncated,
-                          "body_length", (json_int_t)m->body_len,
-                          "body_kept", (json_int_t)m->body.len,
-                          "body_truncated", m->body_len > m->body.len);
+    json_t *j = json_pack(
+        "{s:o, s:b, s:I, s:I, s:b}", "head",
+        text_json(m->head.data, m->head.len), "head_truncated",
+        m->head_truncated, "body_length", (json_int_t)m->body_len, "body_kept",
+        (json_int_t)m->body.len, "body_truncated", m->body_len > m->body.len);
     if (j == NULL)
         return NULL;
-    json_t *body = json_stringn(m->body.data ? m->body.data : "",
-                                m->body.len);
+    json_t *body = json_stringn(m->body.data ? m->body.data : "", m->body.len);
     if (body == NULL) {
         size_t cap = SL_B64_LEN(m->body.len) + 1;
         char *b64 = malloc(cap);
@@ -654,9 +649,17 @@ json_t *sl_inspect_get_json(const struct sl_inspect *in, uint64_t id)
 static int hop_by_hop(const char *name, size_t n)
 {
     static const char *const names[] = {
-        "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-        "proxy-connection", "content-length", "authorization",
-        "proxy-authorization", "cookie", "set-cookie",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-connection",
+        "content-length",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strlen(names[i]) == n && strncasecmp(names[i], name, n) == 0)
@@ -687,8 +690,7 @@ int sl_inspect_replay_bytes(const struct sl_inspect *in, uint64_t id,
         if (line == 0)
             break; /* the blank line ending the head */
         const char *colon = first ? NULL : memchr(h, ':', line);
-        if (first || colon == NULL ||
-            !hop_by_hop(h, (size_t)(colon - h))) {
+        if (first || colon == NULL || !hop_by_hop(h, (size_t)(colon - h))) {
             rc = sl_dynbuf_append(out, h, line, max);
             if (rc == 0)
                 rc = sl_dynbuf_append(out, "\r\n", 2, max);
@@ -699,12 +701,12 @@ int sl_inspect_replay_bytes(const struct sl_inspect *in, uint64_t id,
     char tail[96];
     int has_body = x->req.body_len > 0 || x->method == HTTP_POST ||
                    x->method == HTTP_PUT || x->method == HTTP_PATCH;
-    int tn = has_body ? snprintf(tail, sizeof(tail),
-                                 "Content-Length: %zu\r\n"
-                                 "Connection: close\r\n\r\n",
-                                 x->req.body.len)
-                      : snprintf(tail, sizeof(tail),
-                                 "Connection: close\r\n\r\n");
+    int tn = has_body
+                 ? snprintf(tail, sizeof(tail),
+                            "Content-Length: %zu\r\n"
+                            "Connection: close\r\n\r\n",
+                            x->req.body.len)
+                 : snprintf(tail, sizeof(tail), "Connection: close\r\n\r\n");
     if (rc == 0)
         rc = sl_dynbuf_append(out, tail, (size_t)tn, max);
     if (rc == 0 && x->req.body.len > 0)

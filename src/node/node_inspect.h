@@ -64,13 +64,11 @@ uint64_t sl_inspect_last_id(const struct sl_inspect *in);
 
 /* A tap for one connection. replay: its exchanges are marked as replays.
  * NULL on ENOMEM (the connection is then simply not recorded). */
-struct sl_inspect_conn *sl_inspect_conn_new(struct sl_inspect *in,
-                                            int replay);
+struct sl_inspect_conn *sl_inspect_conn_new(struct sl_inspect *in, int replay);
 /* Bytes that passed in one direction. Never fails: what cannot be
  * followed stops the recording of this connection. */
-void sl_inspect_conn_feed(struct sl_inspect_conn *ic,
-                          enum sl_inspect_dir dir, const char *data,
-                          size_t len);
+void sl_inspect_conn_feed(struct sl_inspect_conn *ic, enum sl_inspect_dir dir,
+                          const char *data, size_t len);
 /* Id of the first exchange this connection began, or 0. */
 uint64_t sl_inspect_conn_first_id(const struct sl_inspect_conn *ic);
 /* The connection ended: a response delimited by the close completes; a

@@ -24,7 +24,7 @@ struct text {
 };
 
 __attribute__((format(printf, 2, 3))) static void add(struct text *t,
-                                                    const char *fmt, ...)
+                                                      const char *fmt, ...)
 {
     if (t->failed)
         return;

@@ -18,13 +18,13 @@ struct sl_node_replay {
     struct sl_node_bridge *b;           /* a reference */
     struct sl_api_req *req;             /* NULL once answered */
     struct sl_inspect_conn *tap;
-    struct sl_dynbuf out;               /* the request's bytes */
+    struct sl_dynbuf out; /* the request's bytes */
     uv_getaddrinfo_t gai;
     uv_connect_t creq;
     uv_write_t wreq;
     uv_tcp_t tcp;
     uv_timer_t timer;
-    int handles;  /* open handles and requests in flight */
+    int handles; /* open handles and requests in flight */
     unsigned tcp_open : 1;
     unsigned done : 1;
     unsigned got_eof : 1;
@@ -142,8 +142,7 @@ static void on_connect(uv_connect_t *c, int status)
                          rp->out.len);
     uv_buf_t b = uv_buf_init(rp->out.data, (unsigned)rp->out.len);
     rp->wreq.data = rp;
-    if (uv_write(&rp->wreq, (uv_stream_t *)&rp->tcp, &b, 1, on_written) !=
-        0) {
+    if (uv_write(&rp->wreq, (uv_stream_t *)&rp->tcp, &b, 1, on_written) != 0) {
         finish(rp, 502, "Writing to the upstream failed");
         goto out;
     }
@@ -178,8 +177,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *ai)
     struct sl_node_replay *rp = g->data;
     if (!rp->done) {
         const struct addrinfo *a = ai;
-        while (a != NULL && a->ai_family != AF_INET &&
-               a->ai_family != AF_INET6)
+        while (a != NULL && a->ai_family != AF_INET && a->ai_family != AF_INET6)
             a = a->ai_next;
         if (status < 0 || a == NULL)
             finish(rp, 502, "Upstream not reachable (cannot resolve)");
@@ -210,14 +208,15 @@ void sl_node_replay(struct sl_node_bridge *b, uint64_t id,
         return;
     }
     char why[160] = "";
-    int rc = sl_inspect_replay_bytes(b->inspect, id, &rp->out, why,
-                                     sizeof(why));
+    int rc =
+        sl_inspect_replay_bytes(b->inspect, id, &rp->out, why, sizeof(why));
     if (rc != 0) {
         sl_dynbuf_free(&rp->out);
         free(rp);
         if (rc == SL_ENOTFOUND)
-            sl_api_reply_error(req, 404, "No such request (it may have "
-                                         "been dropped for newer ones)");
+            sl_api_reply_error(req, 404,
+                               "No such request (it may have "
+                               "been dropped for newer ones)");
         else if (rc == SL_EDENIED)
             sl_api_reply_error(req, 409, why);
         else
@@ -254,8 +253,8 @@ void sl_node_replay(struct sl_node_bridge *b, uint64_t id,
     char port[8];
     snprintf(port, sizeof(port), "%u", (unsigned)b->up.port);
     rp->gai.data = rp;
-    if (uv_getaddrinfo(loop, &rp->gai, on_resolved, b->up.host, port,
-                       &hints) != 0) {
+    if (uv_getaddrinfo(loop, &rp->gai, on_resolved, b->up.host, port, &hints) !=
+        0) {
         finish(rp, 502, "Upstream not reachable (cannot resolve)");
         return;
     }

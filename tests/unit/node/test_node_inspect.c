@@ -81,11 +81,10 @@ static void keep_alive_in_pieces(void **state)
         assert_string_equal(str(j, "state", NULL), "complete");
         assert_true(num(j, "duration_ms", NULL) >= 0);
         const char *head = str(j, "request", "head");
-        assert_string_equal(head,
-                            "GET /a?x=1 HTTP/1.1\r\n"
-                            "Host: ab1234567890.localhost\r\n"
-                            "Authorization: [redacted]\r\n"
-                            "Cookie: [redacted]\r\n\r\n");
+        assert_string_equal(head, "GET /a?x=1 HTTP/1.1\r\n"
+                                  "Host: ab1234567890.localhost\r\n"
+                                  "Authorization: [redacted]\r\n"
+                                  "Cookie: [redacted]\r\n\r\n");
         assert_string_equal(str(j, "response", "head"),
                             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
                             "Set-Cookie: [redacted]\r\n\r\n");
@@ -124,8 +123,7 @@ static void bodies_capped(void **state)
     size_t big = SL_INSPECT_BODY_CAP + 4000;
     char head[128];
     snprintf(head, sizeof(head),
-             "PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n\r\n",
-             big);
+             "PUT /up HTTP/1.1\r\nHost: h\r\nContent-Length: %zu\r\n\r\n", big);
     feed(ic, SL_INSPECT_REQUEST, head, 1000);
     char *body = malloc(big + 1);
     memset(body, 'x', big);
@@ -168,16 +166,16 @@ static void head_interim_and_eof(void **state)
          "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 5);
     feed(ic, SL_INSPECT_REQUEST,
          "POST /c HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
-         "Content-Length: 2\r\n\r\n", 9);
+         "Content-Length: 2\r\n\r\n",
+         9);
     /* 100 Continue, then the body, then the final answer */
     feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.1 100 Continue\r\n\r\n", 4);
     feed(ic, SL_INSPECT_REQUEST, "ok", 1);
-    feed(ic, SL_INSPECT_RESPONSE,
-         "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", 6);
+    feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+         6);
     /* an HTTP/1.0 answer that ends with the connection */
     feed(ic, SL_INSPECT_REQUEST, "GET /old HTTP/1.0\r\n\r\n", 64);
-    feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.0 200 OK\r\n\r\nuntil the end",
-         64);
+    feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.0 200 OK\r\n\r\nuntil the end", 64);
     json_t *j = get(in, 1);
     assert_string_equal(str(j, "state", NULL), "complete");
     assert_int_equal(num(j, "response_bytes", NULL), 0);
@@ -206,10 +204,12 @@ static void upgrade_garbage_abort(void **state)
     struct sl_inspect_conn *ic = sl_inspect_conn_new(in, 0);
     feed(ic, SL_INSPECT_REQUEST,
          "GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-         "Connection: Upgrade\r\n\r\n\x81\x05hello", 16);
+         "Connection: Upgrade\r\n\r\n\x81\x05hello",
+         16);
     feed(ic, SL_INSPECT_RESPONSE,
          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-         "Connection: Upgrade\r\n\r\n\x81\x02hi", 16);
+         "Connection: Upgrade\r\n\r\n\x81\x02hi",
+         16);
     /* frames after the upgrade are not HTTP and not recorded */
     feed(ic, SL_INSPECT_REQUEST, "GET /not-http HTTP/1.1\r\n\r\n", 64);
     assert_int_equal(sl_inspect_count(in), 1);
@@ -253,13 +253,13 @@ static void ring_and_pipeline_bounds(void **state)
     assert_int_equal(sl_inspect_count(in), 3);
     assert_int_equal(sl_inspect_last_id(in), SL_INSPECT_PENDING_MAX);
     assert_null(sl_inspect_get_json(in, 1));
-    feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-         64);
+    feed(ic, SL_INSPECT_RESPONSE,
+         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 64);
     json_t *list = sl_inspect_list_json(in);
     assert_int_equal(json_array_size(list), 3);
-    assert_int_equal(json_integer_value(json_object_get(
-                         json_array_get(list, 0), "id")),
-                     SL_INSPECT_PENDING_MAX - 2);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(list, 0), "id")),
+        SL_INSPECT_PENDING_MAX - 2);
     json_decref(list);
     sl_inspect_conn_free(ic);
     sl_inspect_free(in);
@@ -274,13 +274,13 @@ static void replay_bytes(void **state)
          "POST /form?a=b HTTP/1.1\r\nHost: ab1234567890.localhost:8080\r\n"
          "Authorization: Bearer nope\r\nCookie: c=d\r\n"
          "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
-         "X-Forwarded-For: 10.0.0.1\r\n\r\n4\r\nname\r\n0\r\n\r\n", 11);
-    feed(ic, SL_INSPECT_RESPONSE, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-         64);
+         "X-Forwarded-For: 10.0.0.1\r\n\r\n4\r\nname\r\n0\r\n\r\n",
+         11);
+    feed(ic, SL_INSPECT_RESPONSE,
+         "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 64);
     struct sl_dynbuf out = {0};
     char why[160];
-    assert_int_equal(sl_inspect_replay_bytes(in, 1, &out, why, sizeof(why)),
-                     0);
+    assert_int_equal(sl_inspect_replay_bytes(in, 1, &out, why, sizeof(why)), 0);
     assert_string_equal(out.data,
                         "POST /form?a=b HTTP/1.1\r\n"
                         "Host: ab1234567890.localhost:8080\r\n"
