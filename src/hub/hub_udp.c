@@ -77,6 +77,7 @@ struct hub_udp {
     struct udp_carrier *carrier; /* NULL: none */
     int asking;                  /* an open went out for fingerprint */
     uint64_t asked_at;
+    int no_bridge_logged;
     char fingerprint[SL_UUID_LEN + 1];
     uint32_t next_id;
     uint32_t nflows;
@@ -87,6 +88,7 @@ struct hub_udp {
     struct sl_link flows;
     struct udp_wait *wait, **wait_tail;
     size_t nwait, wait_bytes;
+    uint64_t wait_since; /* uv_now of the oldest waiting datagram */
     /* While datagrams come: the receive buffer, then room for the
      * message being made of one (header, datagram). */
     char *rbuf;
@@ -173,27 +175,42 @@ static void wait_clear(struct hub_udp *u)
     u->wait_bytes = 0;
 }
 
+/* Datagrams that have waited a whole pairing window for a carrier are
+ * stale: they go. */
+static void wait_expire(struct hub_udp *u, uint64_t now)
+{
+    if (u->nwait > 0 && now - u->wait_since >= pairing_window(u->hub)) {
+        u->drop_wait += u->nwait;
+        wait_clear(u);
+    }
+}
+
 /* Asks the bridge for a carrier, unless an ask is still within its
- * pairing window. Datagrams that waited for an ask that went unanswered
- * are stale by now: they go. */
+ * pairing window. With no bridge connected nothing is asked, so the
+ * first datagram after the bridge is back asks at once. */
 static void ask_carrier(struct hub_udp *u)
 {
     struct sl_hub *hub = u->hub;
     uint64_t now = uv_now(hub->loop);
+    wait_expire(u, now);
     if (u->asking && now - u->asked_at < pairing_window(hub))
         return;
-    if (u->asking) {
-        u->drop_wait += u->nwait;
-        wait_clear(u);
+    u->asking = 0;
+    if (u->s == NULL || u->s->a == NULL ||
+        sl_uuid4_new(u->fingerprint) != 0) {
+        u->fingerprint[0] = '\0';
+        return;
     }
+    if (hub_control_open(u->s->a, u->fingerprint, "udp") != 0) {
+        if (!u->no_bridge_logged)
+            sl_debug(hub->log, "hub alloc %s: udp port %d: no bridge to "
+                     "ask for a carrier", u->s->a->identity, u->port);
+        u->no_bridge_logged = 1;
+        return;
+    }
+    u->no_bridge_logged = 0;
     u->asking = 1;
     u->asked_at = now;
-    if (sl_uuid4_new(u->fingerprint) != 0 || u->s == NULL ||
-        u->s->a == NULL)
-        return;
-    if (hub_control_open(u->s->a, u->fingerprint, "udp") != 0)
-        sl_debug(hub->log, "hub alloc %s: udp port %d: no bridge to ask for "
-                 "a carrier", u->s->a->identity, u->port);
 }
 
 /* Sends message m (len bytes) on the carrier, or drops it when the
@@ -241,6 +258,8 @@ static void to_bridge(struct hub_udp *u, const uint8_t *m, size_t len)
     w->next = NULL;
     w->len = len;
     memcpy(w->data, m, len);
+    if (u->nwait == 0)
+        u->wait_since = uv_now(u->hub->loop);
     *u->wait_tail = w;
     u->wait_tail = &w->next;
     u->nwait++;
@@ -384,11 +403,14 @@ static int carrier_start(struct hub_udp *u, struct hub_conn *d)
 int hub_udp_data(struct hub_alloc *a, struct hub_conn *d)
 {
     struct hub_udp *u = a->streams != NULL ? a->streams->udp : NULL;
-    if (u == NULL || !u->asking ||
+    /* The answer to the last ask, even late: it is the carrier still
+     * missing. */
+    if (u == NULL || u->fingerprint[0] == '\0' ||
         strcmp(d->hijack.fingerprint, u->fingerprint) != 0)
         return 0;
     /* Its fingerprint is spent: a second answer gets 409. */
     hub_alloc_remember_fp(a, u->fingerprint);
+    u->fingerprint[0] = '\0';
     u->asking = 0;
     if (u->carrier != NULL) {
         /* Should not happen (an ask goes out only without a carrier);
@@ -531,11 +553,9 @@ static void on_sweep(uv_timer_t *t)
             expired++;
         }
     }
-    if (u->asking && now - u->asked_at >= pairing_window(hub)) {
-        u->drop_wait += u->nwait;
-        wait_clear(u);
+    wait_expire(u, now);
+    if (u->asking && now - u->asked_at >= pairing_window(hub))
         u->asking = 0;
-    }
     if (!u->rbuf_used) {
         free(u->rbuf);
         u->rbuf = NULL;
