@@ -21,8 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (d.len + SL_DGRAM_HEADER != size || d.payload != data + 5)
         abort();
-    int n = sl_dgram_encode(out, sizeof(out), d.type, d.flow, d.payload,
-                            d.len);
+    int n = sl_dgram_encode(out, sizeof(out), d.type, d.flow, d.payload, d.len);
     if (n < 0 || (size_t)n != size || memcmp(out, data, size) != 0)
         abort();
     return 0;

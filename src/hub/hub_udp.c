@@ -21,14 +21,14 @@
 #include "stream/srctab.h"
 #include "tunnel/dgram.h"
 
-#define HUB_UDP_BUCKETS 1024        /* flow tables, a power of two */
-#define HUB_UDP_FLOWS_MAX 16384     /* flows per port, whatever the caps */
-#define HUB_UDP_QUEUE_MAX (1024 * 1024) /* the carrier's queue: over it,
-                                           datagrams are dropped */
-#define HUB_UDP_WAIT_MAX 64         /* datagrams waiting for a carrier */
+#define HUB_UDP_BUCKETS 1024    /* flow tables, a power of two */
+#define HUB_UDP_FLOWS_MAX 16384 /* flows per port, whatever the caps */
+/* The carrier's queue: over it, datagrams are dropped. */
+#define HUB_UDP_QUEUE_MAX (1024 * 1024)
+#define HUB_UDP_WAIT_MAX 64 /* datagrams waiting for a carrier */
 #define HUB_UDP_WAIT_BYTES (256 * 1024)
-#define HUB_UDP_CHUNK (64 * 1024)   /* libuv's recvmmsg slot */
-#define HUB_UDP_CHUNKS 8            /* slots of the receive buffer */
+#define HUB_UDP_CHUNK (64 * 1024) /* libuv's recvmmsg slot */
+#define HUB_UDP_CHUNKS 8          /* slots of the receive buffer */
 #define HUB_UDP_RBUF (HUB_UDP_CHUNK * HUB_UDP_CHUNKS)
 #define HUB_UDP_IDLE_MS 300000
 /* The public socket's kernel buffers: every user of the port shares them,
@@ -134,8 +134,8 @@ static struct udp_flow *flow_by_addr(struct hub_udp *u,
 /* Ids are given in order, so their low bits spread them evenly. */
 static struct udp_flow *flow_by_id(struct hub_udp *u, uint32_t id)
 {
-    for (struct udp_flow *f = u->by_id[id & (HUB_UDP_BUCKETS - 1)];
-         f != NULL; f = f->by_id_next)
+    for (struct udp_flow *f = u->by_id[id & (HUB_UDP_BUCKETS - 1)]; f != NULL;
+         f = f->by_id_next)
         if (f->id == id)
             return f;
     return NULL;
@@ -196,15 +196,16 @@ static void ask_carrier(struct hub_udp *u)
     if (u->asking && now - u->asked_at < pairing_window(hub))
         return;
     u->asking = 0;
-    if (u->s == NULL || u->s->a == NULL ||
-        sl_uuid4_new(u->fingerprint) != 0) {
+    if (u->s == NULL || u->s->a == NULL || sl_uuid4_new(u->fingerprint) != 0) {
         u->fingerprint[0] = '\0';
         return;
     }
     if (hub_control_open(u->s->a, u->fingerprint, "udp") != 0) {
         if (!u->no_bridge_logged)
-            sl_debug(hub->log, "hub alloc %s: udp port %d: no bridge to "
-                     "ask for a carrier", u->s->a->identity, u->port);
+            sl_debug(hub->log,
+                     "hub alloc %s: udp port %d: no bridge to "
+                     "ask for a carrier",
+                     u->s->a->identity, u->port);
         u->no_bridge_logged = 1;
         return;
     }
@@ -321,8 +322,10 @@ static void carrier_closed(struct sl_ws *ws, int reason)
     struct hub_udp *u = k->u;
     if (u != NULL && u->carrier == k) {
         u->carrier = NULL;
-        sl_debug(u->hub->log, "hub data %llu: udp carrier of port %d closed "
-                 "(%s)", (unsigned long long)k->d->id, u->port,
+        sl_debug(u->hub->log,
+                 "hub data %llu: udp carrier of port %d closed "
+                 "(%s)",
+                 (unsigned long long)k->d->id, u->port,
                  reason ? sl_strerror(reason) : "normal");
     }
     ws->data = k->d;
@@ -422,9 +425,10 @@ int hub_udp_data(struct hub_alloc *a, struct hub_conn *d)
     }
     int rc = carrier_start(u, d);
     if (rc != 0) {
-        sl_warn(u->hub->log, "hub data %llu (%s): cannot start the udp "
-                "carrier: %s", (unsigned long long)d->id, a->identity,
-                sl_strerror(rc));
+        sl_warn(u->hub->log,
+                "hub data %llu (%s): cannot start the udp "
+                "carrier: %s",
+                (unsigned long long)d->id, a->identity, sl_strerror(rc));
         hub_conn_close(d, rc);
         return 1;
     }
@@ -473,8 +477,10 @@ static struct udp_flow *flow_new(struct hub_udp *u, const struct sockaddr *sa)
         uint64_t unlogged;
         if (hub_burst_log(hub, HUB_CAP_STREAMS, &unlogged)) {
             char as[SL_ADDR_STRLEN];
-            sl_info(hub->log, "hub alloc %s: udp flow from %s refused "
-                    "(%s)%s", u->s->a->identity, sl_addr_str(sa, as), why,
+            sl_info(hub->log,
+                    "hub alloc %s: udp flow from %s refused "
+                    "(%s)%s",
+                    u->s->a->identity, sl_addr_str(sa, as), why,
                     unlogged ? " (and others since the last line)" : "");
         }
         return NULL;
@@ -482,9 +488,9 @@ static struct udp_flow *flow_new(struct hub_udp *u, const struct sockaddr *sa)
     struct udp_flow *f = calloc(1, sizeof(*f));
     if (f == NULL)
         return NULL;
-    memcpy(&f->user, sa, sa->sa_family == AF_INET6
-                             ? sizeof(struct sockaddr_in6)
-                             : sizeof(struct sockaddr_in));
+    memcpy(&f->user, sa,
+           sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in));
     if (u->next_id == 0)
         u->next_id = 1; /* 0 is never a flow */
     f->id = u->next_id++;
@@ -545,9 +551,9 @@ static void on_sweep(uv_timer_t *t)
     struct sl_link *l, *next;
     for (l = u->flows.next; l != &u->flows; l = next) {
         next = l->next;
-        struct udp_flow *f = (struct udp_flow *)(void *)((char *)l -
-                                                 offsetof(struct udp_flow,
-                                                          link));
+        struct udp_flow *f =
+            (struct udp_flow *)(void *)((char *)l -
+                                        offsetof(struct udp_flow, link));
         if (now - f->last_ms >= u->idle_ms) {
             flow_close(u, f, 1);
             expired++;
@@ -563,24 +569,25 @@ static void on_sweep(uv_timer_t *t)
     u->rbuf_used = 0;
     uint64_t dropped = u->drop_queue + u->drop_wait + u->drop_user +
                        u->drop_flow + u->drop_big;
-    const char *id = u->s != NULL && u->s->a != NULL ? u->s->a->identity
-                                                     : "-";
+    const char *id = u->s != NULL && u->s->a != NULL ? u->s->a->identity : "-";
     if (expired > 0)
-        sl_debug(hub->log, "hub alloc %s: udp port %d: %u idle flows "
-                 "expired, %u live", id, u->port, expired, u->nflows);
+        sl_debug(hub->log,
+                 "hub alloc %s: udp port %d: %u idle flows "
+                 "expired, %u live",
+                 id, u->port, expired, u->nflows);
     if (dropped > 0)
-        sl_info(hub->log, "hub alloc %s: udp port %d: datagrams dropped "
-                "since the last line: %llu (carrier queue full %llu, no "
-                "carrier %llu, user socket full %llu, unknown flow %llu, "
-                "malformed or too big %llu)", id, u->port,
-                (unsigned long long)dropped,
-                (unsigned long long)u->drop_queue,
-                (unsigned long long)u->drop_wait,
-                (unsigned long long)u->drop_user,
-                (unsigned long long)u->drop_flow,
-                (unsigned long long)u->drop_big);
-    u->drop_queue = u->drop_wait = u->drop_user = u->drop_flow =
-        u->drop_big = 0;
+        sl_info(
+            hub->log,
+            "hub alloc %s: udp port %d: datagrams dropped "
+            "since the last line: %llu (carrier queue full %llu, no "
+            "carrier %llu, user socket full %llu, unknown flow %llu, "
+            "malformed or too big %llu)",
+            id, u->port, (unsigned long long)dropped,
+            (unsigned long long)u->drop_queue, (unsigned long long)u->drop_wait,
+            (unsigned long long)u->drop_user, (unsigned long long)u->drop_flow,
+            (unsigned long long)u->drop_big);
+    u->drop_queue = u->drop_wait = u->drop_user = u->drop_flow = u->drop_big =
+        0;
 }
 
 /* ---- open and close --------------------------------------------------- */
@@ -589,8 +596,9 @@ static void udp_free(struct hub_udp *u)
 {
     struct sl_link *l;
     while ((l = u->flows.next) != &u->flows)
-        flow_free(u, (struct udp_flow *)(void *)((char *)l -
-                                         offsetof(struct udp_flow, link)));
+        flow_free(u,
+                  (struct udp_flow *)(void *)((char *)l -
+                                              offsetof(struct udp_flow, link)));
     wait_clear(u);
     free(u->rbuf);
     free(u);
@@ -617,8 +625,8 @@ int hub_udp_open(struct hub_streams *s, int fd, int port)
     u->hub = hub;
     u->s = s;
     u->port = port;
-    u->idle_ms = hub->opts.udp_idle_ms ? hub->opts.udp_idle_ms
-                                       : HUB_UDP_IDLE_MS;
+    u->idle_ms =
+        hub->opts.udp_idle_ms ? hub->opts.udp_idle_ms : HUB_UDP_IDLE_MS;
     u->wait_tail = &u->wait;
     sl_list_init(&u->flows);
     (void)sl_srctab_random_key(u->key);

@@ -24,11 +24,11 @@
 #include "node/node_int.h"
 #include "tunnel/dgram.h"
 
-#define UDP_BUCKETS 1024        /* flows by id, a power of two */
-#define UDP_FLOWS_MAX 16384     /* flows per carrier */
-#define UDP_PENDING_MAX 8       /* datagrams of a flow being resolved */
-#define UDP_QUEUE_MAX (1024 * 1024) /* the carrier's queue: over it,
-                                       answers are dropped */
+#define UDP_BUCKETS 1024    /* flows by id, a power of two */
+#define UDP_FLOWS_MAX 16384 /* flows per carrier */
+#define UDP_PENDING_MAX 8   /* datagrams of a flow being resolved */
+/* The carrier's queue: over it, answers are dropped. */
+#define UDP_QUEUE_MAX (1024 * 1024)
 #define UDP_RECV_MAX 65536
 #define UDP_IDLE_MS 300000
 /* A flow socket's receive buffer: the upstream's answers in a burst wait
@@ -60,7 +60,7 @@ struct node_udp {
     struct sl_node_bridge *b;
     struct conn *c; /* the carrier; NULL once its ws has closed */
     sl_ws_close_cb conn_ws_close;
-    int refs;       /* the carrier, the sweep timer, each flow */
+    int refs; /* the carrier, the sweep timer, each flow */
     uv_timer_t sweep;
     uint64_t idle_ms;
     uint32_t nflows;
@@ -202,9 +202,8 @@ static void on_flow_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     if (nread < 0) {
         /* An ICMP error (port unreachable) on the connected socket: the
          * flow lives on, the service may come back. */
-        sl_debug(ulog(n), "bridge %s: udp flow %u: upstream %s: %s",
-                 bname(n), (unsigned)f->id, n->b->rec.upstream,
-                 sl_strerror((int)nread));
+        sl_debug(ulog(n), "bridge %s: udp flow %u: upstream %s: %s", bname(n),
+                 (unsigned)f->id, n->b->rec.upstream, sl_strerror((int)nread));
         return;
     }
     if ((flags & UV_UDP_PARTIAL) || (size_t)nread > SL_DGRAM_MAX) {
@@ -214,8 +213,7 @@ static void on_flow_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     n->b->up_down += (uint64_t)nread;
     f->last_ms = uv_now(h->loop);
     sl_dgram_header((uint8_t *)n->rbuf, SL_DGRAM_DATA, f->id);
-    (void)to_hub(n, (const uint8_t *)n->rbuf,
-                 SL_DGRAM_HEADER + (size_t)nread);
+    (void)to_hub(n, (const uint8_t *)n->rbuf, SL_DGRAM_HEADER + (size_t)nread);
 }
 
 /* The upstream's address is known: the private-address rule, then the
@@ -231,14 +229,16 @@ static int flow_connect(struct flow *f, const struct sockaddr *to)
      * cannot change it in between. */
     if (!b->node->allow_public && !sl_addr_is_private(to)) {
         char as[SL_ADDR_STRLEN];
-        sl_node_bridge_set_error(b, "upstream %s resolves to %s, which is "
-                                 "not private", b->rec.upstream,
-                                 sl_addr_str(to, as));
+        sl_node_bridge_set_error(b,
+                                 "upstream %s resolves to %s, which is "
+                                 "not private",
+                                 b->rec.upstream, sl_addr_str(to, as));
         if (!n->refused_logged)
-            sl_warn(ulog(n), "bridge %s: upstream %s resolves to %s, which "
+            sl_warn(ulog(n),
+                    "bridge %s: upstream %s resolves to %s, which "
                     "is not private (see --allow-public-upstream); udp "
-                    "flows refused", bname(n), b->rec.upstream,
-                    sl_addr_str(to, as));
+                    "flows refused",
+                    bname(n), b->rec.upstream, sl_addr_str(to, as));
         n->refused_logged = 1;
         rc = SL_EDENIED;
         goto fail;
@@ -275,8 +275,7 @@ fail:
     return rc;
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res)
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct flow *f = req->data;
     struct node_udp *n = f->n;
@@ -305,10 +304,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
             pick = ai;
     }
     if (pick == NULL) {
-        sl_node_bridge_set_error(n->b, "upstream %s: cannot resolve %s: %s",
-                                 n->b->rec.upstream, n->b->up.host,
-                                 status < 0 ? sl_strerror(status)
-                                            : "no address");
+        sl_node_bridge_set_error(
+            n->b, "upstream %s: cannot resolve %s: %s", n->b->rec.upstream,
+            n->b->up.host, status < 0 ? sl_strerror(status) : "no address");
         uv_freeaddrinfo(res);
         flow_close(f, 1);
         return;
@@ -351,8 +349,8 @@ static struct flow *flow_new(struct node_udp *n, uint32_t id)
     int rc = f->gai == NULL ? UV_ENOMEM : 0;
     if (rc == 0) {
         f->gai->data = f;
-        rc = uv_getaddrinfo(b->node->ctx->loop, f->gai, on_resolved,
-                            b->up.host, service, &hints);
+        rc = uv_getaddrinfo(b->node->ctx->loop, f->gai, on_resolved, b->up.host,
+                            service, &hints);
     }
     if (rc != 0) {
         free(f->gai);
@@ -418,25 +416,24 @@ static void on_sweep(uv_timer_t *t)
     struct sl_link *l, *next;
     for (l = n->flows.next; l != &n->flows; l = next) {
         next = l->next;
-        struct flow *f = (struct flow *)(void *)((char *)l -
-                                                 offsetof(struct flow,
-                                                          link));
+        struct flow *f =
+            (struct flow *)(void *)((char *)l - offsetof(struct flow, link));
         if (now - f->last_ms >= n->idle_ms) {
             flow_close(f, 1);
             expired++;
         }
     }
-    uint64_t dropped = n->drop_up + n->drop_hub + n->drop_flows +
-                       n->drop_bad;
+    uint64_t dropped = n->drop_up + n->drop_hub + n->drop_flows + n->drop_bad;
     if (expired > 0)
         sl_debug(ulog(n), "bridge %s: %u idle udp flows expired, %u live",
                  bname(n), expired, n->nflows);
     if (dropped > 0)
-        sl_info(ulog(n), "bridge %s: udp datagrams dropped since the last "
+        sl_info(ulog(n),
+                "bridge %s: udp datagrams dropped since the last "
                 "line: %llu (upstream socket full %llu, carrier queue full "
-                "%llu, too many flows %llu, malformed %llu)", bname(n),
-                (unsigned long long)dropped, (unsigned long long)n->drop_up,
-                (unsigned long long)n->drop_hub,
+                "%llu, too many flows %llu, malformed %llu)",
+                bname(n), (unsigned long long)dropped,
+                (unsigned long long)n->drop_up, (unsigned long long)n->drop_hub,
                 (unsigned long long)n->drop_flows,
                 (unsigned long long)n->drop_bad);
     n->drop_up = n->drop_hub = n->drop_flows = n->drop_bad = 0;
@@ -459,12 +456,12 @@ static void carrier_closed(struct sl_ws *ws, int reason)
     n->c = NULL;
     struct sl_link *l;
     while ((l = n->flows.next) != &n->flows)
-        flow_close((struct flow *)(void *)((char *)l -
-                                           offsetof(struct flow, link)),
-                   0);
+        flow_close(
+            (struct flow *)(void *)((char *)l - offsetof(struct flow, link)),
+            0);
     uv_close((uv_handle_t *)&n->sweep, on_sweep_closed);
-    sl_debug(ulog(n), "bridge %s: udp carrier #%u closed (%s)", bname(n),
-             c->id, reason ? sl_strerror(reason) : "normal");
+    sl_debug(ulog(n), "bridge %s: udp carrier #%u closed (%s)", bname(n), c->id,
+             reason ? sl_strerror(reason) : "normal");
     udp_unref(n);
     next(ws, reason);
 }
