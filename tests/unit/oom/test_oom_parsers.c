@@ -72,6 +72,15 @@ static void config_all_fields(void **state)
     sl_oom_loop("config all_fields.yaml", run_config, &t);
 }
 
+/* The hub: and node: sections: every kind of setting. */
+static void config_sections(void **state)
+{
+    (void)state;
+    struct text t;
+    t.p = slurp("fuzz/corpus/config/sections-kinds.yaml", &t.len);
+    sl_oom_loop("config sections-kinds.yaml", run_config, &t);
+}
+
 /* A realistic browser request head. */
 
 static const char browser_head[] =
@@ -332,6 +341,7 @@ int main(void)
     sl_test_alloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(config_all_fields),
+        cmocka_unit_test(config_sections),
         cmocka_unit_test(http_head),
         cmocka_unit_test(control),
         cmocka_unit_test(node_urls),
