@@ -21,6 +21,7 @@ import time
 import pytest
 
 from helpers import scaled, sluice_bin, wait_for
+from streams_support import free_range, range_arg, stream_node
 from tunnel_x_support import (basic, big_file, curl_via, http_get,
                               read_head, upgrade_request)
 
@@ -464,3 +465,42 @@ def test_rate_10mbit_both_ways_1_and_8_connections(env, tmp_path):
     _within(_up(hub, up["identity"], 1, up_file), "upload, 1 connection")
     _within(_up(hub, up["identity"], 8, up_file), "upload, 8 connections")
     assert hub.proxy(up["identity"])["bandwidth"]["up"] <= RATE * 1.07
+
+
+def handler_source(conn, rec):
+    """Sends bytes until the peer goes."""
+    chunk = b"x" * 65536
+    try:
+        while True:
+            conn.sendall(chunk)
+    except OSError:
+        pass
+
+
+def test_rate_applies_to_tcp_stream_users(env, tcp_upstream):
+    """The hub's --limit-rate caps a tcp:// bridge's users as it caps HTTP:
+    a public TCP port's user reads at the cap."""
+    hub = env.hub(args=["--limit-rate", "10Mbit"],
+                  stream_ports=range_arg(free_range(4)))
+    src = tcp_upstream(handler_source)
+    b = stream_node(env, hub, "tcp://127.0.0.1:%d" % src.port)
+    assert hub.proxy(b.identity)["rate"] == RATE
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=scaled(10))
+    try:
+        s.settimeout(1.0)
+        n, t_start = 0, None
+        deadline = time.monotonic() + 1.0 + WINDOW
+        while time.monotonic() < deadline:
+            try:
+                got = len(s.recv(262144))
+            except socket.timeout:
+                continue
+            assert got, "the stream ended"
+            if t_start is None and time.monotonic() > deadline - WINDOW:
+                t_start = time.monotonic()
+            elif t_start is not None:
+                n += got
+        rate = n / (time.monotonic() - t_start)
+    finally:
+        s.close()
+    _within(rate, "TCP stream port, towards the user")
