@@ -78,6 +78,7 @@ struct hub_udp {
     int asking;                  /* an open went out for fingerprint */
     uint64_t asked_at;
     int no_bridge_logged;
+    int empty_sweeps; /* sweeps in a row that found no flow */
     char fingerprint[SL_UUID_LEN + 1];
     uint32_t next_id;
     uint32_t nflows;
@@ -381,6 +382,7 @@ static int carrier_start(struct hub_udp *u, struct hub_conn *d)
     d->ws_active = 1;
     u->carrier = k;
     u->asking = 0;
+    u->empty_sweeps = 0;
     sl_ws_start(d->ws, &d->xp, &o, pre, pre_len);
     if (!d->closing) {
         free(d->head);
@@ -562,6 +564,21 @@ static void on_sweep(uv_timer_t *t)
     wait_expire(u, now);
     if (u->asking && now - u->asked_at >= pairing_window(hub))
         u->asking = 0;
+    /* No flow for a whole sweep: nobody has sent anything since, and an
+     * idle port holds no connection of its bridge. The next datagram
+     * asks for a carrier again. */
+    if (u->nflows == 0 && u->carrier != NULL && u->empty_sweeps++ > 0) {
+        struct udp_carrier *k = u->carrier;
+        u->carrier = NULL;
+        k->u = NULL;
+        sl_debug(hub->log,
+                 "hub data %llu: udp carrier of port %d idle, "
+                 "closing",
+                 (unsigned long long)k->d->id, u->port);
+        hub_conn_close(k->d, 0);
+    }
+    if (u->nflows > 0)
+        u->empty_sweeps = 0;
     if (!u->rbuf_used) {
         free(u->rbuf);
         u->rbuf = NULL;
