@@ -84,8 +84,20 @@ def test_two_identities_one_port_curl(env):
 
 def test_unknown_identity_404_over_tls(env):
     hub = tls_hub(env)
+    # a name under the domain that is no identity: an alert at once
+    # (unrecognized_name), or the hub's 404
+    t0 = time.monotonic()
+    try:
+        st, _, body = https_get(hub.https_port, "zz0000000000.localhost:%d"
+                                % hub.https_port, cafile=hub.ca)
+        assert st == 404 and b"Proxy not available" in body
+    except ssl.SSLError as e:
+        assert "UNRECOGNIZED_NAME" in str(e).upper(), e
+    assert time.monotonic() - t0 < scaled(5)
+    # the same Host over a connection named for the domain: 404
     st, _, body = https_get(hub.https_port, "zz0000000000.localhost:%d"
-                            % hub.https_port, cafile=hub.ca)
+                            % hub.https_port, cafile=hub.ca,
+                            sni="localhost")
     assert st == 404 and b"Proxy not available" in body
     ident = hub.create()["identity"]
     st, _, body = https_get(hub.https_port, "%s.localhost:%d"
@@ -275,9 +287,9 @@ def test_default_listeners_8080_8443(tmp_path):
         wait_for(ready, 20, what="both listening lines")
         cp = ns.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
                     "--cacert", str(tmp_path / "st" / "tls" / "ca.pem"),
-                    "--resolve", "zz0000000000.localhost:8443:127.0.0.1",
-                    "https://zz0000000000.localhost:8443/", timeout=30)
-        assert cp.stdout == "404", (cp.stdout, cp.stderr)
+                    "https://127.0.0.1:8443/", timeout=30)
+        assert cp.returncode == 0 and cp.stdout == "404", (cp.stdout,
+                                                           cp.stderr)
         problems = stop_clean(p)
         assert not problems, problems
 
@@ -296,32 +308,48 @@ DOMAIN = "tls.test"
 
 
 def test_tls_cert_chosen_by_sni(env, tmp_path):
+    # an identity first (a name under the domain that is no identity gets
+    # an alert, whatever certificate would match it)
+    state = str(tmp_path / "snistate")
+    first = tls_hub(env, "--domain", DOMAIN, state_dir=state)
+    ident = first.create()["identity"]
+    other_ident = first.create()["identity"]
+    assert first.stop() == 0
     ca = Ca(str(tmp_path / "ca"))
     default = ca.issue(["default.example"], name="default", kind="rsa")
-    wild = ca.issue(["*." + DOMAIN, DOMAIN], ["127.0.0.1"], name="wild")
-    exact = ca.issue(["exact." + DOMAIN], name="exact")
+    wild = ca.issue(["*." + DOMAIN], ["127.0.0.1"], name="wild")
+    exact = ca.issue(["%s.%s" % (ident, DOMAIN)], name="exact")
+    apex = ca.issue([DOMAIN], name="apex")
+    # the wildcard before the exact name: the most specific still wins
     hub = tls_hub(env, "--domain", DOMAIN, "--tls-cert", default.path,
                   "--tls-key", default.key_path, "--tls-cert", wild.path,
                   "--tls-key", wild.key_path, "--tls-cert", exact.path,
-                  "--tls-key", exact.key_path)
+                  "--tls-key", exact.key_path, "--tls-cert", apex.path,
+                  "--tls-key", apex.key_path, state_dir=state)
     assert not re.search(r"^hub ca ", hub.proc.stdout(), re.M)
     port = hub.https_port
-    cases = [("exact." + DOMAIN, exact), ("ab1234567890." + DOMAIN, wild),
-             ("EXACT." + DOMAIN.upper(), exact), (DOMAIN, wild),
-             ("other.example", default), (None, default)]
+    cases = [("%s.%s" % (ident, DOMAIN), exact),
+             (("%s.%s" % (ident, DOMAIN)).upper(), exact),
+             ("%s.%s" % (other_ident, DOMAIN), wild),
+             (DOMAIN, apex), ("other.example", default), (None, default)]
     for sni, want in cases:
         der, _, _ = peer_cert(port, sni)
         assert load_cert(der).serial_number == want.serial, (
             "SNI %r got %s" % (sni, cert_sans(load_cert(der))))
     # the chain is sent (leaf and CA): verified by curl and s_client
     rc, out = s_client(port, "-showcerts", "-CAfile", ca.path,
-                       servername="exact." + DOMAIN)
+                       servername="%s.%s" % (ident, DOMAIN))
     assert rc == 0 and "Verify return code: 0 (ok)" in out, out
     assert len(s_client_certs(out)) == 2, out
-    ident = hub.create()["identity"]
-    cp = curl_tls(port, "%s.%s" % (ident, DOMAIN), "/", "-o", "/dev/null",
-                  "-w", "%{http_code}", cafile=ca.path)
-    assert cp.returncode == 0 and cp.stdout == "502", (cp.stdout, cp.stderr)
+    for name in (ident, other_ident):
+        cp = curl_tls(port, "%s.%s" % (name, DOMAIN), "/", "-o", "/dev/null",
+                      "-w", "%{http_code}", cafile=ca.path)
+        assert cp.returncode == 0 and cp.stdout == "502", (cp.stdout,
+                                                           cp.stderr)
+    # an RSA certificate serves too (the default)
+    cp = curl_tls(port, "default.example", "/", "-o", "/dev/null", "-w",
+                  "%{http_code}", cafile=ca.path)
+    assert cp.returncode == 0, cp.stderr
 
 
 def _start_fail(tmp_path, *args):

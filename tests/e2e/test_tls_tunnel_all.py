@@ -225,8 +225,12 @@ def test_keepalive_two_identities_and_errors(env, scheme):
         assert (st5, d5, st6, d6) == (200, b"alpha /5", 200, b"beta /6")
     finally:
         s.close()
-    st, body = p.get("zz0000000000")
-    assert st == 404 and b"Proxy not available" in body
+    try:
+        st, body = p.get("zz0000000000")
+        assert st == 404 and b"Proxy not available" in body
+    except ssl.SSLError as e:
+        # over TLS the hub may refuse the name in the handshake instead
+        assert p.tls and "UNRECOGNIZED_NAME" in str(e).upper(), e
     ident = p.hub.create()["identity"]
     assert p.get(ident) == (502, b"Proxy not connected")
 
