@@ -687,7 +687,9 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->log = &ctx->log;
     node->allow_public = opts->allow_public_upstream;
     node->framed = opts->framed;
-    node->no_mux = opts->no_mux;
+    /* Mux is raw bytes after the 101: whatever mangles raw upgrades
+     * (--framed) mangles it too. */
+    node->no_mux = opts->no_mux || opts->framed;
     node->mux_budget.max = 64ull * 1024 * 1024;
     if (opts->default_hub != NULL && opts->default_hub[0] != '\0') {
         char err[256];

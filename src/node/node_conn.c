@@ -1319,11 +1319,26 @@ static void data_got_101(struct conn *c, const struct sl_http_head *h,
                          const char *rest, size_t rest_len)
 {
     struct sl_node_bridge *b = c->b;
-    if (c->asked_mux) {
-        sl_node_mux_start(c, h, rest, rest_len);
-        return;
-    }
     const struct sl_http_header *fr = sl_http_head_find(h, "Sluice-Framing");
+    if (c->asked_mux) {
+        if (fr != NULL && sl_http_header_has_token(fr, "mux")) {
+            sl_node_mux_start(c, h, rest, rest_len);
+            return;
+        }
+        /* Something in the way dropped the header, or the hub does not
+         * know mux: it took this for a pool connection and has just
+         * paired it with a user. Served as one; the pool from now on.
+         * Mux asked for raw bytes after the 101: what dropped it drops
+         * raw too, so this counts as a raw attempt refused (framed). */
+        if (!b->no_mux)
+            sl_info(conn_log(c), "bridge %s: the hub answered without mux "
+                    "framing; keeping a pool instead", bridge_name(b));
+        b->no_mux = 1;
+        c->asked_mux = 0;
+        c->asked_raw = 1;
+        c->mux_dial = 0;
+        b->mux_dialling--;
+    }
     c->raw = c->asked_raw && fr != NULL &&
              sl_http_header_has_token(fr, "raw");
     if (c->asked_raw && !c->raw && !b->no_raw) {

@@ -234,8 +234,8 @@ void sl_node_conn_mux_closed(struct conn *c, int reason);
 /* node_mux.c: multiplexed data connections (protocol v2). */
 /* Dials mux connections up to what the hub asked for (b->mux_want). */
 void sl_node_mux_fill(struct sl_node_bridge *b);
-/* c (asked_mux) got its 101: the engine runs on it, or the hub did not
- * agree and b keeps to its pool (c is closed). */
+/* c (asked_mux) got its 101 with Sluice-Framing: mux: the engine runs
+ * on it (or c is closed). */
 void sl_node_mux_start(struct conn *c, const struct sl_http_head *h,
                        const char *rest, size_t rest_len);
 /* sl_node_conn_close of a mux connection: it ends now. */

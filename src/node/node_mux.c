@@ -112,17 +112,8 @@ void sl_node_mux_start(struct conn *c, const struct sl_http_head *h,
 {
     struct sl_node_bridge *b = c->b;
     struct sl_node *node = b->node;
-    const struct sl_http_header *fr = sl_http_head_find(h, "Sluice-Framing");
     const struct sl_http_header *acc =
         sl_http_head_find(h, "Sec-WebSocket-Accept");
-    if (fr == NULL || !sl_http_header_has_token(fr, "mux")) {
-        if (!b->no_mux)
-            sl_info(node->log, "bridge %s: the hub answered without mux "
-                    "framing; keeping a pool instead", name_of(b));
-        b->no_mux = 1;
-        sl_node_conn_close(c, SL_EPARSE);
-        return;
-    }
     if (acc == NULL || !sl_ws_check_accept(c->key, acc->value, acc->value_len)) {
         sl_warn(node->log, "bridge %s: mux connection #%u: bad "
                 "Sec-WebSocket-Accept", name_of(b), c->id);
