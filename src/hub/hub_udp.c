@@ -75,6 +75,7 @@ struct hub_udp {
     int handles; /* open: sock, sweep */
     int port;
     struct udp_carrier *carrier; /* NULL: none */
+    struct sl_ws *corked; /* the carrier's ws during a recvmmsg batch */
     int asking;                  /* an open went out for fingerprint */
     uint64_t asked_at;
     int no_bridge_logged;
@@ -511,8 +512,21 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                     const struct sockaddr *addr, unsigned flags)
 {
     struct hub_udp *u = h->data;
-    if ((flags & UV_UDP_MMSG_FREE) || u->s == NULL)
+    if (flags & UV_UDP_MMSG_FREE) {
+        /* The end of a recvmmsg batch: its datagrams leave in one write. */
+        if (u->corked != NULL) {
+            sl_ws_uncork(u->corked);
+            u->corked = NULL;
+        }
         return; /* the buffer is ours and kept */
+    }
+    if (u->s == NULL)
+        return;
+    if ((flags & UV_UDP_MMSG_CHUNK) && u->corked == NULL &&
+        u->carrier != NULL) {
+        u->corked = u->carrier->d->ws;
+        sl_ws_cork(u->corked);
+    }
     if (nread < 0) {
         sl_debug(u->hub->log, "hub: udp port %d: %s", u->port,
                  sl_strerror((int)nread));

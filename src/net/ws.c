@@ -244,7 +244,7 @@ static void on_write(uv_write_t *req, int status);
 static int flush(struct sl_ws *ws)
 {
     struct sl_ws_obuf *f = &ws->out[1];
-    if (ws->writing || ws->closing || f->len == 0)
+    if (ws->writing || ws->closing || ws->corked || f->len == 0)
         return 0;
     uv_buf_t b = uv_buf_init(f->data, (unsigned)f->len);
     int n = sl_xprt_try_write(ws->xp, &b, 1);
@@ -653,6 +653,19 @@ int sl_ws_send(struct sl_ws *ws, enum sl_ws_msg_type type, const void *data,
         return 1;
     }
     return 0;
+}
+
+void sl_ws_cork(struct sl_ws *ws)
+{
+    ws->corked = 1;
+}
+
+void sl_ws_uncork(struct sl_ws *ws)
+{
+    if (!ws->corked)
+        return;
+    ws->corked = 0;
+    pump(ws);
 }
 
 void sl_ws_pause_read(struct sl_ws *ws)

@@ -158,6 +158,7 @@ struct sl_ws {
     unsigned in_cb : 1;        /* inside wslay_event_recv */
     unsigned used : 1;         /* bytes moved since the last timer tick */
     unsigned out_full : 1;     /* reading stopped: queue above read_stop */
+    unsigned corked : 1;       /* sl_ws_cork: frames gather, unsent */
 };
 
 /* Starts the WebSocket on xp (connected, not being read). pre/pre_len are
@@ -184,6 +185,12 @@ static inline int sl_ws_send_binary(struct sl_ws *ws, const void *p,
 {
     return sl_ws_send(ws, SL_WS_BINARY, p, len);
 }
+
+/* Between sl_ws_cork and sl_ws_uncork, messages sent are framed but not
+ * written: a batch (the datagrams of one recvmmsg) goes out in one
+ * write instead of one each. The queue's bounds still hold. */
+void sl_ws_cork(struct sl_ws *ws);
+void sl_ws_uncork(struct sl_ws *ws);
 
 /* Bytes queued and not yet handed to the kernel, each queued message
  * counted with SL_WS_FRAME_COST. */
