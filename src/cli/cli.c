@@ -29,6 +29,7 @@ static const char usage[] =
     "         disconnect <identity>|remove <identity>|prune\n"
     "                                                 manage a node's bridges\n"
     "  grant keygen|sign|show                         licences for bridges\n"
+    "  agent certs|probe|info                         a node's agent port\n"
     "  version                                        print the version\n"
     "\n"
     "Run 'sluice <command> --help' for a command's options.\n";
@@ -57,6 +58,7 @@ static const struct command commands[] = {
     {"boot", sl_cli_boot},     {"config", sl_cli_config},
     {"proxy", sl_cli_proxy},   {"bridge", sl_cli_bridge},
     {"grant", sl_cli_grant},   {"version", cmd_version},
+    {"agent", sl_cli_agent},
 };
 
 /* Accepts "--opt=value", "--opt value" and "-L value". Returns the value

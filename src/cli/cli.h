@@ -23,6 +23,7 @@ int sl_cli_config(struct sl_cli *cli); /* config check FILE */
 int sl_cli_proxy(struct sl_cli *cli);  /* proxy list|create|remove|prune */
 int sl_cli_bridge(struct sl_cli *cli); /* bridge list|create|... */
 int sl_cli_grant(struct sl_cli *cli);  /* grant keygen|sign|show */
+int sl_cli_agent(struct sl_cli *cli);  /* agent certs|probe|info */
 
 /* Helpers for commands: returns 1 if argv holds -h/--help. */
 int sl_cli_wants_help(int argc, char **argv);
