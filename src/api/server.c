@@ -50,6 +50,7 @@ struct sl_api_server {
     unsigned long next_id;
     int dashboard;
     char dash_key[DASH_KEY_LEN + 1];
+    int detached; /* no listener: sl_api_server_serve hands connections */
 };
 
 /* A connection that answered with a streamed body (sse). */
@@ -861,8 +862,11 @@ static const char *browser_refusal(const struct conn *c)
 {
     if (c->srv->need_auth)
         return NULL; /* the bearer token cannot be forged by a page */
-    if (c->host_overflow || (c->host_len > 0 &&
-                             !host_is_local(c->host, c->host_len)))
+    /* A handed-over connection's peer proved itself (mutual TLS): the
+     * names it reaches us by are its own business. */
+    if (!c->srv->detached &&
+        (c->host_overflow ||
+         (c->host_len > 0 && !host_is_local(c->host, c->host_len))))
         return "Forbidden: the Host header must name this machine "
                "(localhost or a loopback address) when no admin token "
                "is set";
@@ -1200,6 +1204,42 @@ static void on_connection(uv_stream_t *ls, int status)
     conn_read_start(c);
 }
 
+int sl_api_server_serve(struct sl_api_server *srv, const char *peer,
+                        sl_api_attach_fn attach, void *arg)
+{
+    if (srv == NULL || !srv->detached || srv->closing)
+        return UV_EINVAL;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return UV_ENOMEM;
+    sl_xprt_init(&c->xp);
+    int rc = attach(&c->xp, arg);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    c->srv = srv;
+    c->id = ++srv->next_id;
+    uv_timer_init(srv->ctx->loop, &c->timer);
+    c->xp.tcp.data = c;
+    c->timer.data = c;
+    c->handles_open = 2;
+    srv->handles++;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+    sl_debug(&srv->ctx->log, "%s: conn %lu from %s: handed over", srv->name,
+             c->id, c->peer);
+    uv_timer_start(&c->timer, on_timeout, SL_API_TIMEOUT_MS,
+                   SL_API_TIMEOUT_MS);
+    conn_read_start(c);
+    return 0;
+}
+
 /* --------------------------------------------------------------------- */
 /* Server                                                                 */
 
@@ -1213,17 +1253,19 @@ static void on_listener_closed(uv_handle_t *h)
 int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
                         struct sl_api_server **out)
 {
-    if (ctx == NULL || cfg == NULL || out == NULL || cfg->listen == NULL ||
+    if (ctx == NULL || cfg == NULL || out == NULL ||
         (cfg->nroutes > 0 && cfg->routes == NULL))
         return UV_EINVAL;
     *out = NULL;
     struct sockaddr_storage ss;
-    if (sl_addr_parse(cfg->listen, &ss) != 0)
+    int detached = cfg->listen == NULL;
+    if (!detached && sl_addr_parse(cfg->listen, &ss) != 0)
         return SL_EPARSE;
-    int loopback = sl_addr_is_loopback((struct sockaddr *)&ss);
-    int need_auth = !loopback || cfg->require_token;
+    int loopback = !detached && sl_addr_is_loopback((struct sockaddr *)&ss);
     const char *name = cfg->name ? cfg->name : "api";
     int has_token = cfg->token != NULL && cfg->token[0] != '\0';
+    int need_auth = detached ? cfg->require_token || has_token
+                             : !loopback || cfg->require_token;
     if (need_auth && !has_token) {
         sl_error(&ctx->log, "%s: listening on %s %s an admin token", name,
                  cfg->listen,
@@ -1253,6 +1295,15 @@ int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
     srv->routes = cfg->routes;
     srv->nroutes = cfg->nroutes;
     srv->arg = cfg->arg;
+    if (detached) {
+        srv->detached = 1;
+        snprintf(srv->address, sizeof(srv->address), "-");
+        sl_debug(&ctx->log, "%s: serving connections handed over (%s)",
+                 name, need_auth ? "bearer token required"
+                                 : "peers authenticated by their transport");
+        *out = srv;
+        return 0;
+    }
     uv_tcp_init(ctx->loop, &srv->listener);
     srv->listener.data = srv;
     srv->handles = 1;
@@ -1287,7 +1338,10 @@ void sl_api_server_close(struct sl_api_server *srv)
     srv->closing = 1;
     while (srv->conns != NULL)
         conn_close(srv->conns, "server closing");
-    uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    if (srv->detached)
+        server_maybe_free(srv); /* now, or once the last conn has closed */
+    else
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }
 
 const char *sl_api_server_dashboard_key(const struct sl_api_server *srv)

@@ -56,6 +56,7 @@
 struct sl_api_server;
 struct sl_tls_server;
 struct sl_api_req;
+struct sl_xprt;
 
 /* Called on the loop for a matched request. arg is the server config's
  * arg. */
@@ -69,7 +70,13 @@ struct sl_api_route {
 
 struct sl_api_config {
     const char *name;   /* for log lines, e.g. "hub-api"; NULL: "api" */
-    const char *listen; /* "127.0.0.1:8081", "[::1]:0"; port 0 = any */
+    /* "127.0.0.1:8081", "[::1]:0"; port 0 = any. NULL: no listener of
+     * its own; the server answers the connections handed to it by
+     * sl_api_server_serve (the node's agent port), whose transport has
+     * authenticated the peer (mutual TLS): no token is needed unless
+     * token or require_token says so, and the Host rule below does not
+     * apply (the browser rule does). */
+    const char *listen;
     const char *token;  /* admin bearer token, or NULL */
     int require_token;  /* 1: demand the token even on loopback */
     const struct sl_api_route *routes; /* copied pointer: must outlive */
@@ -89,6 +96,19 @@ struct sl_api_config {
  * absent) or a libuv bind/listen error (e.g. UV_EADDRINUSE). */
 int sl_api_server_start(struct sl_ctx *ctx, const struct sl_api_config *cfg,
                         struct sl_api_server **out);
+
+/* Serves one more connection whose transport the caller provides:
+ * attach(x, arg) makes x a provided transport (net/xprt.h: its ops,
+ * impl and tcp.loop; x->tcp.data is the server's, set after) and returns
+ * 0, or a negative code (then nothing is served). From then on the
+ * server owns the transport: it closes it through its ops when the
+ * connection ends or the server closes. peer ("ip:port") names the
+ * client in logs. Only for a server started without a listener. Returns
+ * 0, UV_EINVAL (a listening or closing server), UV_ENOMEM, or attach's
+ * code. */
+typedef int (*sl_api_attach_fn)(struct sl_xprt *x, void *arg);
+int sl_api_server_serve(struct sl_api_server *srv, const char *peer,
+                        sl_api_attach_fn attach, void *arg);
 
 /* Stops listening and closes every connection; pending requests become
  * orphans (their later replies are dropped). Memory is freed once libuv
