@@ -222,7 +222,7 @@ static int call(struct proxy_opts *o, const char *method, const char *path,
 static const char *const list_heads[] = {"IDENTITY", "USER", "BRIDGES",
                                          "TRAFFIC", "BANDWIDTH", "LIMIT",
                                          "LAST SEEN", "PLAN", "RATE",
-                                         "ROTATED"};
+                                         "ROTATED", "PORTS"};
 #define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
 
 static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
@@ -263,6 +263,16 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
     } else {
         snprintf(cells[9], CELL, "never");
     }
+    /* The public stream ports leased to it (TCP and UDP tunnels). */
+    uint64_t tcp = sl_cli_json_u64(p, "tcp_port", NULL, NULL);
+    uint64_t udp = sl_cli_json_u64(p, "udp_port", NULL, NULL);
+    if (tcp > 0 && udp > 0)
+        snprintf(cells[10], CELL, "tcp/%" PRIu64 " udp/%" PRIu64, tcp, udp);
+    else if (tcp > 0 || udp > 0)
+        snprintf(cells[10], CELL, "%s/%" PRIu64, tcp > 0 ? "tcp" : "udp",
+                 tcp > 0 ? tcp : udp);
+    else
+        snprintf(cells[10], CELL, "-");
 }
 
 static int cmd_list(struct proxy_opts *o)

@@ -309,6 +309,12 @@ static void carrier_message(struct sl_ws *ws, enum sl_ws_msg_type type,
         return;
     }
     f->last_ms = uv_now(u->hub->loop);
+    /* Over the allocation's bandwidth cap a datagram is dropped: UDP
+     * may lose, it never waits. */
+    if (hub_rate_take(a, HUB_RATE_DOWN, g.len) != 0) {
+        u->drop_user++;
+        return;
+    }
     uv_buf_t b = uv_buf_init((char *)(uintptr_t)g.payload, (unsigned)g.len);
     int rc = uv_udp_try_send(&u->sock, &b, 1, &f->user.sa);
     if (rc < 0) {
@@ -546,6 +552,10 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     if (f == NULL && (f = flow_new(u, addr)) == NULL)
         return;
     f->last_ms = uv_now(u->hub->loop);
+    if (hub_rate_take(a, HUB_RATE_UP, (size_t)nread) != 0) {
+        u->drop_queue++;
+        return;
+    }
     hub_count_user(a, 0, (uint64_t)nread);
     if (a->limited)
         return; /* that datagram reached the limit */
