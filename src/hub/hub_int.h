@@ -23,6 +23,7 @@
 #include "tunnel/creds.h"
 #include "tunnel/hijack.h"
 #include "tunnel/identity.h"
+#include "stream/hooks.h"
 #include "tunnel/stream_opts.h"
 #include "tunnel/ws_handshake.h"
 #include "core/list.h"
@@ -270,10 +271,17 @@ struct hub_streams {
     struct sl_stream_opts opts; /* in force: the operator's over the
                                    bridge's */
     struct sl_acl *acl;  /* built from opts, NULL: everyone */
+    /* The stream engine's hooks (stream/hooks.h), as a stream route has
+     * them: admission (ACL, connection or session cap) before any bridge
+     * dials, counting of every chunk either way. */
+    struct sl_hooks hooks;
+    struct sl_hook_limit tcp_limit, udp_limit;
+    struct sl_stream_stats stats;
+    uint64_t udp_active; /* UDP flows now (hub_udp.c keeps it) */
     uv_tcp_t tcp;        /* the public TCP port (data: the hub) */
     int tcp_open;
     int tcp_port, udp_port; /* 0: none */
-    uint32_t tcp_active; /* TCP user connections now */
+    uint64_t tcp_active; /* TCP user connections now */
     uint64_t denied;     /* refused by the ACL or a cap */
     struct hub_udp *udp; /* the public UDP port (hub_udp.c), or NULL */
     int refs;
@@ -460,6 +468,14 @@ int hub_streams_hello(struct hub_alloc *a, unsigned caps,
 void hub_streams_close(struct hub_alloc *a);
 /* A user connection counted in c->streams is closing. */
 void hub_streams_conn_closed(struct hub_conn *c);
+/* Runs the admission hooks for a new TCP connection (udp 0) or UDP flow
+ * (udp 1) from client. Returns NULL, or why it is refused. */
+const char *hub_streams_admit(struct hub_streams *s, int udp,
+                              const struct sockaddr *client,
+                              const struct sockaddr *peer);
+/* A chunk of n bytes moved for stream user c (dir SL_HOOK_UP: from the
+ * user). */
+void hub_streams_on_read(struct hub_conn *c, size_t n, enum sl_hook_dir dir);
 /* "tcp://<domain>:<port>" (or udp) for a stream allocation; SL_ENOTFOUND
  * when it has no port. */
 int hub_streams_url(const struct hub_alloc *a, char *buf, size_t cap);

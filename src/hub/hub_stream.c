@@ -126,14 +126,9 @@ static void admit(struct hub_streams *s, struct hub_conn *c)
     if (sl_addr_unmap((struct sockaddr *)&peer, &un))
         peer = un;
     /* Decided before any bridge is asked to dial. */
-    const char *why = NULL;
-    if (s->acl != NULL && !sl_acl_allows(s->acl, (struct sockaddr *)&peer))
-        why = "acl";
-    else if (s->opts.max_connections > 0 &&
-             s->tcp_active >= s->opts.max_connections)
-        why = "connection limit";
+    const char *why = hub_streams_admit(s, 0, (struct sockaddr *)&peer,
+                                        (struct sockaddr *)&peer);
     if (why != NULL) {
-        s->denied++;
         uint64_t unlogged;
         if (hub_burst_log(hub, HUB_CAP_STREAMS, &unlogged))
             sl_info(hub->log, "hub alloc %s: tcp connection from %s refused "
@@ -145,6 +140,8 @@ static void admit(struct hub_streams *s, struct hub_conn *c)
     c->streams = s;
     s->refs++;
     s->tcp_active++;
+    s->stats.conns_total++;
+    s->stats.conns_active = s->tcp_active;
     if (s->opts.proxy_protocol != 0) {
         char *h = malloc(HUB_PP_MAX);
         int n = h == NULL ? UV_ENOMEM
@@ -189,7 +186,58 @@ void hub_streams_conn_closed(struct hub_conn *c)
     struct hub_streams *s = c->streams;
     c->streams = NULL;
     s->tcp_active--;
+    s->stats.conns_active = s->tcp_active;
+    struct sl_hook_stream st = {.route = s->a ? s->a->identity : "-"};
+    sl_hooks_on_close(&s->hooks, &st);
     streams_unref(s);
+}
+
+/* The cap of the stream's kind: the connection limit for TCP, the
+ * session limit for UDP. */
+static int hook_cap(void *arg, const struct sl_hook_stream *st,
+                    const char **reason)
+{
+    struct hub_streams *s = arg;
+    return sl_hook_limit(st->udp ? &s->udp_limit : &s->tcp_limit, st,
+                         reason);
+}
+
+/* The hooks as a stream route's: the ACL, the caps, the byte counters. */
+static void build_hooks(struct hub_streams *s)
+{
+    memset(&s->hooks, 0, sizeof(s->hooks));
+    s->tcp_limit.max = s->opts.max_connections;
+    s->tcp_limit.active = &s->tcp_active;
+    s->udp_limit.max = s->opts.max_sessions;
+    s->udp_limit.active = &s->udp_active;
+    (void)sl_hooks_add_pre_dial(&s->hooks, sl_hook_acl, s->acl);
+    (void)sl_hooks_add_pre_dial(&s->hooks, hook_cap, s);
+    (void)sl_hooks_add_on_read(&s->hooks, sl_hook_count_bytes, &s->stats);
+}
+
+const char *hub_streams_admit(struct hub_streams *s, int udp,
+                              const struct sockaddr *client,
+                              const struct sockaddr *peer)
+{
+    struct sl_hook_stream st = {
+        .route = s->a ? s->a->identity : "-",
+        .udp = udp,
+        .client = client,
+        .peer = peer,
+    };
+    const char *reason = "";
+    if (sl_hooks_pre_dial(&s->hooks, &st, &reason) == 0)
+        return NULL;
+    s->denied++;
+    s->stats.denied++;
+    return reason;
+}
+
+void hub_streams_on_read(struct hub_conn *c, size_t n, enum sl_hook_dir dir)
+{
+    struct hub_streams *s = c->streams;
+    struct sl_hook_stream st = {.route = s->a ? s->a->identity : "-"};
+    (void)sl_hooks_on_read(&s->hooks, &st, n, dir);
 }
 
 /* The options in force: the operator's (the store, set through the API)
@@ -217,6 +265,7 @@ static int effective_opts(struct hub_streams *s, struct hub_alloc *a,
     }
     sl_acl_free(s->acl);
     s->acl = acl;
+    build_hooks(s);
     return 0;
 }
 

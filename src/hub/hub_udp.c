@@ -468,12 +468,15 @@ static const char *admission(struct hub_udp *u, const struct sockaddr *user)
     const struct sockaddr *who = user;
     if (sl_addr_unmap(user, &un))
         who = (const struct sockaddr *)&un;
-    if (s->acl != NULL && !sl_acl_allows(s->acl, who))
-        return "acl";
-    if (s->opts.max_sessions > 0 && u->nflows >= s->opts.max_sessions)
-        return "session limit";
-    if (u->nflows >= HUB_UDP_FLOWS_MAX)
+    /* The stream engine's admission hooks: ACL, then the session cap. */
+    s->udp_active = u->nflows;
+    const char *why = hub_streams_admit(s, 1, who, user);
+    if (why != NULL)
+        return why; /* (counted in s->denied) */
+    if (u->nflows >= HUB_UDP_FLOWS_MAX) {
+        s->denied++;
         return "flow table full";
+    }
     return NULL;
 }
 
@@ -482,7 +485,6 @@ static struct udp_flow *flow_new(struct hub_udp *u, const struct sockaddr *sa)
     struct sl_hub *hub = u->hub;
     const char *why = admission(u, sa);
     if (why != NULL) {
-        u->s->denied++;
         uint64_t unlogged;
         if (hub_burst_log(hub, HUB_CAP_STREAMS, &unlogged)) {
             char as[SL_ADDR_STRLEN];

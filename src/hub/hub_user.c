@@ -654,6 +654,8 @@ void hub_user_on_bytes(struct hub_conn *u, struct hub_block *b, char *p,
     }
     hub_rate_charge(u, u->alloc, HUB_RATE_UP, n);
     if (u->ustate == U_OPAQUE) {
+        if (u->streams != NULL)
+            hub_streams_on_read(u, n, SL_HOOK_UP);
         hub_count_user(u->alloc, 0, n);
         if (u->closing) {
             hub_block_put(u->hub, b);
@@ -910,6 +912,8 @@ void hub_user_on_upstream(struct hub_conn *u, struct hub_block *b,
     }
     hub_rate_charge(u->peer, u->alloc, HUB_RATE_DOWN, n);
     if (u->ustate == U_OPAQUE) {
+        if (u->streams != NULL)
+            hub_streams_on_read(u, n, SL_HOOK_DOWN);
         send_to_user(u, b, p, n);
         return;
     }
