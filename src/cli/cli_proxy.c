@@ -25,7 +25,13 @@ static const char proxy_usage[] =
     "commands:\n"
     "  list [--json]                      list allocations\n"
     "  create [--bridges N] [--traffic SIZE] [--rate RATE] [--json]\n"
+    "         [--allow RULE] [--deny RULE] [--proxy-protocol v1|v2]\n"
+    "         [--max-conns N] [--max-sessions N]\n"
     "                                     create one; prints its password\n"
+    "                                     (--allow ... --max-sessions: its\n"
+    "                                     TCP/UDP tunnel's ACL, PROXY header\n"
+    "                                     and caps; RULE ip:ADDR or\n"
+    "                                     cidr:ADDR/BITS, repeatable)\n"
     "  rotate <identity> [--json]         give it a new password; the old\n"
     "                                     one opens for the hub's grace\n"
     "                                     period (default 10 minutes)\n"
@@ -54,6 +60,7 @@ struct proxy_opts {
     uint64_t bridges, traffic, rate;
     const char *older_than;
     const char *identity;
+    json_t *streams; /* create: stream options (tunnel/stream_opts.h) */
 };
 
 /* The one size parser (core/size.h), so 10MB means what --help and
@@ -121,6 +128,59 @@ static int command_index(int argc, char **argv)
     return -1;
 }
 
+/* --allow, --deny, --proxy-protocol, --max-conns, --max-sessions of
+ * create: gathered as the API's stream options (the hub checks them).
+ * Returns 1 when argv[*i] was one (*v its value, NULL on a bad one), 0
+ * when not. */
+static int stream_opt(struct sl_cli *cli, int *i, struct proxy_opts *o,
+                      const char **v)
+{
+    static const char *const names[] = {"--allow", "--deny",
+                                        "--proxy-protocol", "--max-conns",
+                                        "--max-sessions"};
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+        if ((*v = take(cli->argc, cli->argv, i, names[k])) == NULL)
+            continue;
+        if (o->streams == NULL)
+            o->streams = json_object();
+        json_t *j = o->streams;
+        if (j == NULL)
+            goto bad;
+        if (k < 2) {
+            json_t *acl = json_object_get(j, "acl");
+            if (acl == NULL)
+                json_object_set_new(j, "acl", acl = json_object());
+            const char *key = k == 0 ? "allow" : "deny";
+            json_t *list = json_object_get(acl, key);
+            if (list == NULL)
+                json_object_set_new(acl, key, list = json_array());
+            json_array_append_new(list, json_string(*v));
+        } else if (k == 2) {
+            if (strcmp(*v, "v1") != 0 && strcmp(*v, "v2") != 0) {
+                fprintf(stderr, "sluice: proxy create: --proxy-protocol: "
+                                "'%s' is not v1 or v2\n", *v);
+                goto bad;
+            }
+            json_object_set_new(j, "proxy_protocol", json_string(*v));
+        } else {
+            uint64_t n;
+            if (parse_count(*v, &n) != 0 || n > UINT32_MAX) {
+                fprintf(stderr, "sluice: proxy create: %s: '%s' is not a "
+                                "count (0 = no cap)\n", names[k], *v);
+                goto bad;
+            }
+            json_object_set_new(j, k == 3 ? "max_connections"
+                                          : "max_sessions",
+                                json_integer((json_int_t)n));
+        }
+        return 1;
+    bad:
+        *v = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
 {
     const char *cmd = cli->argv[cmd_at];
@@ -166,6 +226,10 @@ static int parse_opts(struct sl_cli *cli, int cmd_at, struct proxy_opts *o)
                 return 2;
             }
             o->has_rate = 1;
+        } else if (strcmp(cmd, "create") == 0 &&
+                   stream_opt(cli, &i, o, &v) != 0) {
+            if (v == NULL)
+                return 2;
         } else if (strcmp(cmd, "prune") == 0 &&
                    (v = take(cli->argc, cli->argv, &i, "--older-than")) !=
                        NULL) {
@@ -315,7 +379,8 @@ static int cmd_list(struct proxy_opts *o)
 
 static int cmd_create(struct proxy_opts *o)
 {
-    json_t *body = json_object();
+    json_t *body = o->streams != NULL ? json_copy(o->streams)
+                                      : json_object();
     if (o->has_rate)
         json_object_set_new(body, "rate", json_integer((json_int_t)o->rate));
     if (o->has_bridges || o->has_traffic) {
@@ -443,12 +508,17 @@ int sl_cli_proxy(struct sl_cli *cli)
     struct proxy_opts o;
     memset(&o, 0, sizeof(o));
     int rc = parse_opts(cli, cmd_at, &o);
-    if (rc != 0)
+    if (rc != 0) {
+        json_decref(o.streams);
         return rc;
+    }
     if (strcmp(cmd, "list") == 0)
         return cmd_list(&o);
-    if (strcmp(cmd, "create") == 0)
-        return cmd_create(&o);
+    if (strcmp(cmd, "create") == 0) {
+        rc = cmd_create(&o);
+        json_decref(o.streams);
+        return rc;
+    }
     if (strcmp(cmd, "remove") == 0)
         return cmd_remove(&o);
     if (strcmp(cmd, "rotate") == 0)
