@@ -460,7 +460,24 @@ static SSL *handshake(const char *cmd, SSL_CTX *ctx, int fd, int udp,
             SSL_free(ssl);
             return NULL;
         }
-        BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_CONNECTED, 0, NULL);
+        /* The socket is connected; the BIO must know its peer too. */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        BIO_ADDR *peer = BIO_ADDR_new();
+        int ok = peer != NULL &&
+                 getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+                 (ss.ss_family == AF_INET
+                      ? BIO_ADDR_rawmake(
+                            peer, AF_INET,
+                            &((struct sockaddr_in *)&ss)->sin_addr, 4,
+                            ((struct sockaddr_in *)&ss)->sin_port)
+                      : BIO_ADDR_rawmake(
+                            peer, AF_INET6,
+                            &((struct sockaddr_in6 *)&ss)->sin6_addr, 16,
+                            ((struct sockaddr_in6 *)&ss)->sin6_port));
+        if (ok)
+            BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_CONNECTED, 0, peer);
+        BIO_ADDR_free(peer);
         BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_RECV_TIMEOUT, 0, &tv);
         SSL_set_bio(ssl, bio, bio);
     } else {

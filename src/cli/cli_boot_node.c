@@ -4,16 +4,20 @@
  * node.json. */
 #include "cli/cli_boot_node.h"
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/server.h"
 #include "cli/cli_grant.h"
 #include "cli/cli_util.h"
 #include "core/error.h"
+#include "net/addr.h"
 #include "node/node.h"
+#include "node/node_agent.h"
 #include "node/node_state.h"
 #include "node/node_url.h"
 #include "proto/acl.h"
@@ -25,6 +29,7 @@ static const char node_usage[] =
     "                      [--allow-public-upstream] [--pool N] [--framed]\n"
     "                      [--no-mux]\n"
     "                      [--inspect on|off] [--daemon]\n"
+    "                      [--agent ADDR --agent-certs DIR]\n"
     "\n"
     "Runs a bridge node: it dials the hub and forwards the user connections\n"
     "the hub hands it to a local upstream service.\n"
@@ -41,10 +46,12 @@ static const char node_usage[] =
     "                  user's address\n"
     "  --max-conns N, --max-sessions N  TCP connections / UDP flows at\n"
     "                  once (default: no cap)\n"
-    "  --upstream URL  the local service, http://host:port, or\n"
+    "  --upstream URL  the local service: http://host:port;\n"
     "                  tls://host:port for a TLS service the hub passes\n"
-    "                  through unread; a bridge to it is added unless one\n"
-    "                  to the same hub exists\n"
+    "                  through unread; tcp:// or udp://host:port for a\n"
+    "                  TCP or UDP service on a public port of the hub. A\n"
+    "                  bridge to it is added unless one to the same hub\n"
+    "                  exists\n"
     "  --token T       gateway token the hub demands for a new identity\n"
     "  --username U, --password P  the credentials of an allocation made\n"
     "                  on the hub beforehand (sluice proxy create): the\n"
@@ -69,6 +76,21 @@ static const char node_usage[] =
     "  --ping-ms MS, --dead-ms MS  keep-alive ping interval and dead-hub\n"
     "                  timeout (default 15000 and 45000)\n"
     "  --daemon        detach; logs go to DIR/node.log\n"
+    "  --agent ADDR    the agent port (IP:PORT, [v6]:PORT): mutual TLS\n"
+    "                  on TCP (ALPN http/1.1: this API and GET /info;\n"
+    "                  sluice-stream/1: streams to targets) and DTLS on\n"
+    "                  UDP, the same port number\n"
+    "  --agent-certs DIR  ca.pem, agent.pem, agent.key of DIR (sluice agent\n"
+    "                  certs); or --agent-ca FILE --agent-cert FILE\n"
+    "                  --agent-key FILE one by one\n"
+    "  --agent-allow RULE  a target network beyond the private ones\n"
+    "                  (ip:ADDR or cidr:ADDR/BITS; repeatable)\n"
+    "  --agent-name NAME  the name /info states (default: the host name)\n"
+    "  --agent-max-streams N, --agent-max-sessions N  TCP streams / UDP\n"
+    "                  sessions at once per client certificate (1024)\n"
+    "  --agent-idle-ms MS, --agent-udp-idle-ms MS  a stream / session\n"
+    "                  idle this long ends (3600000 and 300000)\n"
+    "  --agent-no-udp  no DTLS listener\n"
     "\n"
     "Bridges saved in the state directory are started as well. For each\n"
     "bridge, once the hub has answered, one line goes to standard output:\n"
@@ -85,6 +107,14 @@ struct node_opts {
     int inspect; /* 0 default, 1 on, -1 off */
     long ping_ms, dead_ms;
     long udp_idle_ms; /* hidden, for tests: UDP flow expiry */
+    /* the agent port */
+    const char *agent_listen, *agent_certs, *agent_ca, *agent_cert,
+        *agent_key, *agent_name;
+    long agent_max_streams, agent_max_sessions, agent_idle_ms,
+        agent_udp_idle_ms;
+    int agent_no_udp;
+    struct sl_node_agent_opts agent;
+    char agent_paths[3][4096]; /* from --agent-certs */
 };
 
 /* The role's state. */
@@ -121,6 +151,12 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--hub-ca", offsetof(struct node_opts, hub_ca)},
         {"--hub-pin", offsetof(struct node_opts, hub_pin)},
         {"--grant", offsetof(struct node_opts, grant_arg)},
+        {"--agent", offsetof(struct node_opts, agent_listen)},
+        {"--agent-certs", offsetof(struct node_opts, agent_certs)},
+        {"--agent-ca", offsetof(struct node_opts, agent_ca)},
+        {"--agent-cert", offsetof(struct node_opts, agent_cert)},
+        {"--agent-key", offsetof(struct node_opts, agent_key)},
+        {"--agent-name", offsetof(struct node_opts, agent_name)},
         {"--node-api", offsetof(struct node_opts, api)},
         {"--api", offsetof(struct node_opts, api)},
     };
@@ -150,6 +186,39 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         }
         snprintf((allow ? so->allow : so->deny)[(*nr)++],
                  SL_STREAM_OPTS_RULE_MAX, "%s", val);
+        return 1;
+    }
+    if ((m = sl_cli_opt_value(argc, argv, i, "--agent-allow", &val)) != 0) {
+        struct sl_node_agent_opts *ao = &o->agent;
+        struct sl_acl *check = sl_acl_new();
+        char why[160] = "out of memory";
+        int bad = m < 0 || check == NULL || ao->nallow == SL_AGENT_MAX_ALLOW ||
+                  sl_acl_add(check, 1, val, 0, why, sizeof(why)) != 0;
+        sl_acl_free(check);
+        if (bad) {
+            if (m > 0)
+                fprintf(stderr, "sluice: --agent-allow %s: %s\n", val,
+                        ao->nallow == SL_AGENT_MAX_ALLOW ? "too many rules"
+                                                         : why);
+            return 2;
+        }
+        ao->allow[ao->nallow++] = val;
+        return 1;
+    }
+    static const char *const agent_numbers[] = {
+        "--agent-max-streams", "--agent-max-sessions", "--agent-idle-ms",
+        "--agent-udp-idle-ms"};
+    for (size_t k = 0; k < 4; k++) {
+        m = sl_cli_opt_value(argc, argv, i, agent_numbers[k], &val);
+        if (m < 0)
+            return 2;
+        if (m == 0)
+            continue;
+        long *dst[] = {&o->agent_max_streams, &o->agent_max_sessions,
+                       &o->agent_idle_ms, &o->agent_udp_idle_ms};
+        if (parse_long(agent_numbers[k], val, k < 2 ? 1 : 100,
+                       k < 2 ? 1000000 : 604800000, dst[k]) != 0)
+            return 2;
         return 1;
     }
     m = sl_cli_opt_value(argc, argv, i, "--inspect", &val);
@@ -224,6 +293,8 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         o->allow_public = 1;
     else if (strcmp(a, "--hub-insecure") == 0)
         o->hub_insecure = 1;
+    else if (strcmp(a, "--agent-no-udp") == 0)
+        o->agent_no_udp = 1;
     else
         return 0;
     return 1;
@@ -235,6 +306,56 @@ static const char *node_password(const struct node_opts *o)
     if (o->password != NULL || o->username == NULL)
         return o->password;
     return getenv("SLUICE_BRIDGE_PASSWORD");
+}
+
+/* The agent port's options, its files looked at in the terminal. */
+static int agent_check(struct node_opts *o)
+{
+    struct sl_node_agent_opts *ao = &o->agent;
+    int any = o->agent_certs || o->agent_ca || o->agent_cert ||
+              o->agent_key || ao->nallow || o->agent_name;
+    if (o->agent_listen == NULL) {
+        if (any)
+            fprintf(stderr, "sluice: the --agent-* options need --agent "
+                            "ADDR\n");
+        return any ? 2 : 0;
+    }
+    static const char *const files[] = {"ca.pem", "agent.pem", "agent.key"};
+    const char **dst[] = {&ao->ca_file, &ao->cert_file, &ao->key_file};
+    const char *given[] = {o->agent_ca, o->agent_cert, o->agent_key};
+    for (size_t k = 0; k < 3; k++) {
+        if (given[k] != NULL) {
+            *dst[k] = given[k];
+        } else if (o->agent_certs != NULL) {
+            snprintf(o->agent_paths[k], sizeof(o->agent_paths[k]), "%s/%s",
+                     o->agent_certs, files[k]);
+            *dst[k] = o->agent_paths[k];
+        } else {
+            fprintf(stderr, "sluice: --agent needs --agent-certs DIR (from "
+                            "sluice agent certs), or --agent-ca, "
+                            "--agent-cert and --agent-key\n");
+            return 2;
+        }
+        if (access(*dst[k], R_OK) != 0) {
+            fprintf(stderr, "sluice: agent: %s: %s\n", *dst[k],
+                    strerror(errno));
+            return 2;
+        }
+    }
+    ao->listen = o->agent_listen;
+    ao->name = o->agent_name;
+    ao->max_streams = (unsigned)o->agent_max_streams;
+    ao->max_sessions = (unsigned)o->agent_max_sessions;
+    ao->idle_ms = (uint64_t)o->agent_idle_ms;
+    ao->udp_idle_ms = (uint64_t)o->agent_udp_idle_ms;
+    ao->no_udp = o->agent_no_udp;
+    struct sockaddr_storage ss;
+    if (sl_addr_parse(ao->listen, &ss) != 0) {
+        fprintf(stderr, "sluice: --agent %s: not IP:PORT ([v6]:PORT for "
+                        "IPv6)\n", ao->listen);
+        return 2;
+    }
+    return 0;
 }
 
 static int node_check(void *st, const struct sl_boot_common *c)
@@ -275,6 +396,8 @@ static int node_check(void *st, const struct sl_boot_common *c)
                         "[::1]:PORT)\n", o->api);
         return 2;
     }
+    if (agent_check(o) != 0)
+        return 2;
     const char *pass = node_password(o);
     if ((o->username == NULL) != (pass == NULL || pass[0] == '\0')) {
         fprintf(stderr, "sluice: --username and --password go together "
@@ -312,6 +435,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
         .default_hub = hub,
         .ping_ms = (uint64_t)o->ping_ms,
         .dead_ms = (uint64_t)o->dead_ms,
+        .agent = o->agent_listen != NULL ? &o->agent : NULL,
     };
     int rc = sl_node_start(ctx, &no);
     if (rc != 0)

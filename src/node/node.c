@@ -16,6 +16,7 @@
 #include "api/server.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "node/node_agent.h"
 #include "node/node_dash.h"
 #include "node/node_inspect.h"
 #include "node/node_int.h"
@@ -672,6 +673,11 @@ static void on_tick_close(uv_handle_t *h)
     node_unref(h->data);
 }
 
+static void on_agent_stopped(void *arg)
+{
+    node_unref(arg);
+}
+
 int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
 {
     int rc;
@@ -775,6 +781,9 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
             goto fail;
         }
     }
+    if (opts->agent != NULL &&
+        (rc = sl_node_agent_start(node, opts->agent, &node->agent)) != 0)
+        goto fail;
     uv_timer_init(ctx->loop, &node->tick);
     node->tick.data = node;
     node->refs++;
@@ -791,8 +800,10 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     recs = NULL;
     ctx->node = node;
     sl_info(node->log, "node: started with %zu bridge(s), state in %s, API "
-            "%s", node->nbridges, node->state_dir,
-            node->api_addr[0] != '\0' ? node->api_addr : "off");
+            "%s%s%s", node->nbridges, node->state_dir,
+            node->api_addr[0] != '\0' ? node->api_addr : "off",
+            node->agent ? ", agent port " : "",
+            node->agent ? sl_node_agent_address(node->agent) : "");
     for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next)
         dial_ctl(b);
     return 0;
@@ -822,6 +833,13 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb, void *arg)
     if (node->api != NULL) {
         sl_api_server_close(node->api);
         node->api = NULL;
+    }
+    if (node->agent != NULL) {
+        /* Its streams use the node's relay buffers: the node waits. */
+        struct sl_node_agent *a = node->agent;
+        node->agent = NULL;
+        node->refs++;
+        sl_node_agent_stop(a, on_agent_stopped, node);
     }
     while (node->bridges != NULL)
         bridge_teardown(node->bridges);

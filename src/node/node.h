@@ -35,6 +35,7 @@
 #define SL_NODE_POOL_DEFAULT 2
 
 struct sl_node;
+struct sl_node_agent_opts;
 struct sl_node_bridge;
 
 struct sl_node_options {
@@ -68,6 +69,8 @@ struct sl_node_options {
      * off. inspect_keep: exchanges kept per bridge (0: 50). */
     int inspect;
     size_t inspect_keep;
+    /* The agent port (node/node_agent.h), or NULL for none. */
+    const struct sl_node_agent_opts *agent;
 };
 
 /* Loads the bridges of opts->state_dir, starts those not disconnected by

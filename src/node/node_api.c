@@ -160,11 +160,21 @@ static const struct sl_api_route routes[] = {
     {"GET", "/api/bridge/{identity}/requests/{id}/", sl_node_dash_request},
     {"POST", "/api/bridge/{identity}/requests/{id}/replay/",
      sl_node_dash_replay},
-    {"GET", "/api/events", sl_node_dash_events},
     {"GET", "/metrics", sl_node_metrics},
+    /* the dashboard's: only on the loopback API (see sl_node_api_routes) */
+    {"GET", "/api/events", sl_node_dash_events},
     {"GET", "/", sl_node_dash_page},
     {"GET", "/ui/{file}", sl_node_dash_asset},
 };
+
+/* The dashboard's routes close the table. */
+#define DASH_ROUTES 3
+
+const struct sl_api_route *sl_node_api_routes(size_t *n)
+{
+    *n = sizeof(routes) / sizeof(routes[0]) - DASH_ROUTES;
+    return routes;
+}
 
 int sl_node_api_start(struct sl_node *node, const char *listen)
 {

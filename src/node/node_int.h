@@ -17,8 +17,10 @@
 #include "tunnel/identity.h"
 #include "tunnel/ws_handshake.h"
 
+struct sl_api_route;
 struct sl_api_server;
 struct sl_inspect;
+struct sl_node_agent;
 struct sl_inspect_conn;
 struct sl_node_replay;
 struct sl_sse;
@@ -175,6 +177,7 @@ struct sl_node {
     uv_timer_t tick;
     int refs; /* bridges + tick timer + 1 until stopped */
     struct sl_api_server *api;
+    struct sl_node_agent *agent; /* the agent port (node_agent.h), or NULL */
     struct sl_sse *sse;      /* the dashboard's live feed */
     int inspect;             /* the request inspector is on */
     size_t inspect_keep;
@@ -243,5 +246,8 @@ void sl_node_mux_abort(struct conn *c, int reason);
 
 /* node_api.c */
 int sl_node_api_start(struct sl_node *node, const char *listen);
+/* The REST routes alone (no dashboard shell, no live feed), for the
+ * agent port: *n of them; handlers take the node as arg. */
+const struct sl_api_route *sl_node_api_routes(size_t *n);
 
 #endif
