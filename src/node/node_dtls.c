@@ -32,25 +32,24 @@
 #include "net/addr.h"
 #include "node/node_agent.h"
 #include "proto/agent_header.h"
+#include "tls/dtls_bio.h"
 
 #define RECV_BUF (64 * 1024)
 #define TABLE_SIZE 1024        /* buckets; sessions chain */
 #define SESSIONS_MAX 16384     /* at once, all peers */
 #define HANDSHAKES_MAX 1024    /* sessions still in their handshake */
-#define RECORD_MAX 16384       /* DTLS plaintext per record */
-#define LINK_MTU 1400          /* handshake fragments fit most paths */
+#define RECORD_MAX SL_DTLS_RECORD_MAX
 #define COOKIE_LEN 16
 #define SWEEP_MS 1000
 
 #define container_of(p, type, member)                                          \
     ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
-/* What the BIO reads from and writes to. */
+/* What a session's (or the listener's) BIO reads from and writes to,
+ * and the cookie callbacks' way back to the server. */
 struct dtls_io {
+    struct sl_dtls_io io; /* the BIO's data */
     struct node_dtls *d;
-    struct sockaddr_storage peer;
-    const uint8_t *in; /* the datagram OpenSSL may read, or NULL */
-    size_t in_len;
 };
 
 enum sphase { S_HANDSHAKE, S_HEADER, S_RESOLVE, S_RELAY, S_CLOSING };
@@ -106,106 +105,13 @@ struct node_dtls {
 static void sess_close(struct sess *s, const char *why);
 static void dtls_unref(struct node_dtls *d);
 
-/* --------------------------------------------------------------- BIO */
-
-static int bio_write(BIO *b, const char *data, int len)
-{
-    struct dtls_io *io = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (len <= 0 || io == NULL)
-        return 0;
-    uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    /* A datagram the socket cannot take now is lost, as on the wire:
-     * DTLS retransmits its handshake, and payload may drop. */
-    (void)uv_udp_try_send(&io->d->sock, &buf, 1,
-                          (const struct sockaddr *)&io->peer);
-    return len;
-}
-
-static int bio_read(BIO *b, char *out, int len)
-{
-    struct dtls_io *io = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (io == NULL || io->in == NULL) {
-        BIO_set_retry_read(b);
-        return -1;
-    }
-    /* One datagram per read, as a datagram socket gives it. */
-    size_t n = io->in_len < (size_t)len ? io->in_len : (size_t)len;
-    memcpy(out, io->in, n);
-    io->in = NULL;
-    io->in_len = 0;
-    return (int)n;
-}
-
-static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    struct dtls_io *io = BIO_get_data(b);
-    (void)num;
-    switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1;
-    case BIO_CTRL_PENDING:
-        return io != NULL && io->in != NULL ? (long)io->in_len : 0;
-    case BIO_CTRL_WPENDING:
-        return 0;
-    case BIO_CTRL_DGRAM_QUERY_MTU:
-    case BIO_CTRL_DGRAM_GET_FALLBACK_MTU:
-        return LINK_MTU;
-    case BIO_CTRL_DGRAM_GET_MTU_OVERHEAD:
-        return io != NULL && io->peer.ss_family == AF_INET6 ? 48 : 28;
-    case BIO_CTRL_DGRAM_GET_PEER:
-        if (io == NULL || ptr == NULL)
-            return 0;
-        if (io->peer.ss_family == AF_INET) {
-            const struct sockaddr_in *in = (const void *)&io->peer;
-            return BIO_ADDR_rawmake(ptr, AF_INET, &in->sin_addr, 4,
-                                    in->sin_port);
-        }
-        if (io->peer.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *in6 = (const void *)&io->peer;
-            return BIO_ADDR_rawmake(ptr, AF_INET6, &in6->sin6_addr, 16,
-                                    in6->sin6_port);
-        }
-        return 0;
-    default:
-        return 0;
-    }
-}
-
-static int bio_create(BIO *b)
-{
-    BIO_set_init(b, 1);
-    return 1;
-}
-
-/* Immutable once made and shared by every session, as OpenSSL's own
- * methods are. */
-static BIO_METHOD *bio_method(void)
-{
-    static BIO_METHOD *m;
-    if (m == NULL) {
-        BIO_METHOD *n = BIO_meth_new(
-            BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice dtls");
-        if (n == NULL || !BIO_meth_set_write(n, bio_write) ||
-            !BIO_meth_set_read(n, bio_read) ||
-            !BIO_meth_set_ctrl(n, bio_ctrl) ||
-            !BIO_meth_set_create(n, bio_create)) {
-            BIO_meth_free(n);
-            return NULL;
-        }
-        m = n;
-    }
-    return m;
-}
-
 /* ------------------------------------------------------------ cookies */
 
 static int cookie_of(const struct dtls_io *io, unsigned char *out)
 {
     uint8_t msg[1 + 16 + 2];
     size_t n = 0;
-    const struct sockaddr *sa = (const struct sockaddr *)&io->peer;
+    const struct sockaddr *sa = (const struct sockaddr *)&io->io.peer;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const void *)sa;
         msg[n++] = 4;
@@ -255,18 +161,16 @@ static int on_cookie_verify(SSL *ssl, const unsigned char *cookie,
 /* An SSL wired to io through a BIO of ours, or NULL. */
 static SSL *ssl_for(struct node_dtls *d, struct dtls_io *io)
 {
-    BIO_METHOD *m = bio_method();
-    SSL *ssl = m != NULL ? SSL_new(d->ctx) : NULL;
-    BIO *bio = ssl != NULL ? BIO_new(m) : NULL;
+    SSL *ssl = SSL_new(d->ctx);
+    BIO *bio = ssl != NULL ? sl_dtls_bio_new(&io->io) : NULL;
     if (bio == NULL) {
         SSL_free(ssl);
         return NULL;
     }
-    BIO_set_data(bio, io);
     SSL_set_bio(ssl, bio, bio);
     SSL_set_app_data(ssl, io);
-    SSL_set_options(ssl, SSL_OP_NO_QUERY_MTU | SSL_OP_COOKIE_EXCHANGE);
-    SSL_set_mtu(ssl, LINK_MTU - 28);
+    sl_dtls_ssl_setup(ssl);
+    SSL_set_options(ssl, SSL_OP_COOKIE_EXCHANGE);
     SSL_set_accept_state(ssl);
     return ssl;
 }
@@ -281,14 +185,14 @@ static size_t bucket(const struct sockaddr *sa)
 static struct sess *find(struct node_dtls *d, const struct sockaddr *sa)
 {
     for (struct sess *s = d->table[bucket(sa)]; s != NULL; s = s->hnext)
-        if (sl_addr_equal((struct sockaddr *)&s->io.peer, sa))
+        if (sl_addr_equal((struct sockaddr *)&s->io.io.peer, sa))
             return s;
     return NULL;
 }
 
 static void unhash(struct sess *s)
 {
-    struct sess **pp = &s->d->table[bucket((struct sockaddr *)&s->io.peer)];
+    struct sess **pp = &s->d->table[bucket((struct sockaddr *)&s->io.io.peer)];
     for (; *pp != NULL; pp = &(*pp)->hnext) {
         if (*pp == s) {
             *pp = s->hnext;
@@ -642,7 +546,7 @@ static void handshake_failed(struct sess *s, int err)
         snprintf(why, sizeof(why), "TLS error %d", err);
     ERR_clear_error();
     uint64_t missed = 0;
-    if (sl_agent_fail_should_log(d->agent, (struct sockaddr *)&s->io.peer,
+    if (sl_agent_fail_should_log(d->agent, (struct sockaddr *)&s->io.io.peer,
                                  &missed))
         sess_event(s, SL_LOG_WARN, "refused", "dtls handshake",
                    "agent: DTLS handshake from %s failed: %s (refused; %llu "
@@ -705,9 +609,10 @@ static struct sess *sess_new(struct node_dtls *d, const struct sockaddr *sa,
     s->d = d;
     s->id = ++d->next_id;
     s->io.d = d;
-    memcpy(&s->io.peer, sa, sl_addr_len(sa));
+    s->io.io.sock = &d->sock;
+    memcpy(&s->io.io.peer, sa, sl_addr_len(sa));
     s->ssl = ssl;
-    BIO_set_data(SSL_get_rbio(ssl), &s->io);
+    BIO_set_data(SSL_get_rbio(ssl), &s->io.io);
     SSL_set_app_data(ssl, &s->io);
     s->phase = S_HANDSHAKE;
     s->handshaking = 1;
@@ -736,15 +641,15 @@ static void listen_input(struct node_dtls *d, const struct sockaddr *sa,
     if (d->listen_ssl == NULL &&
         (d->listen_ssl = ssl_for(d, &d->listen_io)) == NULL)
         return;
-    memset(&d->listen_io.peer, 0, sizeof(d->listen_io.peer));
-    memcpy(&d->listen_io.peer, sa, sl_addr_len(sa));
-    d->listen_io.in = p;
-    d->listen_io.in_len = n;
+    memset(&d->listen_io.io.peer, 0, sizeof(d->listen_io.io.peer));
+    memcpy(&d->listen_io.io.peer, sa, sl_addr_len(sa));
+    d->listen_io.io.in = p;
+    d->listen_io.io.in_len = n;
     BIO_ADDR *client = BIO_ADDR_new();
     ERR_clear_error();
     int r = client != NULL ? DTLSv1_listen(d->listen_ssl, client) : -1;
     BIO_ADDR_free(client);
-    d->listen_io.in = NULL;
+    d->listen_io.io.in = NULL;
     ERR_clear_error();
     if (r < 0) {
         /* A broken object is not reused. */
@@ -785,10 +690,10 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
         listen_input(d, addr, (const uint8_t *)buf->base, (size_t)n);
         return;
     }
-    s->io.in = (const uint8_t *)buf->base;
-    s->io.in_len = (size_t)n;
+    s->io.io.in = (const uint8_t *)buf->base;
+    s->io.io.in_len = (size_t)n;
     sess_input(s);
-    s->io.in = NULL; /* the memory lives until its close callbacks */
+    s->io.io.in = NULL; /* the memory lives until its close callbacks */
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -870,6 +775,7 @@ int sl_node_dtls_start(struct sl_node_agent *a, const struct sockaddr *addr,
     d->loop = sl_agent_loop(a);
     d->log = sl_agent_log(a);
     d->listen_io.d = d;
+    d->listen_io.io.sock = &d->sock;
     sl_list_init(&d->sessions);
     d->rbuf = malloc(RECV_BUF);
     d->pbuf = malloc(RECORD_MAX);
