@@ -59,6 +59,9 @@ static const char hub_usage[] =
     HUB_API_DEFAULT ")\n"
     "  --domain D         identities are <identity>.D (default localhost)\n"
     "  --state-dir DIR    where hub.db, hub.json, hub.pid, hub.log live\n"
+    "  --store S          the state store: sqlite:PATH (default\n"
+    "                     DIR/hub.db) or postgres://user@host/db, one\n"
+    "                     database several hubs share (docs/scale-out.md)\n"
     "  --gateway-token T  demanded (?token=) to allocate a new identity\n"
     "                     (default $SLUICE_GATEWAY_TOKEN)\n"
     "  --gateway-token-file F  the same, read from file F\n"
@@ -141,6 +144,7 @@ struct hub_opts {
     unsigned long long limit_bridges, limit_traffic;
     /* Plans: grants, the free plan, the default cap, rotation. */
     const char *grant_key;
+    const char *store; /* --store: sqlite:PATH or postgres://... */
     long long free_bridges, free_traffic;
     int free_given; /* 1: --free-bridges, 2: --free-traffic */
     uint64_t limit_rate;
@@ -270,6 +274,7 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--api-token-file", offsetof(struct hub_opts, api_token_file)},
         {"--public-scheme", offsetof(struct hub_opts, scheme)},
         {"--grant-key", offsetof(struct hub_opts, grant_key)},
+        {"--store", offsetof(struct hub_opts, store)},
     };
     (void)c;
     const char *a = argv[*i], *val;
@@ -504,6 +509,7 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .domain = o->domain,
         .gateway_token = o->gateway_token,
         .state_dir = c->state_dir,
+        .store_url = o->store,
         .public_scheme = o->scheme,
         .public_port = (int)o->public_port,
         .default_limits = {.bridges = o->limit_bridges,

@@ -963,6 +963,33 @@ static void flush_alloc(struct sl_hub *hub, struct hub_alloc *a)
     }
 }
 
+/* Other hubs count the same allocation: its totals (and a limit one of
+ * them reached) come back from the store after each flush. */
+static void shared_totals(struct sl_hub *hub, struct hub_alloc *a)
+{
+    struct sl_alloc s;
+    if (sl_store_get_by_identity(hub->store, a->identity, &s) != 0)
+        return;
+    const struct sl_store_traffic *u = &a->unflushed;
+    struct sl_store_traffic *t = &a->total;
+#define RAISE(f) if (s.traffic.f + u->f > t->f) t->f = s.traffic.f + u->f
+    RAISE(user_down);
+    RAISE(user_up);
+    RAISE(bridge_down);
+    RAISE(bridge_up);
+#undef RAISE
+    if (s.limited && !a->limited) {
+        a->limited = 1;
+        sl_warn(hub->log, "hub alloc %s: traffic limit reached (counted "
+                          "with the other hubs), closing its pairs",
+                a->identity);
+        hub_alloc_error_all(a, "Traffic limit exceeded", 429);
+        hub_alloc_close_pairs(a);
+        return;
+    }
+    check_limit(a);
+}
+
 static void flush_all(struct sl_hub *hub, double secs)
 {
     for (size_t i = 0; i < HUB_BUCKETS; i++) {
@@ -983,13 +1010,19 @@ static void flush_all(struct sl_hub *hub, double secs)
                     hub_alloc_touch(a);
             }
             flush_alloc(hub, a);
+            if (sl_store_shared(hub->store))
+                shared_totals(hub, a);
         }
     }
 }
 
+/* A shared store: about once a second, so that the totals other hubs
+ * counted come back at that pace (docs/scale-out.md, the overshoot). */
 static uint64_t flush_interval(const struct sl_hub *hub)
 {
-    return hub->opts.flush_ms ? hub->opts.flush_ms : 5000;
+    if (hub->opts.flush_ms)
+        return hub->opts.flush_ms;
+    return sl_store_shared(hub->store) ? 1000 : 5000;
 }
 
 static void on_flush(uv_timer_t *t)
@@ -1143,7 +1176,9 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         hub->store = opts->store;
     } else {
         char path[4096];
-        if (hub->s_state_dir != NULL) {
+        if (opts->store_url != NULL && opts->store_url[0] != '\0') {
+            snprintf(path, sizeof(path), "%s", opts->store_url);
+        } else if (hub->s_state_dir != NULL) {
             mkdir(hub->s_state_dir, 0700);
             snprintf(path, sizeof(path), "%s/hub.db", hub->s_state_dir);
         } else {
@@ -1151,7 +1186,9 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
         }
         rc = sl_store_open(path, hub->log, &hub->store);
         if (rc != 0) {
-            sl_error(hub->log, "hub: cannot open the store %s: %s", path,
+            /* A URI may carry a password: not in the log. */
+            sl_error(hub->log, "hub: cannot open the %s store: %s",
+                     strncmp(path, "postgres", 8) == 0 ? "PostgreSQL" : path,
                      sl_strerror(rc));
             goto fail_strings;
         }

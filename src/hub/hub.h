@@ -54,6 +54,8 @@ struct sl_hub_options {
     const char *gateway_token; /* NULL or "": anyone may allocate */
     const char *state_dir;     /* store file <state_dir>/hub.db; NULL:
                                   an in-memory store (lost at exit) */
+    const char *store_url;     /* "sqlite:PATH" or "postgres://...": the
+                                  store instead of <state_dir>/hub.db */
     struct sl_store *store;    /* if not NULL, used instead of state_dir
                                   (not owned; must outlive the hub) */
     struct sl_store_limits default_limits; /* of new allocations; 0 =

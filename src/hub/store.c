@@ -1,4 +1,5 @@
 #include "hub/store.h"
+#include "hub/store_ops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -144,7 +145,8 @@ static const char schema_v1[] =
     " last_seen INTEGER NOT NULL DEFAULT 0"
     ");";
 
-struct sl_store {
+struct sq_store {
+    struct sl_store base; /* first: the backend's handle */
     sqlite3 *db;
     struct sl_log *log;
     sqlite3_stmt *stmt[ST__COUNT];
@@ -156,6 +158,8 @@ struct sl_store {
 };
 
 #define STORE_QUIET_S 30
+
+static void sq_close(struct sq_store *st);
 
 static int64_t now_s(void)
 {
@@ -173,7 +177,7 @@ static uint64_t col_u64(sqlite3_stmt *s, int i)
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-static int fail(struct sl_store *st, const char *what)
+static int fail(struct sq_store *st, const char *what)
 {
     if (st->log && st->failing++ == 0)
         sl_error(st->log,
@@ -184,7 +188,7 @@ static int fail(struct sl_store *st, const char *what)
     return SL_ESTATE;
 }
 
-static void wrote(struct sl_store *st)
+static void wrote(struct sq_store *st)
 {
     if (st->failing == 0 || now_s() - st->last_failure < STORE_QUIET_S)
         return;
@@ -194,7 +198,7 @@ static void wrote(struct sl_store *st)
     st->failing = 0;
 }
 
-static int exec_sql(struct sl_store *st, const char *sql, const char *what)
+static int exec_sql(struct sq_store *st, const char *sql, const char *what)
 {
     char *msg = NULL;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -243,7 +247,7 @@ static void row_to_alloc(sqlite3_stmt *s, struct sl_alloc *a)
     a->last_seen = sqlite3_column_int64(s, 11);
 }
 
-static sqlite3_stmt *stmt_get(struct sl_store *st, enum stmt_id id)
+static sqlite3_stmt *stmt_get(struct sq_store *st, enum stmt_id id)
 {
     sqlite3_stmt *s = st->stmt[id];
     sqlite3_reset(s);
@@ -251,7 +255,7 @@ static sqlite3_stmt *stmt_get(struct sl_store *st, enum stmt_id id)
     return s;
 }
 
-static int migrate(struct sl_store *st)
+static int migrate(struct sq_store *st)
 {
     sqlite3_stmt *s = NULL;
     int version = 0;
@@ -314,13 +318,13 @@ static void private_companions(const char *path, struct sl_log *log)
     }
 }
 
-int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
+static int sq_open(const char *path, struct sl_log *log, struct sq_store **out)
 {
     if (path == NULL || out == NULL)
         return UV_EINVAL;
     *out = NULL;
     int rc = SL_ESTATE;
-    struct sl_store *st = calloc(1, sizeof(*st));
+    struct sq_store *st = calloc(1, sizeof(*st));
     if (st == NULL)
         return UV_ENOMEM;
     st->log = log;
@@ -378,11 +382,11 @@ int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out)
     st = NULL;
     rc = 0;
 out:
-    sl_store_close(st);
+    sq_close(st);
     return rc;
 }
 
-void sl_store_close(struct sl_store *st)
+static void sq_close(struct sq_store *st)
 {
     if (st == NULL)
         return;
@@ -402,7 +406,7 @@ static int bind_text(sqlite3_stmt *s, int i, const char *v, size_t cap)
                : SL_ESTATE;
 }
 
-int sl_store_create(struct sl_store *st, const struct sl_alloc *a)
+static int sq_create(struct sq_store *st, const struct sl_alloc *a)
 {
     if (st == NULL || a == NULL)
         return UV_EINVAL;
@@ -441,7 +445,7 @@ out:
     return rc;
 }
 
-static int get_one(struct sl_store *st, enum stmt_id id, const char *key,
+static int get_one(struct sq_store *st, enum stmt_id id, const char *key,
                    struct sl_alloc *out)
 {
     if (st == NULL || key == NULL || out == NULL)
@@ -467,19 +471,19 @@ out:
     return rc;
 }
 
-int sl_store_get_by_identity(struct sl_store *st, const char *identity,
+static int sq_get_by_identity(struct sq_store *st, const char *identity,
                              struct sl_alloc *out)
 {
     return get_one(st, ST_GET_ID, identity, out);
 }
 
-int sl_store_get_by_username(struct sl_store *st, const char *username,
+static int sq_get_by_username(struct sq_store *st, const char *username,
                              struct sl_alloc *out)
 {
     return get_one(st, ST_GET_USER, username, out);
 }
 
-int sl_store_list(struct sl_store *st, sl_store_each_cb cb, void *arg)
+static int sq_list(struct sq_store *st, sl_store_each_cb cb, void *arg)
 {
     if (st == NULL || cb == NULL)
         return UV_EINVAL;
@@ -502,7 +506,7 @@ int sl_store_list(struct sl_store *st, sl_store_each_cb cb, void *arg)
     return rc;
 }
 
-int sl_store_count(struct sl_store *st, size_t *out)
+static int sq_count(struct sq_store *st, size_t *out)
 {
     if (st == NULL || out == NULL)
         return UV_EINVAL;
@@ -518,7 +522,7 @@ int sl_store_count(struct sl_store *st, size_t *out)
 
 /* Runs an UPDATE/DELETE prepared with identity as ?1 (other bindings
  * already made); SL_ENOTFOUND when no row changed. */
-static int run_change(struct sl_store *st, sqlite3_stmt *s,
+static int run_change(struct sq_store *st, sqlite3_stmt *s,
                       const char *identity, const char *what)
 {
     int rc;
@@ -538,7 +542,7 @@ out:
     return rc;
 }
 
-int sl_store_remove(struct sl_store *st, const char *identity)
+static int sq_remove(struct sq_store *st, const char *identity)
 {
     if (st == NULL || identity == NULL)
         return UV_EINVAL;
@@ -546,7 +550,7 @@ int sl_store_remove(struct sl_store *st, const char *identity)
                       "removing an allocation");
 }
 
-int sl_store_add_traffic(struct sl_store *st, const char *identity,
+static int sq_add_traffic(struct sq_store *st, const char *identity,
                          const struct sl_store_traffic *d)
 {
     if (st == NULL || identity == NULL || d == NULL)
@@ -559,7 +563,7 @@ int sl_store_add_traffic(struct sl_store *st, const char *identity,
     return run_change(st, s, identity, "adding traffic");
 }
 
-int sl_store_touch(struct sl_store *st, const char *identity, int64_t when)
+static int sq_touch(struct sq_store *st, const char *identity, int64_t when)
 {
     if (st == NULL || identity == NULL)
         return UV_EINVAL;
@@ -568,7 +572,7 @@ int sl_store_touch(struct sl_store *st, const char *identity, int64_t when)
     return run_change(st, s, identity, "touching an allocation");
 }
 
-int sl_store_set_limited(struct sl_store *st, const char *identity,
+static int sq_set_limited(struct sq_store *st, const char *identity,
                          int limited)
 {
     if (st == NULL || identity == NULL)
@@ -578,7 +582,7 @@ int sl_store_set_limited(struct sl_store *st, const char *identity,
     return run_change(st, s, identity, "setting the limited flag");
 }
 
-int sl_store_set_limits(struct sl_store *st, const char *identity,
+static int sq_set_limits(struct sq_store *st, const char *identity,
                         const struct sl_store_limits *limits)
 {
     if (st == NULL || identity == NULL || limits == NULL)
@@ -589,7 +593,7 @@ int sl_store_set_limits(struct sl_store *st, const char *identity,
     return run_change(st, s, identity, "setting limits");
 }
 
-int sl_store_prune(struct sl_store *st, int64_t now, int64_t older_than,
+static int sq_prune(struct sq_store *st, int64_t now, int64_t older_than,
                    sl_store_keep_cb keep, void *arg, size_t *removed)
 {
     if (st == NULL)
@@ -647,7 +651,7 @@ int sl_store_prune(struct sl_store *st, int64_t now, int64_t older_than,
     return 0;
 }
 
-int sl_store_port_get(struct sl_store *st, const char *identity, int kind,
+static int sq_port_get(struct sq_store *st, const char *identity, int kind,
                       int *port)
 {
     *port = 0;
@@ -663,7 +667,7 @@ int sl_store_port_get(struct sl_store *st, const char *identity, int kind,
     return 0;
 }
 
-int sl_store_port_taken(struct sl_store *st, int kind, int port)
+static int sq_port_taken(struct sq_store *st, int kind, int port)
 {
     sqlite3_stmt *s = stmt_get(st, ST_PORT_OWNER);
     sqlite3_bind_int(s, 1, kind);
@@ -674,7 +678,7 @@ int sl_store_port_taken(struct sl_store *st, int kind, int port)
     return r == SQLITE_DONE ? 0 : fail(st, "reading a stream port");
 }
 
-int sl_store_port_set(struct sl_store *st, const char *identity, int kind,
+static int sq_port_set(struct sq_store *st, const char *identity, int kind,
                       int port)
 {
     sqlite3_stmt *s = stmt_get(st, ST_PORT_SET);
@@ -691,7 +695,7 @@ int sl_store_port_set(struct sl_store *st, const char *identity, int kind,
     return 0;
 }
 
-int sl_store_opts_get(struct sl_store *st, const char *identity, char *out,
+static int sq_opts_get(struct sq_store *st, const char *identity, char *out,
                       size_t cap)
 {
     out[0] = '\0';
@@ -704,7 +708,7 @@ int sl_store_opts_get(struct sl_store *st, const char *identity, char *out,
     return r == SQLITE_DONE ? 0 : fail(st, "reading stream options");
 }
 
-int sl_store_opts_set(struct sl_store *st, const char *identity,
+static int sq_opts_set(struct sq_store *st, const char *identity,
                       const char *json)
 {
     sqlite3_stmt *s = stmt_get(st, ST_OPTS_SET);
@@ -717,7 +721,7 @@ int sl_store_opts_set(struct sl_store *st, const char *identity,
     return 0;
 }
 
-int sl_store_plan_get(struct sl_store *st, const char *identity,
+static int sq_plan_get(struct sq_store *st, const char *identity,
                       struct sl_store_plan *out)
 {
     memset(out, 0, sizeof(*out));
@@ -743,7 +747,7 @@ int sl_store_plan_get(struct sl_store *st, const char *identity,
 }
 
 /* Binds and runs ST_PLAN_SET; no transaction of its own. */
-static int plan_write(struct sl_store *st, const char *identity,
+static int plan_write(struct sq_store *st, const char *identity,
                       const struct sl_store_plan *p)
 {
     sqlite3_stmt *s = stmt_get(st, ST_PLAN_SET);
@@ -766,7 +770,7 @@ out:
     return rc;
 }
 
-int sl_store_plan_set(struct sl_store *st, const char *identity,
+static int sq_plan_set(struct sq_store *st, const char *identity,
                       const struct sl_store_plan *p)
 {
     if (st == NULL || identity == NULL || p == NULL)
@@ -777,7 +781,7 @@ int sl_store_plan_set(struct sl_store *st, const char *identity,
     return rc;
 }
 
-int sl_store_rotate(struct sl_store *st, const char *identity,
+static int sq_rotate(struct sq_store *st, const char *identity,
                     const char *hash, const struct sl_store_plan *p)
 {
     if (st == NULL || identity == NULL || hash == NULL || p == NULL)
@@ -798,4 +802,138 @@ int sl_store_rotate(struct sl_store *st, const char *identity,
     }
     wrote(st);
     return 0;
+}
+
+/* The ops table: thin casts from the handle to the SQLite store. */
+
+#define SQ(b) ((struct sq_store *)(b))
+
+static void op_close(struct sl_store *b) { sq_close(SQ(b)); }
+static int op_create(struct sl_store *b, const struct sl_alloc *a)
+{
+    return sq_create(SQ(b), a);
+}
+static int op_get_by_identity(struct sl_store *b, const char *k,
+                              struct sl_alloc *out)
+{
+    return sq_get_by_identity(SQ(b), k, out);
+}
+static int op_get_by_username(struct sl_store *b, const char *k,
+                              struct sl_alloc *out)
+{
+    return sq_get_by_username(SQ(b), k, out);
+}
+static int op_list(struct sl_store *b, sl_store_each_cb cb, void *arg)
+{
+    return sq_list(SQ(b), cb, arg);
+}
+static int op_count(struct sl_store *b, size_t *out)
+{
+    return sq_count(SQ(b), out);
+}
+static int op_remove(struct sl_store *b, const char *identity)
+{
+    return sq_remove(SQ(b), identity);
+}
+static int op_prune(struct sl_store *b, int64_t now, int64_t older_than,
+                    sl_store_keep_cb keep, void *arg, size_t *removed)
+{
+    return sq_prune(SQ(b), now, older_than, keep, arg, removed);
+}
+static int op_add_traffic(struct sl_store *b, const char *identity,
+                          const struct sl_store_traffic *d)
+{
+    return sq_add_traffic(SQ(b), identity, d);
+}
+static int op_touch(struct sl_store *b, const char *identity, int64_t when)
+{
+    return sq_touch(SQ(b), identity, when);
+}
+static int op_set_limited(struct sl_store *b, const char *identity,
+                          int limited)
+{
+    return sq_set_limited(SQ(b), identity, limited);
+}
+static int op_set_limits(struct sl_store *b, const char *identity,
+                         const struct sl_store_limits *limits)
+{
+    return sq_set_limits(SQ(b), identity, limits);
+}
+static int op_port_get(struct sl_store *b, const char *identity, int kind,
+                       int *port)
+{
+    return sq_port_get(SQ(b), identity, kind, port);
+}
+static int op_port_taken(struct sl_store *b, int kind, int port)
+{
+    return sq_port_taken(SQ(b), kind, port);
+}
+static int op_port_set(struct sl_store *b, const char *identity, int kind,
+                       int port)
+{
+    return sq_port_set(SQ(b), identity, kind, port);
+}
+static int op_opts_get(struct sl_store *b, const char *identity, char *out,
+                       size_t cap)
+{
+    return sq_opts_get(SQ(b), identity, out, cap);
+}
+static int op_opts_set(struct sl_store *b, const char *identity,
+                       const char *json)
+{
+    return sq_opts_set(SQ(b), identity, json);
+}
+static int op_plan_get(struct sl_store *b, const char *identity,
+                       struct sl_store_plan *out)
+{
+    return sq_plan_get(SQ(b), identity, out);
+}
+static int op_plan_set(struct sl_store *b, const char *identity,
+                       const struct sl_store_plan *p)
+{
+    return sq_plan_set(SQ(b), identity, p);
+}
+static int op_rotate(struct sl_store *b, const char *identity,
+                     const char *hash, const struct sl_store_plan *p)
+{
+    return sq_rotate(SQ(b), identity, hash, p);
+}
+
+static const struct sl_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .close = op_close,
+    .create = op_create,
+    .get_by_identity = op_get_by_identity,
+    .get_by_username = op_get_by_username,
+    .list = op_list,
+    .count = op_count,
+    .remove = op_remove,
+    .prune = op_prune,
+    .add_traffic = op_add_traffic,
+    .touch = op_touch,
+    .set_limited = op_set_limited,
+    .set_limits = op_set_limits,
+    .port_get = op_port_get,
+    .port_taken = op_port_taken,
+    .port_set = op_port_set,
+    .opts_get = op_opts_get,
+    .opts_set = op_opts_set,
+    .plan_get = op_plan_get,
+    .plan_set = op_plan_set,
+    .rotate = op_rotate,
+};
+
+int sl_store_sqlite_open(const char *path, struct sl_log *log,
+                         struct sl_store **out)
+{
+    struct sq_store *st = NULL;
+    if (out == NULL)
+        return UV_EINVAL;
+    *out = NULL;
+    int rc = sq_open(path, log, &st);
+    if (rc == 0) {
+        st->base.ops = &sqlite_ops;
+        *out = &st->base;
+    }
+    return rc;
 }

@@ -1,5 +1,8 @@
-/* The hub's state store: one SQLite 3 file (WAL mode, 5 s busy timeout)
- * holding the proxy allocations. Every call is one short statement (or one
+/* The hub's state store, behind one API with two backends
+ * (hub/store_ops.h): one SQLite 3 file (WAL mode, 5 s busy timeout), the
+ * default for a single hub, or a PostgreSQL database several hubs share
+ * (hub/store_pg.c; every call below then works on an in-memory replica,
+ * the database is written and read by a store thread). For SQLite: Every call is one short statement (or one
  * short transaction) on prepared statements, cheap enough for the event
  * loop; the scrypt hashing that precedes a create is the caller's, off the
  * loop.
@@ -14,7 +17,8 @@
  * Errors: 0 on success; SL_ENOTFOUND (no such allocation), SL_EEXIST
  * (identity or username taken), SL_ETOOBIG, UV_EINVAL (NULL argument),
  * SL_ESTATE (SQLite failed; the message went to the log given at open).
- * Not thread-safe: use one store from one thread (the loop). */
+ * Not thread-safe: use one store from one thread (the loop), except
+ * sl_store_fetch_user, which is for the thread pool. */
 #ifndef SL_HUB_STORE_H
 #define SL_HUB_STORE_H
 
@@ -60,7 +64,10 @@ struct sl_alloc {
 };
 
 /* Opens (creating if needed, file mode 0600) the store at path; ":memory:"
- * gives a private in-memory store (tests). log may be NULL (no logging);
+ * gives a private in-memory store (tests). path may also be
+ * "sqlite:PATH" (the same) or a PostgreSQL URI "postgres://..." or
+ * "postgresql://..." (the schema is created or migrated; the first
+ * connection must work). log may be NULL (no logging);
  * it must outlive the store. On success *out owns the store (free with
  * sl_store_close). Returns 0, UV_EINVAL or SL_ESTATE. */
 int sl_store_open(const char *path, struct sl_log *log, struct sl_store **out);
@@ -167,5 +174,22 @@ int sl_store_plan_set(struct sl_store *st, const char *identity,
  * changed). */
 int sl_store_rotate(struct sl_store *st, const char *identity,
                     const char *hash, const struct sl_store_plan *p);
+
+/* 1 while the store is reachable (SQLite: always), else 0. */
+int sl_store_healthy(struct sl_store *st);
+
+/* 1 when other hubs share the store (PostgreSQL): totals and flags may
+ * change under the hub, which reads them back after each flush. */
+int sl_store_shared(struct sl_store *st);
+
+/* For a username the store does not hold (yet): asks the shared database
+ * and, when found, makes the allocation visible to the next lookup on the
+ * loop. Blocks for up to a few seconds: call it from the thread pool,
+ * never the loop. Returns 0 (found), SL_ENOTFOUND (also for a store that
+ * is not shared), SL_ESTATE (unreachable) or UV_EINVAL. */
+int sl_store_fetch_user(struct sl_store *st, const char *username);
+
+/* "sqlite" or "postgres" (static). */
+const char *sl_store_backend(const struct sl_store *st);
 
 #endif
