@@ -849,6 +849,18 @@ static void process_head(struct hub_conn *c)
             return;
         }
     }
+    /* For load balancers and DNS health checks: 200 only while the hub
+     * reaches its store (a hub without it serves only the bridges it
+     * has: send new users elsewhere). */
+    if (plen == 8 && memcmp(h.url, "/healthz", 8) == 0 &&
+        (h.method == HTTP_GET || h.method == HTTP_HEAD)) {
+        int ok = sl_store_healthy(hub->store);
+        hub_conn_reply_close(c, ok ? 200 : 503, "application/json",
+                             ok ? "{\"status\":\"ok\"}\n"
+                                : "{\"status\":\"store unreachable\"}\n",
+                             NULL);
+        return;
+    }
     reply_json_404(c);
 }
 

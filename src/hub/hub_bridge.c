@@ -153,6 +153,18 @@ static void work_allocate(uv_work_t *w)
                                           sizeof(c->auth->hash));
 }
 
+/* A shared store (several hubs): a username made on another hub within
+ * the last second is asked of the database, the thread pool waiting for
+ * the answer; one it does not know either pays the dummy check. */
+static void work_fetch(uv_work_t *w)
+{
+    struct hub_conn *c = w->data;
+    int found = sl_store_fetch_user(c->hub->store, c->auth->username);
+    if (found != 0)
+        work_verify(w);
+    c->auth->result = found;
+}
+
 typedef void (*after_fn)(struct hub_conn *c);
 
 static void after_work_common(uv_work_t *w, int status, after_fn next)
@@ -170,7 +182,7 @@ static int queue_work(struct hub_conn *c, uv_work_cb fn, uv_after_work_cb after)
     /* The job reads its own copy: the allocation may be forgotten (and
      * freed) while the job runs. No allocation: an unknown username
      * pays the same scrypt against a hash nobody can match. */
-    if (fn == work_verify)
+    if (fn == work_verify || fn == work_fetch)
         hub_grant_auth_hashes(c);
     c->auth->work.data = c;
     int rc = uv_queue_work(c->hub->loop, &c->auth->work, fn, after);
@@ -563,6 +575,14 @@ static void after_allocate(struct hub_conn *c)
             /* The hash covers the password, not the username: keep it. */
         }
     }
+    if (rc != 0 && !sl_store_healthy(hub->store)) {
+        sl_error(hub->log, "hub conn %llu: new allocation refused: the "
+                           "store is unreachable",
+                 (unsigned long long)c->id);
+        reply_json(c, 503, "{\"error\":\"Store unavailable: no new "
+                           "allocations for now\",\"code\":503}");
+        return;
+    }
     if (rc != 0) {
         sl_error(hub->log, "hub conn %llu: cannot store a new allocation: %s",
                  (unsigned long long)c->id, sl_strerror(rc));
@@ -603,14 +623,18 @@ static int query_token(const char *q, size_t qlen, char *out, size_t cap)
 }
 
 static void after_dummy_cb(uv_work_t *w, int status);
+static void after_fetch_cb(uv_work_t *w, int status);
 
 /* Finds the allocation of c->auth->username. Returns it or NULL (answered,
- * or refused after a dummy check that costs what a real one does). */
+ * or refused after a dummy check that costs what a real one does, or
+ * asked of a shared store: after_fetch goes on). */
 static struct hub_alloc *alloc_of_user(struct hub_conn *c)
 {
     struct sl_alloc s;
     if (sl_store_get_by_username(c->hub->store, c->auth->username, &s) != 0) {
-        if (queue_work(c, work_verify, after_dummy_cb) != 0)
+        int shared = sl_store_shared(c->hub->store);
+        if (queue_work(c, shared ? work_fetch : work_verify,
+                       shared ? after_fetch_cb : after_dummy_cb) != 0)
             auth_failed(c);
         return NULL;
     }
@@ -677,6 +701,31 @@ static void after_verify_cb(uv_work_t *w, int status)
     }
     if (a != NULL)
         wake_verify_waiters(a, ok, mac);
+}
+
+static int data_admit(struct hub_conn *c);
+
+/* The shared store answered for a username the hub did not know. */
+static void after_fetch(struct hub_conn *c)
+{
+    struct sl_alloc s;
+    if (c->auth->result != 0 ||
+        sl_store_get_by_username(c->hub->store, c->auth->username, &s) != 0) {
+        auth_failed(c);
+        return;
+    }
+    if ((c->alloc = hub_alloc_load(c->hub, &s)) == NULL) {
+        hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    if (c->kind != C_CONTROL && !data_admit(c))
+        return;
+    auth_decide(c);
+}
+
+static void after_fetch_cb(uv_work_t *w, int status)
+{
+    after_work_common(w, status, after_fetch);
 }
 
 /* An unknown username was "checked": it fails whatever the job said. */

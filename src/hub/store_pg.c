@@ -380,8 +380,12 @@ static PGresult *run(struct pg_store *st, const struct pg_stmt *s,
         *err = UV_ECONNRESET;
         return NULL;
     }
-    PGresult *r = PQexecParams(st->conn, s->sql, s->n, NULL,
-                               (const char *const *)s->v, NULL, NULL, 0);
+    /* Without parameters, the simple protocol: several commands in one
+     * string (the schema) are allowed there only. */
+    PGresult *r = s->n == 0 ? PQexec(st->conn, s->sql)
+                            : PQexecParams(st->conn, s->sql, s->n, NULL,
+                                           (const char *const *)s->v, NULL,
+                                           NULL, 0);
     ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK)
         return r;
