@@ -24,6 +24,10 @@ test_bridge_cli (`bridge create` with hub.url is a second hub to the node)
 and test_tunnel_connections_watched_by_the_kernel (it looks for the
 tunnel's sockets on hub.port).
 
+PostgreSQL: SLUICE_TUNNEL_PG=<URI of a server> gives every Hub `--store`
+on a database of its own (pg_support.py; test_multihub.py runs a subset
+so).
+
 Protocol v2: SLUICE_TUNNEL_MUX=N (1-4) gives every Hub `--mux N` (each
 bridge keeps N multiplexed data connections and user connections ride on
 them as streams), SLUICE_TUNNEL_MUX=0 gives `--no-mux` (a data connection
@@ -62,6 +66,9 @@ HUB_CA_RE = re.compile(r"^hub ca (\S+)$", re.M)
 TUNNEL_TLS = os.environ.get("SLUICE_TUNNEL_TLS", "") not in ("", "0")
 # SLUICE_TUNNEL_MUX=N: hubs get --mux N (0: --no-mux); "": their default.
 TUNNEL_MUX = os.environ.get("SLUICE_TUNNEL_MUX", "").strip()
+# SLUICE_TUNNEL_PG=<postgres URI of a server>: every Hub on a PostgreSQL
+# store, a database per state directory (pg_support.db_for_state).
+TUNNEL_PG = os.environ.get("SLUICE_TUNNEL_PG", "").strip()
 _TLS_PORTS = {}
 BRIDGE_RE = re.compile(r"^bridge ([a-z0-9]{12}) (\S+) -> (\S+)$", re.M)
 
@@ -172,6 +179,9 @@ class Hub(Role):
                 "boot", "up", "--proxy"] + listen + [
                 "--api", "127.0.0.1:%d" % self.api_port,
                 "--state-dir", self.state_dir] + list(args)
+        if TUNNEL_PG and "--store" not in args:
+            from pg_support import db_for_state
+            argv += ["--store", db_for_state(TUNNEL_PG, self.state_dir)]
         self.stream_ports = stream_ports
         if stream_ports:
             argv += ["--stream-ports", str(stream_ports)]
