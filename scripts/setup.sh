@@ -8,7 +8,7 @@ set -euo pipefail
 run_packages=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
-  libsqlite3-dev libyaml-dev python3 curl
+  libsqlite3-dev libyaml-dev libpq-dev python3 curl
 )
 
 packages=(
@@ -17,6 +17,8 @@ packages=(
   # libraries (see docs/architecture.md for what each is for)
   libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
   libsqlite3-dev libyaml-dev
+  # several hubs sharing one state: libpq, and the server the tests start
+  libpq-dev postgresql
   # tests: unit, fuzz, end to end with real peers
   libcmocka-dev libclang-rt-14-dev python3 python3-pytest python3-pytest-timeout
   python3-websockets python3-cryptography
