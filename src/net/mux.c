@@ -130,6 +130,7 @@ struct sl_mux {
     struct sl_xprt *x;
     uv_check_t check;
     uv_prepare_t prepare;
+    uv_shutdown_t shut_req; /* after a GOAWAY */
     uv_timer_t timer;
     int handles; /* check, prepare, timer not yet through close */
 
@@ -181,6 +182,7 @@ static const struct sl_xprt_ops stream_ops;
 
 static void schedule(struct sl_mux *m);
 static void close_transport(struct sl_mux *m);
+static void on_goaway_shut(uv_shutdown_t *req, int status);
 static void abort_conn(struct sl_mux *m, int send_goaway, uint32_t code,
                        const char *reason, int err);
 static void maybe_free(struct sl_mux *m);
@@ -665,13 +667,22 @@ static void batch_done(struct sl_mux *m, struct batch *b, int status)
         sl_list_push(&m->pending, l);
     }
     if (goaway_only) {
-        close_transport(m);
+        /* The GOAWAY is out: FIN, then the peer's EOF or the timer. */
+        if (status < 0 || m->x == NULL ||
+            sl_xprt_shutdown(&m->shut_req, m->x, on_goaway_shut) != 0)
+            close_transport(m);
     } else if (status < 0 && !m->closing) {
         mlog(m, SL_LOG_INFO, "write failed: %s; closing",
              sl_strerror(status));
         abort_conn(m, 0, SL_MUX_GO_INTERNAL, NULL, status);
     }
     schedule(m);
+}
+
+static void on_goaway_shut(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* the peer's EOF or the timer closes */
 }
 
 static void on_batch_written(uv_write_t *req, int status)
@@ -1290,6 +1301,13 @@ static void on_conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
              n == UV_EOF ? "closed by the peer" : "failed: ",
              n == UV_EOF ? "" : sl_strerror((int)n));
         abort_conn(m, 0, 0, NULL, clean ? 0 : (int)n);
+    } else if (m->closing) {
+        /* Lingering after our GOAWAY: what the peer still sends is
+         * dropped, so that closing does not reset the GOAWAY away before
+         * the peer read it; its EOF (or the drain timer) ends it. */
+        m->in_len = 0;
+        if (n < 0)
+            close_transport(m);
     }
     release_in(m);
 }
@@ -1600,9 +1618,11 @@ static void abort_conn(struct sl_mux *m, int send_goaway, uint32_t code,
         return;
     m->closing = 1;
     m->reason = err;
-    if (m->reading && m->x != NULL)
+    /* Reading goes on (dropping) only while a GOAWAY lingers. */
+    if (!send_goaway && m->reading && m->x != NULL) {
         sl_xprt_read_stop(m->x);
-    m->reading = 0;
+        m->reading = 0;
+    }
     for (struct sl_link *l = m->all.next; l != &m->all; l = l->next) {
         struct sl_mux_stream *s =
             (struct sl_mux_stream *)((char *)l -
@@ -1619,12 +1639,20 @@ static void abort_conn(struct sl_mux *m, int send_goaway, uint32_t code,
     m->ctl.data = NULL;
     m->ctl.len = m->ctl.cap = 0;
     m->conn_owed = 0; /* every stream's owed CREDIT went with retire */
-    if (send_goaway && m->out == NULL && m->x != NULL &&
-        send_goaway_last(m, code, reason) == 0) {
-        /* The write's end closes the transport; so does the timer if the
-         * peer does not read. */
+    int rc = send_goaway && m->out == NULL && m->x != NULL
+                 ? send_goaway_last(m, code, reason)
+                 : UV_EINVAL;
+    if (rc == UV_EALREADY &&
+        sl_xprt_shutdown(&m->shut_req, m->x, on_goaway_shut) == 0)
+        rc = 0; /* written at once: FIN now, then linger */
+    if (rc == 0) {
+        /* The write's end (a FIN) and the peer's EOF close the transport;
+         * so does the timer if the peer does not read. */
         uv_timer_start(&m->timer, on_timer, DRAIN_MS, 0);
     } else {
+        if (m->reading && m->x != NULL)
+            sl_xprt_read_stop(m->x);
+        m->reading = 0;
         close_transport(m);
     }
     schedule(m);
