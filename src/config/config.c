@@ -39,7 +39,11 @@
     "relay_proxy_protocol_header, max_connections, "                          \
     "max_connections_per_source, max_sessions_per_prefix, connect_timeout, " \
     "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "           \
-    "udp_unreplied_timeout, udp_sweep_interval"
+    "udp_unreplied_timeout, udp_sweep_interval, agent"
+#define AGENT_FIELDS                                                           \
+    "address, ca, cert, key, health_interval, health_timeout, "             \
+    "unhealthy_after, healthy_after"
+#define MAX_AGENTS 256
 
 /* State of one load: the parsed document and where errors go. */
 struct loader {
@@ -349,6 +353,8 @@ const char *sl_config_route_describe(const struct sl_route_config *r,
     }
     if (r->relay_proxy_protocol_header)
         append(buf, len, &o, ", relay_proxy_protocol_header");
+    if (r->agent != NULL)
+        append(buf, len, &o, ", through agent %s", r->agent);
     if (r->max_connections != 0 &&
         r->max_connections != SL_ROUTE_DEFAULT_MAX_CONNECTIONS)
         append(buf, len, &o, ", max_connections: %u", r->max_connections);
@@ -369,7 +375,8 @@ const char *sl_config_route_describe(const struct sl_route_config *r,
 enum field_id {
     F_SCHEME, F_BIND, F_HOST, F_PORT, F_ACL, F_PP, F_PP_TRUSTED, F_RELAY,
     F_MAXCONN, F_CONNECT_TIMEOUT, F_PP_TIMEOUT, F_UDP_IDLE, F_UDP_SWEEP,
-    F_MAXCONN_SRC, F_MAXSESS_PREFIX, F_TCP_IDLE, F_UDP_UNREPLIED, F_COUNT
+    F_MAXCONN_SRC, F_MAXSESS_PREFIX, F_TCP_IDLE, F_UDP_UNREPLIED, F_AGENT,
+    F_COUNT
 };
 
 struct route_state {
@@ -773,6 +780,26 @@ static int f_udp_sweep(struct loader *l, struct route_state *st,
     return duration(l, v, &st->r->udp_sweep_interval_ms);
 }
 
+/* A name as routes and agents have them. */
+static int valid_route_name(const char *s);
+
+static int f_agent(struct loader *l, struct route_state *st,
+                   const yaml_node_t *v)
+{
+    char q[QUOTE_LEN];
+    const char *s;
+    int rc;
+
+    if ((rc = get_scalar(l, v, &s, "the name of an agent of agents:")) != 0)
+        return rc;
+    if (!valid_route_name(s))
+        return fail(l, v, "%s is not an agent name (1-64 letters, digits, "
+                    "'.', '_' or '-')", quoted(s, q));
+    free(st->r->agent);
+    st->r->agent = strdup(s);
+    return st->r->agent == NULL ? UV_ENOMEM : 0;
+}
+
 typedef int (*field_fn)(struct loader *, struct route_state *,
                         const yaml_node_t *);
 
@@ -797,6 +824,7 @@ static const struct {
     [F_MAXSESS_PREFIX] = {"max_sessions_per_prefix", f_maxsess_prefix},
     [F_TCP_IDLE] = {"tcp_idle_timeout", f_tcp_idle},
     [F_UDP_UNREPLIED] = {"udp_unreplied_timeout", f_udp_unreplied},
+    [F_AGENT] = {"agent", f_agent},
 };
 
 /* Letters, digits, '.', '_', '-': route names end up in logs, the API and
@@ -1028,6 +1056,244 @@ static int load_routes(struct loader *l, const yaml_node_t *v,
 out:
     free(route_nodes);
     return rc;
+}
+
+/* ---- agents: ---------------------------------------------------------- */
+
+/* "host:port" or "[v6]:port", the host a name or an IP literal. */
+static int agent_address(struct loader *l, const yaml_node_t *v,
+                         struct sl_agent_config *a)
+{
+    static const char forms[] =
+        "HOST:PORT ([v6]:PORT for IPv6; HOST a name or an IP address, "
+        "PORT 1-65535)";
+    char q[QUOTE_LEN], host[MAX_HOST_LEN + 1];
+    unsigned char buf[16];
+    const char *s, *colon;
+    uint64_t port;
+    size_t hl;
+    int rc;
+
+    if ((rc = get_scalar(l, v, &s, forms)) != 0)
+        return rc;
+    colon = strrchr(s, ':');
+    hl = colon != NULL ? (size_t)(colon - s) : 0;
+    const char *h = s;
+    if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+        h = s + 1;
+        hl -= 2;
+    }
+    if (colon == NULL || hl == 0 || hl > MAX_HOST_LEN ||
+        parse_uint(colon + 1, 65535, &port) != 0 || port == 0)
+        return fail(l, v, "%s is not %s", quoted(s, q), forms);
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    int v6 = inet_pton(AF_INET6, host, buf) == 1;
+    if (h == s + 1 ? !v6
+                   : (!v6 && inet_pton(AF_INET, host, buf) != 1 &&
+                      !valid_hostname(host)) ||
+                         (v6 && h == s))
+        return fail(l, v, "%s is not %s", quoted(s, q), forms);
+    free(a->host);
+    if ((a->host = strdup(host)) == NULL)
+        return UV_ENOMEM;
+    a->port = (uint16_t)port;
+    return 0;
+}
+
+static int agent_path(struct loader *l, const yaml_node_t *v, char **out)
+{
+    const char *s;
+    int rc;
+
+    if ((rc = get_scalar(l, v, &s, "a file name")) != 0)
+        return rc;
+    if (s[0] == '\0')
+        return fail(l, v, "is empty; expected a file name");
+    free(*out);
+    *out = strdup(s);
+    return *out == NULL ? UV_ENOMEM : 0;
+}
+
+static int agent_count(struct loader *l, const yaml_node_t *v, unsigned *out)
+{
+    static const char forms[] = "an integer from 1 to 100";
+    char q[QUOTE_LEN];
+    const char *s;
+    uint64_t n;
+    int rc;
+
+    if ((rc = get_scalar(l, v, &s, forms)) != 0)
+        return rc;
+    if (parse_uint(s, 100, &n) != 0 || n == 0)
+        return fail(l, v, "%s is not %s", quoted(s, q), forms);
+    *out = (unsigned)n;
+    return 0;
+}
+
+static int load_agent(struct loader *l, const yaml_node_t *an,
+                      struct sl_agent_config *a)
+{
+    static const char *const names[] = {
+        "address",         "ca",           "cert",           "key",
+        "health_interval", "health_timeout", "unhealthy_after",
+        "healthy_after"};
+    unsigned seen = 0;
+    yaml_node_pair_t *p;
+    int rc;
+
+    if (an->type != YAML_MAPPING_NODE)
+        return fail(l, an, "expected a mapping of fields (%s), got %s",
+                    AGENT_FIELDS, is_null(an) ? "nothing" : node_kind(an));
+    for (p = an->data.mapping.pairs.start; p < an->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
+        const yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
+        char q[QUOTE_LEN];
+        const char *ks;
+        size_t f;
+
+        if (k == NULL || v == NULL)
+            return fail(l, an, "broken mapping");
+        if ((rc = get_scalar(l, k, &ks, "a field name")) != 0)
+            return rc;
+        for (f = 0; f < sizeof(names) / sizeof(names[0]); f++)
+            if (strcmp(ks, names[f]) == 0)
+                break;
+        if (f == sizeof(names) / sizeof(names[0]))
+            return fail(l, k, "unknown field %s; accepted fields: %s",
+                        quoted(ks, q), AGENT_FIELDS);
+        l->field = names[f];
+        if (seen & (1u << f))
+            return fail(l, k, "appears twice");
+        seen |= 1u << f;
+        switch (f) {
+        case 0: rc = agent_address(l, v, a); break;
+        case 1: rc = agent_path(l, v, &a->ca); break;
+        case 2: rc = agent_path(l, v, &a->cert); break;
+        case 3: rc = agent_path(l, v, &a->key); break;
+        case 4: rc = duration(l, v, &a->health_interval_ms); break;
+        case 5: rc = duration(l, v, &a->health_timeout_ms); break;
+        case 6: rc = agent_count(l, v, &a->unhealthy_after); break;
+        default: rc = agent_count(l, v, &a->healthy_after); break;
+        }
+        if (rc != 0)
+            return rc;
+        l->field = NULL;
+    }
+    for (size_t f = 0; f < 4; f++) {
+        if (!(seen & (1u << f))) {
+            l->field = names[f];
+            return fail(l, an, "is required (%s)",
+                        f == 0 ? "HOST:PORT of the agent port"
+                        : f == 1 ? "the CA the agent's certificate chains "
+                                   "to: ca.pem of sluice agent certs"
+                        : f == 2 ? "our client certificate: client.pem of "
+                                   "sluice agent certs"
+                                 : "our client key: client.key of sluice "
+                                   "agent certs");
+        }
+    }
+    if (a->health_timeout_ms > a->health_interval_ms) {
+        l->field = "health_timeout";
+        return fail(l, an, "%llu ms is longer than health_interval (%llu "
+                    "ms)", (unsigned long long)a->health_timeout_ms,
+                    (unsigned long long)a->health_interval_ms);
+    }
+    return 0;
+}
+
+static int load_agents(struct loader *l, const yaml_node_t *v,
+                       struct sl_config *cfg)
+{
+    yaml_node_pair_t *p;
+    size_t n;
+    int rc;
+
+    if (is_null(v))
+        return 0;
+    if (v->type != YAML_MAPPING_NODE)
+        return fail(l, v, "agents: expected a mapping of agent names to "
+                    "agents, got %s", node_kind(v));
+    n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+    if (n == 0)
+        return 0;
+    if (n > MAX_AGENTS)
+        return fail(l, v, "agents: %zu agents, more than the limit of %d", n,
+                    MAX_AGENTS);
+    if ((cfg->agents = calloc(n, sizeof(*cfg->agents))) == NULL)
+        return UV_ENOMEM;
+    for (p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
+        const yaml_node_t *an = yaml_document_get_node(l->doc, p->value);
+        struct sl_agent_config *a = &cfg->agents[cfg->nagents];
+        char q[QUOTE_LEN];
+        const char *name;
+
+        if (k == NULL || an == NULL)
+            return fail(l, v, "agents: broken mapping");
+        if ((rc = get_scalar(l, k, &name, "an agent name")) != 0)
+            return rc;
+        if (!valid_route_name(name))
+            return fail(l, k, "agents: agent name %s is not 1-64 letters, "
+                        "digits, '.', '_' or '-'", quoted(name, q));
+        for (size_t j = 0; j < cfg->nagents; j++)
+            if (strcmp(cfg->agents[j].name, name) == 0)
+                return fail(l, k, "agents: agent name %s appears twice",
+                            quoted(name, q));
+        cfg->nagents++; /* counted first: sl_config_free sees it */
+        a->health_interval_ms = SL_AGENT_DEFAULT_HEALTH_INTERVAL_MS;
+        a->health_timeout_ms = SL_AGENT_DEFAULT_HEALTH_TIMEOUT_MS;
+        a->unhealthy_after = SL_AGENT_DEFAULT_UNHEALTHY_AFTER;
+        a->healthy_after = SL_AGENT_DEFAULT_HEALTHY_AFTER;
+        if ((a->name = strdup(name)) == NULL)
+            return UV_ENOMEM;
+        l->section = "agents";
+        l->route = NULL;
+        l->field = NULL;
+        rc = load_agent(l, an, a);
+        if (rc != 0) {
+            if (l->err != NULL && l->errlen > 0) {
+                /* "agents: field ..." becomes "agents: agent "x": ..." */
+                char tmp[SL_CONFIG_ERR_MAX];
+                snprintf(tmp, sizeof(tmp), "%s", l->err);
+                const char *rest = strncmp(tmp, "agents: ", 8) == 0
+                                       ? tmp + 8
+                                       : tmp;
+                snprintf(l->err, l->errlen, "agents: agent %s: %s",
+                         quoted(name, q), rest);
+            }
+            return rc;
+        }
+        l->section = NULL;
+    }
+    return 0;
+}
+
+/* Each route's agent must be one of agents:, which may come after
+ * routes: in the file. */
+static int check_route_agents(struct loader *l, struct sl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct sl_route_config *r = &cfg->routes[i];
+        size_t j;
+        if (r->agent == NULL)
+            continue;
+        for (j = 0; j < cfg->nagents; j++)
+            if (strcmp(cfg->agents[j].name, r->agent) == 0)
+                break;
+        if (j < cfg->nagents)
+            continue;
+        char q[QUOTE_LEN];
+        l->route = r->name;
+        l->field = "agent";
+        return fail(l, NULL, "%s is not an agent of agents:%s",
+                    quoted(r->agent, q),
+                    cfg->nagents == 0 ? " (there is no agents: section)"
+                                      : "");
+    }
+    return 0;
 }
 
 /* ---- hub: and node: sections ------------------------------------------ */
@@ -1580,7 +1846,8 @@ static int load_document(struct loader *l, struct sl_config *cfg)
                     "got %s", node_kind(root));
     for (p = root->data.mapping.pairs.start;
          p < root->data.mapping.pairs.top; p++) {
-        static const char *const keys[] = {"routes", "hub", "node"};
+        static const char *const keys[] = {"routes", "hub", "node",
+                                           "agents"};
         const yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
         const yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
         char q[QUOTE_LEN];
@@ -1591,18 +1858,20 @@ static int load_document(struct loader *l, struct sl_config *cfg)
             return fail(l, root, "broken mapping");
         if ((rc = get_scalar(l, k, &ks, "a key")) != 0)
             return rc;
-        for (i = 0; i < 3; i++)
+        for (i = 0; i < 4; i++)
             if (strcmp(ks, keys[i]) == 0)
                 break;
-        if (i == 3)
+        if (i == 4)
             return fail(l, k, "unknown top-level key %s; accepted keys: "
-                        "routes, hub, node", quoted(ks, q));
+                        "routes, hub, node, agents", quoted(ks, q));
         if (seen & (1u << i))
             return fail(l, k, "top-level key %s appears twice",
                         quoted(ks, q));
         seen |= 1u << i;
         if (i == 0)
             rc = load_routes(l, v, cfg);
+        else if (i == 3)
+            rc = load_agents(l, v, cfg);
         else
             rc = load_section(l, keys[i], v, i == 1 ? &cfg->hub : &cfg->node);
         if (rc != 0)
@@ -1610,7 +1879,7 @@ static int load_document(struct loader *l, struct sl_config *cfg)
         l->section = NULL;
         l->field = NULL;
     }
-    return 0;
+    return check_route_agents(l, cfg);
 }
 
 static int yaml_fail(struct loader *l, const yaml_parser_t *parser)
@@ -1822,8 +2091,18 @@ void sl_config_free(struct sl_config *cfg)
         free(r->host);
         sl_acl_free(r->acl);
         sl_acl_free(r->pp_trusted);
+        free(r->agent);
     }
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        struct sl_agent_config *a = &cfg->agents[i];
+        free(a->name);
+        free(a->host);
+        free(a->ca);
+        free(a->cert);
+        free(a->key);
+    }
+    free(cfg->agents);
     free_section(&cfg->hub);
     free_section(&cfg->node);
     free(cfg);

@@ -44,7 +44,29 @@ struct sl_route_config {
     uint64_t udp_unreplied_timeout_ms;  /* default 10000: sessions that
                                            never got a reply */
     uint64_t udp_sweep_interval_ms;     /* default 60000 */
+    char *agent;                 /* an agent of agents: dials the target
+                                    (host, port), or NULL: dialled here */
 };
+
+/* One entry of agents:: a node's agent port that stream routes reach
+ * their targets through (`agent: NAME`), with mutual TLS and health
+ * checks. */
+struct sl_agent_config {
+    char *name;
+    char *host;          /* of address: a host name or an IP literal */
+    uint16_t port;
+    char *ca;            /* the agents' CA (PEM) */
+    char *cert, *key;    /* our client pair */
+    uint64_t health_interval_ms; /* default 10000 */
+    uint64_t health_timeout_ms;  /* default 5000 */
+    unsigned unhealthy_after;    /* failures in a row; default 3 */
+    unsigned healthy_after;      /* successes in a row; default 2 */
+};
+
+#define SL_AGENT_DEFAULT_HEALTH_INTERVAL_MS 10000
+#define SL_AGENT_DEFAULT_HEALTH_TIMEOUT_MS 5000
+#define SL_AGENT_DEFAULT_UNHEALTHY_AFTER 3
+#define SL_AGENT_DEFAULT_HEALTHY_AFTER 2
 
 /* How a setting of the hub: or node: section becomes command-line words
  * (the CLI merges them under the flags, cli/cli_boot.c). */
@@ -85,6 +107,9 @@ struct sl_config_section {
 struct sl_config {
     struct sl_route_config *routes; /* owned array */
     size_t nroutes;
+    struct sl_agent_config *agents; /* owned array; every route's agent
+                                       names one of them */
+    size_t nagents;
     struct sl_config_section hub, node;
 };
 

@@ -16,6 +16,7 @@
 #include "stream/srctab.h"
 #include "core/list.h"
 
+struct sl_agent;
 struct tcp_conn;
 struct udp_session;
 
@@ -41,6 +42,8 @@ struct sl_route {
     struct sl_relay_pool *pool;        /* the engine's read buffers */
     struct sl_hook_limit limit;
     struct sl_stream_stats stats;
+    struct sl_agent *agent;            /* dials the target (agent: NAME),
+                                          or NULL: dialled here */
     /* Live streams per source: TCP per address (IPv6 /64), UDP per /24 or
      * /64. Its key also keys the UDP session table. Freed by streams.c
      * with the route. */

@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "proto/acl.h"
+#include "stream/agent_client.h"
 #include "stream/route.h"
 
 /* Read buffers kept for reuse across relays: enough for a burst of busy
@@ -20,6 +21,8 @@ struct sl_streams {
     size_t nstarted;    /* routes[0..nstarted) had their start called */
     size_t routes_open; /* started routes not yet fully closed */
     struct sl_relay_pool pool;
+    struct sl_agents *agents; /* of the agents: section, or NULL */
+    int agents_stopping;
     uv_timer_t stats_timer;
     uv_timer_t grace_timer;
     int timers_open;
@@ -78,6 +81,15 @@ void sl_streams_log_stats(const struct sl_streams *s, const struct sl_log *log,
 
 static void on_timer_closed(uv_handle_t *h);
 
+static void maybe_finish(struct sl_streams *s);
+
+static void on_agents_stopped(void *arg)
+{
+    struct sl_streams *s = arg;
+    s->agents = NULL;
+    maybe_finish(s);
+}
+
 static void maybe_finish(struct sl_streams *s)
 {
     if (!s->stopping || s->finished || s->routes_open > 0)
@@ -85,6 +97,14 @@ static void maybe_finish(struct sl_streams *s)
     if (!s->grace_closing) {
         s->grace_closing = 1;
         uv_close((uv_handle_t *)&s->grace_timer, on_timer_closed);
+    }
+    /* The routes are closed: nothing uses the agents any more. */
+    if (s->agents != NULL) {
+        if (!s->agents_stopping) {
+            s->agents_stopping = 1;
+            sl_agents_stop(s->agents, on_agents_stopped, s);
+        }
+        return;
     }
     if (s->timers_open > 0)
         return;
@@ -174,6 +194,18 @@ static int route_start(struct sl_streams *s, struct sl_route *route)
                                rc->target_port, route->target,
                                sizeof(route->target)) != 0)
         snprintf(route->target, sizeof(route->target), "?");
+    if (rc->agent != NULL) {
+        /* The loader checked the name; the agents started with it. */
+        route->agent = sl_agents_find(s->agents, rc->agent);
+        if (route->agent == NULL) {
+            sl_error(log, "route \"%s\": agent \"%s\" is not running",
+                     rc->name, rc->agent);
+            return SL_ECONFIG;
+        }
+        size_t n = strlen(route->target);
+        snprintf(route->target + n, sizeof(route->target) - n,
+                 " via agent %s", rc->agent);
+    }
 
     /* Admission and accounting are hooks like any other. */
     if (rc->acl != NULL)
@@ -244,6 +276,10 @@ int sl_streams_start(struct sl_ctx *ctx, const struct sl_config *cfg)
      * has nothing else to do alive. */
     uv_unref((uv_handle_t *)&s->stats_timer);
 
+    /* The agents first: routes point at them. */
+    int aerr = sl_agents_start(ctx, cfg, &s->agents);
+    if (aerr != 0)
+        return aerr;
     size_t n = cfg != NULL ? cfg->nroutes : 0;
     if (n > 0) {
         s->routes = calloc(n, sizeof(*s->routes));

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "proto/acl.h"
 #include "proto/proxy_proto.h"
+#include "stream/agent_client.h"
 #include "stream/route.h"
 
 #define LISTEN_BACKLOG 1024
@@ -81,6 +82,7 @@ struct tcp_conn {
 
     struct sl_hook_stream hs;
     struct sl_relay relay;
+    struct sl_agent_conn adial; /* the dial through route->agent */
 };
 
 static void conn_close(struct tcp_conn *c, int reason);
@@ -174,6 +176,18 @@ static void close_handle(struct tcp_conn *c, uv_handle_t *h)
     }
 }
 
+/* The upstream may carry TLS (a stream through an agent): its transport
+ * closes it. */
+static void close_upstream(struct tcp_conn *c)
+{
+    if (c->route->agent != NULL)
+        sl_agent_conn_abort(&c->adial);
+    if (!sl_xprt_is_closing(&c->upstream)) {
+        c->upstream.tcp.data = c;
+        sl_xprt_close(&c->upstream, on_conn_handle_closed);
+    }
+}
+
 static void log_end(struct tcp_conn *c)
 {
     struct sl_route *route = c->route;
@@ -223,7 +237,7 @@ static void conn_close(struct tcp_conn *c, int reason)
     close_handle(c, (uv_handle_t *)&c->client.tcp);
     close_handle(c, (uv_handle_t *)&c->timer);
     if (c->upstream_open)
-        close_handle(c, (uv_handle_t *)&c->upstream.tcp);
+        close_upstream(c);
 }
 
 /* ---- relay ------------------------------------------------------------- */
@@ -325,8 +339,8 @@ static void start_relay(struct tcp_conn *c)
         if (early > 0)
             bufs[nbufs++] =
                 uv_buf_init((char *)c->pp_buf + c->early_off, (unsigned)early);
-        int err = uv_write(&w->req, (uv_stream_t *)&c->upstream.tcp, bufs, nbufs,
-                           on_early_written);
+        int err = sl_xprt_write(&w->req, &c->upstream, bufs, nbufs,
+                                on_early_written);
         if (err < 0) {
             free(w);
             conn_close(c, err);
@@ -446,12 +460,58 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     dial_next(c);
 }
 
+static void on_agent_dialled(struct sl_agent_conn *d, int status)
+{
+    struct tcp_conn *c = d->data;
+    if (c->phase != PH_DIAL)
+        return;
+    if (status == 0) {
+        start_relay(c);
+        return;
+    }
+    sl_debug(&c->route->ctx->log, "route \"%s\": connection #%llu: %s",
+             cname(c), (unsigned long long)c->id, sl_agent_conn_why(d));
+    dial_failed(c, status);
+}
+
+/* The target is the agent's to dial; a route through an agent known to
+ * be down refuses at once rather than wait for a dial to time out. */
+static void start_agent_dial(struct tcp_conn *c)
+{
+    struct sl_route *route = c->route;
+    const struct sl_route_config *rc = route->cfg;
+    if (!sl_agent_usable(route->agent, 0)) {
+        dial_failed(c, UV_EHOSTDOWN);
+        return;
+    }
+    struct sl_agent_hdr h = {.proto = SL_AGENT_PROTO_TCP,
+                             .port = rc->target_port};
+    snprintf(h.host, sizeof(h.host), "%s", rc->host ? rc->host : "localhost");
+    c->adial.data = c;
+    c->adial.cb = on_agent_dialled;
+    int err = sl_agent_conn_start(&c->adial, route->agent, &c->upstream, &h);
+    if (c->upstream.tcp.type == UV_TCP) {
+        c->upstream_open = 1;
+        c->refs++;
+    }
+    if (err != 0)
+        dial_failed(c, err);
+}
+
 static void start_dial(struct tcp_conn *c)
 {
     struct sl_route *route = c->route;
     const struct sl_route_config *rc = route->cfg;
 
     c->phase = PH_DIAL;
+    if (route->agent != NULL) {
+        uv_timer_start(&c->timer, on_connect_timeout,
+                       rc->connect_timeout_ms ? rc->connect_timeout_ms
+                                              : 10000,
+                       0);
+        start_agent_dial(c);
+        return;
+    }
     c->targets = calloc(1, sizeof(*c->targets));
     if (c->targets == NULL) {
         conn_close(c, UV_ENOMEM);

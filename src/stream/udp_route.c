@@ -11,7 +11,9 @@
 
 #include "core/error.h"
 #include "proto/proxy_proto.h"
+#include "stream/agent_client.h"
 #include "stream/route.h"
+#include "tls/dtls_bio.h"
 
 #define UDP_BUF_SIZE (64 * 1024)
 #define UDP_TABLE_MAX 65536
@@ -44,6 +46,7 @@ struct udp_session {
     struct pending_dgram *pending, **pending_tail;
     size_t npending;
     uint64_t bytes_in, bytes_out;
+    struct sl_agent_udp *au; /* the DTLS session through route->agent */
 };
 
 static void session_close(struct udp_session *s, const char *why);
@@ -129,7 +132,21 @@ static void send_upstream(struct udp_session *s, const char *data, size_t len)
         bufs[n++] = uv_buf_init((char *)hdr, (unsigned)hl);
     }
     bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-    int rc = uv_udp_try_send(&s->sock, bufs, n, NULL);
+    int rc;
+    if (s->au != NULL) {
+        /* One datagram is one record: a PROXY header goes in front of
+         * the payload inside it. */
+        char one[SL_DTLS_RECORD_MAX];
+        if (n == 2 && bufs[0].len + len <= sizeof(one)) {
+            memcpy(one, bufs[0].base, bufs[0].len);
+            memcpy(one + bufs[0].len, data, len);
+            rc = sl_agent_udp_send(s->au, one, bufs[0].len + len);
+        } else {
+            rc = n == 2 ? SL_ETOOBIG : sl_agent_udp_send(s->au, data, len);
+        }
+    } else {
+        rc = uv_udp_try_send(&s->sock, bufs, n, NULL);
+    }
     if (rc < 0) {
         drop(route);
         sl_trace(&route->ctx->log,
@@ -211,6 +228,10 @@ static void session_close(struct udp_session *s, const char *why)
                      (unsigned long long)s->bytes_out);
     table_del(route, s);
     sl_list_del(&s->link);
+    if (s->au != NULL) {
+        sl_agent_udp_close(s->au); /* no callback after this */
+        s->au = NULL;
+    }
     if (s->gai != NULL)
         uv_cancel((uv_req_t *)s->gai);
     if (s->sock_open)
@@ -334,6 +355,80 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
     session_connect(s);
 }
 
+/* ---- through an agent -------------------------------------------------- */
+
+static void on_agent_ready(struct sl_agent_udp *u, void *arg, int status)
+{
+    struct udp_session *s = arg;
+    (void)u;
+    if (s->closing)
+        return;
+    if (status != 0) {
+        s->au = NULL; /* it has shut itself */
+        sl_route_upstream_failed(s->route, "session",
+                                 (unsigned long long)s->id, &s->client.sa,
+                                 status, "dropping the session");
+        session_close(s, sl_strerror(status));
+        return;
+    }
+    s->connected = 1;
+    flush_pending(s);
+}
+
+static void on_agent_recv(struct sl_agent_udp *u, void *arg, const char *data,
+                          size_t len)
+{
+    struct udp_session *s = arg;
+    struct sl_route *route = s->route;
+    (void)u;
+    if (s->closing)
+        return;
+    s->last_ms = uv_now(route->ctx->loop);
+    s->replied = 1;
+    if (sl_hooks_on_read(&route->hooks, &s->hs, len, SL_HOOK_DOWN) != 0) {
+        drop(route);
+        session_close(s, "refused by a hook");
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    if (uv_udp_try_send(&route->udp.sock, &b, 1, &s->client.sa) < 0) {
+        drop(route);
+        return;
+    }
+    route->stats.udp_datagrams_out++;
+    s->bytes_out += len;
+}
+
+static void on_agent_closed(struct sl_agent_udp *u, void *arg,
+                            const char *why)
+{
+    struct udp_session *s = arg;
+    (void)u;
+    s->au = NULL; /* it has shut itself */
+    session_close(s, why);
+}
+
+/* Opens the session's DTLS session through the agent; datagrams wait in
+ * pending until the agent's status. */
+static int agent_session(struct udp_session *s)
+{
+    static const struct sl_agent_udp_cbs cbs = {
+        .ready = on_agent_ready,
+        .recv = on_agent_recv,
+        .closed = on_agent_closed,
+    };
+    const struct sl_route_config *rc = s->route->cfg;
+    struct sl_agent_hdr h = {.proto = SL_AGENT_PROTO_UDP,
+                             .port = rc->target_port};
+    snprintf(h.host, sizeof(h.host), "%s", rc->host ? rc->host : "localhost");
+    s->au = sl_agent_udp_open(s->route->agent, &h, &cbs, s);
+    if (s->au == NULL) {
+        session_close(s, "cannot open a DTLS session to the agent");
+        return UV_ENOMEM;
+    }
+    return 0;
+}
+
 /* One client prefix (/24, /64) may hold only so many sessions, so sources
  * spoofed inside one prefix cannot take the table from everyone else.
  * Spoofed floods would flood the log too: one line a second at most. */
@@ -385,6 +480,13 @@ static struct udp_session *session_new(struct sl_route *route,
 
     const char *reason = "";
     int rc_hook = sl_hooks_pre_dial(&route->hooks, &s->hs, &reason);
+    if (rc_hook == 0 && route->agent != NULL &&
+        !sl_agent_usable(route->agent, 1)) {
+        /* Known to be down: no session waits for a dial that fails. */
+        rc_hook = UV_EHOSTDOWN;
+        reason = "agent unhealthy";
+        route->stats.failed++;
+    }
     if (rc_hook != 0) {
         char a[SL_ADDR_STRLEN];
         if (rc_hook == SL_EDENIED)
@@ -414,14 +516,17 @@ static struct udp_session *session_new(struct sl_route *route,
     }
     s->source_taken = 1;
 
-    if (uv_udp_init(route->ctx->loop, &s->sock) < 0) {
-        sl_srctab_release(&route->sources, client);
-        free(s);
-        drop(route);
-        return NULL;
+    /* Through an agent, the session's upstream is its DTLS session. */
+    if (route->agent == NULL) {
+        if (uv_udp_init(route->ctx->loop, &s->sock) < 0) {
+            sl_srctab_release(&route->sources, client);
+            free(s);
+            drop(route);
+            return NULL;
+        }
+        s->sock.data = s;
+        s->sock_open = 1;
     }
-    s->sock.data = s;
-    s->sock_open = 1;
     s->id = ++route->stats.udp_sessions_total;
     route->stats.udp_sessions_active++;
     route->open++;
@@ -442,6 +547,8 @@ static struct udp_session *session_new(struct sl_route *route,
                      "route \"%s\": session #%llu from %s opened",
                      rname(route), (unsigned long long)s->id, a);
 
+    if (route->agent != NULL)
+        return agent_session(s) == 0 ? s : NULL;
     struct sockaddr_storage lit;
     int lr = sl_route_literal_target(route, &lit);
     if (lr < 0) {
