@@ -8,7 +8,7 @@ set -euo pipefail
 run_packages=(
   build-essential meson ninja-build pkg-config
   libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
-  libsqlite3-dev libyaml-dev libpq-dev python3 curl
+  libsqlite3-dev libyaml-dev libpq-dev libcurl4-openssl-dev python3 curl
 )
 
 packages=(
@@ -16,7 +16,7 @@ packages=(
   build-essential clang meson ninja-build pkg-config
   # libraries (see docs/architecture.md for what each is for)
   libuv1-dev libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
-  libsqlite3-dev libyaml-dev
+  libsqlite3-dev libyaml-dev libcurl4-openssl-dev
   # several hubs sharing one state: libpq, and the server the tests start
   libpq-dev postgresql
   # tests: unit, fuzz, end to end with real peers
@@ -25,6 +25,8 @@ packages=(
   curl openssh-server openssh-client bind9-dnsutils dnsmasq-base haproxy
   nginx-light iperf3 wrk socat sqlite3 procps iproute2 openssl nftables
   gnuplot-nox
+  # ACME against a real test CA and a real authoritative DNS server
+  pebble bind9
   # the dashboards in a real browser, and a real Prometheus scraping
   chromium chromium-driver python3-selenium prometheus
   # man pages and the Debian package (scripts/package.sh): scdoc, the

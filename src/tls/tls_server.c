@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
@@ -46,6 +47,7 @@ struct gen {
     unsigned refs;
     struct cert_slot *certs;
     size_t ncerts;
+    size_t nbase; /* the given (or local CA) ones; added ones follow */
     struct name_table exact;
     struct name_table wild; /* keyed by what follows "*." */
     unsigned char *alpn;    /* wire format; NULL: no ALPN */
@@ -71,10 +73,29 @@ struct cfg {
     unsigned char ticket_keys[TICKET_KEYS_LEN];
 };
 
+/* A certificate added at run time (sl_tls_server_set_cert), as PEM. */
+struct extra {
+    struct extra *next;
+    char *slot;
+    char *chain_pem;
+    char *key_pem;
+};
+
+/* What a reload job reads of the extras: its own copies, so the loop may
+ * change the list while the job runs. */
+struct extra_snap {
+    char *slot;
+    char *chain_pem;
+    char *key_pem;
+};
+
 struct reload_job {
     uv_work_t req;
     struct sl_tls_server *s;
     int renew_only; /* the daily check: a new generation only if re-issued */
+    int for_set;    /* made for sl_tls_server_set_cert (the log says so) */
+    struct extra_snap *extras;
+    size_t nextras;
     int rc;
     int issued;
     struct gen *gen;
@@ -91,9 +112,14 @@ struct sl_tls_server {
     int timer_on;
     int timer_closing;
     struct reload_job *job;
-    int reload_again;
+    int reload_again; /* RELOAD_FILES and/or RELOAD_SET */
     int freeing;
+    struct extra *extras; /* newest first */
+    size_t nextras;
 };
+
+#define RELOAD_FILES 1
+#define RELOAD_SET 2
 
 /* ---- names ---------------------------------------------------------- */
 
@@ -375,6 +401,7 @@ static SSL_CTX *ctx_new(const struct cfg *cfg, struct gen *g)
 struct add_names {
     struct gen *g;
     size_t cert;
+    int override; /* an added certificate takes its names from the others */
     int failed;
 };
 
@@ -393,6 +420,71 @@ static void add_name(const char *name, size_t len, void *arg)
         return; /* partial wildcards ("a*.b"): no client accepts them */
     if (e == NULL)
         an->failed = 1;
+    else if (an->override)
+        e->cert = an->cert;
+}
+
+/* Makes slot i of g from a certificate, its chain and its key (all
+ * borrowed); label names them in errors. */
+static int install_pair(const struct cfg *cfg, struct gen *g, size_t i,
+                        X509 *leaf, STACK_OF(X509) * chain, EVP_PKEY *key,
+                        const char *label, const char *key_label, time_t now,
+                        int override, char *err, size_t cap)
+{
+    SSL_CTX *ctx = NULL;
+    char reason[160];
+    int rc = SL_ECONFIG;
+    if (X509_check_private_key(leaf, key) != 1) {
+        ERR_clear_error();
+        sl_tls_errf(err, cap, "%s does not match %s", key_label, label);
+        goto out;
+    }
+    if (X509_cmp_time(X509_get0_notAfter(leaf), &now) < 0) {
+        char when[64];
+        sl_tls_time_str(X509_get0_notAfter(leaf), when, sizeof(when));
+        sl_tls_errf(err, cap, "%s: expired on %s", label, when);
+        goto out;
+    }
+    rc = UV_ENOMEM;
+    ctx = ctx_new(cfg, g);
+    if (ctx == NULL) {
+        sl_tls_errf(err, cap, "%s: cannot make a TLS context (%s)", label,
+                    sl_tls_ossl_reason(reason, sizeof(reason)));
+        goto out;
+    }
+    rc = SL_ECONFIG;
+    if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
+        sl_tls_errf(err, cap, "%s: certificate refused (%s)", label,
+                    sl_tls_ossl_reason(reason, sizeof(reason)));
+        goto out;
+    }
+    for (int k = 0; k < sk_X509_num(chain); k++) {
+        if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, k)) != 1) {
+            sl_tls_errf(err, cap, "%s: chain certificate %d refused (%s)",
+                        label, k + 1,
+                        sl_tls_ossl_reason(reason, sizeof(reason)));
+            goto out;
+        }
+    }
+    if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+        sl_tls_errf(err, cap, "%s: key refused (%s)", key_label,
+                    sl_tls_ossl_reason(reason, sizeof(reason)));
+        goto out;
+    }
+    struct add_names an = {g, i, override, 0};
+    sl_tls_cert_names(leaf, add_name, &an);
+    if (an.failed) {
+        rc = UV_ENOMEM;
+        sl_tls_errf(err, cap, "%s: out of memory", label);
+        goto out;
+    }
+    sl_tls_serial_hex(leaf, g->certs[i].serial, sizeof(g->certs[i].serial));
+    g->certs[i].ctx = ctx;
+    ctx = NULL;
+    rc = 0;
+out:
+    SSL_CTX_free(ctx);
+    return rc;
 }
 
 static int load_pair(const struct cfg *cfg, struct gen *g, size_t i,
@@ -402,76 +494,87 @@ static int load_pair(const struct cfg *cfg, struct gen *g, size_t i,
     X509 *leaf = NULL;
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *key = NULL;
-    SSL_CTX *ctx = NULL;
-    char reason[160];
     int rc = sl_tls_load_certs(cert_path, &leaf, &chain, err, cap);
     if (rc != 0)
         goto out;
     rc = sl_tls_load_key(key_path, &key, err, cap);
     if (rc != 0)
         goto out;
-    if (X509_check_private_key(leaf, key) != 1) {
-        ERR_clear_error();
-        sl_tls_errf(err, cap, "%s does not match %s", key_path, cert_path);
-        rc = SL_ECONFIG;
-        goto out;
-    }
-    if (X509_cmp_time(X509_get0_notAfter(leaf), &now) < 0) {
-        char when[64];
-        sl_tls_time_str(X509_get0_notAfter(leaf), when, sizeof(when));
-        sl_tls_errf(err, cap, "%s: expired on %s", cert_path, when);
-        rc = SL_ECONFIG;
-        goto out;
-    }
-    rc = UV_ENOMEM;
-    ctx = ctx_new(cfg, g);
-    if (ctx == NULL) {
-        sl_tls_errf(err, cap, "%s: cannot make a TLS context (%s)", cert_path,
-                    sl_tls_ossl_reason(reason, sizeof(reason)));
-        goto out;
-    }
-    rc = SL_ECONFIG;
-    if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
-        sl_tls_errf(err, cap, "%s: certificate refused (%s)", cert_path,
-                    sl_tls_ossl_reason(reason, sizeof(reason)));
-        goto out;
-    }
-    for (int k = 0; k < sk_X509_num(chain); k++) {
-        if (SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, k)) != 1) {
-            sl_tls_errf(err, cap, "%s: chain certificate %d refused (%s)",
-                        cert_path, k + 1,
-                        sl_tls_ossl_reason(reason, sizeof(reason)));
-            goto out;
-        }
-    }
-    if (SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-        sl_tls_errf(err, cap, "%s: key refused (%s)", key_path,
-                    sl_tls_ossl_reason(reason, sizeof(reason)));
-        goto out;
-    }
-    struct add_names an = {g, i, 0};
-    sl_tls_cert_names(leaf, add_name, &an);
-    if (an.failed) {
-        rc = UV_ENOMEM;
-        sl_tls_errf(err, cap, "%s: out of memory", cert_path);
-        goto out;
-    }
-    sl_tls_serial_hex(leaf, g->certs[i].serial, sizeof(g->certs[i].serial));
-    g->certs[i].ctx = ctx;
-    ctx = NULL;
-    rc = 0;
+    rc = install_pair(cfg, g, i, leaf, chain, key, cert_path, key_path, now,
+                      0, err, cap);
 out:
-    SSL_CTX_free(ctx);
     X509_free(leaf);
     sk_X509_pop_free(chain, X509_free);
     EVP_PKEY_free(key);
     return rc;
 }
 
+/* The certificates (leaf first) and the key of PEM strings. Returns 0 or
+ * SL_EPARSE. */
+static int parse_pem_pair(const char *chain_pem, const char *key_pem,
+                          X509 **leaf, STACK_OF(X509) * *chain, EVP_PKEY **key)
+{
+    BIO *b = BIO_new_mem_buf(chain_pem, -1);
+    int rc = SL_EPARSE;
+    *leaf = NULL;
+    *chain = NULL;
+    *key = NULL;
+    if (b == NULL || (*leaf = PEM_read_bio_X509(b, NULL, NULL, NULL)) == NULL)
+        goto out;
+    if ((*chain = sk_X509_new_null()) == NULL)
+        goto out;
+    for (;;) {
+        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        if (x == NULL)
+            break;
+        if (!sk_X509_push(*chain, x)) {
+            X509_free(x);
+            goto out;
+        }
+    }
+    BIO_free(b);
+    b = BIO_new_mem_buf(key_pem, -1);
+    if (b == NULL ||
+        (*key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) == NULL)
+        goto out;
+    rc = 0;
+out:
+    ERR_clear_error();
+    BIO_free(b);
+    if (rc != 0) {
+        X509_free(*leaf);
+        sk_X509_pop_free(*chain, X509_free);
+        EVP_PKEY_free(*key);
+        *leaf = NULL;
+        *chain = NULL;
+        *key = NULL;
+    }
+    return rc;
+}
+
+/* Slot i of g from an added certificate. One that no longer loads (it
+ * expired while the hub ran) is left out, not fatal: the others serve. */
+static void load_extra(const struct cfg *cfg, struct gen *g, size_t i,
+                       const struct extra_snap *x, time_t now)
+{
+    X509 *leaf;
+    STACK_OF(X509) *chain;
+    EVP_PKEY *key;
+    char err[ERRCAP];
+    if (parse_pem_pair(x->chain_pem, x->key_pem, &leaf, &chain, &key) != 0)
+        return;
+    (void)install_pair(cfg, g, i, leaf, chain, key, x->slot, x->slot, now, 1,
+                       err, sizeof(err));
+    X509_free(leaf);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(key);
+}
+
 /* Builds a generation from cfg (the local CA first makes sure its leaf is
  * current). With renew_only, *out stays NULL unless a leaf was issued.
  * Blocking; runs at start and on the thread pool. */
-static int gen_build(const struct cfg *cfg, time_t now, int renew_only,
+static int gen_build(const struct cfg *cfg, const struct extra_snap *extras,
+                     size_t nextras, time_t now, int renew_only,
                      struct gen **out, int *issued, char *err, size_t cap)
 {
     char cert_path[SL_STATEDIR_PATH_MAX], key_path[SL_STATEDIR_PATH_MAX];
@@ -497,7 +600,9 @@ static int gen_build(const struct cfg *cfg, time_t now, int renew_only,
     if (g == NULL)
         goto nomem;
     g->refs = 1;
-    g->ncerts = cfg->tls_dir != NULL ? 1 : cfg->ncerts;
+    size_t nbase = cfg->tls_dir != NULL ? 1 : cfg->ncerts;
+    g->ncerts = nbase + nextras;
+    g->nbase = nbase;
     g->certs = calloc(g->ncerts, sizeof(*g->certs));
     if (g->certs == NULL || table_init(&g->exact, 16) != 0 ||
         table_init(&g->wild, 16) != 0)
@@ -510,13 +615,16 @@ static int gen_build(const struct cfg *cfg, time_t now, int renew_only,
         g->alpn_len = cfg->alpn_len;
     }
 
-    for (size_t i = 0; i < g->ncerts; i++) {
+    for (size_t i = 0; i < nbase; i++) {
         const char *c = cfg->tls_dir != NULL ? cert_path : cfg->cert_files[i];
         const char *k = cfg->tls_dir != NULL ? key_path : cfg->key_files[i];
         rc = load_pair(cfg, g, i, c, k, now, err, cap);
         if (rc != 0)
             goto out;
     }
+    /* Oldest first, so a newer one wins a name both hold. */
+    for (size_t i = nextras; i > 0; i--)
+        load_extra(cfg, g, nbase + nextras - i, &extras[i - 1], now);
 
     /* A wildcard right below a one-label domain is refused by clients:
      * such a domain gets exact certificates on demand. */
@@ -646,7 +754,7 @@ static void serials_str(const struct gen *g, char *out, size_t cap)
 {
     size_t off = 0;
     out[0] = '\0';
-    for (size_t i = 0; i < g->ncerts && off < cap; i++) {
+    for (size_t i = 0; i < g->nbase && off < cap; i++) {
         int n = snprintf(out + off, cap - off, "%s%s", i > 0 ? ", " : "",
                          g->certs[i].serial);
         if (n < 0)
@@ -655,13 +763,59 @@ static void serials_str(const struct gen *g, char *out, size_t cap)
     }
 }
 
-static void reload_start(struct sl_tls_server *s, int renew_only);
+static void reload_start(struct sl_tls_server *s, int renew_only,
+                         int for_set);
+
+static void snap_free(struct extra_snap *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(x[i].slot);
+        free(x[i].chain_pem);
+        if (x[i].key_pem != NULL) {
+            OPENSSL_cleanse(x[i].key_pem, strlen(x[i].key_pem));
+            free(x[i].key_pem);
+        }
+    }
+    free(x);
+}
+
+static void extra_free(struct extra *x)
+{
+    free(x->slot);
+    free(x->chain_pem);
+    if (x->key_pem != NULL) {
+        OPENSSL_cleanse(x->key_pem, strlen(x->key_pem));
+        free(x->key_pem);
+    }
+    free(x);
+}
+
+/* Copies of the extras for a job, newest first. Returns 0 or UV_ENOMEM. */
+static int snap_take(struct sl_tls_server *s, struct reload_job *j)
+{
+    if (s->nextras == 0)
+        return 0;
+    j->extras = calloc(s->nextras, sizeof(*j->extras));
+    if (j->extras == NULL)
+        return UV_ENOMEM;
+    size_t i = 0;
+    for (struct extra *x = s->extras; x != NULL; x = x->next, i++) {
+        j->extras[i].slot = strdup(x->slot);
+        j->extras[i].chain_pem = strdup(x->chain_pem);
+        j->extras[i].key_pem = strdup(x->key_pem);
+        j->nextras = i + 1;
+        if (j->extras[i].slot == NULL || j->extras[i].chain_pem == NULL ||
+            j->extras[i].key_pem == NULL)
+            return UV_ENOMEM;
+    }
+    return 0;
+}
 
 static void on_renew_timer(uv_timer_t *t)
 {
     struct sl_tls_server *s = t->data;
     if (s->job == NULL)
-        reload_start(s, 1);
+        reload_start(s, 1, 0);
 }
 
 static void finish_free(struct sl_tls_server *s)
@@ -671,6 +825,11 @@ static void finish_free(struct sl_tls_server *s)
     gen_unref(s->gen);
     cfg_free(&s->cfg);
     free(s->ca_path);
+    while (s->extras != NULL) {
+        struct extra *x = s->extras;
+        s->extras = x->next;
+        extra_free(x);
+    }
     free(s);
 }
 
@@ -698,18 +857,24 @@ static void reload_apply(struct sl_tls_server *s, struct reload_job *j)
     gen_unref(old);
     char serials[256];
     serials_str(s->gen, serials, sizeof(serials));
-    if (j->renew_only)
+    if (j->renew_only) {
         sl_info(s->log, "tls: renewed the local certificate (serial %s)",
                 serials);
-    else
+    } else if (j->for_set) {
+        size_t live = 0;
+        for (size_t i = s->gen->nbase; i < s->gen->ncerts; i++)
+            live += s->gen->certs[i].ctx != NULL;
+        sl_info(s->log, "tls: %zu added certificate(s) in service", live);
+    } else
         sl_info(s->log, "tls: certificates reloaded (serial %s)", serials);
 }
 
 static void reload_work(uv_work_t *req)
 {
     struct reload_job *j = req->data;
-    j->rc = gen_build(&j->s->cfg, time(NULL), j->renew_only, &j->gen,
-                      &j->issued, j->err, sizeof(j->err));
+    j->rc = gen_build(&j->s->cfg, j->extras, j->nextras, time(NULL),
+                      j->renew_only, &j->gen, &j->issued, j->err,
+                      sizeof(j->err));
     ERR_clear_error();
 }
 
@@ -725,27 +890,33 @@ static void reload_done(uv_work_t *req, int status)
     if (!s->freeing)
         reload_apply(s, j);
     gen_unref(j->gen);
+    snap_free(j->extras, j->nextras);
     free(j);
     if (s->freeing) {
         finish_free(s);
         return;
     }
     if (s->reload_again) {
+        int again = s->reload_again;
         s->reload_again = 0;
-        reload_start(s, 0);
+        reload_start(s, 0, !(again & RELOAD_FILES));
     }
 }
 
-static void reload_start(struct sl_tls_server *s, int renew_only)
+static void reload_start(struct sl_tls_server *s, int renew_only, int for_set)
 {
     struct reload_job *j = calloc(1, sizeof(*j));
-    if (j == NULL) {
+    if (j == NULL || snap_take(s, j) != 0) {
         sl_error(s->log, "tls: reload failed, keeping the current "
                          "certificates: out of memory");
+        if (j != NULL)
+            snap_free(j->extras, j->nextras);
+        free(j);
         return;
     }
     j->s = s;
     j->renew_only = renew_only;
+    j->for_set = for_set;
     j->req.data = j;
     if (s->loop == NULL) {
         /* No loop to defer to: the caller accepted blocking. */
@@ -760,6 +931,7 @@ static void reload_start(struct sl_tls_server *s, int renew_only)
                  "tls: reload failed, keeping the current "
                  "certificates: %s",
                  uv_strerror(rc));
+        snap_free(j->extras, j->nextras);
         free(j);
         return;
     }
@@ -786,7 +958,8 @@ int sl_tls_server_new(uv_loop_t *loop, struct sl_log *log,
     rc = cfg_init(&s->cfg, opts, err, errcap);
     if (rc != 0)
         goto fail;
-    rc = gen_build(&s->cfg, time(NULL), 0, &s->gen, &issued, err, errcap);
+    rc = gen_build(&s->cfg, NULL, 0, time(NULL), 0, &s->gen, &issued, err,
+                   errcap);
     ERR_clear_error();
     if (rc != 0)
         goto fail;
@@ -849,10 +1022,65 @@ void sl_tls_server_reload(struct sl_tls_server *s)
         return;
     if (s->job != NULL) {
         /* The running job may have read the files before they changed. */
-        s->reload_again = 1;
+        s->reload_again |= RELOAD_FILES;
         return;
     }
-    reload_start(s, 0);
+    reload_start(s, 0, 0);
+}
+
+int sl_tls_server_set_cert(struct sl_tls_server *s, const char *slot,
+                           const char *chain_pem, const char *key_pem)
+{
+    struct extra *x = NULL;
+    if (s->freeing || slot == NULL)
+        return UV_EINVAL;
+    if (chain_pem != NULL) {
+        /* Refused here, with nothing changed, rather than left out of
+         * the next generation without a word. */
+        X509 *leaf;
+        STACK_OF(X509) *chain;
+        EVP_PKEY *key;
+        if (key_pem == NULL ||
+            parse_pem_pair(chain_pem, key_pem, &leaf, &chain, &key) != 0)
+            return SL_EPARSE;
+        int match = X509_check_private_key(leaf, key) == 1;
+        ERR_clear_error();
+        X509_free(leaf);
+        sk_X509_pop_free(chain, X509_free);
+        EVP_PKEY_free(key);
+        if (!match)
+            return SL_EPARSE;
+        x = calloc(1, sizeof(*x));
+        if (x == NULL || (x->slot = strdup(slot)) == NULL ||
+            (x->chain_pem = strdup(chain_pem)) == NULL ||
+            (x->key_pem = strdup(key_pem)) == NULL) {
+            if (x != NULL)
+                extra_free(x);
+            return UV_ENOMEM;
+        }
+    }
+    struct extra **pp = &s->extras;
+    while (*pp != NULL && strcmp((*pp)->slot, slot) != 0)
+        pp = &(*pp)->next;
+    if (*pp != NULL) {
+        struct extra *old = *pp;
+        *pp = old->next;
+        extra_free(old);
+        s->nextras--;
+    } else if (x == NULL) {
+        return 0; /* nothing to remove */
+    }
+    if (x != NULL) {
+        x->next = s->extras;
+        s->extras = x;
+        s->nextras++;
+    }
+    if (s->job != NULL) {
+        s->reload_again |= RELOAD_SET;
+        return 0;
+    }
+    reload_start(s, 0, 1);
+    return 0;
 }
 
 const char *sl_tls_server_ca_path(const struct sl_tls_server *s)

@@ -72,6 +72,21 @@ SSL *sl_tls_server_ssl(struct sl_tls_server *s);
  * makes one more reload run after it. */
 void sl_tls_server_reload(struct sl_tls_server *s);
 
+/* Adds a certificate at run time (ACME's), kept under slot (a name of
+ * the caller's choosing; a second call with the same slot replaces it,
+ * chain_pem NULL removes it). chain_pem is the leaf then its chain,
+ * key_pem its key. Its names (subjectAltName DNS entries) win over the
+ * given files' and the local CA's. A new generation is built on the
+ * thread pool (the files given at start are read again with it) and
+ * swapped in; live connections keep the one they started with. Calls
+ * while a build runs are folded into one more build after it. A
+ * certificate that has expired by the time a later generation is built
+ * is left out of it.
+ * Returns 0, SL_EPARSE (no certificate or key in the PEM, or they do not
+ * match: nothing changes), UV_EINVAL or UV_ENOMEM. */
+int sl_tls_server_set_cert(struct sl_tls_server *s, const char *slot,
+                           const char *chain_pem, const char *key_pem);
+
 /* <state_dir>/tls/ca.pem when the local CA is used, else NULL. */
 const char *sl_tls_server_ca_path(const struct sl_tls_server *s);
 
