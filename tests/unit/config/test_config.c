@@ -267,7 +267,7 @@ static void test_empty_and_top_level(void **state)
     sl_config_free(cfg);
 
     load_err("foo: 1\n", "unknown top-level key \"foo\"; accepted keys: "
-                         "routes, hub, node (line 1, column 1)");
+                         "routes, hub, node, agents (line 1, column 1)");
     load_err("- a\n", "the top level must be a mapping with routes:, got a "
                       "list (line 1, column 1)");
     load_err("routes: [a]\n", "routes: expected a mapping of route names to "
@@ -280,7 +280,7 @@ static void test_empty_and_top_level(void **state)
              "max_connections, max_connections_per_source, "
              "max_sessions_per_prefix, connect_timeout, "
              "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "
-             "udp_unreplied_timeout, udp_sweep_interval), got nothing "
+             "udp_unreplied_timeout, udp_sweep_interval, agent), got nothing "
              "(line 2, column 5)");
     load_err("---\nroutes: {}\n---\nroutes: {}\n",
              "YAML error at line 3: only one document is allowed");
@@ -929,7 +929,7 @@ static void test_unknown_and_repeated_fields(void **state)
                 "max_connections, max_connections_per_source, "
                 "max_sessions_per_prefix, connect_timeout, "
                 "proxy_protocol_timeout, tcp_idle_timeout, udp_idle_timeout, "
-                "udp_unreplied_timeout, udp_sweep_interval "
+                "udp_unreplied_timeout, udp_sweep_interval, agent "
                 "(line 2, column 29)");
     route_yaml(y, sizeof(y), "scheme: tcp, port: 1, port: 2");
     load_err(y, "route \"r\": field \"port\": appears twice "
