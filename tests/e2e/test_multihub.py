@@ -387,7 +387,8 @@ def test_tunnel_tests_on_postgres(postgres):  # noqa: F811
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, SLUICE_TUNNEL_PG=postgres.url())
     tests = [os.path.join(here, f) for f in (
-        "test_tunnel_hub.py", "test_tunnel_x_limits.py")]
+        "test_tunnel_hub.py", "test_tunnel_x_limits.py",
+        "test_tunnel_x_allocations.py")]
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x",
                         "-p", "no:cacheprovider"] + tests, env=env,
                        capture_output=True, text=True, timeout=600,
