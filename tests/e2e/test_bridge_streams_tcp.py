@@ -171,9 +171,12 @@ def test_iperf3_tcp_through_bridge(env, iperf3_server):
         got = end["sum_received"]["bytes"]
         assert sent > 10 << 20, end["sum_sent"]
         # the server stops counting when the client's control message
-        # overtakes data still queued in the relays' buffers: allow that
-        # much per stream (see test_streams_tcp's IPERF_INFLIGHT)
-        assert got >= sent - streams * (24 << 20), (sent, got)
+        # overtakes data still queued in socket buffers: test_streams_tcp
+        # allows 24 MiB per stream for its one relay hop; a tunnel has
+        # three TCP hops (user to hub, the data connection, node to
+        # upstream), each with autotuned buffers. Exact delivery is the
+        # scp test's job.
+        assert got >= sent - streams * 3 * (24 << 20), (sent, got)
 
 
 def test_open_kind_tcp_and_pairing_window(hubs):
