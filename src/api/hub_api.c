@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "acme/acme.h"
 #include "api/dashboard.h"
 #include "api/hub_api_plan.h"
 #include "api/server.h"
@@ -124,6 +125,34 @@ static void view_streams(struct sl_hub_api *api, const char *identity,
     }
 }
 
+/* With ACME, the identity's certificate: its state, until when it is
+ * valid, when it is renewed, the last error. */
+static void view_cert(struct sl_hub_api *api, const char *identity,
+                      json_t *j)
+{
+    struct sl_acme *acme = api->hub != NULL ? sl_hub_acme(api->hub) : NULL;
+    struct sl_acme_status st;
+    if (acme == NULL)
+        return;
+    (void)sl_acme_status(acme, identity, &st);
+    json_t *c = json_pack("{s:s, s:s}", "source", "acme", "state",
+                          sl_acme_cert_state_name(st.state));
+    if (c == NULL)
+        return;
+    if (st.name[0] != '\0')
+        json_object_set_new(c, "name", json_string(st.name));
+    if (st.not_after > 0) {
+        json_object_set_new(c, "not_after", json_integer(st.not_after));
+        json_object_set_new(c, "serial", json_string(st.serial));
+        json_object_set_new(c, "issuer", json_string(st.issuer));
+    }
+    if (st.renew_at > 0)
+        json_object_set_new(c, "renew_at", json_integer(st.renew_at));
+    if (st.error[0] != '\0')
+        json_object_set_new(c, "error", json_string(st.error));
+    json_object_set_new(j, "certificate", c);
+}
+
 static json_t *view_json(struct sl_hub_api *api, const struct view *v)
 {
     char url[512];
@@ -153,6 +182,7 @@ static json_t *view_json(struct sl_hub_api *api, const struct view *v)
         "last_seen", v->a.last_seen > 0 ? json_integer(v->a.last_seen)
                                         : json_null());
     if (j != NULL) {
+        view_cert(api, v->a.identity, j);
         sl_hub_api_plan_json(&v->plan, j);
         view_streams(api, v->a.identity, j, url, sizeof(url));
         json_object_set_new(j, "url", json_string(url));
@@ -479,6 +509,9 @@ static void create_done(uv_work_t *w, int status)
             "%" PRIu64 " traffic %" PRIu64,
             a.identity, a.username, sl_api_req_peer(job->req),
             a.limits.bridges, a.limits.traffic);
+    /* Its certificate is ordered now, not when its bridge comes. */
+    if (api->hub != NULL)
+        sl_acme_want(sl_hub_acme(api->hub), a.identity);
     struct view v;
     view_fill(api, &a, &v);
     json_t *j = view_json(api, &v);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acme/acme.h"
 #include "api/hub_api.h"
 #include "api/server.h"
 #include "cli/cli_util.h"
@@ -118,6 +119,18 @@ static const char hub_usage[] =
     "                     (protocol v2; 1-4; 0 = none, default " HUB_MUX_HELP ")\n"
     "  --no-mux           the same as --mux 0: a data connection per user\n"
     "                     connection, from each bridge's pool\n"
+    "  --acme URL         publicly trusted certificates from this ACME\n"
+    "                     directory: one per identity by TLS-ALPN-01 on the\n"
+    "                     --https port (the local CA serves until it comes)\n"
+    "  --acme-email E     contact address of the ACME account\n"
+    "  --acme-ca FILE     CA bundle the ACME server's HTTPS is checked with\n"
+    "  --acme-eab KID:KEY  external account binding (default\n"
+    "                     $SLUICE_ACME_EAB)\n"
+    "  --acme-dns-update HOST:PORT  instead, one certificate for D and *.D\n"
+    "                     by DNS-01: TXT records put on this DNS server\n"
+    "                     (RFC 2136), with --acme-tsig-key FILE (the key\n"
+    "                     file nsupdate -k reads; hmac-sha256)\n"
+    "  --acme-orders-per-hour N  orders started in any hour (default 30)\n"
     "\n"
     "Once listening, one line goes to standard output:\n"
     "  hub listening http://<addr> domain <domain>\n"
@@ -159,6 +172,11 @@ struct hub_opts {
     unsigned long long max_data_conns;
     unsigned long long udp_idle_ms; /* hidden: UDP flow expiry */
     int mux, mux_given; /* --mux N, --no-mux */
+    /* ACME: the directory and the rest; numbers hidden but the cap. */
+    const char *acme, *acme_email, *acme_ca, *acme_eab, *acme_dns;
+    const char *acme_tsig;
+    unsigned long long acme_per_hour, acme_retry_ms, acme_renew_ms;
+    unsigned long long acme_poll_ms, acme_dns_wait_ms;
 };
 
 static const struct {
@@ -183,6 +201,11 @@ static const struct {
     {"--max-data-conns", offsetof(struct hub_opts, max_data_conns)},
     {"--udp-idle-ms", offsetof(struct hub_opts, udp_idle_ms)},
     {"--rotate-grace-ms", offsetof(struct hub_opts, rotate_grace_ms)},
+    {"--acme-orders-per-hour", offsetof(struct hub_opts, acme_per_hour)},
+    {"--acme-retry-ms", offsetof(struct hub_opts, acme_retry_ms)},
+    {"--acme-renew-ms", offsetof(struct hub_opts, acme_renew_ms)},
+    {"--acme-poll-ms", offsetof(struct hub_opts, acme_poll_ms)},
+    {"--acme-dns-wait-ms", offsetof(struct hub_opts, acme_dns_wait_ms)},
 };
 
 /* Returns 1 and stores the value if argv[*i] is one of the numeric
@@ -274,6 +297,12 @@ static int hub_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--api-token-file", offsetof(struct hub_opts, api_token_file)},
         {"--public-scheme", offsetof(struct hub_opts, scheme)},
         {"--grant-key", offsetof(struct hub_opts, grant_key)},
+        {"--acme", offsetof(struct hub_opts, acme)},
+        {"--acme-email", offsetof(struct hub_opts, acme_email)},
+        {"--acme-ca", offsetof(struct hub_opts, acme_ca)},
+        {"--acme-eab", offsetof(struct hub_opts, acme_eab)},
+        {"--acme-dns-update", offsetof(struct hub_opts, acme_dns)},
+        {"--acme-tsig-key", offsetof(struct hub_opts, acme_tsig)},
         {"--store", offsetof(struct hub_opts, store)},
     };
     (void)c;
@@ -461,6 +490,27 @@ static int hub_check(void *st, const struct sl_boot_common *c)
         return 2;
     }
     const char *api_addr = o->api ? o->api : HUB_API_DEFAULT;
+    if (o->acme_eab == NULL && o->acme != NULL) {
+        const char *env = getenv("SLUICE_ACME_EAB");
+        if (env != NULL && env[0] != '\0')
+            o->acme_eab = env;
+    }
+    if (o->acme == NULL &&
+        (o->acme_email || o->acme_ca || o->acme_eab || o->acme_dns ||
+         o->acme_tsig || o->acme_per_hour)) {
+        fprintf(stderr, "sluice: the --acme-* options need --acme URL\n");
+        return 2;
+    }
+    if ((o->acme_dns == NULL) != (o->acme_tsig == NULL)) {
+        fprintf(stderr, "sluice: --acme-dns-update and --acme-tsig-key go "
+                "together\n");
+        return 2;
+    }
+    if (o->acme != NULL && o->https == NULL && o->http != NULL) {
+        fprintf(stderr, "sluice: --acme needs --https ADDR (the CA "
+                "validates on the TLS port)\n");
+        return 2;
+    }
     if (o->free_given && o->grant_key == NULL) {
         fprintf(stderr, "sluice: --free-bridges and --free-traffic shape the "
                 "plan of bridges without a grant: they need --grant-key\n");
@@ -541,6 +591,21 @@ static int hub_start(void *st, struct sl_ctx *ctx,
         .cookie_isolation = o->cookie_isolation,
         .mux_conns = o->mux_given ? o->mux : HUB_MUX_DEFAULT,
     };
+    struct sl_acme_opts acme = {
+        .directory = o->acme,
+        .email = o->acme_email,
+        .ca_file = o->acme_ca,
+        .eab = o->acme_eab,
+        .dns_update = o->acme_dns,
+        .tsig_key_file = o->acme_tsig,
+        .orders_per_hour = cap_u32(o->acme_per_hour),
+        .retry_ms = o->acme_retry_ms,
+        .renew_ms = o->acme_renew_ms,
+        .poll_ms = o->acme_poll_ms,
+        .dns_visible_ms = o->acme_dns_wait_ms,
+    };
+    if (o->acme != NULL)
+        ho.acme = &acme;
     /* scrypt takes 16 MiB per hash in the thread pool. A fixed mmap
      * threshold keeps glibc from raising it after the first free, so each
      * hash's block goes back to the system instead of staying in an

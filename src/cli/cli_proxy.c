@@ -286,8 +286,33 @@ static int call(struct proxy_opts *o, const char *method, const char *path,
 static const char *const list_heads[] = {"IDENTITY", "USER", "BRIDGES",
                                          "TRAFFIC", "BANDWIDTH", "LIMIT",
                                          "LAST SEEN", "PLAN", "RATE",
-                                         "ROTATED", "PORTS"};
+                                         "ROTATED", "PORTS", "CERT"};
 #define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
+
+/* An ACME certificate's state: "valid until 2026-03-01", "pending",
+ * "error: why" (cut); "-" without ACME. */
+static void cert_cell(json_t *c, char *cell)
+{
+    const char *state = json_string_value(json_object_get(c, "state"));
+    const char *err = json_string_value(json_object_get(c, "error"));
+    json_t *na = json_object_get(c, "not_after");
+    if (state == NULL) {
+        snprintf(cell, CELL, "-");
+    } else if (strcmp(state, "valid") == 0 && json_is_integer(na)) {
+        time_t t = (time_t)json_integer_value(na);
+        struct tm tm;
+        char day[16] = "?";
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+        snprintf(cell, CELL, "valid until %s%s", day,
+                 err != NULL ? " (renewal failing)" : "");
+    } else if (strcmp(state, "error") == 0 && err != NULL) {
+        snprintf(cell, CELL, "error: %.60s%s", err,
+                 strlen(err) > 60 ? "..." : "");
+    } else {
+        snprintf(cell, CELL, "%s", state);
+    }
+}
 
 static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
 {
@@ -337,6 +362,7 @@ static void fill_row(json_t *p, int64_t now, char cells[NCOLS][CELL])
                  tcp > 0 ? tcp : udp);
     else
         snprintf(cells[10], CELL, "-");
+    cert_cell(json_object_get(p, "certificate"), cells[11]);
 }
 
 static int cmd_list(struct proxy_opts *o)

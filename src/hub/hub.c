@@ -11,6 +11,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "acme/acme.h"
 #include "core/error.h"
 #include "hub/hub_int.h"
 #include "tls/tls_server.h"
@@ -106,6 +107,8 @@ struct hub_alloc *hub_alloc_load(struct sl_hub *hub, const struct sl_alloc *s)
         alloc_unlink_free(hub, a);
         return NULL;
     }
+    /* A certificate for it (TLS-ALPN-01), unless one is at hand. */
+    sl_acme_want(hub->acme, a->identity);
     return a;
 }
 
@@ -1097,6 +1100,36 @@ static int listen_at(struct sl_hub *hub, uv_tcp_t *l, const char *addr,
     return 0;
 }
 
+static int acme_want_one(const struct sl_alloc *a, void *arg)
+{
+    sl_acme_want(arg, a->identity);
+    return 0;
+}
+
+/* ACME after the TLS listener: the identities the store holds get their
+ * certificates ordered (or loaded) at once. */
+static int acme_start(struct sl_hub *hub, const struct sl_hub_options *opts)
+{
+    char err[512];
+    if (!hub->has_tls_listener) {
+        sl_error(hub->log, "hub: --acme needs --https (the CA validates "
+                           "on the TLS port)");
+        return SL_ECONFIG;
+    }
+    struct sl_acme_opts ao = *opts->acme;
+    ao.domain = hub->s_domain;
+    ao.state_dir = hub->s_state_dir;
+    int rc = sl_acme_new(hub->loop, hub->log, hub->tls, &ao, &hub->acme,
+                         err, sizeof(err));
+    if (rc != 0) {
+        sl_error(hub->log, "hub: ACME: %s", err);
+        return rc;
+    }
+    if (ao.dns_update == NULL)
+        (void)sl_store_list(hub->store, acme_want_one, hub->acme);
+    return 0;
+}
+
 /* The certificates, then the TLS listener. */
 static int tls_start(struct sl_hub *hub, const struct sl_hub_options *opts)
 {
@@ -1131,7 +1164,7 @@ static int tls_start(struct sl_hub *hub, const struct sl_hub_options *opts)
     if (sl_tls_server_ca_path(hub->tls) != NULL)
         sl_info(hub->log, "hub: TLS certificates from the local CA %s",
                 sl_tls_server_ca_path(hub->tls));
-    return 0;
+    return opts->acme != NULL ? acme_start(hub, opts) : 0;
 }
 
 int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
@@ -1274,6 +1307,7 @@ fail_store:
 fail_strings:
     hub_plans_free(hub);
     free_strings(hub);
+    sl_acme_free(hub->acme);
     sl_tls_server_free(hub->tls);
     if (hub->open_handles > 0) {
         /* The listeners' memory is the hub's: free it once closed. */
@@ -1350,6 +1384,9 @@ void sl_hub_stop(struct sl_hub *hub, void (*done)(void *), void *arg)
     uv_close((uv_handle_t *)&hub->flush_timer, on_hub_handle_closed);
     uv_close((uv_handle_t *)&hub->idle_timer, on_hub_handle_closed);
     hub_plans_stop(hub);
+    /* Before the certificates it hands to: nothing reaches them after. */
+    sl_acme_free(hub->acme);
+    hub->acme = NULL;
     /* Counters first, while allocations and connections are all there. */
     flush_all(hub, 0);
     for (size_t i = 0; i < HUB_BUCKETS; i++)
@@ -1380,6 +1417,11 @@ int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap)
 struct sl_tls_server *sl_hub_tls(struct sl_hub *hub)
 {
     return hub->tls;
+}
+
+struct sl_acme *sl_hub_acme(struct sl_hub *hub)
+{
+    return hub->acme;
 }
 
 const char *sl_hub_ca_path(const struct sl_hub *hub)
@@ -1464,6 +1506,7 @@ int sl_hub_live_each(struct sl_hub *hub, sl_hub_live_cb cb, void *arg)
 
 void sl_hub_forget(struct sl_hub *hub, const char *identity)
 {
+    sl_acme_forget(hub->acme, identity);
     struct hub_alloc *a = identity ? hub_alloc_find(hub, identity) : NULL;
     if (a == NULL)
         return;

@@ -17,6 +17,8 @@
 
 struct sl_tls_server;
 struct sl_hub_plan_options;
+struct sl_acme;
+struct sl_acme_opts;
 
 struct sl_hub;
 
@@ -113,6 +115,10 @@ struct sl_hub_options {
     int mux_conns;
     uint64_t mux_budget; /* bytes streams' receive windows may grow by,
                             all together (0: 64 MiB) */
+    /* ACME (acme/acme.h): certificates from a CA for the TLS listener;
+     * NULL: none. Its domain and state_dir are the hub's. Needs
+     * https_addr. Not kept after start. */
+    const struct sl_acme_opts *acme;
 };
 
 /* Live view of one allocation, for the admin API and metrics. */
@@ -161,6 +167,9 @@ int sl_hub_tls_address(const struct sl_hub *hub, char *buf, size_t cap);
 
 /* The hub's certificates (for the admin API), or NULL without TLS. */
 struct sl_tls_server *sl_hub_tls(struct sl_hub *hub);
+
+/* The hub's ACME client (for the admin API), or NULL without --acme. */
+struct sl_acme *sl_hub_acme(struct sl_hub *hub);
 
 /* The local CA's certificate when the hub made one (no --tls-cert), for
  * `curl --cacert`; else NULL. */

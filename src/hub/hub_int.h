@@ -306,6 +306,7 @@ struct sl_hub {
     int stream_port_min, stream_port_max;
     /* --https: the TLS listener and the certificates (NULL: none). */
     struct sl_tls_server *tls;
+    struct sl_acme *acme; /* NULL without --acme */
     struct hub_plans *plans; /* grants, caps, rotation (hub_grant.c) */
     uv_tcp_t tls_listener;
     char tls_address[SL_ADDR_STRLEN];

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "acme/acme.h"
+#include "acme/acme_alpn.h"
 #include "core/error.h"
 #include "hub/hub_int.h"
 #include "proto/tls_hello.h"
@@ -40,12 +42,13 @@ static void on_handshake(struct sl_xprt *x, int status)
     hub_conn_start_head(c);
 }
 
-/* Terminates TLS here: the bytes read so far are the first the TLS
- * session gets. */
-static void terminate(struct hub_conn *c)
+/* Terminates TLS here with ssl (the hub's certificates unless given):
+ * the bytes read so far are the first the TLS session gets. */
+static void terminate(struct hub_conn *c, SSL *ssl)
 {
     struct sl_hub *hub = c->hub;
-    SSL *ssl = sl_tls_server_ssl(hub->tls);
+    if (ssl == NULL)
+        ssl = sl_tls_server_ssl(hub->tls);
     if (ssl == NULL) {
         hub_conn_close(c, UV_ENOMEM);
         return;
@@ -61,6 +64,19 @@ static void terminate(struct hub_conn *c)
     c->head_len = c->head_cap = c->head_scanned = 0;
     if (rc != 0)
         hub_conn_close(c, rc);
+}
+
+/* A TLS-ALPN-01 validator: ALPN acme-tls/1 for a name whose challenge
+ * is pending gets the challenge's certificate (RFC 8737), before any
+ * routing; anyone else offering it is served as usual. */
+static SSL *acme_validator(struct sl_hub *hub, const struct sl_tls_hello *h)
+{
+    if (hub->acme == NULL || h->server_name[0] == '\0')
+        return NULL;
+    for (size_t i = 0; i < h->nalpn; i++)
+        if (strcmp(h->alpn[i], SL_ACME_ALPN_PROTO) == 0)
+            return sl_acme_challenge_ssl(hub->acme, h->server_name);
+    return NULL;
 }
 
 void hub_tls_peek(struct hub_conn *c)
@@ -92,6 +108,11 @@ void hub_tls_peek(struct hub_conn *c)
         hub_conn_close(c, rc);
         return;
     }
+    SSL *challenge = acme_validator(hub, &hello);
+    if (challenge != NULL) {
+        terminate(c, challenge);
+        return;
+    }
     char identity[SL_IDENTITY_LEN + 1];
     int route = hello.server_name[0] == '\0'
                     ? SL_ENOTFOUND
@@ -119,7 +140,7 @@ void hub_tls_peek(struct hub_conn *c)
         hub_user_passthrough(c, a);
         return;
     }
-    terminate(c);
+    terminate(c, NULL);
 }
 
 int hub_tls_redirect(struct hub_conn *c, const struct sl_http_head *h)
