@@ -1440,12 +1440,35 @@ static const struct field_def node_fields[] = {
      NULL, 0},
     {"dead-ms", "--dead-ms", SL_CONFIG_VALUE, CK_UINT, 10, 3600000, NULL,
      NULL, 0},
+    /* the agent port (docs/node.md) */
+    {"agent", "--agent", SL_CONFIG_VALUE, CK_ADDR, 0, 0, NULL, NULL, 0},
+    {"agent-certs", "--agent-certs", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL,
+     NULL, 0},
+    {"agent-ca", "--agent-ca", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL, 0},
+    {"agent-cert", "--agent-cert", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
+     0},
+    {"agent-key", "--agent-key", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
+     0},
+    {"agent-allow", "--agent-allow", SL_CONFIG_LIST, CK_ACL, 0, 0, NULL, NULL,
+     0},
+    {"agent-name", "--agent-name", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL,
+     0},
+    {"agent-max-streams", "--agent-max-streams", SL_CONFIG_VALUE, CK_UINT, 1,
+     1000000, NULL, NULL, 0},
+    {"agent-max-sessions", "--agent-max-sessions", SL_CONFIG_VALUE, CK_UINT,
+     1, 1000000, NULL, NULL, 0},
+    {"agent-idle-ms", "--agent-idle-ms", SL_CONFIG_VALUE, CK_UINT, 100,
+     604800000, NULL, NULL, 0},
+    {"agent-udp-idle-ms", "--agent-udp-idle-ms", SL_CONFIG_VALUE, CK_UINT,
+     100, 604800000, NULL, NULL, 0},
+    {"agent-no-udp", "--agent-no-udp", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL,
+     NULL, 0},
 };
 
 #define NFIELDS(t) (sizeof(t) / sizeof((t)[0]))
 
 /* Long enough for either section's list of keys. */
-#define SECTION_KEYS_MAX 1024
+#define SECTION_KEYS_MAX 2048
 
 static const char *keys_line(const struct field_def *defs, size_t n,
                              char *buf, size_t len)
