@@ -8,6 +8,7 @@
  *   POST   /api/bridge/{identity}/update/    {"password", "grant"}
  *   DELETE /api/bridge/prune/                disconnected / never connected
  *   DELETE /api/bridge/{identity}/
+ *   GET    /api/agents/                      the stream routes' agents
  * and the dashboard, the request inspector and /metrics (node_dash.h).
  * Errors are {"error": "...", "code": N}. */
 #include <string.h>
@@ -17,6 +18,8 @@
 #include "core/log.h"
 #include "node/node_dash.h"
 #include "node/node_int.h"
+#include "stream/agent_client.h"
+#include "stream/streams.h"
 
 static void h_list(struct sl_api_req *req, void *arg)
 {
@@ -147,6 +150,19 @@ static void h_prune(struct sl_api_req *req, void *arg)
     sl_api_reply_json(req, 200, json_pack("{s:I}", "removed", (json_int_t)n));
 }
 
+/* The stream routes' agents (stream/agent_client.h), when this process
+ * runs routes from a config file with agents:. */
+static void h_agents(struct sl_api_req *req, void *arg)
+{
+    struct sl_node *node = arg;
+    json_t *arr = sl_agents_json(sl_streams_agents(node->ctx->streams));
+    if (arr == NULL) {
+        sl_api_reply_error(req, 500, "Out of memory");
+        return;
+    }
+    sl_api_reply_json(req, 200, json_pack("{s:o}", "agents", arr));
+}
+
 static const struct sl_api_route routes[] = {
     {"GET", "/api/bridge/", h_list},
     {"POST", "/api/bridge/", h_create},
@@ -155,6 +171,7 @@ static const struct sl_api_route routes[] = {
     {"POST", "/api/bridge/{identity}/disconnect/", h_disconnect},
     {"POST", "/api/bridge/{identity}/update/", h_update},
     {"DELETE", "/api/bridge/{identity}/", h_remove},
+    {"GET", "/api/agents/", h_agents},
     /* the dashboard, the request inspector and metrics (node_dash.h) */
     {"GET", "/api/bridge/{identity}/requests/", sl_node_dash_requests},
     {"GET", "/api/bridge/{identity}/requests/{id}/", sl_node_dash_request},

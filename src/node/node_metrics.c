@@ -14,6 +14,8 @@
 #include "node/node_dash.h"
 #include "node/node_inspect.h"
 #include "node/node_int.h"
+#include "stream/agent_client.h"
+#include "stream/streams.h"
 
 #define METRICS_MAX (4 * 1024 * 1024)
 
@@ -134,6 +136,14 @@ void sl_node_metrics(struct sl_api_req *req, void *arg)
         "sluice_node_bridges{state=\"connecting\"} %zu\n"
         "sluice_node_bridges{state=\"disconnected\"} %zu\n",
         n[0], n[1], n[2]);
+
+    /* Stream routes' agents, when this process runs them too. */
+    char *agents = sl_agents_metrics(sl_streams_agents(node->ctx->streams));
+    if (agents == NULL)
+        t.failed = 1;
+    else if (agents[0] != '\0')
+        add(&t, "%s", agents);
+    free(agents);
 
     if (t.failed) {
         free(t.data);

@@ -1118,6 +1118,75 @@ json_t *sl_agents_json(const struct sl_agents *as)
     return arr;
 }
 
+char *sl_agents_metrics(const struct sl_agents *as)
+{
+    size_t cap = 1024 + (as != NULL ? as->n * 512 : 0), len = 0;
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    out[0] = '\0';
+    if (as == NULL || as->n == 0)
+        return out;
+    /* Agent names are [A-Za-z0-9._-]: no label escaping needed. */
+#define EMIT(...)                                                              \
+    do {                                                                       \
+        int n_ = snprintf(out + len, cap - len, __VA_ARGS__);                 \
+        if (n_ > 0)                                                            \
+            len += (size_t)n_ < cap - len ? (size_t)n_ : cap - len - 1;        \
+    } while (0)
+    EMIT("# HELP sluice_agent_up 1 while the agent answers its health "
+         "probes for the protocol.\n# TYPE sluice_agent_up gauge\n");
+    for (size_t i = 0; i < as->n; i++) {
+        const struct sl_agent *a = &as->agents[i];
+        EMIT("sluice_agent_up{agent=\"%s\",proto=\"tcp\"} %d\n"
+             "sluice_agent_up{agent=\"%s\",proto=\"udp\"} %d\n",
+             a->cfg->name, a->tcp.state == SL_AGENT_HEALTH_UP,
+             a->cfg->name, a->udp.state == SL_AGENT_HEALTH_UP);
+    }
+    EMIT("# HELP sluice_agent_probe_rtt_seconds How long the last answered "
+         "probe took.\n# TYPE sluice_agent_probe_rtt_seconds gauge\n");
+    for (size_t i = 0; i < as->n; i++) {
+        const struct sl_agent *a = &as->agents[i];
+        EMIT("sluice_agent_probe_rtt_seconds{agent=\"%s\",proto=\"tcp\"} "
+             "%.3f\n"
+             "sluice_agent_probe_rtt_seconds{agent=\"%s\",proto=\"udp\"} "
+             "%.3f\n",
+             a->cfg->name, (double)a->tcp.rtt_ms / 1000, a->cfg->name,
+             (double)a->udp.rtt_ms / 1000);
+    }
+    EMIT("# HELP sluice_agent_streams_total TCP streams opened through the "
+         "agent.\n# TYPE sluice_agent_streams_total counter\n");
+    for (size_t i = 0; i < as->n; i++)
+        EMIT("sluice_agent_streams_total{agent=\"%s\"} %llu\n",
+             as->agents[i].cfg->name,
+             (unsigned long long)as->agents[i].streams);
+    EMIT("# HELP sluice_agent_sessions_total DTLS sessions opened through "
+         "the agent.\n# TYPE sluice_agent_sessions_total counter\n");
+    for (size_t i = 0; i < as->n; i++)
+        EMIT("sluice_agent_sessions_total{agent=\"%s\"} %llu\n",
+             as->agents[i].cfg->name,
+             (unsigned long long)as->agents[i].sessions);
+#undef EMIT
+    return out;
+}
+
+void sl_agents_log(const struct sl_agents *as, const struct sl_log *log,
+                   enum sl_log_level level)
+{
+    if (as == NULL || !sl_log_on(log, level))
+        return;
+    for (size_t i = 0; i < as->n; i++) {
+        const struct sl_agent *a = &as->agents[i];
+        sl_log_write(log, level,
+                     "agent \"%s\": stats: tcp %s, udp %s; streams %llu, "
+                     "sessions %llu",
+                     a->cfg->name, health_name(a->tcp.state),
+                     health_name(a->udp.state),
+                     (unsigned long long)a->streams,
+                     (unsigned long long)a->sessions);
+    }
+}
+
 /* ---------------------------------------------------- start and stop */
 
 static int resolve(struct sl_agent *a)

@@ -62,9 +62,21 @@ enum sl_agent_health sl_agent_health(const struct sl_agent *a, int udp);
 int sl_agent_usable(const struct sl_agent *a, int udp);
 
 /* A JSON array describing every agent: name, address, tcp and udp
- * {health, error, checked_at}, info (what GET /info said, or null),
- * streams and sessions opened. NULL on ENOMEM. */
+ * {health ("healthy", "unhealthy", "unknown"), error, checked_at (ms
+ * since the epoch, 0 never), rtt_ms}, info (what GET /info said, or
+ * null), streams and sessions opened through it. NULL on ENOMEM; an
+ * empty array for NULL as. */
 json_t *sl_agents_json(const struct sl_agents *as);
+
+/* Prometheus text (0.0.4) of the agents: sluice_agent_up{agent,proto}
+ * (1 healthy, 0 not), sluice_agent_probe_rtt_seconds{agent,proto},
+ * sluice_agent_streams_total{agent}, sluice_agent_sessions_total{agent}.
+ * A new string (the caller frees), "" for NULL as, NULL on ENOMEM. */
+char *sl_agents_metrics(const struct sl_agents *as);
+
+/* One log line per agent at level: its health and counts. */
+void sl_agents_log(const struct sl_agents *as, const struct sl_log *log,
+                   enum sl_log_level level);
 
 /* ------------------------------------------------------------- TCP */
 

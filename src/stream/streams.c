@@ -77,6 +77,7 @@ void sl_streams_log_stats(const struct sl_streams *s, const struct sl_log *log,
                          (unsigned long long)st->dropped,
                          (unsigned long long)st->failed);
     }
+    sl_agents_log(s->agents, log, level);
 }
 
 static void on_timer_closed(uv_handle_t *h);
@@ -366,6 +367,11 @@ int sl_streams_route_stats(const struct sl_streams *s, size_t i,
         return SL_ENOTFOUND;
     *out = s->routes[i].stats;
     return 0;
+}
+
+struct sl_agents *sl_streams_agents(struct sl_streams *s)
+{
+    return s != NULL ? s->agents : NULL;
 }
 
 struct sl_hooks *sl_streams_route_hooks(struct sl_streams *s, size_t i)

@@ -56,6 +56,10 @@ int sl_streams_route_stats(const struct sl_streams *s, size_t i,
  * they care about arrives). NULL if i is out of range. */
 struct sl_hooks *sl_streams_route_hooks(struct sl_streams *s, size_t i);
 
+/* The agents of the config's agents: section (stream/agent_client.h),
+ * or NULL. */
+struct sl_agents *sl_streams_agents(struct sl_streams *s);
+
 /* Writes one log line per route with its counters, at level. */
 void sl_streams_log_stats(const struct sl_streams *s, const struct sl_log *log,
                           enum sl_log_level level);
