@@ -442,6 +442,20 @@ def test_statuses_bad_headers_policy_probe(agents, certs, echo):
     assert "refused: bad header (port 0)" in log
 
 
+def test_dtls_bad_first_record_gets_bad_header(agents, certs):
+    a = agents()
+    g = certs["good"]
+    # openssl s_client sends each line of its input as one record
+    cp = run([OPENSSL, "s_client", "-dtls1_2", "-quiet", "-connect",
+              a.addr, "-CAfile", os.path.join(g, "ca.pem"), "-cert",
+              os.path.join(g, "client.pem"), "-key",
+              os.path.join(g, "client.key")], input=b"not a header\n",
+             timeout=20)
+    assert cp.stdout == bytes([BAD_HEADER]), (cp.stdout, cp.stderr)
+    wait_for(lambda: "refused: bad header (first record is not a "
+             "272-byte header)" in a.log(), scaled(5))
+
+
 def test_caps_and_idle_bounds(agents, certs, echo):
     a = agents(args=["--agent-max-streams", "2", "--agent-idle-ms", "700"])
     g = certs["good"]
@@ -542,16 +556,38 @@ def test_udp_route_through_agent_dig_50_flows(agents, certs, sluice,
     assert "udp healthy" in s.stderr()
 
 
+def agents_api(api_port):
+    cp = run([CURL, "-sS", "http://127.0.0.1:%d/api/agents/" % api_port])
+    return {a["name"]: a for a in json.loads(cp.stdout)["agents"]}
+
+
+def metric(api_port, line_start):
+    cp = run([CURL, "-sS", "http://127.0.0.1:%d/metrics" % api_port])
+    for line in cp.stdout.decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    return None
+
+
 def test_health_checks_down_and_back(tmp_path, agents, certs, sluice,
                                      echo):
     port = free_port(both=True)
     a = agents(port=port)
     e = echo()
+    api = free_port()
+    # with the node role in the same process: its API shows the agents
     s = sluice(agent_config(a, certs["good"], {
         "echo": route("tcp", e.port, agent="lab"),
         "u": route("udp", 9, agent="lab")},
-        health_interval="1s", health_timeout="500ms"))
+        health_interval="1s", health_timeout="500ms"),
+        args=["--bridge", "--node-api", "127.0.0.1:%d" % api,
+              "--state-dir", str(tmp_path / "proxy-state")])
     wait_for(lambda: "tcp healthy" in s.stderr(), scaled(10))
+    wait_for(lambda: agents_api(api)["lab"]["info"] is not None, scaled(5))
+    lab = agents_api(api)["lab"]
+    assert lab["tcp"]["health"] == "healthy"
+    assert lab["info"]["streams"] == ["tcp", "udp"]
+    assert metric(api, 'sluice_agent_up{agent="lab",proto="tcp"}') == 1
     with connect(s.port("echo")) as c:
         c.sendall(b"one")
         assert recv_exact(c, 3) == b"one"
@@ -566,6 +602,9 @@ def test_health_checks_down_and_back(tmp_path, agents, certs, sluice,
         assert c.recv(1) == b""  # refused at once, not after a dial
     assert time.monotonic() - t0 < 1.0
     assert "unreachable (host is down)" in s.stderr()
+    lab = agents_api(api)["lab"]
+    assert lab["tcp"]["health"] == "unhealthy" and lab["tcp"]["error"]
+    assert metric(api, 'sluice_agent_up{agent="lab",proto="tcp"}') == 0
     # back on the same port: healthy again, traffic flows
     agents(port=port)
     wait_for(lambda: s.stderr().count("tcp healthy") >= 2, scaled(10),
@@ -573,6 +612,44 @@ def test_health_checks_down_and_back(tmp_path, agents, certs, sluice,
     with connect(s.port("echo")) as c:
         c.sendall(b"two")
         assert recv_exact(c, 3) == b"two"
+
+
+def test_udp_sessions_end_on_both_sides(agents, certs, sluice,
+                                        udp_upstream):
+    a = agents(args=["--agent-udp-idle-ms", "1500"])
+    up = udp_upstream(reply_prefix=b"re:")
+    s = sluice(agent_config(a, certs["good"], {
+        "u": route("udp", up.port, agent="lab", udp_idle_timeout="1s",
+                   udp_sweep_interval="200ms")}))
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(scaled(5))
+    try:
+        for i in range(3):
+            c.sendto(b"q%d" % i, ("127.0.0.1", s.port("u")))
+            assert c.recvfrom(100)[0] == b"re:q%d" % i
+        # the route's session ends when idle and says so to the agent
+        wait_for(lambda: "closed by the client" in a.log(), scaled(5),
+                 what="the agent's session ended by close_notify")
+    finally:
+        c.close()
+    # an agent's own idle bound ends a session whose client went quiet
+    # without a word: a DTLS session opened by hand and left
+    g = certs["good"]
+    p = subprocess.Popen([OPENSSL, "s_client", "-dtls1_2", "-quiet",
+                          "-connect", a.addr, "-CAfile",
+                          os.path.join(g, "ca.pem"), "-cert",
+                          os.path.join(g, "client.pem"), "-key",
+                          os.path.join(g, "client.key")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    try:
+        p.stdin.write(header("127.0.0.1", up.port, udp=True))
+        p.stdin.flush()
+        wait_for(lambda: "closed (idle" in a.log(), scaled(8),
+                 what="the agent's idle bound")
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_ipv6_agent(agents, certs, sluice, echo):
