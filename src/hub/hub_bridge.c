@@ -376,6 +376,8 @@ static void control_on_message(struct sl_ws *ws, enum sl_ws_msg_type type,
 
 static void drop_pool_of(struct hub_alloc *a, const char *id,
                          const struct hub_conn *c, const char *why);
+static void drop_pairs_of(struct hub_alloc *a, const char *id,
+                          const struct hub_conn *c);
 
 static void on_ws_closed(struct sl_ws *ws, int reason)
 {
@@ -396,8 +398,10 @@ static void on_ws_closed(struct sl_ws *ws, int reason)
         /* Dead of silence (pings unanswered, TCP_USER_TIMEOUT): its idle
          * pool shares the dead path, and a user paired with it would wait
          * out the same timeout before a 502. */
-        if (reason == UV_ETIMEDOUT && c->bridge_id[0] != '\0')
+        if (reason == UV_ETIMEDOUT && c->bridge_id[0] != '\0') {
             drop_pool_of(c->alloc, c->bridge_id, c, "timed out");
+            drop_pairs_of(c->alloc, c->bridge_id, c);
+        }
     }
     hub_conn_ws_closed(c, reason);
 }
@@ -438,6 +442,31 @@ static void drop_pool_of(struct hub_alloc *a, const char *id,
         sl_info(c->hub->log, "hub control %llu (%s): %u mux connections of "
                              "the %s one take no new streams",
                 (unsigned long long)c->id, a->identity, muxes, why);
+}
+
+/* A bridge dead of silence: its paired data connections share the dead
+ * path, and their users would wait out TCP's own timeout. They end now,
+ * within the dead-peer time (stream users get a reset). */
+static void drop_pairs_of(struct hub_alloc *a, const char *id,
+                          const struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    unsigned dropped = 0;
+    struct sl_link *l, *next;
+    for (l = hub->conns.next; l != &hub->conns; l = next) {
+        next = l->next;
+        struct hub_conn *d = HUB_CONN_OF(l, all);
+        if (d->kind == C_DATA && d->alloc == a && d->peer != NULL &&
+            !d->closing && strcmp(d->bridge_id, id) == 0) {
+            /* (Closed conns stay linked until freed, later.) */
+            hub_conn_close(d, UV_ETIMEDOUT);
+            dropped++;
+        }
+    }
+    if (dropped > 0)
+        sl_info(hub->log, "hub control %llu (%s): %u paired data "
+                          "connections of the timed out one closed",
+                (unsigned long long)c->id, a->identity, dropped);
 }
 
 /* Closes control connection old in favour of c, with the idle pool old's

@@ -1001,6 +1001,12 @@ void hub_user_upstream_gone(struct hub_conn *u, int reason)
     case U_PAIRING:
         return;
     case U_OPAQUE:
+        if (u->passthrough && reason != 0 && reason != UV_EOF) {
+            /* The bridge's path died under a TCP (or passthrough) user:
+             * a reset, as the service's own death would give. */
+            hub_conn_reset(u);
+            return;
+        }
         if (u->shut_out) {
             /* Already half-closed towards the user: what is queued
              * still goes out, then u ends. */
