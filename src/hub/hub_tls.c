@@ -120,9 +120,11 @@ void hub_tls_peek(struct hub_conn *c)
                                     strlen(hello.server_name), hub->s_domain,
                                     identity);
     struct hub_alloc *a = route == 0 ? hub_alloc_get(hub, identity) : NULL;
-    if (route == SL_EPARSE || (route == 0 && a == NULL)) {
-        /* A name under the domain that is no identity here: told at once
-         * with an alert, before any certificate is made or sent. */
+    if (route == 0 && a == NULL) {
+        /* An identity this hub does not know: told at once with an alert,
+         * before any certificate is made or sent. (Other names under the
+         * domain, "www" or "api", are the operator's: terminated, with
+         * their own certificate if one is given.) */
         sl_debug(hub->log, "hub conn %llu from %s: TLS for unknown name %s, "
                            "alert unrecognized_name",
                  (unsigned long long)c->id, c->peer_ip, hello.server_name);
