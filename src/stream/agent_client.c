@@ -61,6 +61,11 @@ struct info_req;
 struct sl_agents {
     struct sl_ctx *ctx;
     struct sl_log *log;
+    /* What every DTLS session reads a datagram into, and decrypts it
+     * into: each is used within one callback, so one of each serves all
+     * sessions (a session costs its SSL and two handles, not 80 KiB). */
+    uint8_t *udp_in;    /* UDP_READ_MAX */
+    uint8_t *udp_plain; /* SL_DTLS_RECORD_MAX */
     struct sl_agent *agents;
     size_t n;
     int open; /* timers and probes not yet let go */
@@ -386,7 +391,7 @@ struct sl_agent_udp {
     uv_udp_t sock;
     uv_timer_t timer; /* retransmissions, the header's resends */
     uint8_t hdr[SL_AGENT_HDR_LEN];
-    uint8_t *rbuf;
+    uint8_t *rbuf; /* the agents' (shared: used within one callback) */
     enum ustage stage;
     int open; /* handles */
     unsigned closing : 1; /* the user let go: no more callbacks */
@@ -399,7 +404,6 @@ struct sl_agent_udp {
 static void udp_free(struct sl_agent_udp *u)
 {
     SSL_free(u->ssl);
-    free(u->rbuf);
     free(u);
 }
 
@@ -578,9 +582,9 @@ static void on_udp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct sl_agent_udp *u = h->data;
     (void)hint;
-    /* Datagrams land behind the record buffer and are decrypted into
-     * its front: one allocation per session. */
-    *buf = uv_buf_init((char *)u->rbuf + SL_DTLS_RECORD_MAX, UDP_READ_MAX);
+    /* Every session reads into the agents' one buffer: a datagram is
+     * decrypted (into another shared one) before its callback returns. */
+    *buf = uv_buf_init((char *)u->agent->as->udp_in, UDP_READ_MAX);
 }
 
 static void on_udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
@@ -632,13 +636,12 @@ struct sl_agent_udp *sl_agent_udp_open(struct sl_agent *a,
     struct sl_agent_udp *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
-    u->rbuf = malloc(SL_DTLS_RECORD_MAX + UDP_READ_MAX);
+    u->rbuf = a->as->udp_plain;
     u->ssl = SSL_new(a->dtls);
     BIO *bio = u->ssl != NULL ? sl_dtls_bio_new(&u->io) : NULL;
-    if (u->rbuf == NULL || bio == NULL || sl_agent_hdr_encode(h, u->hdr) != 0) {
+    if (bio == NULL || sl_agent_hdr_encode(h, u->hdr) != 0) {
         BIO_free(bio);
         SSL_free(u->ssl);
-        free(u->rbuf);
         free(u);
         return NULL;
     }
@@ -1227,6 +1230,8 @@ static void agents_free(struct sl_agents *as)
     }
     void (*done)(void *) = as->done;
     void *arg = as->done_arg;
+    free(as->udp_in);
+    free(as->udp_plain);
     free(as->agents);
     free(as);
     if (done != NULL)
@@ -1302,7 +1307,12 @@ int sl_agents_start(struct sl_ctx *ctx, const struct sl_config *cfg,
     as->ctx = ctx;
     as->log = &ctx->log;
     as->agents = calloc(cfg->nagents, sizeof(*as->agents));
-    if (as->agents == NULL) {
+    as->udp_in = malloc(UDP_READ_MAX);
+    as->udp_plain = malloc(SL_DTLS_RECORD_MAX);
+    if (as->agents == NULL || as->udp_in == NULL || as->udp_plain == NULL) {
+        free(as->agents);
+        free(as->udp_in);
+        free(as->udp_plain);
         free(as);
         return UV_ENOMEM;
     }
