@@ -174,6 +174,7 @@ struct sl_acme {
     struct call *head, *tail;
     struct call *running;
     int nonce_fetch;
+    int in_cb; /* a call's callback runs: req is still in use */
     struct sl_acme_http_req req;
     /* Certificates. */
     struct subject *subjects;
@@ -366,9 +367,9 @@ static void subject_failed(struct sl_acme *a, struct subject *s,
         /* One line for the hub, not one per identity. */
         if (strcmp(a->global_logged, text) != 0) {
             sl_error(a->log,
-                     "acme: %s; certificates wait (local CA serves "
-                     "meanwhile), retrying in %llu s",
-                     text, (unsigned long long)(wait / 1000));
+                     "acme: %s; retrying in %.1f s (a name without its "
+                     "certificate is served the local CA's meanwhile)",
+                     text, (double)wait / 1000);
             snprintf(a->global_logged, sizeof(a->global_logged), "%s", text);
         } else {
             sl_debug(a->log, "acme: %s the certificate for %s: %s (again)",
@@ -380,11 +381,11 @@ static void subject_failed(struct sl_acme *a, struct subject *s,
     if (strcmp(s->logged, text) != 0) {
         sl_error(a->log,
                  "acme: %s the certificate for %s failed: %s; %s, "
-                 "retrying in %llu s",
+                 "retrying in %.1f s",
                  what, s->names[0], text,
                  s->has_cert ? "the current one serves"
                              : "the local CA's serves meanwhile",
-                 (unsigned long long)(wait / 1000));
+                 (double)wait / 1000);
         snprintf(s->logged, sizeof(s->logged), "%s", text);
     } else {
         sl_debug(a->log, "acme: %s the certificate for %s failed again: %s",
@@ -502,7 +503,10 @@ static void send_req(struct sl_acme *a, enum sl_acme_http_method m,
 
 static void pump(struct sl_acme *a)
 {
-    if (a == NULL || a->running != NULL || a->nonce_fetch || a->freeing)
+    /* The next request reuses req: not while a callback still reads it
+     * (on_http pumps after). */
+    if (a == NULL || a->running != NULL || a->nonce_fetch || a->in_cb ||
+        a->freeing)
         return;
     while (a->head != NULL && a->head->dead) {
         struct call *c = a->head;
@@ -541,6 +545,16 @@ static void pump(struct sl_acme *a)
         }
     }
     send_req(a, c->method, c->url, body, c->accept);
+}
+
+/* What the CA sent that did not parse, for the debug log. */
+static void debug_body(struct sl_acme *a, const struct sl_acme_http_req *r)
+{
+    char text[600];
+    if (!sl_log_on(a->log, SL_LOG_DEBUG))
+        return;
+    sl_log_escape(r->resp.data != NULL ? r->resp.data : "", text, sizeof(text));
+    sl_debug(a->log, "acme: HTTP %ld from %s: %s", r->status, r->url, text);
 }
 
 static int is_problem(const struct sl_acme_http_req *r,
@@ -583,8 +597,10 @@ static void on_http(struct sl_acme_http_req *r)
                          "no Replay-Nonce from %s (HTTP %ld)", r->url,
                          r->status);
                 r->status = 0;
+                a->in_cb = 1;
                 if (!c->dead)
                     c->cb(a, c, r);
+                a->in_cb = 0;
                 call_free(c);
             }
         }
@@ -608,8 +624,10 @@ static void on_http(struct sl_acme_http_req *r)
         enqueue(a, c, 1);
         return;
     }
+    a->in_cb = 1;
     if (!c->dead)
         c->cb(a, c, r);
+    a->in_cb = 0;
     call_free(c);
     sl_dynbuf_free(&r->resp);
     pump(a);
@@ -994,6 +1012,7 @@ static void on_authz(struct sl_acme *a, struct call *c,
     }
     int rc = sl_acme_parse_authz(r->resp.data, r->resp.len, &az);
     if (rc != 0) {
+        debug_body(a, r);
         order_failf(o, "an authorization of %s does not parse (%s)",
                     o->s->names[0], sl_strerror(rc));
         return;
@@ -1115,6 +1134,7 @@ static void on_poll_authz(struct sl_acme *a, struct call *c,
         return;
     }
     if (sl_acme_parse_authz(r->resp.data, r->resp.len, &az) != 0) {
+        debug_body(a, r);
         order_failf(o, "an authorization of %s does not parse", o->s->names[0]);
         return;
     }
@@ -1461,9 +1481,11 @@ static void start_order(struct sl_acme *a, struct subject *s)
     s->due = NEVER;
     if (!s->has_cert)
         s->state = SL_ACME_CERT_PENDING;
-    sl_info(a->log, "acme: ordering a certificate for %s%s%s (%s)", s->names[0],
-            s->nnames > 1 ? " and " : "", s->nnames > 1 ? s->names[1] : "",
-            s->has_cert ? "renewal" : chall_type(a));
+    /* Once, not at every retry of a failing one. */
+    sl_log_write(a->log, s->failures == 0 ? SL_LOG_INFO : SL_LOG_DEBUG,
+                 "acme: ordering a certificate for %s%s%s (%s)", s->names[0],
+                 s->nnames > 1 ? " and " : "", s->nnames > 1 ? s->names[1] : "",
+                 s->has_cert ? "renewal" : chall_type(a));
     order_next(o);
 }
 
