@@ -33,6 +33,7 @@
 #define RTT_FLOOR_US 1000
 #define TUNE_RTTS 4             /* half a window within this many RTTs */
 #define BATCHES_PER_RUN 16
+#define LINGER_MS 10000         /* a closed stream's queued writes, at most */
 #define SEG_NONE UINT32_MAX
 
 /* A caller's write on a stream, until the write carrying its last byte
@@ -102,12 +103,16 @@ struct sl_mux_stream {
     unsigned open_pending : 1; /* ours, OPEN not framed yet */
     unsigned fin_want : 1;
     unsigned fin_sent : 1;
+    unsigned fin_framed : 1; /* by shutdown (a close's FIN is a control
+                                frame) */
     unsigned fin_recv : 1;
     unsigned eof_done : 1;
     unsigned err_done : 1;
     unsigned user_closed : 1;
     unsigned close_done : 1;
     unsigned refused : 1;
+    unsigned lingering : 1; /* closed, its queued writes still going */
+    uint64_t linger_until;
 };
 
 struct batch {
@@ -183,6 +188,7 @@ static const struct sl_xprt_ops stream_ops;
 static void schedule(struct sl_mux *m);
 static void close_transport(struct sl_mux *m);
 static void on_goaway_shut(uv_shutdown_t *req, int status);
+static void stream_reset(struct sl_mux_stream *s, int err);
 static void abort_conn(struct sl_mux *m, int send_goaway, uint32_t code,
                        const char *reason, int err);
 static void maybe_free(struct sl_mux *m);
@@ -449,7 +455,7 @@ static int fin_due(const struct sl_mux_stream *s)
 
 static int can_frame(const struct sl_mux *m, const struct sl_mux_stream *s)
 {
-    if (s->err || s->user_closed)
+    if (s->err || (s->user_closed && !s->lingering))
         return 0;
     return s->open_pending || head_done(s) || fin_due(s) ||
            sendable(m, s) > 0;
@@ -464,8 +470,8 @@ static void make_ready(struct sl_mux *m, struct sl_mux_stream *s)
     if (can_frame(m, s)) {
         sl_list_push(&m->ready, &s->ready);
         schedule(m);
-    } else if (!s->err && !s->user_closed && s->unframed > 0 &&
-               s->sent < s->send_limit) {
+    } else if (!s->err && (!s->user_closed || s->lingering) &&
+               s->unframed > 0 && s->sent < s->send_limit) {
         sl_list_push(&m->blocked, &s->ready);
     }
 }
@@ -578,6 +584,7 @@ static void frame_one(struct sl_mux *m, struct sl_mux_stream *s,
         sl_mux_encode_fin(h, SL_MUX_HEADER, s->id);
         push_iov(b, h, SL_MUX_HEADER);
         s->fin_sent = 1;
+        s->fin_framed = 1;
         s->inflight++;
         s->fin_next = b->fins;
         b->fins = s;
@@ -1048,6 +1055,12 @@ static void on_data(struct sl_mux *m, uint32_t id, const uint8_t *p, size_t n)
         fail(m, SL_MUX_GO_PROTOCOL, "DATA after FIN");
         return;
     }
+    if (s->user_closed) {
+        /* Closed here: as a closed socket answers data. */
+        queue_rst(m, s->id, SL_MUX_RST_CLOSED, "closed");
+        stream_reset(s, UV_ECONNRESET);
+        return;
+    }
     s->recv += n;
     if (s->recv > s->granted) {
         mlog(m, SL_LOG_WARN, "stream %u: data past its credit (%llu > %llu)",
@@ -1156,7 +1169,8 @@ static void on_frame(struct sl_mux *m, const struct sl_mux_frame *f)
             break;
         }
         s->fin_recv = 1;
-        touch(m, s);
+        if (!s->user_closed)
+            touch(m, s);
         if (s->fin_sent)
             retire(s);
         break;
@@ -1408,14 +1422,36 @@ static void s_close(struct sl_xprt *x, uv_close_cb cb)
     s->close_cb = cb;
     s->reading = 0;
     if (s->in_map) {
-        /* Like a socket closed before both FINs: the peer hears RST.
-         * A stream whose OPEN never went out is unknown to the peer. */
-        if (!s->open_pending && !m->closing)
+        int unread = s->rx != NULL || s->seg_head != SEG_NONE;
+        if (s->open_pending || m->closing) {
+            retire(s); /* unknown to the peer, or nothing goes out */
+        } else if (unread || s->err) {
+            /* As a socket closed with bytes unread: RST. */
             queue_rst(m, s->id, SL_MUX_RST_CLOSED, NULL);
-        retire(s);
+            retire(s);
+        } else if (s->wq != NULL && !s->fin_sent) {
+            /* Closed with writes queued: they still go (as the bytes a
+             * socket's kernel holds do), FIN after them, for at most
+             * LINGER_MS; the close callback waits for that. */
+            s->lingering = 1;
+            s->linger_until = uv_now(m->loop) + LINGER_MS;
+            s->fin_want = 1;
+            make_ready(m, s);
+        } else {
+            /* As a socket closed: FIN after what was sent, and what the
+             * peer sends after it gets RST. */
+            if (!s->fin_sent) {
+                uint8_t f[SL_MUX_HEADER];
+                ctl_frame(m, f, sl_mux_encode_fin(f, sizeof(f), s->id));
+                s->fin_sent = 1;
+            }
+            if (s->fin_recv)
+                retire(s);
+        }
     }
     rx_drop(s);
-    sl_list_del(&s->ready);
+    if (!s->lingering)
+        sl_list_del(&s->ready);
     pend(s);
 }
 
@@ -1445,8 +1481,8 @@ static const struct sl_xprt_ops stream_ops = {
  * closed stream's close callback runs once nothing refers to it. */
 static void settle(struct sl_mux *m, struct sl_mux_stream *s)
 {
-    int dead = s->err || s->user_closed || m->closing;
-    if (dead && (s->wq != NULL || (s->shut_req && !s->fin_sent))) {
+    int dead = s->err || (s->user_closed && !s->lingering) || m->closing;
+    if (dead && (s->wq != NULL || (s->shut_req && !s->fin_framed))) {
         if (m->out != NULL) {
             /* The write in flight may hold the head's bytes. */
             sl_list_push(&m->deferred, &s->pend);
@@ -1468,7 +1504,7 @@ static void settle(struct sl_mux *m, struct sl_mux_stream *s)
                 cb(req, err);
         }
         s->unframed = 0;
-        if (s->shut_req != NULL && !s->fin_sent) {
+        if (s->shut_req != NULL && !s->fin_framed) {
             uv_shutdown_t *req = s->shut_req;
             uv_shutdown_cb cb = s->shut_cb;
             s->shut_req = NULL;
@@ -1573,6 +1609,17 @@ static void on_timer(uv_timer_t *t)
     }
     if (now - m->last_ping >= ping)
         send_ping(m);
+    /* Closed streams whose queued writes the peer did not take in time
+     * are reset (their owners' close callbacks can then run). */
+    for (struct sl_link *l = m->all.next; l != &m->all; l = l->next) {
+        struct sl_mux_stream *s =
+            (struct sl_mux_stream *)((char *)l -
+                                     offsetof(struct sl_mux_stream, all));
+        if (s->lingering && !s->err && now >= s->linger_until) {
+            queue_rst(m, s->id, SL_MUX_RST_CLOSED, "linger timed out");
+            stream_reset(s, UV_ECONNRESET);
+        }
+    }
 }
 
 /* The last frame of an ending connection. Returns 0 if it is being

@@ -30,7 +30,8 @@ from netns import Netns
 from tls_support import (Ca, cert_sans, curl_tls, echo_upstream,
                          https_get, issued_by, load_cert, openssl_ciphers, peer_cert,
                          s_client, s_client_certs, tls_connect)
-from tunnel_x_support import big_file, http_get, read_response, stop_clean
+from tunnel_x_support import (big_file, http_get, pool_or_mux,
+                              read_response, stop_clean)
 
 RELOAD_MB = int(os.environ.get("SLUICE_TLS_RELOAD_MB", "64") or "64")
 
@@ -62,8 +63,8 @@ def test_two_identities_one_port_curl(env):
     ids = {up: ident for ident, _, up in node.wait_bridges(2)}
     for up, want in ((alpha, "alpha /x"), (beta, "beta /x")):
         ident = ids[up.url]
-        wait_for(lambda: hub.proxy(ident).get("pool", 0) >= 1, 10,
-                 what="pool of %s" % ident)
+        wait_for(lambda: pool_or_mux(hub, ident), 10,
+                 what="pool or mux of %s" % ident)
         cp = curl_tls(hub.https_port, name_of(hub, ident), "/x", "--fail",
                       cafile=hub.ca)
         assert cp.returncode == 0, cp.stderr

@@ -16,7 +16,7 @@ import pytest
 
 from helpers import free_port, scaled, wait_for
 from tls_support import Ca, FakeTlsHub, curl_tls, days_before, https_get
-from tunnel_x_support import http_get
+from tunnel_x_support import http_get, pool_or_mux
 
 NO_AUTH_MARKS = ("hub control", "hub alloc", "hub data",
                  "credentials rejected")
@@ -182,8 +182,8 @@ def test_node_retries_until_hub_has_good_cert(env, ca, tmp_path):
     hub2 = hub_with(env, good, https_port=port, state_dir=state)
     t0 = time.monotonic()
     node.wait_bridges(1, timeout=40)
-    wait_for(lambda: hub2.proxy(node.identity).get("pool", 0) >= 1, 10,
-             what="a pool connection")
+    wait_for(lambda: pool_or_mux(hub2, node.identity), 10,
+             what="a pool or mux connection")
     st, _, body = https_user(hub2, node.identity, "/r")
     assert (st, body) == (200, b"back /r")
     assert time.monotonic() - t0 < scaled(40)
@@ -197,8 +197,9 @@ DATA_TLS_RE = re.compile(r"data connection #(\d+): TLS (\S+), (session "
 def test_data_connections_resume_tls_session(env):
     """The pool's data connections resume the TLS session the node got
     (tickets): the node says, at debug level, `data connection #N: TLS
-    <version>, session resumed` for each."""
-    hub = env.hub(tls=True)
+    <version>, session resumed` for each. (The pool's: a hub without
+    multiplexing.)"""
+    hub = env.hub(tls=True, args=["--no-mux"])
     up = env.hash_upstream()
     node = env.node(hub, up.url, hub_url=hub.https_url, hub_ca=hub.ca,
                     pool=4, global_args=["--log-level=debug"])

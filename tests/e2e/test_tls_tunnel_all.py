@@ -27,7 +27,7 @@ import pytest
 
 from helpers import recv_all, require_binary, scaled, wait_for
 from tls_support import client_context
-from tunnel_x_support import big_file, read_response
+from tunnel_x_support import big_file, pool_or_mux, read_response
 
 MB = int(os.environ.get("SLUICE_TLS_TEST_MB", "32") or "32")
 
@@ -206,8 +206,8 @@ def test_keepalive_two_identities_and_errors(env, scheme):
     ids = {up: ident for ident, _, up in node.wait_bridges(2)}
     a, b = ids[alpha.url], ids[beta.url]
     for ident in (a, b):
-        wait_for(lambda: p.hub.proxy(ident).get("pool", 0) >= 1, 10,
-                 what="pool of %s" % ident)
+        wait_for(lambda: pool_or_mux(p.hub, ident), 10,
+                 what="pool or mux of %s" % ident)
     s = p.connect(a)
     try:
         for ident, path, want in ((a, "/1", b"alpha /1"),

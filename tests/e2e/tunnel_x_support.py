@@ -812,6 +812,14 @@ class PyBridge:
             await self.ws.close()
 
 
+def pool_or_mux(hub, identity, n=1):
+    """True when a user request of identity pairs at once: n data
+    connections idle in the hub's pool, or (protocol v2) a mux connection
+    to open a stream on."""
+    p = hub.proxy(identity)
+    return p.get("pool", 0) >= n or p.get("mux", 0) >= 1
+
+
 def new_fingerprint():
     return str(uuid.uuid4())
 

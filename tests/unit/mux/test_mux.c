@@ -520,21 +520,63 @@ static int br_st_err(struct pair *p, void *arg)
     return p->naccepted > 0 && (p->accepted[0]->err || p->accepted[0]->eof);
 }
 
-static void test_close_before_fin_resets(void **state)
+static int br_st_reset(struct pair *p, void *arg)
+{
+    (void)arg;
+    return p->naccepted > 0 && p->accepted[0]->err != 0;
+}
+
+/* The bridge side got 1000 bytes (and, echoing, wrote them back). */
+static int echoed(struct pair *p, void *arg)
+{
+    (void)arg;
+    return p->naccepted > 0 && p->accepted[0]->in_len == 1000 &&
+           p->accepted[0]->pending == 0;
+}
+
+/* Closed as a socket is: with nothing unread, FIN after what was sent,
+ * and what the peer sends afterwards is answered RST; with bytes unread,
+ * RST at once. */
+static void test_close_is_fin_then_reset(void **state)
 {
     (void)state;
     struct pair *p = pair_new(1);
     struct st *s = open_st(p, 1000, 4);
     st_pump(s);
-    assert_true(run_until(p, br_st_err, NULL) || p->naccepted == 1);
+    assert_true(run_until(p, echoed, NULL));
     st_close(s);
     assert_true(run_until(p, br_st_err, NULL));
-    assert_int_equal(p->accepted[0]->err, UV_ECONNRESET);
-    assert_int_equal(p->accepted[0]->in_len, 1000);
-    /* Writing to a reset stream fails at once. */
-    assert_int_equal(st_write(p->accepted[0], "x", 1), UV_ECONNRESET);
+    struct st *a = p->accepted[0];
+    assert_int_equal(a->eof, 1);
+    assert_int_equal(a->err, 0);
+    assert_int_equal(a->in_len, 1000);
+    /* The peer's answer reaches a closed stream: reset (its reader has
+     * had EOF, so its next write says so, as a socket's would). */
+    assert_int_equal(st_write(a, "late", 4), 0);
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        uv_run(&p->loop, UV_RUN_NOWAIT);
+        rc = a->pending == 0 ? st_write(a, "x", 1) : 0;
+    }
+    assert_int_equal(rc, UV_ECONNRESET);
     pair_free(p);
     assert_true(s->closed);
+    st_free(s);
+
+    /* Unread bytes: RST at once. */
+    p = pair_new(1);
+    p->br_echo = 1;
+    s = open_st(p, 1000, 5);
+    sl_xprt_read_stop(&s->x); /* the echo stays unread */
+    st_pump(s);
+    assert_true(run_until(p, echoed, NULL));
+    for (int i = 0; i < 20; i++)
+        uv_run(&p->loop, UV_RUN_NOWAIT);
+    st_close(s);
+    assert_true(run_until(p, br_st_reset, NULL));
+    assert_int_equal(p->accepted[0]->err, UV_ECONNRESET);
+    assert_int_equal(p->accepted[0]->eof, 0);
+    pair_free(p);
     st_free(s);
 }
 
@@ -845,7 +887,7 @@ int main(void)
         cmocka_unit_test(test_one_loop_turn_one_write),
         cmocka_unit_test(test_stalled_reader_stops_only_itself),
         cmocka_unit_test(test_window_grows_for_bulk),
-        cmocka_unit_test(test_close_before_fin_resets),
+        cmocka_unit_test(test_close_is_fin_then_reset),
         cmocka_unit_test(test_half_close),
         cmocka_unit_test(test_connection_loss_ends_streams),
         cmocka_unit_test(test_goaway_lets_streams_finish),
