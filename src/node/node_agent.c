@@ -227,7 +227,13 @@ SSL_CTX *sl_agent_ctx_new(struct sl_node_agent *a, const SSL_METHOD *method)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    /* AES-128-GCM first: as strong as the streams need, and a seventh
+     * faster than AES-256 per byte where both have AES-NI. */
+    SSL_CTX_set_cipher_list(ctx, "ECDHE+AES128GCM:ECDHE+CHACHA20:"
+                                 "ECDHE+AES256GCM");
+    SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:"
+                                  "TLS_CHACHA20_POLY1305_SHA256:"
+                                  "TLS_AES_256_GCM_SHA384");
     SSL_CTX_set1_groups_list(ctx, "X25519:P-256");
     /* No certificate, or one the CA did not issue: the handshake fails
      * before any byte of ours. */
