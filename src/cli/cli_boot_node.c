@@ -35,7 +35,9 @@ static const char node_usage[] =
     "the hub hands it to a local upstream service.\n"
     "  --hub URL       the hub, http://host:port or https://host:port\n"
     "                  (default " SL_NODE_HUB_DEFAULT "); also the hub of\n"
-    "                  bridges created without one\n"
+    "                  bridges created without one. Hubs sharing one store:\n"
+    "                  --hub repeated (or URLs joined by commas), or a name\n"
+    "                  with several addresses; a connection to each\n"
     "  --hub-ca FILE   CA certificates (PEM) an https hub is verified\n"
     "                  against (default: the system store)\n"
     "  --hub-pin sha256/BASE64  the hub's public key must be this one\n"
@@ -97,6 +99,7 @@ static const char node_usage[] =
     "  bridge <identity> <public url> -> <upstream>\n";
 
 struct node_opts {
+    char hub_list[SL_NODE_URL_MAX]; /* --hub, repeated: joined by ',' */
     const char *hub, *upstream, *token, *api, *username, *password;
     const char *hub_ca, *hub_pin;
     const char *grant_arg;
@@ -107,6 +110,7 @@ struct node_opts {
     int inspect; /* 0 default, 1 on, -1 off */
     long ping_ms, dead_ms;
     long udp_idle_ms; /* hidden, for tests: UDP flow expiry */
+    long hub_resolve_ms; /* hidden, for tests: hub names looked up again */
     /* the agent port */
     const char *agent_listen, *agent_certs, *agent_ca, *agent_cert,
         *agent_key, *agent_name;
@@ -143,7 +147,6 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
     struct node_opts *o = &((struct node_role *)st)->o;
     /* --api last: with the hub in the same process, it is the hub's. */
     static const struct sl_cli_str_opt with_value[] = {
-        {"--hub", offsetof(struct node_opts, hub)},
         {"--upstream", offsetof(struct node_opts, upstream)},
         {"--token", offsetof(struct node_opts, token)},
         {"--username", offsetof(struct node_opts, username)},
@@ -161,8 +164,22 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
         {"--api", offsetof(struct node_opts, api)},
     };
     const char *a = argv[*i], *val;
+    int m = sl_cli_opt_value(argc, argv, i, "--hub", &val);
+    if (m != 0) {
+        size_t used = strlen(o->hub_list);
+        if (m < 0 || used + strlen(val) + 2 > sizeof(o->hub_list)) {
+            if (m > 0)
+                fprintf(stderr, "sluice: --hub: the list of hubs is too "
+                                "long\n");
+            return 2;
+        }
+        snprintf(o->hub_list + used, sizeof(o->hub_list) - used, "%s%s",
+                 used > 0 ? "," : "", val);
+        o->hub = o->hub_list;
+        return 1;
+    }
     size_t n = sizeof(with_value) / sizeof(with_value[0]) - (c->proxy ? 1 : 0);
-    int m = sl_cli_opt_strings(argc, argv, i, with_value, n, o);
+    m = sl_cli_opt_strings(argc, argv, i, with_value, n, o);
     if (m != 0)
         return m < 0 ? 2 : 1;
     int allow = 0;
@@ -259,6 +276,12 @@ static int node_parse(void *st, const struct sl_boot_common *c, int argc,
             (uint32_t)x;
         return 1;
     }
+    m = sl_cli_opt_value(argc, argv, i, "--hub-resolve-ms", &val);
+    if (m != 0)
+        return m < 0 || parse_long("--hub-resolve-ms", val, 100, 86400000,
+                                   &o->hub_resolve_ms) != 0
+                   ? 2
+                   : 1;
     m = sl_cli_opt_value(argc, argv, i, "--udp-idle-ms", &val);
     if (m != 0)
         return m < 0 || parse_long("--udp-idle-ms", val, 10, 86400000,
@@ -364,14 +387,15 @@ static int node_check(void *st, const struct sl_boot_common *c)
     (void)c;
     /* Bad URLs are refused here, in the terminal, before detaching. */
     char err[256];
-    struct sl_node_url u;
+    struct sl_node_url u, hubs[SL_NODE_HUBS_MAX];
+    size_t nhubs;
     if (o->upstream != NULL &&
         sl_node_url_parse_upstream(o->upstream, &u, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: --upstream %s\n", err);
         return 2;
     }
     if (o->hub != NULL &&
-        sl_node_url_parse_hub(o->hub, &u, err, sizeof(err)) != 0) {
+        sl_node_url_parse_hubs(o->hub, hubs, &nhubs, err, sizeof(err)) != 0) {
         fprintf(stderr, "sluice: --hub %s\n", err);
         return 2;
     }
@@ -441,6 +465,7 @@ static int node_start(void *st, struct sl_ctx *ctx,
     if (rc != 0)
         return rc;
     sl_node_set_udp_idle_ms(ctx->node, (uint64_t)o->udp_idle_ms);
+    sl_node_set_hub_resolve_ms(ctx->node, (uint64_t)o->hub_resolve_ms);
     if (o->upstream != NULL) {
         char err[256] = "";
         struct sl_node_bridge_spec spec = {

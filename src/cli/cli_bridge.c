@@ -28,6 +28,8 @@ static const char bridge_usage[] =
     "                                made with sluice proxy create (password\n"
     "                                default $SLUICE_BRIDGE_PASSWORD);\n"
     "                                --grant: for a hub that demands grants\n"
+    "                                <hub>: hubs sharing one store may be\n"
+    "                                joined by commas (a connection to each)\n"
     "  update <identity> [--password P] [--grant TOKEN|@FILE]\n"
     "                                a new password (after sluice proxy\n"
     "                                rotate) or grant; no user is dropped\n"
@@ -51,6 +53,50 @@ static const char *const list_heads[] = {
     "IDENTITY", "UPSTREAM", "HUB", "STATE", "TRAFFIC", "BANDWIDTH",
     "LAST SEEN"};
 #define NCOLS (sizeof(list_heads) / sizeof(list_heads[0]))
+
+static const char *const hub_heads[] = {"IDENTITY", "HUB", "ADDRESS",
+                                        "STATE", "ERROR"};
+#define NHUBCOLS (sizeof(hub_heads) / sizeof(hub_heads[0]))
+
+/* Under the list, the connection to each hub of the bridges that have
+ * several (docs/scale-out.md); nothing when none has. */
+static void print_hubs(json_t *arr)
+{
+    size_t n = 0, i, k;
+    json_t *b, *h;
+    json_array_foreach(arr, i, b) {
+        json_t *hubs = json_object_get(b, "hubs");
+        if (json_array_size(hubs) > 1)
+            n += json_array_size(hubs);
+    }
+    if (n == 0)
+        return;
+    char(*rows)[NHUBCOLS][CELL] = calloc(n + 1, sizeof(*rows));
+    if (rows == NULL)
+        return;
+    for (size_t c = 0; c < NHUBCOLS; c++)
+        snprintf(rows[0][c], CELL, "%s", hub_heads[c]);
+    size_t r = 1;
+    json_array_foreach(arr, i, b) {
+        json_t *hubs = json_object_get(b, "hubs");
+        if (json_array_size(hubs) <= 1)
+            continue;
+        const char *id = sl_cli_json_str(b, "identity");
+        json_array_foreach(hubs, k, h) {
+            const char *addr = sl_cli_json_str(h, "address");
+            const char *err = sl_cli_json_str(h, "error");
+            snprintf(rows[r][0], CELL, "%s", id[0] ? id : "-");
+            snprintf(rows[r][1], CELL, "%s", sl_cli_json_str(h, "hub"));
+            snprintf(rows[r][2], CELL, "%s", addr[0] ? addr : "-");
+            snprintf(rows[r][3], CELL, "%s", sl_cli_json_str(h, "state"));
+            snprintf(rows[r][4], CELL, "%s", err[0] ? err : "-");
+            r++;
+        }
+    }
+    printf("\n");
+    sl_cli_table_print(&rows[0][0][0], n + 1, NHUBCOLS, CELL);
+    free(rows);
+}
 
 /* One call to the node's API: 0 with *out (may be NULL) on a 2xx answer;
  * else the error is printed and the exit code (1) returned. */
@@ -111,6 +157,7 @@ static int cmd_list(const struct sl_cli_api *bc, int argc, char **argv)
     }
     sl_cli_table_print(&rows[0][0][0], n + 1, NCOLS, CELL);
     free(rows);
+    print_hubs(arr);
     json_decref(resp);
     return 0;
 }

@@ -78,6 +78,8 @@ void sl_node_bridge_unref(struct sl_node_bridge *b)
     if (--b->refs > 0)
         return;
     struct sl_node *node = b->node;
+    if (b->link != NULL)
+        sl_node_hubs_link_gone(b); /* a hub link (node_hubs.c) */
     memset(&b->rec, 0, sizeof(b->rec)); /* credentials */
     sl_inspect_free(b->inspect);
     free(b);
@@ -96,10 +98,15 @@ static int can_dial(const struct sl_node_bridge *b)
 
 static void dial_ctl(struct sl_node_bridge *b)
 {
-    if (b->ctl != NULL || !can_dial(b))
+    if (b->ctl != NULL || !can_dial(b) || sl_node_hubs_dial(b))
         return;
     b->state = BS_CONNECTING;
     sl_node_conn_ctl(b);
+}
+
+void sl_node_bridge_dial(struct sl_node_bridge *b)
+{
+    dial_ctl(b);
 }
 
 static void on_retry(uv_timer_t *t)
@@ -110,7 +117,7 @@ static void on_retry(uv_timer_t *t)
 void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
                              int reason)
 {
-    if (!can_dial(b))
+    if (!can_dial(b) || sl_node_hubs_carried(b))
         return;
     b->state = BS_CONNECTING;
     if (welcomed) {
@@ -150,6 +157,8 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
                      "bridge %s: hub %s: %s; retrying in %llu ms", bname(b),
                      b->rec.hub, why, (unsigned long long)delay);
     uv_timer_start(&b->retry_timer, on_retry, delay, 0);
+    if (b->link != NULL)
+        sl_node_hubs_link_lost(b, welcomed, reason);
 }
 
 void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
@@ -181,8 +190,11 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
                  "bridge %s: connected to hub %s%s; public URL %s -> %s",
                  identity, b->rec.hub, fresh ? " (new identity)" : "", url,
                  b->rec.upstream);
-    if (!b->announced) {
-        b->announced = 1;
+    /* A hub link's bridge takes what it was given (node_hubs.c). */
+    struct sl_node_bridge *p = b->link != NULL ? sl_node_hubs_link_welcomed(b)
+                                               : b;
+    if (!p->announced) {
+        p->announced = 1;
         printf("bridge %s %s -> %s\n", identity, url, b->rec.upstream);
         fflush(stdout);
     }
@@ -238,24 +250,34 @@ static struct sl_node_bridge *bridge_new(struct sl_node *node,
                                          const struct sl_node_bridge_rec *rec,
                                          char *err, size_t errcap)
 {
+    struct sl_node_url hubs[SL_NODE_HUBS_MAX];
+    size_t nhubs = 0;
     struct sl_node_bridge *b = calloc(1, sizeof(*b));
     if (b == NULL) {
         snprintf(err, errcap, "out of memory");
         return NULL;
     }
     b->rec = *rec;
+    /* With several hubs, the first names the bridge's own connection
+     * while they resolve to one address (node_hubs.c). */
     if (sl_node_url_parse_upstream(rec->upstream, &b->up, err, errcap) != 0 ||
-        sl_node_url_parse_hub(rec->hub, &b->hub, err, errcap) != 0 ||
-        sl_node_url_host_header(&b->hub, b->hub_host, sizeof(b->hub_host))) {
+        sl_node_url_parse_hubs(rec->hub, hubs, &nhubs, err, errcap) != 0 ||
+        sl_node_url_host_header(&hubs[0], b->hub_host, sizeof(b->hub_host))) {
         free(b);
         return NULL;
     }
+    b->hub = hubs[0];
     if (sl_uuid4_new(b->instance) != 0) {
         snprintf(err, errcap, "no random numbers");
         free(b);
         return NULL;
     }
     b->node = node;
+    if (sl_node_hubs_new(b, hubs, nhubs) != 0) {
+        snprintf(err, errcap, "out of memory");
+        free(b);
+        return NULL;
+    }
     /* Only HTTP is parsed; NULL (no memory) just means not recorded. */
     if (node->inspect && strcmp(b->up.scheme, "http") == 0)
         b->inspect = sl_inspect_new(node->inspect_keep);
@@ -289,6 +311,7 @@ static void bridge_teardown(struct sl_node_bridge *b)
     if (b->next != NULL)
         b->next->prev = b->prev;
     node->nbridges--;
+    sl_node_hubs_free(b);
     close_conns(b);
     sl_node_replays_cancel(b);
     uv_close((uv_handle_t *)&b->retry_timer, on_bridge_timer_close);
@@ -365,7 +388,8 @@ int sl_node_bridge_add(struct sl_node *node,
                        const struct sl_node_bridge_spec *spec,
                        struct sl_node_bridge **out, char *err, size_t errcap)
 {
-    struct sl_node_url up, hu;
+    struct sl_node_url up, hu[SL_NODE_HUBS_MAX];
+    size_t nhu;
     struct sl_node_bridge_rec rec;
     const char *hub = spec->hub;
     int rc;
@@ -378,11 +402,14 @@ int sl_node_bridge_add(struct sl_node *node,
         return SL_EPARSE;
     }
     if (sl_node_url_parse_upstream(spec->upstream, &up, err, errcap) != 0 ||
-        sl_node_url_parse_hub(hub, &hu, err, errcap) != 0)
+        sl_node_url_parse_hubs(hub, hu, &nhu, err, errcap) != 0)
         return SL_EPARSE;
     memset(&rec, 0, sizeof(rec));
     sl_node_url_format(&up, rec.upstream, sizeof(rec.upstream));
-    sl_node_url_format(&hu, rec.hub, sizeof(rec.hub));
+    if (sl_node_url_format_hubs(hu, nhu, rec.hub, sizeof(rec.hub)) != 0) {
+        snprintf(err, errcap, "the list of hubs is too long");
+        return SL_EPARSE;
+    }
     if ((rc = spec_secrets(spec, &rec, err, errcap)) != 0)
         goto out;
     for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
@@ -469,6 +496,7 @@ int sl_node_bridge_update(struct sl_node_bridge *b, const char *password,
             password != NULL ? " (password)" : "",
             regrant ? " (grant; presenting it now)" : "");
     sl_node_save(b->node);
+    sl_node_hubs_sync(b, regrant);
     /* The hub reads a grant when the control connection opens. */
     if (regrant && b->ctl != NULL) {
         sl_node_conn_close(b->ctl, 0);
@@ -505,6 +533,7 @@ int sl_node_bridge_disconnect(struct sl_node_bridge *b)
     uv_timer_stop(&b->retry_timer);
     uv_timer_stop(&b->pool_timer);
     close_conns(b);
+    sl_node_hubs_disconnect(b);
     sl_node_save(b->node);
     return 0;
 }
@@ -560,7 +589,7 @@ static int64_t last_seen(const struct sl_node_bridge *b)
 
 json_t *sl_node_bridge_json(const struct sl_node_bridge *b)
 {
-    return json_pack(
+    json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:I, s:I}, s:{s:I, s:I}},"
         " s:{s:f, s:f}, s:I, s:I, s:I, s:s}",
         "identity", b->rec.identity, "upstream", b->rec.upstream, "hub",
@@ -571,6 +600,13 @@ json_t *sl_node_bridge_json(const struct sl_node_bridge *b)
         b->rate_up, "created_at", (json_int_t)b->rec.created_at,
         "connected_at", (json_int_t)b->rec.connected_at, "last_seen",
         (json_int_t)last_seen(b), "error", b->error);
+    /* Each hub's connection (one for one hub; node_hubs.c). */
+    json_t *hubs = o != NULL ? sl_node_hubs_json(b) : NULL;
+    if (hubs == NULL || json_object_set_new(o, "hubs", hubs) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 json_t *sl_node_bridges_json(const struct sl_node *node)
@@ -606,6 +642,7 @@ static void on_tick(uv_timer_t *t)
     struct sl_node *node = t->data;
     int64_t now = sl_node_now_ms();
     for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
+        sl_node_hubs_tick(b);
         uint64_t down = b->gw_down, up = b->gw_up;
         b->rate_down = (double)(down - b->prev_down);
         b->rate_up = (double)(up - b->prev_up);
@@ -698,15 +735,17 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts)
     node->no_mux = opts->no_mux || opts->framed;
     node->mux_budget.max = 64ull * 1024 * 1024;
     if (opts->default_hub != NULL && opts->default_hub[0] != '\0') {
-        char err[256];
-        struct sl_node_url hu;
-        if (sl_node_url_parse_hub(opts->default_hub, &hu, err,
-                                  sizeof(err)) != 0) {
+        char err[256] = "the list of hubs is too long";
+        struct sl_node_url hu[SL_NODE_HUBS_MAX];
+        size_t nhu;
+        if (sl_node_url_parse_hubs(opts->default_hub, hu, &nhu, err,
+                                   sizeof(err)) != 0 ||
+            sl_node_url_format_hubs(hu, nhu, node->default_hub,
+                                    sizeof(node->default_hub)) != 0) {
             sl_error(node->log, "node: default hub %s", err);
             rc = SL_ECONFIG;
             goto fail;
         }
-        sl_node_url_format(&hu, node->default_hub, sizeof(node->default_hub));
     } else {
         snprintf(node->default_hub, sizeof(node->default_hub), "%s",
                  SL_NODE_HUB_DEFAULT);

@@ -86,6 +86,10 @@ int sl_node_start(struct sl_ctx *ctx, const struct sl_node_options *opts);
  * hidden option for tests). Takes effect for carriers started after. */
 void sl_node_set_udp_idle_ms(struct sl_node *node, uint64_t ms);
 
+/* Hub names are looked up again every ms (0: a minute; a hidden option
+ * for tests). */
+void sl_node_set_hub_resolve_ms(struct sl_node *node, uint64_t ms);
+
 /* Closes every connection and the API, writes the state one last time,
  * frees the node (ctx->node becomes NULL) and then calls done_cb(arg) (may
  * be NULL). The loop must keep running until then. Safe to call twice

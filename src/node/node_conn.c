@@ -406,8 +406,11 @@ out:
 static void start_tls(struct conn *c)
 {
     struct sl_node_bridge *b = c->b;
-    char key[SL_NODE_HOST_MAX + 16];
-    snprintf(key, sizeof(key), "%s:%u", b->hub.host, (unsigned)b->hub.port);
+    char key[SL_NODE_HOST_MAX + 16 + SL_ADDR_STRLEN];
+    /* Hubs behind one name are different servers: a session each. */
+    const char *addr = sl_node_hubs_addr(b);
+    snprintf(key, sizeof(key), "%s:%u%s%s", b->hub.host,
+             (unsigned)b->hub.port, addr ? "@" : "", addr ? addr : "");
     SSL *ssl = sl_tls_client_ssl(b->node->tls, b->hub.host, key);
     if (ssl == NULL) {
         sl_node_conn_close(c, UV_ENOMEM);
@@ -470,10 +473,14 @@ out:
     conn_unref(c);
 }
 
-/* If host is an IP literal, points ai_cur at it and returns 1. */
+/* If host is an IP literal, points ai_cur at it and returns 1. A hub
+ * link (node_hubs.c) dials its one address so. */
 static int use_literal(struct conn *c, const char *host, uint16_t port)
 {
-    if (sl_addr_parse_ip(host, port, &c->fixed_sa) != 0)
+    const struct sockaddr *pin = sl_node_hubs_pin(c->b);
+    if (pin != NULL && host == c->b->hub.host)
+        memcpy(&c->fixed_sa, pin, sl_addr_len(pin));
+    else if (sl_addr_parse_ip(host, port, &c->fixed_sa) != 0)
         return 0;
     memset(&c->fixed_ai, 0, sizeof(c->fixed_ai));
     c->fixed_ai.ai_family = c->fixed_sa.ss_family;

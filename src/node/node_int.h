@@ -23,6 +23,8 @@ struct sl_inspect;
 struct sl_node_agent;
 struct sl_inspect_conn;
 struct sl_node_replay;
+struct sl_node_hubs;
+struct sl_node_hublink;
 struct sl_sse;
 struct node_udp;
 
@@ -148,6 +150,12 @@ struct sl_node_bridge {
     unsigned tls_logged : 1;   /* a TLS failure to the hub was logged */
     struct sl_inspect *inspect;       /* http:// bridges, when on */
     struct sl_node_replay *replays;   /* running (node/node_replay.h) */
+    /* Several hubs (node_hubs.c): the hub set of a bridge whose hub is a
+     * name or a list (NULL for one literal hub); link is set on a hub
+     * link, the bridge of its own (not listed, not saved) that carries a
+     * bridge's connections to one hub address. */
+    struct sl_node_hubs *hubs;
+    struct sl_node_hublink *link;
     uint64_t gw_down, gw_up, up_down, up_up;
     uint64_t prev_down, prev_up;
     double rate_down, rate_up;
@@ -188,6 +196,7 @@ struct sl_node {
      * per read. */
     struct sl_relay_pool relay_pool;
     uint64_t ticks; /* of on_tick, one a second */
+    uint64_t hub_resolve_ms; /* hub names looked up again; 0: a minute */
     unsigned stopping : 1;
     sl_node_stopped_cb stop_cb;
     void *stop_arg;
@@ -208,6 +217,46 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
 /* Tops the pool up to the node's pool size (when connected). */
 void sl_node_bridge_fill_pool(struct sl_node_bridge *b);
 void sl_node_bridge_fill_pool_later(struct sl_node_bridge *b);
+
+/* Dials b's control connection unless it has one or may not (the user
+ * disconnected it, it is going, its hub links carry it). */
+void sl_node_bridge_dial(struct sl_node_bridge *b);
+
+/* node_hubs.c: a bridge with several hubs, a connection to each. */
+/* b's hub set from its hub URLs (b->node set); none is made for one
+ * literal hub. Returns 0 or UV_ENOMEM. */
+int sl_node_hubs_new(struct sl_node_bridge *b, const struct sl_node_url *urls,
+                     size_t n);
+/* Closes b's links and lookups (b is being removed). */
+void sl_node_hubs_free(struct sl_node_bridge *b);
+/* Before b (a bridge or a link) dials its control connection: 1 when it
+ * must not, because its links dial instead, its name is being looked
+ * up, or (a link) another link is asking for credentials. */
+int sl_node_hubs_dial(struct sl_node_bridge *b);
+/* 1 when b's hub links carry its connections (it dials none itself). */
+int sl_node_hubs_carried(const struct sl_node_bridge *b);
+/* Link b was welcomed: its parent (returned) takes the identity, URL
+ * and credentials, and the other links dial with them. */
+struct sl_node_bridge *sl_node_hubs_link_welcomed(struct sl_node_bridge *b);
+/* Link b lost its control connection (a retry is scheduled). */
+void sl_node_hubs_link_lost(struct sl_node_bridge *b, int welcomed,
+                            int reason);
+/* Bridge b was disconnected by the user: its links close too. */
+void sl_node_hubs_disconnect(struct sl_node_bridge *b);
+/* b's password or grant changed: its links take them (regrant: their
+ * control connections are dialled again to present it). */
+void sl_node_hubs_sync(struct sl_node_bridge *b, int regrant);
+/* Every second: the links' counters go to b, and its state follows
+ * theirs. */
+void sl_node_hubs_tick(struct sl_node_bridge *b);
+/* Link b is freed: what it counted goes to its parent. */
+void sl_node_hubs_link_gone(struct sl_node_bridge *b);
+/* The address link b dials (and its text), or NULL for a bridge. */
+const struct sockaddr *sl_node_hubs_pin(const struct sl_node_bridge *b);
+const char *sl_node_hubs_addr(const struct sl_node_bridge *b);
+/* A new JSON array, one object per hub (hub, address, state, error,
+ * connected_at); NULL on ENOMEM. */
+json_t *sl_node_hubs_json(const struct sl_node_bridge *b);
 
 /* node_conn.c */
 struct conn *sl_node_conn_ctl(struct sl_node_bridge *b);

@@ -156,7 +156,8 @@ int sl_node_state_decode(const char *text, size_t len,
         }
         struct sl_node_bridge_rec *r = &recs[count];
         memset(r, 0, sizeof(*r));
-        struct sl_node_url u;
+        struct sl_node_url u, hubs[SL_NODE_HUBS_MAX];
+        size_t nhubs;
         if (!json_is_object(o) ||
             get_str(o, "identity", r->identity, sizeof(r->identity)) ||
             get_str(o, "upstream", r->upstream, sizeof(r->upstream)) ||
@@ -168,7 +169,7 @@ int sl_node_state_decode(const char *text, size_t len,
             get_str(o, "grant", r->grant, sizeof(r->grant)) ||
             !identity_ok(r->identity) ||
             sl_node_url_parse_upstream(r->upstream, &u, NULL, 0) != 0 ||
-            sl_node_url_parse_hub(r->hub, &u, NULL, 0) != 0) {
+            sl_node_url_parse_hubs(r->hub, hubs, &nhubs, NULL, 0) != 0) {
             skip++;
             continue;
         }

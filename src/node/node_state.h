@@ -10,6 +10,9 @@
  *     "disconnected": false, "created_at": MS, "connected_at": MS,
  *     "last_seen": MS}]}
  *
+ * "hub" may list several hubs sharing one store, comma-separated
+ * (node/node_url.h, sl_node_url_parse_hubs).
+ *
  * Encoding and decoding are pure (no I/O); sl_node_state_save writes the
  * file with uv_fs_* requests (temp file, fsync, rename), so the loop never
  * blocks and a crash leaves either the old file or the new one. Also the

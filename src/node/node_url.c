@@ -233,3 +233,58 @@ int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap)
     memcpy(buf, scheme, sl);
     return format_host(u, 1, buf + sl, cap - sl);
 }
+
+int sl_node_url_parse_hubs(const char *text, struct sl_node_url *urls,
+                           size_t *n, char *err, size_t errcap)
+{
+    *n = 0;
+    if (text == NULL || *text == '\0')
+        return fail(err, errcap, "", "empty URL");
+    if (strlen(text) >= SL_NODE_URL_MAX)
+        return fail(err, errcap, "...", "the list of hubs is too long");
+    const char *p = text;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        char one[SL_NODE_URL_MAX];
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (*n == SL_NODE_HUBS_MAX)
+            return fail(err, errcap, one, "at most 8 hubs");
+        int rc = sl_node_url_parse_hub(one, &urls[*n], err, errcap);
+        if (rc != 0)
+            return rc;
+        for (size_t i = 0; i < *n; i++) {
+            if (urls[i].port == urls[*n].port &&
+                urls[i].tls == urls[*n].tls &&
+                strcasecmp(urls[i].host, urls[*n].host) == 0)
+                return fail(err, errcap, one, "this hub is listed twice");
+        }
+        (*n)++;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+int sl_node_url_format_hubs(const struct sl_node_url *urls, size_t n,
+                            char *buf, size_t cap)
+{
+    size_t off = 0;
+    if (cap == 0)
+        return SL_ETOOBIG;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) {
+            if (off + 2 > cap)
+                return SL_ETOOBIG;
+            buf[off++] = ',';
+            buf[off] = '\0';
+        }
+        int rc = sl_node_url_format(&urls[i], buf + off, cap - off);
+        if (rc != 0)
+            return rc;
+        off += strlen(buf + off);
+    }
+    return 0;
+}

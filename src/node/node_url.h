@@ -38,6 +38,19 @@ int sl_node_url_parse_upstream(const char *text, struct sl_node_url *out,
 int sl_node_url_parse_hub(const char *text, struct sl_node_url *out,
                           char *err, size_t errcap);
 
+/* A bridge may name several hubs sharing one store (docs/scale-out.md):
+ * their URLs separated by commas, "http://a:8080,http://b:8080", at most
+ * SL_NODE_HUBS_MAX, none twice, the whole under SL_NODE_URL_MAX bytes.
+ * Parses each into urls[0..*n). Same error reporting as above. */
+#define SL_NODE_HUBS_MAX 8
+int sl_node_url_parse_hubs(const char *text, struct sl_node_url *urls,
+                           size_t *n, char *err, size_t errcap);
+
+/* The canonical form of a list: each URL as sl_node_url_format writes it,
+ * joined by ",". Returns 0 or SL_ETOOBIG. */
+int sl_node_url_format_hubs(const struct sl_node_url *urls, size_t n,
+                            char *buf, size_t cap);
+
 /* Writes the canonical form "scheme://host:port" (IPv6 bracketed) into buf.
  * Returns 0 or SL_ETOOBIG. */
 int sl_node_url_format(const struct sl_node_url *u, char *buf, size_t cap);
