@@ -2,10 +2,22 @@
 
 Three hubs on 127.0.0.2, .3 and .4 share one database (`--store
 postgres://...`, a real server started by pg_support as an unprivileged
-user on loopback) and one domain. An allocation made on one hub is served
-by all three: a bridge connects to each (here one node process per hub,
-all with the allocation's credentials) and curl through each hub reaches
-the upstream.
+user on loopback), one domain and one port. An allocation made on one hub
+is served by all three: a bridge connects to each and curl through each
+hub reaches the upstream. The first tests run one node process per hub
+with the allocation's credentials; the last ones one node connected to
+the three hubs:
+
+- `--hub` repeated, no credentials: the first hub's welcome gives the
+  identity, the two others are dialled with it; curl through each hub;
+  one hub killed: requests through the two others never fail, the node
+  shows that hub failed, and reconnects within its back-off once it is
+  back; `sluice bridge list` shows each hub's state;
+- one name resolving to the three addresses (a hosts file bind-mounted
+  over /etc/hosts in a private mount namespace, so the system's is
+  untouched; skipped where `unshare` cannot make one): the node dials
+  each address with the name as Host, and follows the name when an
+  address leaves it and comes back (looked up every 300 ms here);
 
 - one hub killed: requests through the other two never fail; restarted,
   its node is back within its back-off;
@@ -147,19 +159,40 @@ class MHub:
 
 
 class MNode:
-    """A bridge to one hub with given credentials."""
+    """A bridge to one hub with given credentials; or, given hub_urls, one
+    node process connected to each of those hubs (credentials optional),
+    its argv prefixed by wrap (e.g. a private mount namespace)."""
 
-    def __init__(self, workdir, hub, upstream, creds, name):
+    def __init__(self, workdir, hub, upstream, creds, name, hub_urls=None,
+                 wrap=(), extra=()):
         self.state_dir = os.path.join(workdir, name + "-state")
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        argv = [sluice_bin(), "boot", "up", "--bridge",
-                "--hub", "http://%s:%d" % (hub.ip, hub.port),
-                "--state-dir", self.state_dir,
-                "--api", "127.0.0.1:%d" % free_port(),
-                "--upstream", upstream.url,
-                "--username", creds["username"],
-                "--password", creds["password"]]
-        self.proc = Proc(argv, workdir, name)
+        self.api_port = free_port()
+        hubs = []
+        for u in hub_urls or ["http://%s:%d" % (hub.ip, hub.port)]:
+            hubs += ["--hub", u]
+        argv = [sluice_bin(), "boot", "up", "--bridge"] + hubs + [
+            "--state-dir", self.state_dir,
+            "--api", "127.0.0.1:%d" % self.api_port,
+            "--upstream", upstream.url] + list(extra)
+        if creds is not None:
+            argv += ["--username", creds["username"],
+                     "--password", creds["password"]]
+        self.proc = Proc(list(wrap) + argv, workdir, name)
+
+    def bridges(self):
+        try:
+            with urllib.request.urlopen(
+                    "http://127.0.0.1:%d/api/bridge/" % self.api_port,
+                    timeout=scaled(5)) as r:
+                return json.loads(r.read())["bridges"]
+        except (OSError, ValueError):
+            return []
+
+    def hub_states(self):
+        """{address: state} of the node's one bridge."""
+        b = self.bridges()
+        return {h["address"]: h["state"] for h in b[0]["hubs"]} if b else {}
 
     def stop(self):
         self.proc.signal(15)
@@ -168,13 +201,32 @@ class MNode:
         return rc
 
 
+def _common_port():
+    """A port free on the three addresses (one name, one port)."""
+    import socket
+    for _ in range(50):
+        port = free_port(IPS[0])
+        ok = True
+        for ip in IPS[1:]:
+            with socket.socket() as s:
+                try:
+                    s.bind((ip, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    raise AssertionError("no port free on %s" % (IPS,))
+
+
 class Cluster:
     def __init__(self, workdir, pg, db):
         self.workdir = workdir
         self.pg, self.db = pg, db
         self.store = pg.create_db(db)
         self.upstream = Upstream()
-        self.hubs = [MHub(workdir, ip, self.store, "hub%d" % i)
+        self.port = _common_port()
+        self.hubs = [MHub(workdir, ip, self.store, "hub%d" % i,
+                          port=self.port)
                      for i, ip in enumerate(IPS)]
         self.nodes = []
 
@@ -379,6 +431,145 @@ def test_postgres_restart_under_load(cluster, alloc):
     # A new allocation works again.
     st, j = cluster.hubs[2].api("POST", "/api/proxy/", {"limits": {}})
     assert st == 201, (st, j)
+
+
+def _curl_each(cluster, ident):
+    for h in cluster.hubs:
+        out = subprocess.run(
+            ["curl", "-s", "--max-time", "10", "--resolve",
+             "%s.%s:%d:%s" % (ident, DOMAIN, h.port, h.ip),
+             "http://%s.%s:%d/bytes/1000" % (ident, DOMAIN, h.port)],
+            capture_output=True, timeout=20)
+        assert out.returncode == 0 and out.stdout == b"x" * 1000, (
+            h.name, out)
+
+
+def _all_connected(node, n):
+    """The node's bridge once it has an identity and n hubs connected."""
+    bs = node.bridges()
+    if not bs or not bs[0]["identity"] or len(bs[0]["hubs"]) != n:
+        return None
+    if any(h["state"] != "connected" for h in bs[0]["hubs"]):
+        return None
+    return bs[0]
+
+
+def test_one_node_every_hub_by_repeated_hub(cluster):
+    urls = ["http://%s:%d" % (h.ip, h.port) for h in cluster.hubs]
+    # No credentials: the first hub to welcome the bridge gives them.
+    node = MNode(cluster.workdir, None, cluster.upstream, None,
+                 "node-every-hub", hub_urls=urls)
+    cluster.nodes.append(node)
+    b = wait_for(lambda: _all_connected(node, 3), 30,
+                 what="the node connected to the three hubs")
+    ident = b["identity"]
+    assert b["state"] == "connected" and b["hub"] == ",".join(urls)
+    assert sorted(h["address"] for h in b["hubs"]) == list(IPS)
+    # One identity for the three, and one allocation in the store.
+    assert cluster.pg.sql("SELECT count(*) FROM allocations WHERE "
+                          "identity = '%s'" % ident, cluster.db) == [["1"]]
+    assert node.proc.stdout().count("bridge %s " % ident) == 1
+    _curl_each(cluster, ident)
+    out = subprocess.run([sluice_bin(), "bridge", "list", "--api",
+                          "127.0.0.1:%d" % node.api_port],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith(ident)]
+    assert len(rows) == 4, out.stdout  # the bridge, then a row per hub
+    for ip in IPS:
+        assert any(ip in r and " connected" in r for r in rows), out.stdout
+
+    victim = cluster.hubs[2]
+    victim.kill()
+    failures, n = [], 0
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for h in cluster.hubs[:2]:
+            st, body = h.get(ident, "/bytes/100")
+            n += 1
+            if st != 200 or body != b"x" * 100:
+                failures.append((h.name, st, body[:80]))
+    assert n > 20 and failures == []
+    wait_for(lambda: node.hub_states().get(victim.ip) == "failed", 15,
+             what="the killed hub shown failed")
+    b = node.bridges()[0]
+    assert b["state"] == "connected"
+    assert [h["error"] for h in b["hubs"] if h["address"] == victim.ip
+            ][0] != ""
+    victim.start()
+    t0 = time.monotonic()
+    wait_for(lambda: node.hub_states().get(victim.ip) == "connected", 30,
+             what="the node back on the restarted hub")
+    wait_for(lambda: victim.get(ident, "/bytes/10")[0] == 200, 10,
+             what="the restarted hub serving the bridge")
+    # The link's back-off starts at 1 s and doubles: a few attempts.
+    assert time.monotonic() - t0 < scaled(20)
+    cluster.nodes.remove(node)
+    node.stop()
+
+
+def _mount_ns(hosts):
+    """argv prefix running a command with `hosts` bind-mounted over
+    /etc/hosts in a private mount namespace, or None where unshare cannot
+    make one (the system's file is never touched)."""
+    wrap = ["unshare", "-m", "--propagation", "private"]
+    if os.geteuid() != 0:
+        wrap.insert(1, "-r")
+    wrap += ["sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+             str(hosts)]
+    try:
+        r = subprocess.run(wrap + ["getent", "ahostsv4", DOMAIN],
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if r.returncode != 0 or not all(ip in r.stdout for ip in IPS):
+        return None
+    return wrap
+
+
+def _write_hosts(path, ips):
+    # In place: the bind mount follows this inode, not a new one.
+    with open(path, "w") as f:
+        for ip in ips:
+            f.write("%s %s\n" % (ip, DOMAIN))
+
+
+def test_one_node_every_hub_by_one_name(cluster, tmp_path):
+    hosts = tmp_path / "hosts"
+    _write_hosts(hosts, IPS)
+    wrap = _mount_ns(hosts)
+    if wrap is None:
+        pytest.skip("no private mount namespace (unshare) for a hosts file")
+    creds = cluster.allocation()
+    ident = creds["identity"]
+    url = "http://%s:%d" % (DOMAIN, cluster.port)
+    node = MNode(cluster.workdir, None, cluster.upstream, creds,
+                 "node-one-name", hub_urls=[url], wrap=wrap,
+                 extra=["--hub-resolve-ms", "300"])
+    cluster.nodes.append(node)
+    b = wait_for(lambda: _all_connected(node, 3), 30,
+                 what="the node connected to the name's three addresses")
+    assert b["identity"] == ident and b["hub"] == url
+    assert all(h["hub"] == url for h in b["hubs"])
+    assert sorted(h["address"] for h in b["hubs"]) == list(IPS)
+    _curl_each(cluster, ident)
+
+    # An address leaves the name: its connection goes, the others serve.
+    _write_hosts(hosts, IPS[:2])
+    wait_for(lambda: sorted(node.hub_states()) == list(IPS[:2]), 15,
+             what="the node dropping the vanished address")
+    wait_for(lambda: cluster.hubs[2].get(ident, "/bytes/10")[0] != 200, 10,
+             what="the dropped hub without the bridge")
+    for h in cluster.hubs[:2]:
+        assert h.get(ident, "/bytes/100") == (200, b"x" * 100)
+    # And comes back.
+    _write_hosts(hosts, IPS)
+    wait_for(lambda: _all_connected(node, 3), 30,
+             what="the node back on the third address")
+    wait_for(lambda: cluster.hubs[2].get(ident, "/bytes/10")[0] == 200, 10,
+             what="the third hub serving the bridge again")
+    cluster.nodes.remove(node)
+    node.stop()
 
 
 def test_tunnel_tests_on_postgres(postgres):  # noqa: F811
