@@ -104,7 +104,9 @@ void sl_node_stop(struct sl_node *node, sl_node_stopped_cb done_cb,
  * (sl_node_options.default_hub, else SL_NODE_HUB_DEFAULT); token, username
  * and password may be NULL. username and password name an allocation made
  * beforehand on the hub (`sluice proxy create`): both or neither; without
- * them the hub makes a new allocation at the first connection. */
+ * them the hub makes a new allocation at the first connection. hub may
+ * list hubs sharing one store, comma-separated: the bridge keeps a
+ * connection to each of their addresses (node_hubs.c). */
 struct sl_node_bridge_spec {
     const char *upstream, *hub, *token, *username, *password;
     const char *grant; /* a grant for the hub (tunnel/grant.h), or NULL */
@@ -148,7 +150,9 @@ size_t sl_node_prune(struct sl_node *node);
  * upstream, hub, url, state ("connected", "connecting", "disconnected"),
  * traffic {gateway {down, up}, upstream {down, up}}, bandwidth {down, up}
  * (bytes/s over the last second), connected_at, last_seen (ms since the
- * epoch, 0 = never), error (last problem, "" if none). NULL on ENOMEM. */
+ * epoch, 0 = never), error (last problem, "" if none), hubs (one object
+ * per hub address: hub, address, state "connected", "connecting",
+ * "failed" or "disconnected", error, connected_at). NULL on ENOMEM. */
 json_t *sl_node_bridge_json(const struct sl_node_bridge *b);
 /* A new JSON array of every bridge. */
 json_t *sl_node_bridges_json(const struct sl_node *node);
