@@ -131,12 +131,55 @@ static void hub_urls(void **state)
     assert_int_equal(sl_node_url_parse_hub("x", &u, NULL, 0), SL_EPARSE);
 }
 
+/* Several hubs sharing one store: a comma-separated list. */
+static void hub_lists(void **state)
+{
+    (void)state;
+    struct sl_node_url u[SL_NODE_HUBS_MAX];
+    size_t n = 99;
+    char err[256], out[SL_NODE_URL_MAX];
+    assert_int_equal(sl_node_url_parse_hubs("http://127.0.0.2:8080,"
+                                            "HTTPS://hub.example,ws://[::1]",
+                                            u, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(u[1].host, "hub.example");
+    assert_int_equal(u[1].tls, 1);
+    assert_int_equal(sl_node_url_format_hubs(u, n, out, sizeof(out)), 0);
+    assert_string_equal(out, "http://127.0.0.2:8080,https://hub.example:443,"
+                             "http://[::1]:80");
+    /* One URL is a list of one, formatted as sl_node_url_format does. */
+    assert_int_equal(sl_node_url_parse_hubs("http://h", u, &n, err,
+                                            sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sl_node_url_format_hubs(u, n, out, sizeof(out)), 0);
+    assert_string_equal(out, "http://h:80");
+    /* The same hub twice, an empty item, a bad one, too many. */
+    assert_int_equal(sl_node_url_parse_hubs("http://h:80,http://H", u, &n,
+                                            err, sizeof(err)), SL_EPARSE);
+    assert_non_null(strstr(err, "listed twice"));
+    assert_int_equal(sl_node_url_parse_hubs("http://h,", u, &n, err,
+                                            sizeof(err)), SL_EPARSE);
+    assert_int_equal(sl_node_url_parse_hubs("http://h,ftp://g", u, &n, NULL,
+                                            0), SL_EPARSE);
+    assert_int_equal(sl_node_url_parse_hubs("http://a,http://b,http://c,"
+                                            "http://d,http://e,http://f,"
+                                            "http://g,http://h,http://i", u,
+                                            &n, err, sizeof(err)),
+                     SL_EPARSE);
+    assert_non_null(strstr(err, "at most 8"));
+    /* Too long to format back: refused, not cut. */
+    assert_int_equal(sl_node_url_parse_hubs("http://a,http://b", u, &n, err,
+                                            sizeof(err)), 0);
+    assert_int_equal(sl_node_url_format_hubs(u, n, out, 20), SL_ETOOBIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(upstream_ok),
         cmocka_unit_test(upstream_bad),
         cmocka_unit_test(hub_urls),
+        cmocka_unit_test(hub_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
