@@ -88,8 +88,8 @@ static int get_url(json_t *o, const char *key, char *out, size_t cap,
                    int required)
 {
     int rc = get_str(o, key, out, cap, required);
-    if (rc == 0 && out[0] != '\0' && !url_ok(out))
-        rc = SL_EPARSE;
+    if (rc == 0 && (out[0] != '\0' || required) && !url_ok(out))
+        rc = SL_EPARSE; /* "" is no URL either */
     return rc;
 }
 

@@ -163,6 +163,12 @@ static void test_order(void **state)
         0);
     assert_int_equal(o.has_error, 1);
     assert_string_equal(o.error.type, "caa");
+    /* An empty finalize URL (found by fuzz_acme_json): no URL at all. */
+    assert_int_equal(
+        sl_acme_parse_order(P("{\"status\":\"invalid\",\"finalize\":\"\","
+                              "\"authorizations\":[\"https://a/z\"]}"),
+                            &o),
+        SL_EPARSE);
     /* An unknown status, no authorizations, too many, not strings. */
     assert_int_equal(sl_acme_parse_order(P("{\"status\":\"weird\",\"finalize\":"
                                            "\"https://a/f\",\"authorizations\":"
