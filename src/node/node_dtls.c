@@ -76,6 +76,7 @@ struct sess {
     struct sl_agent_peer *peer; /* counted in its sessions, or NULL */
     uint64_t started_ms, last_ms;
     uint64_t dgrams_in, dgrams_out, dropped;
+    struct sockaddr_storage client_sa; /* the peer, IPv4 unmapped */
     char client[SL_ADDR_STRLEN];
     char target[SL_AGENT_HOST_MAX + 16];
 };
@@ -546,7 +547,7 @@ static void handshake_failed(struct sess *s, int err)
         snprintf(why, sizeof(why), "TLS error %d", err);
     ERR_clear_error();
     uint64_t missed = 0;
-    if (sl_agent_fail_should_log(d->agent, (struct sockaddr *)&s->io.io.peer,
+    if (sl_agent_fail_should_log(d->agent, (struct sockaddr *)&s->client_sa,
                                  &missed))
         sess_event(s, SL_LOG_WARN, "refused", "dtls handshake",
                    "agent: DTLS handshake from %s failed: %s (refused; %llu "
@@ -618,7 +619,12 @@ static struct sess *sess_new(struct node_dtls *d, const struct sockaddr *sa,
     s->handshaking = 1;
     d->nhandshakes++;
     s->started_ms = s->last_ms = uv_now(d->loop);
-    sl_addr_str(sa, s->client);
+    struct sockaddr_storage v4;
+    const struct sockaddr *shown = sl_addr_unmap(sa, &v4)
+                                       ? (const struct sockaddr *)&v4
+                                       : sa;
+    memcpy(&s->client_sa, shown, sl_addr_len(shown));
+    sl_addr_str(shown, s->client);
     uv_timer_init(d->loop, &s->timer);
     s->timer.data = s;
     s->refs = 2; /* timer and itself */
@@ -682,9 +688,8 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
     struct node_dtls *d = h->data;
     if (n <= 0 || addr == NULL || d->stopping || (flags & UV_UDP_PARTIAL))
         return;
-    struct sockaddr_storage v4;
-    if (sl_addr_unmap(addr, &v4))
-        addr = (struct sockaddr *)&v4;
+    /* The address as the socket gave it (an IPv4 client of a dual-stack
+     * socket is ::ffff:a.b.c.d): answers go back to it as it is. */
     struct sess *s = find(d, addr);
     if (s == NULL) {
         listen_input(d, addr, (const uint8_t *)buf->base, (size_t)n);

@@ -667,3 +667,11 @@ def test_ipv6_agent(agents, certs, sluice, echo):
         assert recv_exact(c, 8) == b"over six"
     st, = [status_of(a, certs["good"], header("::1", e.port))]
     assert st == OK
+    # a dual-stack agent answers IPv4 clients over DTLS too (its answers
+    # go to the IPv4-mapped address the socket gave)
+    dual = agents(host="::")
+    for addr in ("127.0.0.1:%d" % dual.port, "[::1]:%d" % dual.port):
+        for extra in ([], ["--udp"]):
+            cp = run_sluice(["agent", "probe", addr, "--certs",
+                             certs["good"]] + extra)
+            assert cp.returncode == 0, (addr, extra, cp.stderr)
