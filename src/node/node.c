@@ -287,7 +287,7 @@ static struct sl_node_bridge *bridge_new(struct sl_node *node,
     uv_timer_init(node->ctx->loop, &b->pool_timer);
     b->retry_timer.data = b;
     b->pool_timer.data = b;
-    b->refs = 3; /* itself and two timers */
+    b->refs += 3; /* itself and two timers (and its hub set's one) */
     b->next = node->bridges;
     if (node->bridges != NULL)
         node->bridges->prev = b;
