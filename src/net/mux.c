@@ -34,6 +34,13 @@
 #define TUNE_RTTS 4             /* half a window within this many RTTs */
 #define BATCHES_PER_RUN 16
 #define LINGER_MS 10000         /* a closed stream's queued writes, at most */
+/* try_write copies, as a socket's kernel buffer does, while a stream holds
+ * less than SNDBUF, at most TRY_MAX a call: a caller's buffer then goes
+ * back at once instead of waiting for the write (a relay would otherwise
+ * hold a read buffer per stream per loop turn). Larger writes go through
+ * write, framed from the caller's memory. */
+#define SNDBUF (256 * 1024)
+#define TRY_MAX (64 * 1024)
 #define SEG_NONE UINT32_MAX
 
 /* A caller's write on a stream, until the write carrying its last byte
@@ -163,6 +170,10 @@ struct sl_mux {
     } ctl; /* control frames waiting for the next write */
     struct batch *out;
     uint64_t out_at;
+    /* Kept while busy (a 256 KiB read buffer and a write's 32 KiB would
+     * cost an mmap or a heap trim each), freed after a quiet tick. */
+    struct batch *spare;
+    uint64_t reads_at_tick, writes_at_tick;
 
     uint64_t last_rx, last_ping;
     uint64_t ping_token;
@@ -666,7 +677,10 @@ static void batch_done(struct sl_mux *m, struct batch *b, int status)
         s = next;
     }
     int goaway_only = b->goaway_only;
-    free(b);
+    if (m->spare == NULL && !m->closing)
+        m->spare = b;
+    else
+        free(b);
     /* Streams waiting for the write to be over (to fail or close). */
     while (!sl_list_empty(&m->deferred)) {
         struct sl_link *l = m->deferred.next;
@@ -748,8 +762,9 @@ static int has_output(const struct sl_mux *m)
 
 static struct batch *batch_new(struct sl_mux *m)
 {
-    struct batch *b = malloc(sizeof(*b));
-    if (b == NULL)
+    struct batch *b = m->spare;
+    m->spare = NULL;
+    if (b == NULL && (b = malloc(sizeof(*b))) == NULL)
         return NULL;
     b->m = m;
     b->ctl = NULL;
@@ -1286,16 +1301,25 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
                  : uv_buf_init(NULL, 0);
 }
 
-static void release_in(struct sl_mux *m)
+/* An idle connection holds no buffer: called at each tick (what was not
+ * used since the last one goes) and when the connection ends. */
+static void release_idle(struct sl_mux *m)
 {
-    /* An idle connection holds no buffer. */
-    if (m->in != NULL && m->in_len == 0 && !m->parsing) {
+    if (m->spare != NULL && (m->closing ||
+                             m->stats.writes == m->writes_at_tick)) {
+        free(m->spare);
+        m->spare = NULL;
+    }
+    m->writes_at_tick = m->stats.writes;
+    if (m->in != NULL && m->in_len == 0 && !m->parsing &&
+        (m->closing || m->stats.reads == m->reads_at_tick)) {
         free(m->in);
         m->in = NULL;
         free(m->segs);
         m->segs = NULL;
         m->segs_cap = 0;
     }
+    m->reads_at_tick = m->stats.reads;
 }
 
 static void on_conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -1323,7 +1347,8 @@ static void on_conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         if (n < 0)
             close_transport(m);
     }
-    release_in(m);
+    if (m->closing)
+        release_idle(m);
 }
 
 /* ------------------------------------------------- the stream transport */
@@ -1390,6 +1415,55 @@ static int s_write(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
     s->unframed += w->len;
     make_ready(s->m, s);
     return 0;
+}
+
+static int s_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
+                       unsigned nbufs)
+{
+    struct sl_mux_stream *s = stream_of(x);
+    if (s == NULL || s->user_closed)
+        return UV_EINVAL;
+    if (s->err)
+        return s->err;
+    if (s->fin_want)
+        return UV_EPIPE;
+    size_t total = 0;
+    for (unsigned i = 0; i < nbufs; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    if (s->queued >= SNDBUF)
+        return UV_EAGAIN;
+    size_t n = SNDBUF - s->queued;
+    if (n > TRY_MAX)
+        n = TRY_MAX;
+    if (n > total)
+        n = total;
+    struct mux_wr *w = malloc(sizeof(*w) + sizeof(uv_buf_t) + n);
+    if (w == NULL)
+        return UV_EAGAIN; /* the caller's write can still wait for it */
+    char *copy = (char *)&w->bufs[1];
+    size_t o = 0;
+    for (unsigned i = 0; i < nbufs && o < n; i++) {
+        size_t k = bufs[i].len < n - o ? bufs[i].len : n - o;
+        memcpy(copy + o, bufs[i].base, k);
+        o += k;
+    }
+    w->next = NULL;
+    w->s = s;
+    w->req = NULL;
+    w->cb = NULL;
+    w->nbufs = 1;
+    w->cur = 0;
+    w->off = 0;
+    w->len = n;
+    w->bufs[0] = uv_buf_init(copy, (unsigned)n);
+    *s->wq_tail = w;
+    s->wq_tail = &w->next;
+    s->queued += n;
+    s->unframed += n;
+    make_ready(s->m, s);
+    return (int)n;
 }
 
 static int s_shutdown(uv_shutdown_t *req, struct sl_xprt *x,
@@ -1470,6 +1544,7 @@ static int s_is_closing(const struct sl_xprt *x)
 static const struct sl_xprt_ops stream_ops = {
     .read_start = s_read_start,
     .read_stop = s_read_stop,
+    .try_write = s_try_write,
     .write = s_write,
     .shutdown = s_shutdown,
     .close = s_close,
@@ -1609,6 +1684,7 @@ static void on_timer(uv_timer_t *t)
     }
     if (now - m->last_ping >= ping)
         send_ping(m);
+    release_idle(m);
     /* Closed streams whose queued writes the peer did not take in time
      * are reset (their owners' close callbacks can then run). */
     for (struct sl_link *l = m->all.next; l != &m->all; l = l->next) {
@@ -1717,7 +1793,6 @@ static void run(struct sl_mux *m)
         m->parse_owed = 0;
         if (!m->closing)
             parse(m);
-        release_in(m);
     }
     run_pending(m);
     if (!m->closing)
@@ -1764,6 +1839,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(m->in);
     free(m->segs);
     free(m->ctl.data);
+    free(m->spare);
     free(m->tab);
     free(m);
 }

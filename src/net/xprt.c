@@ -696,7 +696,10 @@ int sl_xprt_read_stop(struct sl_xprt *x)
 int sl_xprt_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
                       unsigned nbufs)
 {
-    if (x->tls == NULL && x->ops == NULL)
+    if (x->ops != NULL)
+        return x->ops->try_write ? x->ops->try_write(x, bufs, nbufs)
+                                 : UV_EAGAIN;
+    if (x->tls == NULL)
         return uv_try_write((uv_stream_t *)&x->tcp, bufs, nbufs);
     return UV_EAGAIN;
 }

@@ -52,6 +52,9 @@ struct sl_xprt_ops {
     int (*read_start)(struct sl_xprt *x, uv_alloc_cb alloc_cb,
                       uv_read_cb read_cb);
     int (*read_stop)(struct sl_xprt *x);
+    /* NULL: UV_EAGAIN, every write goes through write. */
+    int (*try_write)(struct sl_xprt *x, const uv_buf_t bufs[],
+                     unsigned nbufs);
     int (*write)(uv_write_t *req, struct sl_xprt *x, const uv_buf_t bufs[],
                  unsigned nbufs, uv_write_cb cb);
     int (*shutdown)(uv_shutdown_t *req, struct sl_xprt *x,
@@ -123,7 +126,8 @@ const char *sl_xprt_error(const struct sl_xprt *x);
 int sl_xprt_read_start(struct sl_xprt *x, uv_alloc_cb alloc_cb,
                        uv_read_cb read_cb);
 int sl_xprt_read_stop(struct sl_xprt *x);
-/* As uv_try_write; UV_EAGAIN always on a TLS or a provided transport. */
+/* As uv_try_write; UV_EAGAIN always on a TLS transport (and on a
+ * provided one without try_write). */
 int sl_xprt_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
                       unsigned nbufs);
 /* As uv_write: bufs' memory (not the array) stays valid until cb. */
