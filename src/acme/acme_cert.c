@@ -40,7 +40,8 @@ static char *bio_string(BIO *b)
     char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
     if (s == NULL)
         return NULL;
-    memcpy(s, data, (size_t)len);
+    if (len > 0)
+        memcpy(s, data, (size_t)len);
     s[len] = '\0';
     return s;
 }

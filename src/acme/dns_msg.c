@@ -47,6 +47,8 @@ struct wbuf {
 
 static void put(struct wbuf *w, const void *src, size_t n)
 {
+    if (n == 0)
+        return; /* src may be NULL then (no TSIG other data) */
     if (w->over || w->cap - w->len < n) {
         w->over = 1;
         return;
