@@ -1319,7 +1319,7 @@ static int migrate(struct pg_store *st)
                                    "sluice_schema"};
         PGresult *r = run(st, &s, "reading the schema version", &rc);
         if (r != NULL && PQntuples(r) == 1)
-            version = atoi(PQgetvalue(r, 0, 0));
+            version = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
     }
     if (rc == 0 && version > PG_SCHEMA_VERSION) {
