@@ -210,9 +210,10 @@ void sl_node_bridge_fill_pool(struct sl_node_bridge *b)
         strcmp(b->up.scheme, "udp") == 0)
         return; /* (UDP rides on the one connection the hub asks for) */
     /* Protocol v2: user connections ride as streams on the mux
-     * connections; the pool is the fallback while none runs. */
+     * connections; the pool is the fallback while none runs or is being
+     * dialled (meanwhile a user is served through open). */
     sl_node_mux_fill(b);
-    if (b->mux_live > 0)
+    if (b->mux_live > 0 || b->mux_dialling > 0)
         return;
     /* Bounded: a connection that fails at once must not loop here. */
     for (int i = 0; i < node->pool_size && b->pool_idle < node->pool_size;
