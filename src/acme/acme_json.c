@@ -166,9 +166,10 @@ static int problem_of(json_t *o, struct sl_acme_problem *p)
     const char *t = type;
     if (strncmp(t, ACME_ERR_PREFIX, strlen(ACME_ERR_PREFIX)) == 0)
         t += strlen(ACME_ERR_PREFIX);
-    if (strlen(t) >= sizeof(p->type))
+    size_t tl = strlen(t);
+    if (tl >= sizeof(p->type))
         return SL_ETOOBIG;
-    snprintf(p->type, sizeof(p->type), "%s", t);
+    memcpy(p->type, t, tl + 1);
     snprintf(p->detail, sizeof(p->detail), "%s", detail);
     json_t *subs = json_object_get(o, "subproblems");
     if (json_is_array(subs) && json_array_size(subs) > 0) {

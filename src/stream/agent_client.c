@@ -941,10 +941,10 @@ static void info_end(struct info_req *r)
                 json_t *v;
                 json_array_foreach(st, i, v)
                 {
-                    if (json_is_string(v) && strlen(list) < 40) {
-                        strcat(list, list[0] ? "," : "");
-                        strncat(list, json_string_value(v), 8);
-                    }
+                    size_t used = strlen(list);
+                    if (json_is_string(v) && used < 40)
+                        snprintf(list + used, sizeof(list) - used, "%s%.8s",
+                                 used > 0 ? "," : "", json_string_value(v));
                 }
                 sl_info(r->as->log, "agent \"%s\": /info: name %s, version "
                         "%s, streams %s", r->a->cfg->name,
