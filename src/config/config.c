@@ -1401,6 +1401,17 @@ static const struct field_def hub_fields[] = {
      NULL, NULL, 0},
     {"mux", "--mux", SL_CONFIG_VALUE, CK_UINT, 0, 4, NULL, NULL, 0},
     {"no-mux", "--no-mux", SL_CONFIG_SWITCH, CK_BOOL, 0, 0, NULL, NULL, 0},
+    {"acme", "--acme", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 0},
+    {"acme-email", "--acme-email", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL,
+     0},
+    {"acme-ca", "--acme-ca", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL, 0},
+    {"acme-eab", "--acme-eab", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
+    {"acme-dns-update", "--acme-dns-update", SL_CONFIG_VALUE, CK_TEXT, 0, 0,
+     NULL, NULL, 0},
+    {"acme-tsig-key", "--acme-tsig-key", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL,
+     NULL, 0},
+    {"acme-orders-per-hour", "--acme-orders-per-hour", SL_CONFIG_VALUE,
+     CK_UINT, U32_ANY, NULL, NULL, 0},
 };
 
 static const struct field_def node_fields[] = {
