@@ -161,6 +161,8 @@ void sl_node_bridge_ctl_lost(struct sl_node_bridge *b, int welcomed,
         sl_node_hubs_link_lost(b, welcomed, reason);
 }
 
+static void announce_saved(void *arg);
+
 void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
                              const char *url, const char *username,
                              const char *password)
@@ -193,13 +195,30 @@ void sl_node_bridge_welcomed(struct sl_node_bridge *b, const char *identity,
     /* A hub link's bridge takes what it was given (node_hubs.c). */
     struct sl_node_bridge *p = b->link != NULL ? sl_node_hubs_link_welcomed(b)
                                                : b;
-    if (!p->announced) {
-        p->announced = 1;
-        printf("bridge %s %s -> %s\n", identity, url, b->rec.upstream);
-        fflush(stdout);
-    }
     sl_node_save(node);
+    if (!p->announced) {
+        /* The line tells scripts the identity is the bridge's: said once
+         * bridges.json holds it, so a node killed right after it comes
+         * back with the same identity. */
+        p->announced = 1;
+        p->announce_owed = 1;
+        sl_node_saver_flush(&node->saver, announce_saved, node);
+    }
     sl_node_bridge_fill_pool(b);
+}
+
+/* The state file is written: the bridge lines owed are printed. */
+static void announce_saved(void *arg)
+{
+    struct sl_node *node = arg;
+    for (struct sl_node_bridge *b = node->bridges; b != NULL; b = b->next) {
+        if (!b->announce_owed)
+            continue;
+        b->announce_owed = 0;
+        printf("bridge %s %s -> %s\n", b->rec.identity, b->rec.url,
+               b->rec.upstream);
+    }
+    fflush(stdout);
 }
 
 void sl_node_bridge_fill_pool(struct sl_node_bridge *b)

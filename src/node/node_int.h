@@ -148,6 +148,7 @@ struct sl_node_bridge {
     unsigned announced : 1;    /* the "bridge ... -> ..." line was printed */
     unsigned refuse_logged : 1;
     unsigned tls_logged : 1;   /* a TLS failure to the hub was logged */
+    unsigned announce_owed : 1; /* its bridge line waits for the save */
     struct sl_inspect *inspect;       /* http:// bridges, when on */
     struct sl_node_replay *replays;   /* running (node/node_replay.h) */
     /* Several hubs (node_hubs.c): the hub set of a bridge whose hub is a
