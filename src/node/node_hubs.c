@@ -363,7 +363,7 @@ static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     } else {
         /* A lookup that fails drops no hub: DNS has bad minutes. */
         char why[sizeof(h->why[u])];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", h->urls[u].host,
+        snprintf(why, sizeof(why), "cannot resolve %.48s: %.24s", h->urls[u].host,
                  status < 0 ? sl_strerror(status) : "no address");
         memcpy(h->why[u], why, sizeof(why));
         sl_debug(h->b->node->log, "bridge %s: hub %s", bname(h->b),
@@ -404,7 +404,7 @@ static void round_start(struct sl_node_hubs *h)
                                 h->urls[u].host, service, &hints);
         if (rc != 0) {
             char why[sizeof(h->why[u])];
-            snprintf(why, sizeof(why), "cannot resolve %s: %s",
+            snprintf(why, sizeof(why), "cannot resolve %.48s: %.24s",
                      h->urls[u].host, sl_strerror(rc));
             memcpy(h->why[u], why, sizeof(why));
             continue;
