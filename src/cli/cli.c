@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_route.h"
 #include "core/error.h"
 
 #define SL_VERSION_STRING "0.1.0"
@@ -30,6 +31,8 @@ static const char usage[] =
     "                                                 manage a node's bridges\n"
     "  grant keygen|sign|show                         licences for bridges\n"
     "  agent certs|probe|info                         a node's agent port\n"
+    "  route list                                     the stream routes\n"
+    "                                                 and their agents\n"
     "  version                                        print the version\n"
     "\n"
     "Run 'sluice <command> --help' for a command's options.\n";
@@ -58,7 +61,7 @@ static const struct command commands[] = {
     {"boot", sl_cli_boot},     {"config", sl_cli_config},
     {"proxy", sl_cli_proxy},   {"bridge", sl_cli_bridge},
     {"grant", sl_cli_grant},   {"version", cmd_version},
-    {"agent", sl_cli_agent},
+    {"agent", sl_cli_agent},   {"route", sl_cli_route},
 };
 
 /* Accepts "--opt=value", "--opt value" and "-L value". Returns the value

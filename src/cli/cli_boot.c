@@ -19,6 +19,7 @@
 #include "cli/cli_boot_hub.h"
 #include "cli/cli_boot_node.h"
 #include "cli/cli_boot_role.h"
+#include "cli/cli_route.h"
 #include "hub/hub.h"
 #include "cli/cli_util.h"
 #include "config/config.h"
@@ -46,7 +47,8 @@ static const char boot_usage[] =
     "  --daemon           detach (with --proxy and/or --bridge); logs go to\n"
     "                     DIR/hub.log, or DIR/node.log without --proxy\n"
     "  --state-dir DIR    state directory of the hub and the node (one\n"
-    "                     directory serves both)\n"
+    "                     directory serves both); stream routes publish\n"
+    "                     their state there for `sluice route list`\n"
     "\n"
     "An option several roles know applies to each of them (--token: the\n"
     "hub's gateway token and the node's; --ping-ms, --dead-ms). With\n"
@@ -84,34 +86,55 @@ static void print_routes(const struct sl_streams *s)
 
 static void on_streams_abandoned(struct sl_ctx *ctx) { (void)ctx; }
 
+/* routes.json's publisher (cli/cli_route.h), and the parts of the stop
+ * still running (the engine and the publisher). One boot a process. */
+static struct sl_route_pub *route_pub;
+static int streams_stopping;
+
 static int streams_start(void *st, struct sl_ctx *ctx,
                          const struct sl_boot_common *c,
                          struct sl_role_info *info)
 {
-    (void)st, (void)c, (void)info;
+    (void)st, (void)info;
     int err = sl_streams_start(ctx, ctx->config);
     if (err != 0) {
         /* What did start is closed on the loop; nobody waits for it. */
         sl_streams_stop(ctx, on_streams_abandoned);
         return err;
     }
+    /* Not worth failing the routes for: they serve without it. */
+    if (c->state_dir != NULL &&
+        (err = sl_route_pub_start(ctx, c->state_dir, &route_pub)) != 0)
+        sl_warn(&ctx->log, "streams: publishing %s/%s: %s", c->state_dir,
+                SL_ROUTE_PUB_FILE, sl_strerror(err));
     print_routes(ctx->streams);
     return 0;
 }
 
 static void on_role_stopped(void *arg);
 
-/* The stream engine's callback carries only ctx; the loop's data is the
- * boot, whose on_role_stopped is the done every role is given. */
+/* The loop's data is the boot, whose on_role_stopped is the done every
+ * role is given. */
+static void streams_part_stopped(void *arg)
+{
+    struct sl_ctx *ctx = arg;
+    if (--streams_stopping == 0)
+        on_role_stopped(ctx->loop->data);
+}
+
 static void on_streams_stopped(struct sl_ctx *ctx)
 {
-    on_role_stopped(ctx->loop->data);
+    streams_part_stopped(ctx);
 }
 
 static void streams_stop(void *st, struct sl_ctx *ctx,
                          sl_boot_stopped_cb done, void *arg)
 {
     (void)st, (void)done, (void)arg;
+    streams_stopping = 2;
+    struct sl_route_pub *p = route_pub;
+    route_pub = NULL;
+    sl_route_pub_stop(p, streams_part_stopped, ctx);
     sl_streams_stop(ctx, on_streams_stopped);
 }
 
@@ -336,8 +359,16 @@ static int claim_pid_files(struct boot *b, int *ready_fd)
  * it. Returns 0 or the exit code. */
 static int prepare_state_dir(struct boot *b)
 {
-    if (first_state_slot(b) == NULL)
+    if (first_state_slot(b) == NULL) {
+        /* Routes alone publish routes.json there when they can; they
+         * keep no other file and run without one. */
+        if (b->slots[0].wanted &&
+            sl_statedir_resolve(b->state_flag, b->dir, sizeof(b->dir)) ==
+                0 &&
+            sl_statedir_ensure(b->dir) == 0)
+            b->common.state_dir = b->dir;
         return 0;
+    }
     int rc = sl_statedir_resolve(b->state_flag, b->dir, sizeof(b->dir));
     if (rc == 0)
         rc = sl_statedir_ensure(b->dir);

@@ -15,6 +15,8 @@
  *                          written once its listeners are bound, removed on
  *                          a clean exit
  *   bridges.json           the node's bridges (node owns the format)
+ *   routes.json            the stream routes and their agents, for
+ *                          `sluice route list` (cli/cli_route.h)
  *   hub.pid, node.pid      pid files of daemons (core/daemon.h)
  *   hub.log, node.log      daemons' stdout/stderr
  * Roles are named "hub" and "node" (CLI flags --proxy and --bridge). */

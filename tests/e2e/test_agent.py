@@ -675,3 +675,67 @@ def test_ipv6_agent(agents, certs, sluice, echo):
             cp = run_sluice(["agent", "probe", addr, "--certs",
                              certs["good"]] + extra)
             assert cp.returncode == 0, (addr, extra, cp.stderr)
+
+
+def route_list(state, json_out=True):
+    """`sluice route list` of the routes' process on state: the parsed
+    JSON (None when it fails), or the CompletedProcess for the table."""
+    cp = run_sluice(["route", "list", "--state-dir", str(state)] +
+                    (["--json"] if json_out else []))
+    if not json_out:
+        return cp
+    return json.loads(cp.stdout) if cp.returncode == 0 else None
+
+
+def test_route_list_shows_agent_health(tmp_path, agents, certs, sluice,
+                                       echo):
+    """A routes-only process (no API) publishes its routes and agents in
+    routes.json; `sluice route list` prints them: healthy, then
+    unhealthy with the error once the agent stops."""
+    a = agents()
+    e = echo()
+    state = tmp_path / "routes-state"
+    s = sluice(agent_config(a, certs["good"], {
+        "echo": route("tcp", e.port, agent="lab"),
+        "direct": route("tcp", e.port)},
+        health_interval="1s", health_timeout="500ms"),
+        args=["--state-dir", str(state)])
+
+    def lab():
+        j = route_list(state)
+        return j["agents"][0] if j else None
+    wait_for(lambda: (lab() or {}).get("info") is not None and
+             lab()["tcp"]["health"] == "healthy", scaled(10),
+             what="the agent healthy in sluice route list")
+    j = route_list(state)
+    assert j["pid"] == s.pid
+    routes = {r["name"]: r for r in j["routes"]}
+    assert routes["echo"]["agent"] == "lab"
+    assert routes["direct"]["agent"] is None
+    assert routes["echo"]["listen"] == "127.0.0.1:%d" % s.port("echo")
+    assert routes["echo"]["target"] == "127.0.0.1:%d" % e.port
+    assert j["agents"][0]["info"]["streams"] == ["tcp", "udp"]
+    with connect(s.port("echo")) as c:
+        c.sendall(b"ping")
+        assert recv_exact(c, 4) == b"ping"
+    # the counters follow within the second of publishing
+    wait_for(lambda: {r["name"]: r for r in route_list(state)["routes"]}
+             ["echo"]["connections"] >= 1, scaled(5),
+             what="the route's counters published")
+    cp = route_list(state, json_out=False)
+    assert cp.returncode == 0, cp.stderr
+    assert "lab (healthy)" in cp.stdout
+    assert "tcp,udp" in cp.stdout and a.addr in cp.stdout
+    assert a.stop() == 0
+    wait_for(lambda: lab()["tcp"]["health"] == "unhealthy" and
+             lab()["udp"]["health"] == "unhealthy", scaled(3 * 1 + 3),
+             what="the agent unhealthy in sluice route list")
+    assert lab()["tcp"]["error"]
+    cp = route_list(state, json_out=False)
+    assert "lab (unhealthy)" in cp.stdout, cp.stdout
+    assert "tcp: " in cp.stdout  # the last error
+    # a clean exit takes the file away
+    assert s.stop() == 0
+    assert not (state / "routes.json").exists()
+    cp = route_list(state, json_out=False)
+    assert cp.returncode == 1 and "no stream routes" in cp.stderr
