@@ -205,6 +205,11 @@ static void on_udp_read(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 {
     struct xfer *x = h->data;
     (void)flags;
+    if (nread < 0 && !x->done && !x->tcp) {
+        /* Nothing on that UDP port (ICMP unreachable): TCP at once. */
+        start_tcp(x);
+        return;
+    }
     if (nread <= 0 || addr == NULL || x->done)
         return;
     xfer_got(x, (const uint8_t *)buf->base, (size_t)nread);
@@ -336,6 +341,11 @@ static void on_tcp_connect(uv_connect_t *c, int status)
 static void start_tcp(struct xfer *x)
 {
     struct sl_dns_update *u = x->u;
+    char srv[SL_ADDR_STRLEN];
+    server_str(u, srv, sizeof(srv));
+    sl_debug(u->log, "acme: dns: asking %s over TCP (%s)", srv,
+             x->tries >= UDP_TRIES ? "UDP truncated or unanswered"
+                                   : "nothing on its UDP port");
     x->tcp = 1;
     x->rlen = 0;
     if (x->udp_on) {
@@ -352,8 +362,7 @@ static void start_tcp(struct xfer *x)
                             on_tcp_connect);
     }
     if (rc != 0) {
-        char why[256], srv[SL_ADDR_STRLEN];
-        server_str(u, srv, sizeof(srv));
+        char why[256];
         snprintf(why, sizeof(why), "cannot reach %s (TCP): %s", srv,
                  uv_strerror(rc));
         xfer_end(x, rc, NULL, why);

@@ -28,7 +28,8 @@ import subprocess
 import pytest
 
 from acme_support import DOMAIN, AcmePeers, dig
-from helpers import require_binary, scaled, sluice_bin, wait_for
+from helpers import (Proc, free_port, require_binary, scaled, sluice_bin,
+                     tcp_listening, wait_for)
 from tls_support import curl_tls, https_get, load_cert, peer_cert, tls_connect
 from tunnel_x_support import Hub, big_file
 
@@ -326,3 +327,26 @@ def test_flags_checked(tmp_path):
                             timeout=scaled(10))
         assert cp.returncode == 2, (args, cp.stderr)
         assert says in cp.stderr, (args, cp.stderr)
+
+
+def test_dns01_over_tcp_when_udp_gets_no_answer(env, peers):
+    """The DNS server reached at a port that only takes TCP (a forwarder
+    to BIND): the updates and queries go over TCP."""
+    bind = peers.named()
+    pebble = peers.pebble("dns")
+    socat = require_binary("socat")
+    port = free_port(udp=True, both=True)
+    fwd = Proc([socat, "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % port,
+                "TCP:%s" % bind.addr], env.workdir, "socat-dns")
+    try:
+        wait_for(lambda: tcp_listening(port), 10, what="socat listening")
+        hub = acme_hub(env, peers, pebble, "--acme-dns-update",
+                       "127.0.0.1:%d" % port, "--acme-tsig-key",
+                       bind.key_file)
+        ident = hub.create()["identity"]
+        c = wait_cert(hub, ident)
+        assert c["name"] == DOMAIN
+        assert log_lines(hub, "dns: asking 127.0.0.1:%d over TCP" % port)
+        assert dig(bind.addr, "_acme-challenge." + DOMAIN, "TXT") == []
+    finally:
+        fwd.kill_group()
