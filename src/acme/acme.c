@@ -75,9 +75,11 @@ struct subject {
     char error[WHY_MAX];
     char logged[WHY_MAX]; /* the last error logged for it */
     unsigned failures;
-    uint64_t due;     /* loop ms of the next order; NEVER: none */
-    int64_t due_unix; /* the same in unix seconds, for the API */
-    int said_local;   /* "served by the local CA meanwhile" said */
+    uint64_t due;         /* loop ms of the next order; NEVER: none */
+    int64_t due_unix;     /* the same in unix seconds, for the API */
+    int said_local;       /* "served by the local CA meanwhile" said */
+    uint64_t serving_seq; /* its certificate is served once the TLS set
+                             count reaches this; 0: nothing awaited */
     struct order *order;
 };
 
@@ -233,8 +235,7 @@ static void maybe_free(struct sl_acme *a)
     free(a);
 }
 
-/* ---- logging once ----------------------------------------------------------
- */
+/* ---- logging once ------------------------------------------------------ */
 
 /* curl says "after 3 ms": the same failure reads the same each time. */
 static void normalize(char *s)
@@ -271,8 +272,7 @@ static void fmt_time(int64_t t, char *out, size_t cap)
         snprintf(out, cap, "?");
 }
 
-/* ---- the subjects
- * ------------------------------------------------------------ */
+/* ---- the subjects ------------------------------------------------------ */
 
 static struct subject *subject_find(struct sl_acme *a, const char *name)
 {
@@ -341,6 +341,8 @@ static int install(struct sl_acme *a, struct subject *s, const char *chain,
     if (rc != 0)
         sl_error(a->log, "acme: cannot serve the certificate of %s: %s",
                  s->names[0], sl_strerror(rc));
+    else
+        s->serving_seq = sl_tls_server_set_count(a->tls);
     return rc;
 }
 
@@ -397,9 +399,12 @@ static void subject_issued(struct sl_acme *a, struct subject *s,
                            const struct sl_acme_cert_info *info)
 {
     char until[48], renew[48];
+    /* A first certificate is valid once served (on_applied); a renewed
+     * one replaces one that is served meanwhile. */
+    if (!s->has_cert)
+        s->state = SL_ACME_CERT_PENDING;
     s->has_cert = 1;
     s->info = *info;
-    s->state = SL_ACME_CERT_VALID;
     s->failures = 0;
     s->error[0] = s->logged[0] = '\0';
     a->global_logged[0] = '\0';
@@ -408,15 +413,14 @@ static void subject_issued(struct sl_acme *a, struct subject *s,
     fmt_time(s->due_unix, renew, sizeof(renew));
     sl_info(a->log,
             "acme: certificate for %s%s%s issued by %s, valid until %s "
-            "(serial %s), in service; renewal due %s",
+            "(serial %s); renewal due %s",
             s->names[0], s->nnames > 1 ? " and " : "",
             s->nnames > 1 ? s->names[1] : "",
             info->issuer[0] ? info->issuer : "the CA", until, info->serial,
             renew);
 }
 
-/* ---- requests
- * ------------------------------------------------------------------ */
+/* ---- requests ---------------------------------------------------------- */
 
 static struct call *call_new(struct order *o, enum sl_acme_http_method m,
                              const char *url, call_cb cb)
@@ -678,8 +682,7 @@ static void describe(struct sl_acme *a, struct sl_acme_http_req *r,
         *global = 1;
 }
 
-/* ---- the directory and the account ------------------------------------------
- */
+/* ---- the directory and the account ------------------------------------- */
 
 static void boot_done(struct sl_acme *a, const char *why, int global,
                       long retry_after)
@@ -785,8 +788,7 @@ static void boot_start(struct sl_acme *a)
     enqueue(a, c, 0);
 }
 
-/* ---- orders
- * ----------------------------------------------------------------------- */
+/* ---- orders ------------------------------------------------------------ */
 
 static void on_order_timer_closed(uv_handle_t *h)
 {
@@ -1445,8 +1447,7 @@ static void order_next(struct order *o)
     }
 }
 
-/* ---- scheduling
- * ------------------------------------------------------------------- */
+/* ---- scheduling -------------------------------------------------------- */
 
 /* Whether an order may start now under the hourly cap; else *wait_ms
  * says when one may. */
@@ -1494,12 +1495,38 @@ static void on_tick(uv_timer_t *t)
     schedule(t->data);
 }
 
+/* A certificate whose renewal kept failing until its end: out of the
+ * hub's set, so the local CA's serves rather than an expired one. */
+static void expire(struct sl_acme *a, struct subject *s)
+{
+    char when[48];
+    fmt_time(s->info.not_after, when, sizeof(when));
+    (void)sl_tls_server_set_cert(a->tls, s->names[0], NULL, NULL);
+    s->has_cert = 0;
+    s->state = s->error[0] != '\0' ? SL_ACME_CERT_ERROR : SL_ACME_CERT_PENDING;
+    int failing = s->error[0] != '\0';
+    sl_error(a->log,
+             "acme: the certificate for %s expired on %s%s%s%s; the local "
+             "CA's serves until a new one arrives",
+             s->names[0], when, failing ? " (renewal failing: " : "",
+             failing ? s->error : "", failing ? ")" : "");
+}
+
 static void schedule(struct sl_acme *a)
 {
     if (a->freeing)
         return;
     uint64_t now = uv_now(a->loop), next = NEVER;
+    int64_t unix_now = (int64_t)time(NULL);
     for (struct subject *s = a->subjects; s != NULL; s = s->next) {
+        if (s->wanted && s->has_cert && s->info.not_after <= unix_now)
+            expire(a, s);
+        if (s->wanted && s->has_cert) {
+            uint64_t end =
+                now + (uint64_t)(s->info.not_after - unix_now) * 1000;
+            if (end < next)
+                next = end;
+        }
         if (!s->wanted || s->order != NULL || s->due == NEVER)
             continue;
         if (s->due > now) {
@@ -1531,8 +1558,26 @@ static void schedule(struct sl_acme *a)
         uv_timer_stop(&a->tick);
 }
 
-/* ---- the API
- * ------------------------------------------------------------------------- */
+/* ---- the API ----------------------------------------------------------- */
+
+/* The hub's TLS put a generation in service: the certificates it holds
+ * are valid for the API from now on. */
+static void on_applied(void *arg, uint64_t seq)
+{
+    struct sl_acme *a = arg;
+    for (struct subject *s = a->subjects; s != NULL; s = s->next) {
+        if (s->serving_seq == 0 || s->serving_seq > seq)
+            continue;
+        s->serving_seq = 0;
+        if (s->has_cert) {
+            s->state = SL_ACME_CERT_VALID;
+            sl_debug(a->log,
+                     "acme: the certificate for %s (serial %s) is in "
+                     "service",
+                     s->names[0], s->info.serial);
+        }
+    }
+}
 
 static void want_subject(struct sl_acme *a, struct subject *s)
 {
@@ -1545,7 +1590,7 @@ static void want_subject(struct sl_acme *a, struct subject *s)
             install(a, s, s->chain_pem, s->key_pem) == 0) {
             char until[48];
             fmt_time(s->info.not_after, until, sizeof(until));
-            s->state = SL_ACME_CERT_VALID;
+            s->state = SL_ACME_CERT_PENDING; /* valid once served */
             subject_due(a, s, renew_delay_ms(a, s));
             sl_info(a->log,
                     "acme: serving the stored certificate for %s (valid "
@@ -1650,8 +1695,7 @@ int sl_acme_status(struct sl_acme *a, const char *identity,
     return 0;
 }
 
-/* ---- start and stop
- * ---------------------------------------------------------------- */
+/* ---- start and stop ---------------------------------------------------- */
 
 static int read_file(const char *dir, const char *name, char **out)
 {
@@ -1900,6 +1944,7 @@ int sl_acme_new(uv_loop_t *loop, struct sl_log *log, struct sl_tls_server *tls,
     uv_timer_init(loop, &a->tick);
     a->tick.data = a;
     a->open = 1; /* the tick timer */
+    sl_tls_server_on_applied(tls, on_applied, a);
     load_all(a);
     sl_info(log, "acme: %s at %s for %s%s, files in %s",
             a->dns01 ? "DNS-01 (one certificate for the domain and its "
@@ -1933,6 +1978,7 @@ void sl_acme_free(struct sl_acme *a)
     if (a == NULL || a->freeing)
         return;
     a->freeing = 1;
+    sl_tls_server_on_applied(a->tls, NULL, NULL);
     uv_close((uv_handle_t *)&a->tick, on_tick_closed);
     for (struct subject *s = a->subjects; s != NULL; s = s->next) {
         if (s->order != NULL) {

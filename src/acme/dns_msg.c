@@ -467,7 +467,7 @@ int sl_dns_parse(const uint8_t *p, size_t n, const char *txt_name,
     return 0;
 }
 
-/* ---- the key file -------------------------------------------------------- */
+/* ---- the key file ------------------------------------------------------ */
 
 struct lexer {
     const char *p, *end;

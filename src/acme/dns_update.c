@@ -120,8 +120,7 @@ static void failf(struct sl_dns_update *u, int rc, const char *fmt, ...)
     finish(u, rc, why);
 }
 
-/* ---- one exchange ---------------------------------------------------------
- */
+/* ---- one exchange ------------------------------------------------------ */
 
 static void xfer_handle_closed(uv_handle_t *h)
 {
@@ -439,8 +438,7 @@ static uint16_t new_id(void)
     return (uint16_t)(b[0] << 8 | b[1]);
 }
 
-/* ---- the steps --------------------------------------------------------------
- */
+/* ---- the steps --------------------------------------------------------- */
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
 {

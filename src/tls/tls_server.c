@@ -96,6 +96,7 @@ struct reload_job {
     int for_set;    /* made for sl_tls_server_set_cert (the log says so) */
     struct extra_snap *extras;
     size_t nextras;
+    uint64_t set_seq; /* set_cert calls its extras hold */
     int rc;
     int issued;
     struct gen *gen;
@@ -114,6 +115,9 @@ struct sl_tls_server {
     struct reload_job *job;
     int reload_again; /* RELOAD_FILES and/or RELOAD_SET */
     int freeing;
+    uint64_t set_seq; /* sl_tls_server_set_cert calls so far */
+    sl_tls_server_applied_cb applied_cb;
+    void *applied_arg;
     struct extra *extras; /* newest first */
     size_t nextras;
 };
@@ -855,6 +859,8 @@ static void reload_apply(struct sl_tls_server *s, struct reload_job *j)
     s->gen = j->gen;
     j->gen = NULL;
     gen_unref(old);
+    if (s->applied_cb != NULL)
+        s->applied_cb(s->applied_arg, j->set_seq);
     char serials[256];
     serials_str(s->gen, serials, sizeof(serials));
     if (j->renew_only) {
@@ -917,6 +923,7 @@ static void reload_start(struct sl_tls_server *s, int renew_only, int for_set)
     j->s = s;
     j->renew_only = renew_only;
     j->for_set = for_set;
+    j->set_seq = s->set_seq;
     j->req.data = j;
     if (s->loop == NULL) {
         /* No loop to defer to: the caller accepted blocking. */
@@ -1075,12 +1082,25 @@ int sl_tls_server_set_cert(struct sl_tls_server *s, const char *slot,
         s->extras = x;
         s->nextras++;
     }
+    s->set_seq++;
     if (s->job != NULL) {
         s->reload_again |= RELOAD_SET;
         return 0;
     }
     reload_start(s, 0, 1);
     return 0;
+}
+
+uint64_t sl_tls_server_set_count(const struct sl_tls_server *s)
+{
+    return s->set_seq;
+}
+
+void sl_tls_server_on_applied(struct sl_tls_server *s,
+                              sl_tls_server_applied_cb cb, void *arg)
+{
+    s->applied_cb = cb;
+    s->applied_arg = arg;
 }
 
 const char *sl_tls_server_ca_path(const struct sl_tls_server *s)

@@ -87,6 +87,18 @@ void sl_tls_server_reload(struct sl_tls_server *s);
 int sl_tls_server_set_cert(struct sl_tls_server *s, const char *slot,
                            const char *chain_pem, const char *key_pem);
 
+/* How many sl_tls_server_set_cert calls changed the set so far (removing
+ * what is not there is not one). */
+uint64_t sl_tls_server_set_count(const struct sl_tls_server *s);
+
+/* cb(arg, seq) runs on the loop each time a new generation goes into
+ * service; seq is the sl_tls_server_set_count it holds the changes of:
+ * a certificate set when the count was n is served once seq >= n. One
+ * listener; cb NULL removes it. */
+typedef void (*sl_tls_server_applied_cb)(void *arg, uint64_t seq);
+void sl_tls_server_on_applied(struct sl_tls_server *s,
+                              sl_tls_server_applied_cb cb, void *arg);
+
 /* <state_dir>/tls/ca.pem when the local CA is used, else NULL. */
 const char *sl_tls_server_ca_path(const struct sl_tls_server *s);
 

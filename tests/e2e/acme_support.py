@@ -233,10 +233,11 @@ class AcmePeers:
                 validity=12 if kind == "short" else None)
         return self.pebbles[kind]
 
-    def new_pebble(self, name, start=True):
+    def new_pebble(self, name, start=True, validity=None):
         """A pebble of the test's own (not shared), for TLS-ALPN-01."""
         p = Pebble(self.workdir, name, self.tls_port,
-                   self.challtestsrv().addr, self.ca, start=start)
+                   self.challtestsrv().addr, self.ca, validity=validity,
+                   start=start)
         self.others.append(p)
         return p
 

@@ -262,6 +262,30 @@ def test_ca_down_at_start(env, peers):
     assert cp.returncode == 0 and cp.stdout == "502", cp.stderr
 
 
+def test_expired_while_the_ca_is_gone(env, peers):
+    """A certificate whose renewal fails until its end is taken out of
+    service: the local CA's serves again, and the API says why."""
+    pebble = peers.new_pebble("gone", validity=10)
+    hub = acme_hub(env, peers, pebble)
+    ident = hub.create()["identity"]
+    c = wait_cert(hub, ident)
+    host = name_of(ident)
+    wait_for(lambda: served_serial(hub, host) == int(c["serial"], 16), 10,
+             interval=0.1, what="the certificate served")
+    pebble.stop()
+    c = wait_cert(hub, ident, state="error", timeout=30)
+    assert "cannot reach the ACME server" in c["error"], c
+    assert len(log_lines(hub, "the certificate for %s expired on .*renewal "
+                         "failing: cannot reach" % re.escape(host))) == 1
+
+    def local_ca_serves():
+        cp = curl_tls(hub.https_port, host, "/", "-o", os.devnull, "-w",
+                      "%{http_code}", cafile=hub.ca)
+        return cp.returncode == 0 and cp.stdout == "502"
+    wait_for(local_ca_serves, 10, interval=0.1,
+             what="the local CA's certificate served again")
+
+
 def test_challenge_rejected(env, peers):
     pebble = peers.pebble("refusing")
     hub = acme_hub(env, peers, pebble)

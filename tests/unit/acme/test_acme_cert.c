@@ -203,6 +203,14 @@ static void serial_by_sni(struct sl_tls_server *s, SSL_CTX *cctx,
     SSL_free(srv);
 }
 
+static uint64_t applied_seq;
+
+static void on_applied(void *arg, uint64_t seq)
+{
+    (void)arg;
+    applied_seq = seq;
+}
+
 static void test_server_set_cert(void **state)
 {
     (void)state;
@@ -235,9 +243,16 @@ static void test_server_set_cert(void **state)
     make_chain(ca, ca_key, n1, 1, 0, 90, &c1, &k1, s1);
     make_chain(ca, ca_key, n2, 2, 0, 90, &c2, &k2, s2);
     SSL *early = sl_tls_server_ssl(s); /* made before: keeps its set */
+    sl_tls_server_on_applied(s, on_applied, NULL);
+    assert_int_equal(sl_tls_server_set_count(s), 0);
     assert_int_equal(sl_tls_server_set_cert(s, n1[0], c1, k1), 0);
     assert_int_equal(sl_tls_server_set_cert(s, "sluice.test", c2, k2), 0);
+    assert_int_equal(sl_tls_server_set_count(s), 2);
+    assert_int_equal(applied_seq, 0); /* built on the pool, not yet in */
     run_until_idle(&loop);
+    /* Both in service (the second call folded into a build after the
+     * first one's). */
+    assert_int_equal(applied_seq, 2);
     assert_non_null(strstr(log_text(&log), "added certificate(s) in service"));
     serial_by_sni(s, cctx, "ab1234567890.sluice.test", got);
     assert_string_equal(got, s1);
