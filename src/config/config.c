@@ -1349,6 +1349,8 @@ static const struct field_def hub_fields[] = {
      0},
     {"state-dir", "--state-dir", SL_CONFIG_VALUE, CK_PATH, 0, 0, NULL, NULL,
      0},
+    /* A postgres:// URL may carry a password: never quoted back. */
+    {"store", "--store", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL, NULL, 1},
     {"gateway-token", "--gateway-token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL,
      "token", 1},
     {"token", "--token", SL_CONFIG_VALUE, CK_TEXT, 0, 0, NULL,
