@@ -38,6 +38,7 @@
 #define PEM_MAX (256 * 1024)
 #define EAB_KEY_MAX 256
 #define CHAIN_ACCEPT "application/pem-certificate-chain"
+#define SUBJECT_BUCKETS 1024
 
 struct order;
 struct call;
@@ -64,7 +65,8 @@ struct call {
  * wildcard (DNS-01). */
 struct subject {
     struct subject *next;
-    char identity[32]; /* "" for the wildcard */
+    struct subject *hnext; /* in a->buckets */
+    char identity[32];     /* "" for the wildcard */
     char names[2][SL_ACME_NAME_MAX];
     size_t nnames;
     int wanted;
@@ -180,6 +182,7 @@ struct sl_acme {
     struct sl_acme_http_req req;
     /* Certificates. */
     struct subject *subjects;
+    struct subject *buckets[SUBJECT_BUCKETS];
     unsigned norders;
     uint64_t *cap_times;
     unsigned cap_idx;
@@ -274,9 +277,20 @@ static void fmt_time(int64_t t, char *out, size_t cap)
 
 /* ---- the subjects ------------------------------------------------------ */
 
+static unsigned subject_bucket(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (; *name != '\0'; name++)
+        h = (h ^ (unsigned char)*name) * 16777619u;
+    return h % SUBJECT_BUCKETS;
+}
+
+/* A hub with many identities asks for each at start and the API for
+ * each of a list: a hash lookup, not a walk. */
 static struct subject *subject_find(struct sl_acme *a, const char *name)
 {
-    for (struct subject *s = a->subjects; s != NULL; s = s->next)
+    for (struct subject *s = a->buckets[subject_bucket(name)]; s != NULL;
+         s = s->hnext)
         if (strcmp(s->names[0], name) == 0)
             return s;
     return NULL;
@@ -300,6 +314,9 @@ static struct subject *subject_add(struct sl_acme *a, const char *identity)
     s->due = NEVER;
     s->next = a->subjects;
     a->subjects = s;
+    unsigned b = subject_bucket(s->names[0]);
+    s->hnext = a->buckets[b];
+    a->buckets[b] = s;
     return s;
 }
 
@@ -1615,7 +1632,9 @@ static void want_subject(struct sl_acme *a, struct subject *s)
                     s->names[0]);
         }
     }
-    schedule(a);
+    /* On the next turn of the loop: the identities found at start make
+     * one pass, not one each. */
+    uv_timer_start(&a->tick, on_tick, 0, 0);
 }
 
 void sl_acme_want(struct sl_acme *a, const char *identity)
