@@ -1,6 +1,6 @@
 """ACME at the hub (issue 15) against a real test CA and a real DNS server:
 pebble with pebble-challtestsrv as its DNS, and BIND 9 taking RFC 2136
-updates with TSIG (acme_support.py starts them once for the module).
+updates with TSIG (acme_support.py starts them once for the session).
 
 - TLS-ALPN-01: a new bridge's identity gets a certificate chained to
   pebble's root, on demand, per identity; curl with that root verifies
@@ -36,7 +36,7 @@ from tunnel_x_support import Hub, big_file
 DEBUG = ["--log-level=debug"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def peers(tmp_path_factory):
     for b in ("pebble", "pebble-challtestsrv", "named", "tsig-keygen", "dig"):
         require_binary(b)
