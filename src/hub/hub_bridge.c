@@ -640,6 +640,8 @@ static void after_allocate_cb(uv_work_t *w, int status)
  * token with spaces, '&' or '=' must be decoded before it is compared. */
 static int query_token(const char *q, size_t qlen, char *out, size_t cap)
 {
+    if (q == NULL)
+        return SL_ENOTFOUND; /* no query (and no arithmetic on NULL) */
     const char *end = q + qlen;
     while (q != NULL && q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
