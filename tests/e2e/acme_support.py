@@ -40,7 +40,7 @@ class Pebble:
     config) without running it: start() later (the CA down at first)."""
 
     def __init__(self, workdir, name, tls_port, dns, ca, validity=None,
-                 env=None, start=True):
+                 env=None, start=True, eab=None):
         self.workdir = os.path.join(str(workdir), name)
         os.makedirs(self.workdir, exist_ok=True)
         self.name = name
@@ -62,6 +62,10 @@ class Pebble:
         }}
         if validity:
             conf["pebble"]["certificateValidityPeriod"] = validity
+        if eab:
+            # {kid: base64url HMAC key}: accounts must be bound to one
+            conf["pebble"]["externalAccountBindingRequired"] = True
+            conf["pebble"]["externalAccountMACKeys"] = eab
         self.config = os.path.join(self.workdir, "pebble.json")
         with open(self.config, "w") as f:
             json.dump(conf, f)
@@ -233,11 +237,11 @@ class AcmePeers:
                 validity=12 if kind == "short" else None)
         return self.pebbles[kind]
 
-    def new_pebble(self, name, start=True, validity=None):
+    def new_pebble(self, name, start=True, validity=None, eab=None):
         """A pebble of the test's own (not shared), for TLS-ALPN-01."""
         p = Pebble(self.workdir, name, self.tls_port,
                    self.challtestsrv().addr, self.ca, validity=validity,
-                   start=start)
+                   start=start, eab=eab)
         self.others.append(p)
         return p
 

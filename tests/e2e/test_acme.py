@@ -19,6 +19,7 @@ The hubs all listen on one --https port (pebble validates TLS-ALPN-01 on
 one port for every name), one test after the other.
 """
 
+import base64
 import hashlib
 import os
 import re
@@ -334,6 +335,27 @@ def test_wrong_tsig_key(env, peers, tmp_path):
                   cafile=hub.ca)
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == "delta /w"
+
+
+def test_external_account_binding(env, peers):
+    """A CA that demands an external account binding: refused without one
+    (said once, users served), issued with --acme-eab KID:KEY."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    pebble = peers.new_pebble("eab", eab={"kid-1": key})
+    hub = acme_hub(env, peers, pebble)
+    ident = hub.create()["identity"]
+    c = wait_cert(hub, ident, state="error")
+    assert "external account binding" in c["error"], c
+    assert len(log_lines(hub, r"error .*external account binding")) == 1
+    assert hub.stop() == 0
+    env.hubs.remove(hub)
+    # the same state (and account key), now bound
+    hub = acme_hub(env, peers, pebble, "--acme-eab", "kid-1:" + key)
+    ident = hub.create()["identity"]
+    wait_cert(hub, ident)
+    cp = curl_tls(hub.https_port, name_of(ident), "/", "-o", os.devnull,
+                  "-w", "%{http_code}", cafile=pebble.root)
+    assert cp.returncode == 0 and cp.stdout == "502", cp.stderr
 
 
 def test_flags_checked(tmp_path):
