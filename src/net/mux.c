@@ -34,14 +34,16 @@
 #define TUNE_RTTS 4             /* half a window within this many RTTs */
 #define BATCHES_PER_RUN 16
 #define LINGER_MS 10000         /* a closed stream's queued writes, at most */
-/* try_write copies, as a socket's kernel buffer does, while a stream holds
- * less than SNDBUF, at most TRY_MAX a call: a caller's buffer then goes
- * back at once instead of waiting for the write (a relay would otherwise
- * hold a read buffer per stream per loop turn). Larger writes go through
- * write, framed from the caller's memory. */
+/* try_write copies a small write whole, as a socket's kernel buffer
+ * takes it, while a stream holds less than SNDBUF: the caller's buffer
+ * goes back at once instead of waiting for the write (a relay would
+ * otherwise hold a read buffer per stream per loop turn). A write over
+ * TRY_MAX goes through write, framed from the caller's memory: bulk
+ * bytes are not copied. */
 #define SNDBUF (256 * 1024)
-#define TRY_MAX (64 * 1024)
+#define TRY_MAX (16 * 1024)
 #define SEG_NONE UINT32_MAX
+#define PARK_CHUNK (64 * 1024 - 64)
 
 /* A caller's write on a stream, until the write carrying its last byte
  * is done. */
@@ -59,7 +61,7 @@ struct mux_wr {
 /* Bytes received for a reader that was not reading. */
 struct rx_chunk {
     struct rx_chunk *next;
-    size_t len, off;
+    size_t len, off, cap;
     char data[];
 };
 
@@ -888,34 +890,48 @@ static void fail(struct sl_mux *m, uint32_t code, const char *why)
     abort_conn(m, 1, code, why, SL_EPARSE);
 }
 
+/* Keeps the segments from i on for a reader that is not reading, in
+ * chunks of at most PARK_CHUNK: allocations the heap serves (a larger one
+ * would be an mmap, page faults and an munmap each). */
 static void park(struct sl_mux_stream *s, uint32_t i)
 {
-    size_t total = 0;
-    for (uint32_t k = i; k != SEG_NONE; k = s->m->segs[k].next)
-        total += s->m->segs[k].len;
-    if (total == 0)
-        return;
-    struct rx_chunk *c = malloc(sizeof(*c) + total);
-    if (c == NULL) {
-        s->err = UV_ENOMEM;
-        queue_rst(s->m, s->id, SL_MUX_RST_INTERNAL, "out of memory");
-        retire(s);
-        pend(s);
-        return;
+    struct sl_mux *m = s->m;
+    const char *p = NULL;
+    size_t left = 0;
+    while (i != SEG_NONE || left > 0) {
+        if (left == 0) {
+            p = m->segs[i].p;
+            left = m->segs[i].len;
+            i = m->segs[i].next;
+            continue;
+        }
+        struct rx_chunk *c = s->rx_last;
+        if (c == NULL || c->len == c->cap) {
+            c = malloc(sizeof(*c) + PARK_CHUNK);
+            if (c == NULL) {
+                s->err = UV_ENOMEM;
+                queue_rst(m, s->id, SL_MUX_RST_INTERNAL, "out of memory");
+                retire(s);
+                rx_drop(s);
+                pend(s);
+                return;
+            }
+            c->next = NULL;
+            c->len = c->off = 0;
+            c->cap = PARK_CHUNK;
+            if (s->rx_last != NULL)
+                s->rx_last->next = c;
+            else
+                s->rx = c;
+            s->rx_last = c;
+        }
+        size_t k = c->cap - c->len < left ? c->cap - c->len : left;
+        memcpy(c->data + c->len, p, k);
+        c->len += k;
+        p += k;
+        left -= k;
+        m->stats.parked += k;
     }
-    c->next = NULL;
-    c->len = total;
-    c->off = 0;
-    size_t o = 0;
-    for (uint32_t k = i; k != SEG_NONE; k = s->m->segs[k].next) {
-        memcpy(c->data + o, s->m->segs[k].p, s->m->segs[k].len);
-        o += s->m->segs[k].len;
-    }
-    if (s->rx_last != NULL)
-        s->rx_last->next = c;
-    else
-        s->rx = c;
-    s->rx_last = c;
 }
 
 static int reader_live(const struct sl_mux_stream *s)
@@ -1432,13 +1448,9 @@ static int s_try_write(struct sl_xprt *x, const uv_buf_t bufs[],
         total += bufs[i].len;
     if (total == 0)
         return 0;
-    if (s->queued >= SNDBUF)
+    if (total > TRY_MAX || s->queued + total > SNDBUF)
         return UV_EAGAIN;
-    size_t n = SNDBUF - s->queued;
-    if (n > TRY_MAX)
-        n = TRY_MAX;
-    if (n > total)
-        n = total;
+    size_t n = total;
     struct mux_wr *w = malloc(sizeof(*w) + sizeof(uv_buf_t) + n);
     if (w == NULL)
         return UV_EAGAIN; /* the caller's write can still wait for it */

@@ -50,7 +50,7 @@
 #define SL_MUX_WINDOW_INIT (256 * 1024)
 #define SL_MUX_WINDOW_MAX (16 * 1024 * 1024)
 #define SL_MUX_CONN_WINDOW_INIT (1024 * 1024)
-#define SL_MUX_STREAMS_MAX 8192 /* streams the peer may have open at once */
+#define SL_MUX_STREAMS_MAX 65536 /* streams the peer may have open at once */
 
 struct sl_log;
 struct sl_mux;
@@ -163,6 +163,7 @@ struct sl_mux_stats {
     uint64_t reads, writes; /* transport reads and writes (syscalls, for
                                a plain one) */
     uint64_t bytes_in, bytes_out;
+    uint64_t parked; /* bytes kept for readers that were not reading */
     uint32_t max_window; /* the largest stream receive window so far */
     uint32_t streams;
 };
