@@ -378,8 +378,9 @@ def test_rotation_during_a_long_download(env, tmp_path):
                               "-r", "0-99", "-w", "%{http_code}").stdout
              == "206", 20, what="a request through the bridge")
     rows = run("proxy", "list", *api).stdout
-    assert re.search(r"%s .* (just now|\d+s ago)\s*$" % ident, rows, re.M), \
-        rows
+    # (ROTATED is followed by the PORTS and CERT columns)
+    assert re.search(r"%s .* (just now|\d+s ago)(\s|$)" % ident, rows,
+                     re.M), rows
 
 
 # ------------------------------------------------------------ rate
