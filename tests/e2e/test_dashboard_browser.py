@@ -136,7 +136,7 @@ def test_hub_dashboard_live(browser, env, upstream):
     # a download through it: the user traffic counter grows while it runs
     # (big enough that socket buffers, a few MB on loopback, cannot take
     # it at once: the hub counts what it has written)
-    size = 24000000
+    size = 64000000  # ~30 s at 2 MB/s: more than the buffers on the way hold
     curl = subprocess.Popen(
         ["curl", "-sS", "-o", os.devnull, "--limit-rate", "2M",
          "-H", "Host: " + hub.host(node.identity),
