@@ -17,7 +17,7 @@
 #include <uv.h>
 
 #include "core/error.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 #include "tunnel/creds.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

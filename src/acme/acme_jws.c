@@ -12,84 +12,28 @@
 #include <openssl/sha.h>
 #include <uv.h>
 
+#include "core/b64.h"
 #include "core/error.h"
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 size_t sl_acme_b64url_encode(const uint8_t *p, size_t n, char *out, size_t cap)
 {
-    size_t need = (n / 3) * 4 + (n % 3 == 0 ? 0 : n % 3 + 1);
     if (cap == 0)
         return 0;
     out[0] = '\0';
-    if (need + 1 > cap)
-        return 0;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (n - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-    } else if (n - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
-static int b64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    int rc = sl_b64url_encode(p, n, out, cap);
+    return rc < 0 ? 0 : (size_t)rc;
 }
 
 int sl_acme_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap,
                           size_t *outlen)
 {
+    /* What some CAs send: padded. Otherwise core/b64's canonical form. */
     while (n > 0 && s[n - 1] == '=')
         n--;
-    if (n % 4 == 1)
-        return SL_EPARSE;
-    size_t o = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value(s[i]);
-        if (v < 0)
-            return SL_EPARSE;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return SL_ETOOBIG;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    /* The unused low bits of the last character must be zero: a string
-     * has one encoding. */
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0)
-        return SL_EPARSE;
-    *outlen = o;
+    int rc = sl_b64url_decode(s, n, out, cap);
+    if (rc < 0)
+        return rc;
+    *outlen = (size_t)rc;
     return 0;
 }
 
@@ -354,9 +298,10 @@ int sl_acme_key_authz(const char *token, const char *thumbprint, char *out,
     size_t n = strlen(token);
     if (n == 0)
         return SL_EPARSE;
-    for (size_t i = 0; i < n; i++)
-        if (b64_value(token[i]) < 0)
-            return SL_EPARSE;
+    /* A token is base64url characters only (RFC 8555 section 8.1). */
+    if (strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789-_") != n)
+        return SL_EPARSE;
     int w = snprintf(out, cap, "%s.%s", token, thumbprint);
     return w < 0 || (size_t)w >= cap ? SL_ETOOBIG : 0;
 }

@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 #include <uv.h>
 
+#include "core/b64.h"
 #include "core/error.h"
 
 #define HDR_LEN 12
@@ -531,48 +532,25 @@ static int next_token(struct lexer *lx)
     return 1;
 }
 
-static int b64_std(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Standard base64 (white space and padding allowed). */
+/* A TSIG secret as key files write it: standard base64, maybe split by
+ * white space, padding maybe left out; then core/b64's strict decoder. */
 static int b64_decode(const char *s, uint8_t *out, size_t cap, size_t *len)
 {
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    int pad = 0;
+    char t[256]; /* base64 of the secret field (128 bytes) fits */
+    size_t n = 0;
     for (; *s != '\0'; s++) {
         if (isspace((unsigned char)*s))
             continue;
-        if (*s == '=') {
-            pad = 1;
-            continue;
-        }
-        int v = b64_std(*s);
-        if (v < 0 || pad)
-            return SL_EPARSE;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o >= cap)
-                return SL_ETOOBIG;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
+        if (n + 4 >= sizeof(t))
+            return SL_ETOOBIG;
+        t[n++] = *s;
     }
-    *len = o;
+    while (n % 4 != 0)
+        t[n++] = '=';
+    int rc = sl_b64_decode(t, n, out, cap);
+    if (rc < 0)
+        return rc;
+    *len = (size_t)rc;
     return 0;
 }
 

@@ -11,7 +11,7 @@
 #include <uv.h>
 
 #include "core/error.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 
 #define FIELD_MAX 64
 #define REDACTED "[redacted]"

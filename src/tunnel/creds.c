@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "core/str.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 
 #define SCRYPT_N 16384
 #define SCRYPT_R 8

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/b64.h"
+
 #include <openssl/evp.h>
 
 #include "tunnel/identity.h"
@@ -117,13 +119,5 @@ int sl_grant_sign(const struct sl_grant *g, EVP_PKEY *key, char *out,
  * returns 0 or SL_EPARSE; format writes 21 bytes. */
 int sl_grant_time_parse(const char *s, size_t len, int64_t *out);
 void sl_grant_time_format(int64_t t, char out[SL_GRANT_TIME_LEN + 1]);
-
-/* Unpadded base64url (RFC 4648 section 5). encode writes a NUL too and
- * returns the length or SL_ETOOBIG; decode accepts only the canonical
- * form (no padding, unused trailing bits zero, so one text per byte
- * string) and returns the byte count, SL_EPARSE or SL_ETOOBIG. */
-int sl_b64url_encode(const void *in, size_t n, char *out, size_t cap);
-int sl_b64url_decode(const char *in, size_t len, unsigned char *out,
-                     size_t cap);
 
 #endif

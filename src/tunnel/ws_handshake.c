@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "core/str.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 
 #define KEY_MAX 256
 

@@ -26,7 +26,7 @@
 #include "core/error.h"
 #include "hub/hub.h"
 #include "hub/hub_int.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 #include "tunnel/identity.h"
 
 #include "oom.h"

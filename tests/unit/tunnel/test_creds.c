@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "core/error.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 #include "tunnel/creds.h"
 
 /* scrypt at N=16384 costs ~50 ms: few hashes here. */

@@ -8,7 +8,7 @@
 #include <uv.h>
 
 #include "core/error.h"
-#include "tunnel/b64.h"
+#include "core/b64.h"
 #include "tunnel/ws_handshake.h"
 
 #define SAMPLE_KEY "dGhlIHNhbXBsZSBub25jZQ=="

@@ -1,4 +1,4 @@
-#include "tunnel/b64.h"
+#include "core/b64.h"
 
 #include <stdint.h>
 
@@ -97,6 +97,81 @@ int sl_b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
                               (unsigned char)q};
         for (size_t k = 0; k < take; k++)
             out[o++] = b[k];
+    }
+    return (int)o;
+}
+
+static const char b64url_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static int b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+int sl_b64url_encode(const void *in, size_t n, char *out, size_t cap)
+{
+    const unsigned char *p = in;
+    size_t need = n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
+    if (out == NULL || cap < need + 1 || need > INT32_MAX)
+        return SL_ETOOBIG;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        size_t k = n - i < 3 ? n - i : 3;
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (k > 1)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (k > 2)
+            v |= p[i + 2];
+        out[o++] = b64url_alphabet[v >> 18 & 63];
+        out[o++] = b64url_alphabet[v >> 12 & 63];
+        if (k > 1)
+            out[o++] = b64url_alphabet[v >> 6 & 63];
+        if (k > 2)
+            out[o++] = b64url_alphabet[v & 63];
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int sl_b64url_decode(const char *in, size_t len, unsigned char *out,
+                     size_t cap)
+{
+    if (len % 4 == 1 || (len > 0 && in == NULL))
+        return SL_EPARSE;
+    size_t need = len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0);
+    if (need > cap || need > INT32_MAX)
+        return SL_ETOOBIG;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        size_t k = len - i < 4 ? len - i : 4;
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            int x = j < k ? b64url_value(in[i + j]) : 0;
+            if (x < 0)
+                return SL_EPARSE;
+            v = v << 6 | (uint32_t)x;
+        }
+        /* The bits a short group does not use must be zero: otherwise
+         * two texts would decode to the same bytes, and a token could be
+         * changed without changing what it says. */
+        if ((k == 2 && (v & 0xffff) != 0) || (k == 3 && (v & 0xff) != 0))
+            return SL_EPARSE;
+        out[o++] = (unsigned char)(v >> 16);
+        if (k > 2)
+            out[o++] = (unsigned char)(v >> 8);
+        if (k > 3)
+            out[o++] = (unsigned char)v;
     }
     return (int)o;
 }
