@@ -84,6 +84,7 @@ static int api_drive_open(struct api_drive *d, struct sl_ctx *ctx,
     srv->routes = routes;
     srv->nroutes = sizeof(routes) / sizeof(routes[0]);
     srv->arg = api;
+    api->server = srv; /* as sl_api_server_start leaves it */
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
