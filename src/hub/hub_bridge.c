@@ -911,18 +911,55 @@ void hub_control_stats(struct hub_alloc *a)
 
 /* Data connections. */
 
+static int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The 16 bytes of a UUID in its 36-character form; -1 for anything else
+ * (a fingerprint the hub did not make matches none it made). */
+static int fp_bytes(const char *fp, unsigned char out[16])
+{
+    size_t k = 0;
+    for (size_t i = 0; i < SL_UUID_LEN; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (fp[i] != '-')
+                return -1;
+            continue;
+        }
+        int hi = hex_nibble(fp[i]);
+        int lo = hi < 0 ? -1 : hex_nibble(fp[++i]);
+        if (lo < 0)
+            return -1;
+        out[k++] = (unsigned char)(hi << 4 | lo);
+    }
+    return fp[SL_UUID_LEN] == '\0' && k == 16 ? 0 : -1;
+}
+
 void hub_alloc_remember_fp(struct hub_alloc *a, const char *fp)
 {
-    snprintf(a->recent_fp[a->recent_next % HUB_RECENT_FP], SL_UUID_LEN + 1,
-             "%s", fp);
+    unsigned char b[16];
+    if (fp_bytes(fp, b) != 0)
+        return;
+    memcpy(a->recent_fp[a->recent_next % HUB_RECENT_FP], b, sizeof(b));
     a->recent_next++;
 }
 
 static int fp_used(const struct hub_alloc *a, const char *fp)
 {
-    for (size_t i = 0; i < HUB_RECENT_FP; i++)
-        if (strcmp(a->recent_fp[i], fp) == 0)
-            return 1;
+    unsigned char b[16];
+    size_t n = a->recent_next < HUB_RECENT_FP ? a->recent_next
+                                                : HUB_RECENT_FP;
+    if (fp_bytes(fp, b) == 0)
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(a->recent_fp[i], b, sizeof(b)) == 0)
+                return 1;
     for (struct sl_link *l = a->pool.next; l != &a->pool; l = l->next)
         if (strcmp(HUB_CONN_OF(l, alink)->hijack.fingerprint, fp) == 0)
             return 1;

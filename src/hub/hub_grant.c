@@ -24,9 +24,20 @@ struct hub_grant_in {
     char token[SL_GRANT_TOKEN_MAX + 1];
 };
 
+/* The stored plan row, held compactly: the grant (up to 2 KiB) only
+ * when there is one, since most allocations of a hub have none. */
+struct plan_row {
+    uint64_t rate;
+    int operator_made;
+    char *grant; /* NULL: none */
+    int64_t rotated_at;
+    char old_hash[SL_STORE_HASH_MAX];
+    int64_t old_until_ms;
+};
+
 /* What an allocation may use, and what it was made from. */
 struct hub_plan {
-    struct sl_store_plan row;   /* as stored */
+    struct plan_row row;        /* as stored */
     struct sl_store_limits own; /* the allocation's own limits */
     enum sl_hub_plan_source source;
     unsigned features;
@@ -60,6 +71,41 @@ static int64_t now_ms(void)
 static int64_t now_s(void)
 {
     return now_ms() / 1000;
+}
+
+/* The row as the store has it (*out is cleansed by the caller). */
+static void row_out(const struct plan_row *r, struct sl_store_plan *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->rate = r->rate;
+    out->operator_made = r->operator_made;
+    if (r->grant != NULL)
+        snprintf(out->grant, sizeof(out->grant), "%s", r->grant);
+    out->rotated_at = r->rotated_at;
+    memcpy(out->old_hash, r->old_hash, sizeof(out->old_hash));
+    out->old_until_ms = r->old_until_ms;
+}
+
+/* Takes the store's row in; 0, or UV_ENOMEM (r unchanged). */
+static int row_in(struct plan_row *r, const struct sl_store_plan *in)
+{
+    char *grant = NULL;
+    if (in->grant[0] != '\0' &&
+        (r->grant == NULL || strcmp(r->grant, in->grant) != 0)) {
+        grant = strdup(in->grant);
+        if (grant == NULL)
+            return UV_ENOMEM;
+    }
+    if (in->grant[0] == '\0' || grant != NULL) {
+        free(r->grant);
+        r->grant = grant;
+    }
+    r->rate = in->rate;
+    r->operator_made = in->operator_made;
+    r->rotated_at = in->rotated_at;
+    memcpy(r->old_hash, in->old_hash, sizeof(r->old_hash));
+    r->old_until_ms = in->old_until_ms;
+    return 0;
 }
 
 const char *sl_hub_plan_source_name(enum sl_hub_plan_source s)
@@ -180,8 +226,10 @@ static void plans_schedule(struct sl_hub *hub);
 static void reresolve(struct hub_alloc *a)
 {
     struct resolved r;
-    resolve(a->hub->plans, &a->plan->own, &a->plan->row, a->identity,
-            now_s(), &r);
+    struct sl_store_plan row;
+    row_out(&a->plan->row, &row);
+    resolve(a->hub->plans, &a->plan->own, &row, a->identity, now_s(), &r);
+    OPENSSL_cleanse(&row, sizeof(row));
     apply(a, &r);
 }
 
@@ -195,12 +243,17 @@ int hub_plan_load(struct hub_alloc *a)
     p->own = a->limits;
     /* A store that fails reads as no row: the allocation's own limits,
      * or the free plan where grants are demanded. */
-    (void)sl_store_plan_get(hub->store, a->identity, &p->row);
+    struct sl_store_plan row;
+    if (sl_store_plan_get(hub->store, a->identity, &row) != 0)
+        memset(&row, 0, sizeof(row));
+    int rc = row_in(&p->row, &row);
+    OPENSSL_cleanse(&row, sizeof(row));
+    if (rc != 0) {
+        hub_plan_free(a);
+        return rc;
+    }
     p->source = SL_HUB_PLAN_ALLOCATION;
-    struct resolved r;
-    resolve(hub->plans, &p->own, &p->row, a->identity, now_s(),
-            &r);
-    apply(a, &r);
+    reresolve(a);
     if (hub->plans != NULL && hub->plans->running &&
         (p->expires > 0 || p->row.old_until_ms > 0))
         plans_schedule(hub);
@@ -210,8 +263,10 @@ int hub_plan_load(struct hub_alloc *a)
 void hub_plan_free(struct hub_alloc *a)
 {
     hub_rate_set(a, 0);
-    if (a->plan != NULL)
+    if (a->plan != NULL) {
+        free(a->plan->row.grant);
         OPENSSL_cleanse(a->plan, sizeof(*a->plan));
+    }
     free(a->plan);
     a->plan = NULL;
 }
@@ -305,12 +360,21 @@ int hub_grant_admit(struct hub_conn *c)
         }
         /* The newest grant presented is the allocation's, across
          * reconnects and restarts. */
-        if (strcmp(p->row.grant, in->token) != 0) {
-            snprintf(p->row.grant, sizeof(p->row.grant), "%s", in->token);
-            if (sl_store_plan_set(c->hub->store, a->identity, &p->row) != 0)
+        if (p->row.grant == NULL || strcmp(p->row.grant, in->token) != 0) {
+            char *grant = strdup(in->token);
+            if (grant == NULL) {
+                refuse(c, 500, "Internal error", "out of memory");
+                return 0;
+            }
+            free(p->row.grant);
+            p->row.grant = grant;
+            struct sl_store_plan row;
+            row_out(&p->row, &row);
+            if (sl_store_plan_set(c->hub->store, a->identity, &row) != 0)
                 sl_warn(c->hub->log, "hub alloc %s: its grant could not be "
                         "stored; it holds until the hub restarts",
                         a->identity);
+            OPENSSL_cleanse(&row, sizeof(row));
         }
         c->grant_in = NULL;
         free(in);
@@ -454,7 +518,13 @@ int sl_hub_rotate(struct sl_hub *hub, struct sl_store *st,
     if (a == NULL || a->plan == NULL)
         return 0;
     snprintf(a->password_hash, sizeof(a->password_hash), "%s", hash);
-    a->plan->row = row;
+    if (row_in(&a->plan->row, &row) != 0) {
+        /* Stored; only the old password's grace is not known here. */
+        memcpy(a->plan->row.old_hash, row.old_hash, sizeof(row.old_hash));
+        a->plan->row.old_until_ms = row.old_until_ms;
+        a->plan->row.rotated_at = row.rotated_at;
+    }
+    OPENSSL_cleanse(&row, sizeof(row));
     /* The password the hub knew good is the old one now. */
     a->plan->has_old_mac = a->has_mac;
     memcpy(a->plan->old_mac, a->pass_mac, 32);
@@ -478,9 +548,12 @@ static void grace_over(struct hub_alloc *a)
     p->row.old_until_ms = 0;
     p->has_old_mac = 0;
     OPENSSL_cleanse(p->old_mac, sizeof(p->old_mac));
-    if (sl_store_plan_set(hub->store, a->identity, &p->row) != 0)
+    struct sl_store_plan row;
+    row_out(&p->row, &row);
+    if (sl_store_plan_set(hub->store, a->identity, &row) != 0)
         sl_warn(hub->log, "hub alloc %s: the end of the old password's "
                 "grace could not be stored", a->identity);
+    OPENSSL_cleanse(&row, sizeof(row));
     struct sl_link *l, *next;
     for (l = a->controls.next; l != &a->controls; l = next) {
         next = l->next;

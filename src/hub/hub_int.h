@@ -91,7 +91,9 @@ struct hub_alloc {
     uint32_t ndata; /* data conns past their username (max_data_conns) */
     struct hub_plan *plan; /* hub_grant.c: grant, cap, rotation */
     struct hub_bw *bw;     /* hub_rate.c: its buckets; NULL: no cap */
-    char recent_fp[HUB_RECENT_FP][SL_UUID_LEN + 1];
+    /* Fingerprints of recent pairings, as their 16 bytes (not text: an
+     * allocation per bridge, a thousand bridges per hub). */
+    unsigned char recent_fp[HUB_RECENT_FP][16];
     unsigned recent_next;
 };
 

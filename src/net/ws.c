@@ -310,6 +310,29 @@ static void drop_idle_buffers(struct sl_ws *ws)
     }
 }
 
+/* Small buffers go as soon as they are empty: a control connection
+ * trades a message now and then, and 1,000 bridges holding a read and a
+ * write block each cost the hub 8 MB for nothing. A block that grew (bulk
+ * traffic) stays until the idle tick above, so a busy connection does not
+ * pay malloc and free per read. */
+static void drop_small_buffers(struct sl_ws *ws)
+{
+    if (!ws->writing && ws->out[0].len == 0 && ws->out[1].len == 0) {
+        for (int i = 0; i < 2; i++) {
+            if (ws->out[i].cap > RBUF_FIRST)
+                continue;
+            free(ws->out[i].data);
+            ws->out[i].data = NULL;
+            ws->out[i].cap = 0;
+        }
+    }
+    if (ws->rbuf == NULL && ws->rcap <= RBUF_FIRST) {
+        free(ws->rmem);
+        ws->rmem = NULL;
+        ws->rcap = 0;
+    }
+}
+
 static void release_rbuf(struct sl_ws *ws)
 {
     if (ws->rbuf != ws->rmem)
@@ -422,6 +445,7 @@ static void pump(struct sl_ws *ws)
     if (!ws->read_paused && !ws->out_full && !ws->reading &&
         wslay_event_want_read(ctx))
         start_reading(ws);
+    drop_small_buffers(ws);
 }
 
 /* Wakes at the next ping or at the moment the peer turns dead, whichever
@@ -496,8 +520,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct sl_ws *ws = s->data;
     (void)buf; /* always ws->rmem (or NULL) */
     if (nread <= 0) {
-        if (nread == 0)
+        if (nread == 0) {
+            drop_small_buffers(ws); /* drained: EAGAIN */
             return;
+        }
         if (nread == UV_ENOBUFS) {
             close_handles(ws, UV_ENOMEM);
             return;
