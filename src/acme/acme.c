@@ -1905,6 +1905,10 @@ int sl_acme_new(uv_loop_t *loop, struct sl_log *log, struct sl_tls_server *tls,
                  domain);
         return SL_ECONFIG;
     }
+    /* libcurl is opened here, not at the first order: a hub that could
+     * never order says so as it starts. */
+    if ((rc = sl_acme_http_load(err, cap)) != 0)
+        return rc;
     struct sl_acme *a = calloc(1, sizeof(*a));
     if (a == NULL) {
         snprintf(err, cap, "out of memory");

@@ -92,8 +92,9 @@ const char *sl_acme_cert_state_name(enum sl_acme_cert_state s);
 /* Reads the account key (making one) and the certificates in
  * <state_dir>/acme/, and the TSIG key: blocking, so before the loop
  * runs. tls gets the certificates and must outlive the client. In
- * DNS-01 mode the wildcard is ordered (or loaded) at once. Returns 0 or
- * a negative code with err saying why (a file, a flag). */
+ * DNS-01 mode the wildcard is ordered (or loaded) at once. Opens
+ * libcurl first (acme_http.h). Returns 0 or a negative code with err
+ * saying why (a file, a flag, libcurl missing). */
 int sl_acme_new(uv_loop_t *loop, struct sl_log *log, struct sl_tls_server *tls,
                 const struct sl_acme_opts *opts, struct sl_acme **out,
                 char *err, size_t cap);

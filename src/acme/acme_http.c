@@ -1,14 +1,12 @@
 #include "acme/acme_http.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
+#include "acme/curl_lib.h"
 #include "core/error.h"
 
 #define CONNECT_TIMEOUT_MS 10000L
@@ -16,6 +14,7 @@
 
 struct sl_acme_http {
     uv_loop_t *loop;
+    const struct sl_curl_lib *lib; /* libcurl's functions (curl_lib.h) */
     CURL *curl; /* used by one pool thread at a time, never two */
     char *ca_file;
     long timeout_ms;
@@ -23,15 +22,6 @@ struct sl_acme_http {
     atomic_int abort; /* set on the loop, read by curl in the pool */
     int freeing;
 };
-
-/* curl_global_init is not safe to race; once per process. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void copy_value(char *out, size_t cap, const char *v, size_t n)
 {
@@ -108,51 +98,52 @@ static void http_work(uv_work_t *w)
 {
     struct sl_acme_http_req *r = w->data;
     struct sl_acme_http *c = r->client;
+    const struct sl_curl_lib *cu = c->lib;
     CURL *h = c->curl;
     struct curl_slist *hdrs = NULL;
     char errbuf[CURL_ERROR_SIZE] = "";
-    curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, r->url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "sluice-acme/1");
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    cu->easy_reset(h);
+    cu->easy_setopt(h, CURLOPT_URL, r->url);
+    cu->easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    cu->easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+    cu->easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    cu->easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    cu->easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    cu->easy_setopt(h, CURLOPT_USERAGENT, "sluice-acme/1");
+    cu->easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    cu->easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    cu->easy_setopt(h, CURLOPT_HEADERDATA, r);
+    cu->easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    cu->easy_setopt(h, CURLOPT_WRITEDATA, r);
+    cu->easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    cu->easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    cu->easy_setopt(h, CURLOPT_XFERINFODATA, c);
+    cu->easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    cu->easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (c->ca_file != NULL)
-        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        cu->easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (r->accept != NULL) {
         char a[128];
         snprintf(a, sizeof(a), "Accept: %s", r->accept);
-        hdrs = curl_slist_append(hdrs, a);
+        hdrs = cu->slist_append(hdrs, a);
     }
     if (r->method == SL_ACME_HEAD) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        cu->easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (r->method == SL_ACME_POST) {
         struct curl_slist *t =
-            curl_slist_append(hdrs, "Content-Type: application/jose+json");
+            cu->slist_append(hdrs, "Content-Type: application/jose+json");
         hdrs = t != NULL ? t : hdrs;
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+        cu->easy_setopt(h, CURLOPT_POST, 1L);
+        cu->easy_setopt(h, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
         /* No "Expect: 100-continue" round trip for small bodies. */
-        t = curl_slist_append(hdrs, "Expect:");
+        t = cu->slist_append(hdrs, "Expect:");
         hdrs = t != NULL ? t : hdrs;
     }
     if (hdrs != NULL)
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    CURLcode rc = curl_easy_perform(h);
+        cu->easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = cu->easy_perform(h);
     if (rc == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        cu->easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
     } else {
         r->status = 0;
         if (r->too_big)
@@ -160,16 +151,16 @@ static void http_work(uv_work_t *w)
                      SL_ACME_HTTP_BODY_MAX);
         else
             snprintf(r->error, sizeof(r->error), "%s",
-                     errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+                     errbuf[0] != '\0' ? errbuf : cu->easy_strerror(rc));
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(hdrs);
+    cu->easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    cu->easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    cu->slist_free_all(hdrs);
 }
 
 static void client_free(struct sl_acme_http *c)
 {
-    curl_easy_cleanup(c->curl);
+    c->lib->easy_cleanup(c->curl);
     free(c->ca_file);
     free(c);
 }
@@ -188,18 +179,27 @@ static void http_done(uv_work_t *w, int status)
         client_free(c);
 }
 
+int sl_acme_http_load(char *err, size_t cap)
+{
+    return sl_curl_load(err, cap);
+}
+
 int sl_acme_http_new(uv_loop_t *loop, const char *ca_file, uint64_t timeout_ms,
                      struct sl_acme_http **out)
 {
     *out = NULL;
-    if (pthread_once(&curl_once, curl_init) != 0 || curl_init_rc != CURLE_OK)
+    /* Loaded by sl_acme_http_load already, which says why it could not
+     * be. */
+    const struct sl_curl_lib *lib = sl_curl();
+    if (lib == NULL)
         return UV_ENOMEM;
     struct sl_acme_http *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return UV_ENOMEM;
     c->loop = loop;
+    c->lib = lib;
     c->timeout_ms = timeout_ms > 0 ? (long)timeout_ms : DEFAULT_TIMEOUT_MS;
-    c->curl = curl_easy_init();
+    c->curl = lib->easy_init();
     if (c->curl == NULL ||
         (ca_file != NULL && (c->ca_file = strdup(ca_file)) == NULL)) {
         client_free(c);

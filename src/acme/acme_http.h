@@ -57,9 +57,15 @@ struct sl_acme_http_req {
     int too_big;
 };
 
+/* Opens libcurl (acme/curl_lib.h), once per process, so that a hub
+ * without it fails as it starts ACME. Returns 0 or an error with one line
+ * in err (cap bytes), e.g. "cannot load libcurl.so.4 (install libcurl4):
+ * ..." (dlerror's words). */
+int sl_acme_http_load(char *err, size_t cap);
+
 /* A client verifying the CA against ca_file (PEM bundle; NULL: the system
- * store). timeout_ms 0: 30 s. Returns 0 or UV_ENOMEM (curl could not be
- * set up; *out is NULL). */
+ * store). timeout_ms 0: 30 s. Returns 0 or UV_ENOMEM (libcurl is not
+ * loaded, or curl could not be set up; *out is NULL). */
 int sl_acme_http_new(uv_loop_t *loop, const char *ca_file, uint64_t timeout_ms,
                      struct sl_acme_http **out);
 

@@ -40,6 +40,7 @@
 #include <uv.h>
 
 #include "core/error.h"
+#include "hub/pq_lib.h"
 
 #define PG_SCHEMA_VERSION 1
 #define PG_CYCLE_MS 500      /* counters written, changes read */
@@ -350,7 +351,7 @@ out:
 /* 1 when the connection is gone (the caller drops it), else 0. */
 static int conn_lost(struct pg_store *st)
 {
-    return st->conn == NULL || PQstatus(st->conn) != CONNECTION_OK;
+    return st->conn == NULL || sl_pq()->status(st->conn) != CONNECTION_OK;
 }
 
 static void went_down(struct pg_store *st, const char *what)
@@ -359,11 +360,11 @@ static void went_down(struct pg_store *st, const char *what)
         sl_error(st->log, "store: PostgreSQL unreachable while %s: %s; "
                           "serving from memory, counting on, new "
                           "allocations refused", what,
-                 st->conn ? PQerrorMessage(st->conn) : "no connection");
+                 st->conn ? sl_pq()->errorMessage(st->conn) : "no connection");
     st->was_down = 1;
     atomic_store(&st->healthy, 0);
     if (st->conn != NULL) {
-        PQfinish(st->conn);
+        sl_pq()->finish(st->conn);
         st->conn = NULL;
     }
 }
@@ -382,25 +383,26 @@ static PGresult *run(struct pg_store *st, const struct pg_stmt *s,
     }
     /* Without parameters, the simple protocol: several commands in one
      * string (the schema) are allowed there only. */
-    PGresult *r = s->n == 0 ? PQexec(st->conn, s->sql)
-                            : PQexecParams(st->conn, s->sql, s->n, NULL,
-                                           (const char *const *)s->v, NULL,
-                                           NULL, 0);
-    ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    PGresult *r = s->n == 0 ? sl_pq()->exec(st->conn, s->sql)
+                            : sl_pq()->execParams(st->conn, s->sql, s->n, NULL,
+                                                  (const char *const *)s->v,
+                                                  NULL, NULL, 0);
+    ExecStatusType t = r ? sl_pq()->resultStatus(r) : PGRES_FATAL_ERROR;
     if (t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK)
         return r;
     if (conn_lost(st)) {
-        PQclear(r);
+        sl_pq()->clear(r);
         went_down(st, what);
         *err = UV_ECONNRESET;
         return NULL;
     }
-    const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *code =
+        r ? sl_pq()->resultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     *err = code && strncmp(code, "23", 2) == 0 ? SL_EEXIST : SL_ESTATE;
     if (st->log)
         sl_error(st->log, "store: PostgreSQL refused %s: %s", what,
-                 r ? PQresultErrorMessage(r) : "out of memory");
-    PQclear(r);
+                 r ? sl_pq()->resultErrorMessage(r) : "out of memory");
+    sl_pq()->clear(r);
     return NULL;
 }
 
@@ -409,14 +411,14 @@ static int run_sql(struct pg_store *st, const char *sql, const char *what)
     struct pg_stmt s = {.sql = sql};
     int err;
     PGresult *r = run(st, &s, what, &err);
-    PQclear(r);
+    sl_pq()->clear(r);
     return err;
 }
 
 static void rollback(struct pg_store *st)
 {
     if (st->conn != NULL)
-        PQclear(PQexec(st->conn, "ROLLBACK"));
+        sl_pq()->clear(sl_pq()->exec(st->conn, "ROLLBACK"));
 }
 
 /* Runs op's statements in one transaction. 0, UV_ECONNRESET (try again
@@ -426,7 +428,7 @@ static int op_run(struct pg_store *st, struct pg_op *op)
     int rc = run_sql(st, "BEGIN", op->what);
     for (int i = 0; rc == 0 && i < op->nstmt; i++) {
         PGresult *r = run(st, &op->stmt[i], op->what, &rc);
-        PQclear(r);
+        sl_pq()->clear(r);
     }
     if (rc == 0)
         rc = run_sql(st, "COMMIT", op->what);
@@ -504,7 +506,7 @@ static int flush_counters(struct pg_store *st)
             arg_i(&s, it->limited))
             rc = UV_ENOMEM;
         else
-            PQclear(run(st, &s, "writing counters", &rc));
+            sl_pq()->clear(run(st, &s, "writing counters", &rc));
         stmt_free(&s);
     }
     if (rc == 0)
@@ -533,20 +535,24 @@ out:
 
 static uint64_t val_u(const PGresult *r, int i, int c)
 {
-    if (PQgetisnull(r, i, c))
+    const struct sl_pq_lib *pq = sl_pq();
+    if (pq->getisnull(r, i, c))
         return 0;
-    long long v = strtoll(PQgetvalue(r, i, c), NULL, 10);
+    long long v = strtoll(pq->getvalue(r, i, c), NULL, 10);
     return v < 0 ? 0 : (uint64_t)v;
 }
 
 static int64_t val_i(const PGresult *r, int i, int c)
 {
-    return PQgetisnull(r, i, c) ? 0 : strtoll(PQgetvalue(r, i, c), NULL, 10);
+    const struct sl_pq_lib *pq = sl_pq();
+    return pq->getisnull(r, i, c) ? 0
+                                  : strtoll(pq->getvalue(r, i, c), NULL, 10);
 }
 
 static void val_s(const PGresult *r, int i, int c, char *out, size_t cap)
 {
-    const char *v = PQgetisnull(r, i, c) ? "" : PQgetvalue(r, i, c);
+    const struct sl_pq_lib *pq = sl_pq();
+    const char *v = pq->getisnull(r, i, c) ? "" : pq->getvalue(r, i, c);
     /* Too long only if written by something else: read as empty. */
     snprintf(out, cap, "%s", strlen(v) < cap ? v : "");
 }
@@ -556,7 +562,7 @@ static void val_s(const PGresult *r, int i, int c, char *out, size_t cap)
 static struct pg_row *rows_of(const PGresult *r, int64_t *rev)
 {
     struct pg_row *head = NULL, **tail = &head;
-    for (int i = 0; i < PQntuples(r); i++) {
+    for (int i = 0; i < sl_pq()->ntuples(r); i++) {
         struct pg_row *w = calloc(1, sizeof(*w));
         if (w == NULL)
             break;
@@ -577,15 +583,15 @@ static struct pg_row *rows_of(const PGresult *r, int64_t *rev)
             *rev = val_i(r, i, 12);
         w->tcp = (int)val_i(r, i, 13);
         w->udp = (int)val_i(r, i, 14);
-        if (!PQgetisnull(r, i, 15))
-            w->opts = strdup(PQgetvalue(r, i, 15));
+        if (!sl_pq()->getisnull(r, i, 15))
+            w->opts = strdup(sl_pq()->getvalue(r, i, 15));
         w->plan.rate = val_u(r, i, 16);
         w->plan.operator_made = val_i(r, i, 17) != 0;
         val_s(r, i, 18, w->plan.grant, sizeof(w->plan.grant));
         w->plan.rotated_at = val_i(r, i, 19);
         val_s(r, i, 20, w->plan.old_hash, sizeof(w->plan.old_hash));
         w->plan.old_until_ms = val_i(r, i, 21);
-        w->has_plan = PQgetvalue(r, i, 22)[0] == 't';
+        w->has_plan = sl_pq()->getvalue(r, i, 22)[0] == 't';
         *tail = w;
         tail = &w->next;
     }
@@ -640,7 +646,7 @@ static int read_changes(struct pg_store *st, int64_t since, int64_t *hw)
     if (r == NULL)
         goto out;
     struct pg_row *rows = rows_of(r, hw);
-    PQclear(r);
+    sl_pq()->clear(r);
     r = run(st, &g, "reading removals", &rc);
     if (r == NULL) {
         rows_free(rows);
@@ -649,7 +655,7 @@ static int read_changes(struct pg_store *st, int64_t since, int64_t *hw)
     struct pg_row **tail = &rows;
     while (*tail)
         tail = &(*tail)->next;
-    for (int i = 0; i < PQntuples(r); i++) {
+    for (int i = 0; i < sl_pq()->ntuples(r); i++) {
         struct pg_row *w = calloc(1, sizeof(*w));
         if (w == NULL)
             break;
@@ -660,7 +666,7 @@ static int read_changes(struct pg_store *st, int64_t since, int64_t *hw)
         *tail = w;
         tail = &w->next;
     }
-    PQclear(r);
+    sl_pq()->clear(r);
     rows_post(st, rows);
 out:
     stmt_free(&s);
@@ -687,7 +693,7 @@ static void answer_fetches(struct pg_store *st)
                 struct pg_row *rows = rows_of(r, &rev);
                 rc = rows ? 0 : SL_ENOTFOUND;
                 rows_post(st, rows);
-                PQclear(r);
+                sl_pq()->clear(r);
             }
         }
         stmt_free(&s);
@@ -709,14 +715,14 @@ static PGconn *connect_db(const char *conninfo)
                                 "application_name", NULL};
     const char *const vals[] = {conninfo, "3", "1", "5", "2", "3", "10000",
                                 "sluice-hub", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    return sl_pq()->connectdbParams(keys, vals, 1);
 }
 
 static int reconnect(struct pg_store *st)
 {
     PGconn *c = connect_db(st->conninfo);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-        PQfinish(c);
+    if (c == NULL || sl_pq()->status(c) != CONNECTION_OK) {
+        sl_pq()->finish(c);
         return SL_ESTATE;
     }
     st->conn = c;
@@ -1265,7 +1271,7 @@ static void pg_close(struct sl_store *b)
     }
     rows_free(st->rows);
     if (st->conn != NULL)
-        PQfinish(st->conn);
+        sl_pq()->finish(st->conn);
     sl_store_close(st->local);
     pthread_mutex_destroy(&st->mu);
     pthread_cond_destroy(&st->wake);
@@ -1318,9 +1324,9 @@ static int migrate(struct pg_store *st)
         struct pg_stmt s = {.sql = "SELECT coalesce(max(version), 0) FROM "
                                    "sluice_schema"};
         PGresult *r = run(st, &s, "reading the schema version", &rc);
-        if (r != NULL && PQntuples(r) == 1)
-            version = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
+        if (r != NULL && sl_pq()->ntuples(r) == 1)
+            version = (int)strtol(sl_pq()->getvalue(r, 0, 0), NULL, 10);
+        sl_pq()->clear(r);
     }
     if (rc == 0 && version > PG_SCHEMA_VERSION) {
         if (st->log)
@@ -1350,6 +1356,14 @@ int sl_store_pg_open(const char *conninfo, struct sl_log *log,
     if (conninfo == NULL || out == NULL)
         return UV_EINVAL;
     *out = NULL;
+    /* libpq is opened here, as the hub starts, by the hubs that use it
+     * only (hub/pq_lib.h). */
+    char why[512];
+    if (sl_pq_load(why, sizeof(why)) != 0) {
+        if (log)
+            sl_error(log, "store: %s", why);
+        return SL_ECONFIG;
+    }
     int rc = SL_ESTATE;
     struct pg_store *st = calloc(1, sizeof(*st));
     if (st == NULL)
@@ -1371,7 +1385,7 @@ int sl_store_pg_open(const char *conninfo, struct sl_log *log,
     if (reconnect(st) != 0) {
         if (log)
             sl_error(log, "store: cannot reach PostgreSQL: %s",
-                     st->conn ? PQerrorMessage(st->conn)
+                     st->conn ? sl_pq()->errorMessage(st->conn)
                               : "connection failed");
         rc = SL_ESTATE;
         goto out;
