@@ -242,11 +242,16 @@ int sl_addr_unmap(const struct sockaddr *sa, struct sockaddr_storage *out)
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
     if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
         return 0;
+    /* Built aside and copied in: callers read *out as a sockaddr, and a
+     * store through a sockaddr_in pointer is one clang may move past
+     * that read (strict aliasing); memcpy is a store of every type. */
+    struct sockaddr_in in;
+    memset(&in, 0, sizeof(in));
+    in.sin_family = AF_INET;
+    in.sin_port = in6->sin6_port;
+    memcpy(&in.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
     memset(out, 0, sizeof(*out));
-    struct sockaddr_in *in = (struct sockaddr_in *)out;
-    in->sin_family = AF_INET;
-    in->sin_port = in6->sin6_port;
-    memcpy(&in->sin_addr, &in6->sin6_addr.s6_addr[12], 4);
+    memcpy(out, &in, sizeof(in));
     return 1;
 }
 
@@ -265,18 +270,25 @@ static int v4_is_private(uint32_t a)
  * the IPv4 address they carry. */
 static int addr_is_local(const struct sockaddr *sa, int want_private)
 {
-    struct sockaddr_storage v4;
-    if (sl_addr_unmap(sa, &v4))
-        sa = (const struct sockaddr *)&v4;
+    /* The mapped address is read where it lies: going through a
+     * sockaddr_storage written as sockaddr_in and read as sockaddr let
+     * clang -O2 read the family before the write (strict aliasing), and
+     * ::ffff:127.0.0.1 counted as neither loopback nor private. */
+    uint32_t a;
     if (sa == NULL)
         return 0;
     if (sa->sa_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
         return want_private ? v4_is_private(a) : v4_is_loopback(a);
     }
     if (sa->sa_family != AF_INET6)
         return 0;
     const struct in6_addr *in6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(in6)) {
+        memcpy(&a, &in6->s6_addr[12], 4);
+        a = ntohl(a);
+        return want_private ? v4_is_private(a) : v4_is_loopback(a);
+    }
     if (IN6_IS_ADDR_LOOPBACK(in6))
         return 1;
     if (!want_private)
