@@ -394,10 +394,18 @@ void hub_conn_close(struct hub_conn *c, int reason)
             sl_ws_abort(c->ws, reason);
         return;
     }
-    if (!sl_xprt_is_closing(&c->xp))
+    if (c->relay != NULL)
+        sl_relay_abort(&c->relay->r, reason); /* it closes the socket */
+    else if (!sl_xprt_is_closing(&c->xp))
         sl_xprt_close(&c->xp, on_conn_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&c->timer))
         uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+void hub_conn_xp_closed(struct hub_conn *c)
+{
+    c->xp.tcp.data = c;
+    on_conn_handle_closed((uv_handle_t *)&c->xp.tcp);
 }
 
 void hub_conn_reset(struct hub_conn *c)
@@ -519,6 +527,12 @@ void hub_conn_finish(struct hub_conn *c)
 {
     if (c->closing || c->ustate == U_CLOSING)
         return;
+    if (c->relay != NULL) {
+        /* Its socket is the relay's, which has no graceful end of its
+         * own to give. */
+        hub_conn_close(c, 0);
+        return;
+    }
     hub_conn_read_stop(c);
     uv_timer_stop(&c->timer);
     c->ustate = U_CLOSING;
@@ -667,7 +681,7 @@ void hub_conn_read_stop(struct hub_conn *c)
 
 static void read_start(struct hub_conn *c)
 {
-    if (c->reading || c->closing || c->ws_active)
+    if (c->reading || c->closing || c->ws_active || c->relay != NULL)
         return;
     if (c->rate_held) {
         /* Over its bandwidth cap: it reads when the cap lets go. */
@@ -1045,6 +1059,7 @@ static void on_flush(uv_timer_t *t)
     struct sl_hub *hub = t->data;
     flush_all(hub, (double)flush_interval(hub) / 1000.0);
     hub_expire_idle(hub);
+    sl_relay_pool_trim(&hub->relay_pool);
 }
 
 /* Start and stop. */
@@ -1279,6 +1294,7 @@ int sl_hub_start(struct sl_ctx *ctx, const struct sl_hub_options *opts)
     if (hub->has_plain && hub->has_tls_listener &&
         sl_addr_parse(hub->tls_address, &ss) == 0)
         hub_guard_warn(hub, (struct sockaddr *)&ss);
+    hub->relay_pool.max_free = HUB_FREE_BLOCKS / 4;
     uv_timer_init(hub->loop, &hub->flush_timer);
     hub->flush_timer.data = hub;
     hub->open_handles++;
@@ -1344,6 +1360,7 @@ static void maybe_finish_stop(struct sl_hub *hub)
         hub->free_blocks = b->next;
         free(b);
     }
+    sl_relay_pool_drain(&hub->relay_pool);
     void (*done)(void *) = hub->done;
     void *arg = hub->done_arg;
     if (hub->ctx->hub == hub)

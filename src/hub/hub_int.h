@@ -18,6 +18,7 @@
 #include "net/addr.h"
 #include "net/http_head.h"
 #include "net/mux.h"
+#include "net/relay.h"
 #include "net/ws.h"
 #include "net/xprt.h"
 #include "tunnel/creds.h"
@@ -45,6 +46,7 @@ struct hub_udp;
 struct hub_plan;
 struct hub_bw;
 struct hub_grant_in;
+struct hub_relay;
 struct sl_acl;
 struct sl_tls_server;
 
@@ -151,6 +153,8 @@ struct hub_conn {
 
     /* Pairing: user <-> data. */
     struct hub_conn *peer;
+    struct hub_relay *relay; /* an opaque pair on sl_relay: both its
+                                conns point at it, it owns their sockets */
 
     /* User side. */
     enum user_state ustate;
@@ -289,6 +293,17 @@ struct hub_streams {
     int refs;
 };
 
+/* An opaque pair whose bytes nothing reads (a stream port's or a TLS
+ * passthrough user and a raw data conn, no bandwidth cap) moves them
+ * through the engine's relay, zero-copy when both sockets are plain
+ * (hub_user.c). From its start the relay owns both sockets: closing
+ * either conn aborts it, and the conns' socket close is counted when it
+ * is done. Owned by the pair; freed from the relay's done. */
+struct hub_relay {
+    struct sl_relay r;
+    struct hub_conn *u, *d;
+};
+
 struct hub_burst {
     uint64_t last_log; /* uv_now of the last line; 0 none */
     uint64_t unlogged; /* refusals since that line */
@@ -334,6 +349,7 @@ struct sl_hub {
     struct hub_alloc *buckets[HUB_BUCKETS];
     struct hub_block *free_blocks;
     size_t nfree_blocks;
+    struct sl_relay_pool relay_pool; /* opaque pairs' buffers and pipes */
     struct hub_rate rate[HUB_RATE_SLOTS];
     struct hub_bucket alloc_rate[HUB_RATE_SLOTS];
     struct hub_bucket alloc_rate_all;
@@ -413,6 +429,8 @@ int hub_rate_blocked(struct sl_hub *hub, const char *ip, const char *user);
 void hub_rate_fail(struct sl_hub *hub, const char *ip, const char *user);
 void hub_mac(struct sl_hub *hub, const char *password, unsigned char out[32]);
 size_t hub_conn_queued(const struct hub_conn *c);
+/* The relay of c's pair closed c's socket. */
+void hub_conn_xp_closed(struct hub_conn *c);
 
 /* hub_bridge.c */
 void hub_bridge_control(struct hub_conn *c, const struct sl_http_head *h,

@@ -343,6 +343,111 @@ static void send_to_user(struct hub_conn *u, struct hub_block *b,
     }
 }
 
+/* ---- Opaque pairs on the engine's relay ------------------------------- */
+
+static int relay_on_read(struct sl_relay *r, size_t n, enum sl_relay_dir dir)
+{
+    struct hub_relay *hr = r->data;
+    struct hub_conn *u = hr->u;
+    /* Counted as the copying path counts: at the user's side and at the
+     * bridge's, the stream port's hooks, and progress for the idle
+     * timeout. */
+    if (dir == SL_RELAY_UP) {
+        if (u->streams != NULL)
+            hub_streams_on_read(u, n, SL_HOOK_UP);
+        hub_count_user(u->alloc, 0, n);
+        hub_count_bridge(u->alloc, 0, n);
+        hub_progress(u);
+    } else {
+        hub_count_bridge(u->alloc, n, 0);
+        if (u->streams != NULL)
+            hub_streams_on_read(u, n, SL_HOOK_DOWN);
+        hub_count_user(u->alloc, n, 0);
+        hub_progress(hr->d);
+    }
+    /* A traffic limit reached closes the pair from inside the counting. */
+    return u->closing ? SL_ELIMIT : 0;
+}
+
+static void relay_on_error(struct sl_relay *r, int reason,
+                           struct sl_xprt *where)
+{
+    struct hub_relay *hr = r->data;
+    /* The bridge's path died under the user: a reset, as the service's
+     * own death would give (hub_user_upstream_gone). */
+    if (where == &hr->d->xp && !hr->u->closing)
+        hub_conn_reset(hr->u);
+    (void)reason;
+}
+
+static void relay_on_done(struct sl_relay *r, int reason)
+{
+    struct hub_relay *hr = r->data;
+    struct hub_conn *u = hr->u, *d = hr->d;
+    u->relay = NULL;
+    d->relay = NULL;
+    free(hr);
+    /* An end the relay found itself (EOF both ways, an error): the conns
+     * close now; their sockets are closed already. */
+    int why = reason == UV_EOF ? 0 : reason;
+    if (!u->closing)
+        hub_conn_close(u, why);
+    if (!d->closing)
+        hub_conn_close(d, why);
+    hub_conn_xp_closed(u);
+    hub_conn_xp_closed(d);
+}
+
+/* 1 if pair u's bytes need no one at the hub: no parsing, no frames, no
+ * mux stream, no bandwidth cap to pace them. */
+static int relay_fits(const struct hub_conn *u)
+{
+    const struct hub_conn *d = u->peer;
+    return u->passthrough && d != NULL && !u->closing && !d->closing &&
+           d->kind == C_DATA && !d->framed && !d->ws_active &&
+           d->via == NULL && d->mux == NULL && !u->ws_active &&
+           u->alloc != NULL && u->alloc->bw == NULL && !u->rate_held &&
+           !d->rate_held && !u->paused_by_peer && !u->data_paused &&
+           u->head_len == 0 && !u->eof_in && !d->eof_in;
+}
+
+/* Returns 1 if the relay took the pair. */
+static int relay_start(struct hub_conn *u)
+{
+    struct hub_conn *d = u->peer;
+    struct sl_hub *hub = u->hub;
+    if (!relay_fits(u))
+        return 0;
+    struct hub_relay *hr = calloc(1, sizeof(*hr));
+    if (hr == NULL)
+        return 0; /* the hub's own forwarding goes on */
+    hub_conn_read_stop(u);
+    hub_conn_read_stop(d);
+    hr->u = u;
+    hr->d = d;
+    hr->r.data = hr;
+    hr->r.on_read = relay_on_read;
+    hr->r.on_error = relay_on_error;
+    hr->r.on_done = relay_on_done;
+    u->relay = hr;
+    d->relay = hr;
+    struct sl_relay_opts opts = {
+        .high_water = HUB_HIGH_WATER,
+        .low_water = HUB_LOW_WATER,
+        .pool = &hub->relay_pool,
+        .splice = 1,
+    };
+    /* On failure the relay closes both sockets and its done closes the
+     * conns. */
+    if (sl_relay_start(&hr->r, &u->xp, &d->xp, &opts) == 0)
+        sl_debug(hub->log, "hub user %llu (%s): relay with data %llu %s",
+                 (unsigned long long)u->id, u->alloc->identity,
+                 (unsigned long long)d->id,
+                 sl_relay_spliced(&hr->r) ? "spliced (zero-copy)"
+                                          : "copying");
+    return 1;
+}
+
 static void go_opaque(struct hub_conn *u)
 {
     u->ustate = U_OPAQUE;
@@ -359,6 +464,8 @@ static void go_opaque(struct hub_conn *u)
         if (u->closing)
             return;
     }
+    if (relay_start(u))
+        return;
     if (!u->paused_by_peer)
         hub_conn_read_blocks(u);
 }
@@ -1001,6 +1108,15 @@ void hub_user_upstream_gone(struct hub_conn *u, int reason)
     case U_PAIRING:
         return;
     case U_OPAQUE:
+        if (u->relay != NULL) {
+            /* Its data conn is going: the relay, which owns both sockets,
+             * ends with it. */
+            if (reason != 0 && reason != UV_EOF)
+                hub_conn_reset(u);
+            else
+                hub_conn_close(u, 0);
+            return;
+        }
         if (u->passthrough && reason != 0 && reason != UV_EOF) {
             /* The bridge's path died under a TCP (or passthrough) user:
              * a reset, as the service's own death would give. */

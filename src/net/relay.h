@@ -18,6 +18,17 @@
  *    queued writes are out. The relay ends when both directions have
  *    finished, or at the first error on either side.
  *
+ * Zero-copy (splice): when the caller allows it (opts->splice: its
+ * on_read only counts), both transports are plain sockets and
+ * SLUICE_NO_SPLICE is unset, the bytes never enter user space: each
+ * direction moves them socket -> pipe -> socket with splice(2), readiness
+ * coming from a uv_poll_t on each socket (libuv's own watcher on it is
+ * idle meanwhile). A direction holds a pipe only while bytes are in it;
+ * an emptied pipe goes back to the pool (or is closed), so an idle
+ * relayed connection holds no pipe and no extra descriptor. Half-close,
+ * back-pressure (a full pipe stops reading the source), errors and the
+ * counts given to on_read are those of the copying path.
+ *
  * Ownership: the caller owns the struct sl_relay (usually embedded in its
  * connection object) and the two handles' memory. From sl_relay_start on,
  * the relay owns the handles' lifetimes: it takes over their ->data, closes
@@ -48,12 +59,23 @@ struct sl_relay;
  * any connection: at most max_free of them are kept. Not thread-safe: one
  * per loop. Zero-initialise, set max_free, and call sl_relay_pool_drain
  * before freeing it. */
+#define SL_RELAY_PIPES_MAX 8 /* empty pipes a pool keeps at most */
+
+struct sl_relay_pipe {
+    int fd[2];    /* read end, write end */
+    size_t cap;   /* bytes it holds when full (F_GETPIPE_SZ) */
+};
+
 struct sl_relay_pool {
     size_t max_free;  /* buffers kept at most; 0 keeps none */
     size_t nfree;
     size_t low;       /* fewest free since the last sl_relay_pool_trim */
     size_t block_size; /* set by the first relay that uses it */
     void *free_list;
+    /* Empty pipes of spliced relays (two descriptors each), kept as the
+     * buffers are and trimmed with them. */
+    struct sl_relay_pipe pipes[SL_RELAY_PIPES_MAX];
+    size_t npipes, pipes_low;
 };
 void sl_relay_pool_drain(struct sl_relay_pool *pool);
 
@@ -63,10 +85,17 @@ void sl_relay_pool_drain(struct sl_relay_pool *pool);
 void sl_relay_pool_trim(struct sl_relay_pool *pool);
 
 /* Called with each chunk read, before it is forwarded (the bytes are
- * sl_relay_chunk(r) meanwhile). Returning non-zero (a negative error
- * code) aborts the relay with that reason. */
+ * sl_relay_chunk(r) meanwhile); on a spliced relay, with the count of
+ * each chunk as it reaches the destination (no bytes). Returning
+ * non-zero (a negative error code) aborts the relay with that reason. */
 typedef int (*sl_relay_read_cb)(struct sl_relay *r, size_t n,
                                 enum sl_relay_dir dir);
+/* Called once if the relay is ending on an error it found itself (a
+ * read, a write or a shutdown on transport where failed), before it
+ * closes the handles: the caller may still act on the sockets (a reset
+ * for the other peer). May call sl_relay_abort. */
+typedef void (*sl_relay_error_cb)(struct sl_relay *r, int reason,
+                                  struct sl_xprt *where);
 /* Called once, after both handles are closed. reason is 0 when both
  * directions ended cleanly (EOF both ways), else the first error (a libuv
  * code, or what on_read or sl_relay_abort gave). */
@@ -78,7 +107,12 @@ struct sl_relay_opts {
     size_t low_water;  /* 0: SL_RELAY_LOW_WATER; kept below high_water */
     struct sl_relay_pool *pool; /* NULL: plain malloc/free; relays sharing a
                                    pool must share buf_size */
+    /* 1: on_read never looks at the bytes (sl_relay_chunk), so they may
+     * move inside the kernel when both ends are plain sockets. */
+    unsigned splice : 1;
 };
+
+struct sl_relay_splice; /* private: the spliced relay's handles, pipes */
 
 /* One direction: bytes read from src are written to dst. Private. */
 struct sl_relay_side {
@@ -97,6 +131,7 @@ struct sl_relay {
     void *data;
     sl_relay_read_cb on_read; /* may be NULL */
     sl_relay_done_cb on_done; /* required */
+    sl_relay_error_cb on_error; /* may be NULL */
 
     /* Private. */
     struct sl_relay_side side[2]; /* [SL_RELAY_UP], [SL_RELAY_DOWN] */
@@ -104,9 +139,11 @@ struct sl_relay {
     struct sl_relay_pool *pool;
     size_t buf_size, high_water, low_water;
     const char *chunk; /* during on_read: the bytes read */
+    struct sl_relay_splice *sp; /* the zero-copy path's state, or NULL */
     int reason;
     int open_handles; /* handles not yet through their close callback */
     unsigned closing : 1;
+    unsigned spliced : 1; /* the bytes move with splice(2) */
 };
 
 /* Starts relaying between a and b (both connected and open; neither being
@@ -121,16 +158,23 @@ int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
  * call more than once and from inside on_read. */
 void sl_relay_abort(struct sl_relay *r, int reason);
 
-/* Bytes read so far in a direction. */
+/* Bytes read so far in a direction (spliced: forwarded so far). */
 static inline uint64_t sl_relay_bytes(const struct sl_relay *r,
                                       enum sl_relay_dir dir)
 {
     return r->side[dir].bytes;
 }
 
+/* 1 if the relay moves its bytes with splice(2) (set by sl_relay_start,
+ * kept until on_done). */
+static inline int sl_relay_spliced(const struct sl_relay *r)
+{
+    return r->spliced;
+}
+
 /* Inside on_read: the n bytes just read (for an observer such as the
  * node's request inspector; they must not be changed or kept). NULL
- * elsewhere. */
+ * elsewhere, and always on a spliced relay. */
 static inline const char *sl_relay_chunk(const struct sl_relay *r)
 {
     return r->chunk;

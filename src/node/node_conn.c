@@ -1009,9 +1009,16 @@ static void start_raw_relay(struct conn *c)
         .buf_size = SL_NODE_RELAY_BUF,
         .high_water = 2 * SL_NODE_RELAY_BUF,
         .pool = &c->b->node->relay_pool,
+        /* The request inspector reads the bytes: they must come up. */
+        .splice = c->b->inspect == NULL,
     };
     sl_relay_start(&c->relay, &c->hub_x,
                    &c->up_x, &opts);
+    if (sl_relay_active(&c->relay))
+        sl_debug(conn_log(c), "bridge %s: %s connection #%u: relay %s",
+                 bridge_name(c->b), kind_name(c), c->id,
+                 sl_relay_spliced(&c->relay) ? "spliced (zero-copy)"
+                                             : "copying");
 }
 
 static void on_pre_written(uv_write_t *req, int status)

@@ -355,9 +355,15 @@ static void start_relay(struct tcp_conn *c)
     c->relay.data = c;
     c->relay.on_read = on_relay_read;
     c->relay.on_done = on_relay_done;
-    struct sl_relay_opts opts = {.pool = route->pool};
+    /* The hooks count, never read: the bytes may stay in the kernel. */
+    struct sl_relay_opts opts = {.pool = route->pool, .splice = 1};
     /* On failure the relay closes both handles and calls on_relay_done. */
     sl_relay_start(&c->relay, &c->client, &c->upstream, &opts);
+    if (sl_relay_active(&c->relay))
+        sl_debug(&route->ctx->log, "route \"%s\": connection #%llu: relay %s",
+                 cname(c), (unsigned long long)c->id,
+                 sl_relay_spliced(&c->relay) ? "spliced (zero-copy)"
+                                             : "copying");
 }
 
 /* ---- dial -------------------------------------------------------------- */

@@ -1,5 +1,7 @@
 /* net/relay over socketpairs: bulk transfer under back-pressure, half-close
- * both ways, abort from on_read, and no buffer held while idle. */
+ * both ways, abort from on_read, and no buffer held while idle; the same
+ * through the zero-copy path (splice), which holds no pipe while idle and
+ * is turned off by SLUICE_NO_SPLICE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -296,6 +299,113 @@ static void test_pool_reuses_buffers(void **state)
     free(f);
 }
 
+/* Descriptors the process has open now. */
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void test_splice_bulk_half_close(void **state)
+{
+    (void)state;
+    unsetenv("SLUICE_NO_SPLICE");
+    struct sl_relay_pool pool = {.max_free = 2};
+    struct fx *f = malloc(sizeof(*f));
+    setup_fx(f, BULK);
+    struct sl_relay_opts opts = {.pool = &pool, .splice = 1};
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, &opts), 0);
+    assert_true(sl_relay_spliced(&f->relay));
+    uv_buf_t b = uv_buf_init((char *)f->payload, (unsigned)f->payload_len);
+    assert_int_equal(uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1,
+                              on_written), 0);
+    assert_int_equal(uv_shutdown(&f->sreq, (uv_stream_t *)&f->client_app,
+                                 on_shut), 0);
+    uv_read_start((uv_stream_t *)&f->client_app, alloc_cb, on_client_read);
+    /* The upstream reads late: the pipe fills and the source waits. */
+    uv_timer_start(&f->slow, on_slow, 300, 0);
+    while (!f->done && uv_run(&f->loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(f->reason, 0);
+    assert_int_equal(f->up_got, BULK);
+    assert_true(f->up_eof);
+    assert_int_equal(sl_relay_bytes(&f->relay, SL_RELAY_UP), BULK);
+    assert_int_equal(sl_relay_bytes(&f->relay, SL_RELAY_DOWN), 4);
+    assert_true(sl_relay_spliced(&f->relay)); /* still said after done */
+    while (!f->client_eof && uv_run(&f->loop, UV_RUN_ONCE))
+        ;
+    teardown_fx(f);
+    assert_int_equal(f->down_len, 4);
+    assert_memory_equal(f->down_got, "pong", 4);
+    /* Emptied pipes went back to the pool; idle a period, they go. */
+    assert_true(pool.npipes >= 1 && pool.npipes <= SL_RELAY_PIPES_MAX);
+    sl_relay_pool_trim(&pool);
+    sl_relay_pool_trim(&pool);
+    assert_int_equal(pool.npipes, 0);
+    sl_relay_pool_drain(&pool);
+    free(f);
+}
+
+static void test_splice_idle_holds_no_pipe(void **state)
+{
+    (void)state;
+    unsetenv("SLUICE_NO_SPLICE");
+    struct fx *f = malloc(sizeof(*f));
+    setup_fx(f, 5);
+    int before = open_fds();
+    struct sl_relay_opts opts = {.splice = 1};
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, &opts), 0);
+    assert_true(sl_relay_spliced(&f->relay));
+    uv_buf_t b = uv_buf_init((char *)f->payload, 5);
+    uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1, on_written);
+    uv_read_start((uv_stream_t *)&f->upstream_app, alloc_cb, on_upstream_read);
+    for (int i = 0; i < 1000 && f->up_got < 5; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(f->up_got, 5);
+    for (int i = 0; i < 10; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    /* Idle: no pipe, no descriptor of its own. */
+    assert_int_equal(open_fds(), before);
+    assert_null(f->relay.side[0].buf);
+    sl_relay_abort(&f->relay, UV_ECANCELED);
+    while (!f->done && uv_run(&f->loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(f->reason, UV_ECANCELED);
+    teardown_fx(f);
+    free(f);
+}
+
+static void test_splice_off_by_env(void **state)
+{
+    (void)state;
+    setenv("SLUICE_NO_SPLICE", "1", 1);
+    struct fx *f = malloc(sizeof(*f));
+    setup_fx(f, 300000);
+    struct sl_relay_opts opts = {.splice = 1};
+    assert_int_equal(
+        sl_relay_start(&f->relay, &f->relay_a, &f->relay_b, &opts), 0);
+    assert_false(sl_relay_spliced(&f->relay));
+    uv_buf_t b = uv_buf_init((char *)f->payload, (unsigned)f->payload_len);
+    uv_write(&f->wreq, (uv_stream_t *)&f->client_app, &b, 1, on_written);
+    uv_shutdown(&f->sreq, (uv_stream_t *)&f->client_app, on_shut);
+    uv_read_start((uv_stream_t *)&f->client_app, alloc_cb, on_client_read);
+    uv_read_start((uv_stream_t *)&f->upstream_app, alloc_cb, on_upstream_read);
+    while (!f->done && uv_run(&f->loop, UV_RUN_ONCE))
+        ;
+    assert_int_equal(f->reason, 0);
+    assert_int_equal(f->up_got, 300000);
+    teardown_fx(f);
+    free(f);
+    unsetenv("SLUICE_NO_SPLICE");
+}
+
 int main(void)
 {
     /* the fake peers write after the relay is gone: EPIPE, not death */
@@ -305,6 +415,9 @@ int main(void)
         cmocka_unit_test(test_on_read_aborts),
         cmocka_unit_test(test_idle_holds_no_buffer),
         cmocka_unit_test(test_pool_reuses_buffers),
+        cmocka_unit_test(test_splice_bulk_half_close),
+        cmocka_unit_test(test_splice_idle_holds_no_pipe),
+        cmocka_unit_test(test_splice_off_by_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
