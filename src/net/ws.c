@@ -43,6 +43,7 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf,
         n = len;
     memcpy(buf, ws->rbuf + ws->roff, n);
     ws->roff += n;
+    ws->fed += n;
     return (ssize_t)n;
 }
 
@@ -104,8 +105,16 @@ static void on_wslay_frame_start(wslay_event_context_ptr ctx,
                                  void *user)
 {
     struct sl_ws *ws = user;
+    /* Its size on the wire: the shortest header for its length (a longer
+     * one only makes `framed` lag `fed`, and the context stays), and the
+     * mask every client frame carries. */
+    uint64_t len = arg->payload_length;
+    ws->frame_end = ws->framed + 2 + (len > 65535 ? 8 : len > 125 ? 2 : 0) +
+                    (ws->client ? 0 : 4) + len;
+    ws->in_frame = 1;
     if (arg->opcode & 0x8) /* control frames are whole and at most 125 */
         return;
+    ws->msg_open = !arg->fin;
     if (arg->opcode != WSLAY_CONTINUATION_FRAME)
         ws->frag_cost = 0;
     else
@@ -118,6 +127,14 @@ static void on_wslay_frame_start(wslay_event_context_ptr ctx,
     /* No more input is looked at; the message is never delivered. */
     wslay_event_shutdown_read(ctx);
     (void)wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, NULL, 0);
+}
+
+static void on_wslay_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    struct sl_ws *ws = user;
+    (void)ctx;
+    ws->framed = ws->frame_end;
+    ws->in_frame = 0;
 }
 
 static void on_wslay_msg(wslay_event_context_ptr ctx,
@@ -160,8 +177,54 @@ static const struct wslay_event_callbacks wslay_cbs = {
     .send_callback = on_wslay_send,
     .genmask_callback = on_wslay_genmask,
     .on_frame_recv_start_callback = on_wslay_frame_start,
+    .on_frame_recv_end_callback = on_wslay_frame_end,
     .on_msg_recv_callback = on_wslay_msg,
 };
+
+static int ctx_new(struct sl_ws *ws)
+{
+    wslay_event_context_ptr ctx = NULL;
+    int rc = ws->client ? wslay_event_context_client_init(&ctx, &wslay_cbs, ws)
+                        : wslay_event_context_server_init(&ctx, &wslay_cbs, ws);
+    if (rc != 0)
+        return UV_ENOMEM;
+    wslay_event_config_set_max_recv_msg_length(ctx, ws->max_msg);
+    ws->wslay = ctx;
+    ws->asleep = 0;
+    return 0;
+}
+
+/* An idle connection's context goes when nothing is in it: no input
+ * short of a whole message, no output queued, no close under way. A new
+ * context is then the same as the old one (wslay keeps nothing else
+ * between messages), and is made at the next byte either way. */
+static void maybe_sleep(struct sl_ws *ws)
+{
+    wslay_event_context_ptr ctx = W(ws);
+    if (ctx == NULL || ws->closing || ws->close_wanted || ws->peer_closed ||
+        ws->shut || ws->reason != 0 || ws->rbuf != NULL || ws->writing ||
+        ws->rmem != NULL || /* a grown read block: busy, stay awake */
+        ws->corked || ws->out[0].len != 0 || ws->out[1].len != 0 ||
+        ws->in_frame || ws->msg_open || ws->fed != ws->framed ||
+        !wslay_event_get_read_enabled(ctx) ||
+        !wslay_event_get_write_enabled(ctx) ||
+        wslay_event_get_queued_msg_count(ctx) != 0 ||
+        wslay_event_want_write(ctx))
+        return;
+    wslay_event_context_free(ctx);
+    ws->wslay = NULL;
+    ws->asleep = 1;
+}
+
+/* The context again, for a byte to read or write. */
+static int wake(struct sl_ws *ws)
+{
+    if (ws->wslay != NULL)
+        return 0;
+    if (!ws->asleep)
+        return UV_EPIPE;
+    return ctx_new(ws);
+}
 
 size_t sl_ws_queued(const struct sl_ws *ws)
 {
@@ -347,10 +410,20 @@ static void start_reading(struct sl_ws *ws);
  * socket, the close handshake along. Every state change ends here. */
 static void pump(struct sl_ws *ws)
 {
-    wslay_event_context_ptr ctx = W(ws);
     int rc;
     if (ws->closing || ws->in_cb)
         return;
+    if (ws->asleep && ws->rbuf == NULL && !ws->close_wanted) {
+        /* Nothing to frame or unframe: stay asleep, but listen. */
+        if (!ws->read_paused && !ws->out_full && !ws->reading)
+            start_reading(ws);
+        return;
+    }
+    if ((rc = wake(ws)) != 0) {
+        close_handles(ws, rc);
+        return;
+    }
+    wslay_event_context_ptr ctx = W(ws);
 
     /* Input held back by a full output queue is taken up again here as
      * soon as the writes make room, rather than at the next write. */
@@ -446,6 +519,7 @@ static void pump(struct sl_ws *ws)
         wslay_event_want_read(ctx))
         start_reading(ws);
     drop_small_buffers(ws);
+    maybe_sleep(ws);
 }
 
 /* Wakes at the next ping or at the moment the peer turns dead, whichever
@@ -490,6 +564,10 @@ static void on_timer(uv_timer_t *t)
         ws->next_ping = now + ws->ping_ms;
         drop_idle_buffers(ws);
         struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+        if (wake(ws) != 0) {
+            close_handles(ws, UV_ENOMEM);
+            return;
+        }
         if (wslay_event_queue_msg(W(ws), &ping) == 0)
             pump(ws);
         if (ws->closing || ws->close_deadline != 0)
@@ -571,7 +649,6 @@ int sl_ws_start(struct sl_ws *ws, struct sl_xprt *xp, const struct sl_ws_opts *o
                 const void *pre, size_t pre_len)
 {
     static const struct sl_ws_opts defaults = {0};
-    wslay_event_context_ptr ctx = NULL;
     int rc;
     if (opts == NULL)
         opts = &defaults;
@@ -625,16 +702,11 @@ int sl_ws_start(struct sl_ws *ws, struct sl_xprt *xp, const struct sl_ws_opts *o
     }
     ws->timer.data = ws;
 
-    if (opts->role == SL_WS_CLIENT)
-        rc = wslay_event_context_client_init(&ctx, &wslay_cbs, ws);
-    else
-        rc = wslay_event_context_server_init(&ctx, &wslay_cbs, ws);
-    if (rc != 0) {
-        rc = UV_ENOMEM;
+    ws->client = opts->role == SL_WS_CLIENT;
+    ws->asleep = ws->in_frame = ws->msg_open = 0;
+    ws->fed = ws->framed = ws->frame_end = 0;
+    if ((rc = ctx_new(ws)) != 0)
         goto fail;
-    }
-    ws->wslay = ctx;
-    wslay_event_config_set_max_recv_msg_length(ctx, ws->max_msg);
 
     if (pre_len > 0) {
         ws->rbuf = malloc(pre_len);
@@ -659,14 +731,17 @@ fail:
 int sl_ws_send(struct sl_ws *ws, enum sl_ws_msg_type type, const void *data,
                size_t len)
 {
-    if (ws->closing || ws->close_wanted || ws->wslay == NULL)
+    if (ws->closing || ws->close_wanted)
         return UV_EPIPE;
     if (sl_ws_queued(ws) + len > ws->max_queued)
         return SL_ELIMIT;
+    int rc = wake(ws);
+    if (rc != 0)
+        return rc;
     struct wslay_event_msg m = {
         type == SL_WS_TEXT ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
         (const uint8_t *)data, len};
-    int rc = wslay_event_queue_msg(W(ws), &m);
+    rc = wslay_event_queue_msg(W(ws), &m);
     if (rc == WSLAY_ERR_NO_MORE_MSG)
         return UV_EPIPE;
     if (rc != 0)

@@ -124,7 +124,12 @@ struct sl_ws {
     struct sl_xprt *xp;
     uv_timer_t timer;
     uv_write_t write_req;
-    void *wslay; /* wslay_event_context_ptr */
+    void *wslay; /* wslay_event_context_ptr; NULL while asleep */
+    /* Input fed to wslay, and where the last whole frame in it ended:
+     * equal, no frame under way and no fragmented message open, wslay
+     * holds nothing of the peer's and an idle connection can let its
+     * context (8.6 KiB of buffers) go until the next byte either way. */
+    uint64_t fed, framed, frame_end;
     struct sl_ws_obuf out[2]; /* [0] being written, [1] filling */
     char *rbuf;               /* unread input, or NULL */
     size_t rlen, roff;
@@ -159,6 +164,10 @@ struct sl_ws {
     unsigned used : 1;         /* bytes moved since the last timer tick */
     unsigned out_full : 1;     /* reading stopped: queue above read_stop */
     unsigned corked : 1;       /* sl_ws_cork: frames gather, unsent */
+    unsigned client : 1;       /* SL_WS_CLIENT */
+    unsigned asleep : 1;       /* idle: wslay's context freed */
+    unsigned in_frame : 1;     /* a frame's header read, its end not */
+    unsigned msg_open : 1;     /* a fragmented message under way */
 };
 
 /* Starts the WebSocket on xp (connected, not being read). pre/pre_len are

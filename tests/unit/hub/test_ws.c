@@ -281,6 +281,96 @@ static void test_pings_keep_alive(void **state)
     teardown(&f);
 }
 
+static void run_for(struct fixture *f, uint64_t ms)
+{
+    uint64_t end = uv_now(&f->loop) + ms;
+    for (int i = 0; i < 100000 && uv_now(&f->loop) < end; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+/* An idle connection lets wslay's context go (the 8.6 KiB of buffers a
+ * thousand idle bridges would hold) and takes a new one at the next
+ * message, either way. */
+static void test_idle_sleeps_and_wakes(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    f.on_ready = ready_echo;
+    setup_pair(&f);
+    run_until(&f, &f.cli.msgs);
+    run_for(&f, 50);
+    assert_true(f.srv.ws.asleep);
+    assert_true(f.cli.ws.asleep);
+    assert_null(f.srv.ws.wslay);
+    assert_null(f.cli.ws.rmem);
+    assert_null(f.cli.ws.out[1].data);
+    /* Woken by a send on one side, by the bytes on the other. */
+    assert_int_equal(sl_ws_send_text(&f.cli.ws, "again", 5), 0);
+    for (int i = 0; i < 100000 && f.cli.msgs < 2; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(f.srv.msgs, 2);
+    assert_int_equal(f.cli.msgs, 2);
+    assert_int_equal(f.cli.last_len, 5);
+    run_for(&f, 50);
+    assert_true(f.srv.ws.asleep);
+    /* A close from a sleeping side still runs the handshake. */
+    sl_ws_close(&f.cli.ws, 1000);
+    run_until(&f, &f.cli.closed);
+    run_until(&f, &f.srv.closed);
+    assert_int_equal(f.cli.reason, 0);
+    assert_int_equal(f.srv.peer_closed, 1000);
+    teardown(&f);
+}
+
+static void raw_send(struct fixture *f, const uint8_t *b, size_t n)
+{
+    uv_buf_t buf = uv_buf_init((char *)b, (unsigned)n);
+    assert_int_equal(uv_try_write((uv_stream_t *)&f->cli.tcp.tcp, &buf, 1),
+                     (int)n);
+}
+
+/* A fragmented message whose first part came alone keeps the context: a
+ * new one would not know the continuation. */
+static void test_no_sleep_inside_message(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    f.raw_client = 1;
+    setup_pair(&f);
+    for (int i = 0; i < 100000 && f.ready < 1; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    /* text, no FIN, masked with a zero key: "hel" */
+    static const uint8_t first[] = {0x01, 0x83, 0, 0, 0, 0, 'h', 'e', 'l'};
+    /* continuation, FIN: "lo" */
+    static const uint8_t rest[] = {0x80, 0x82, 0, 0, 0, 0, 'l', 'o'};
+    /* the header of the next message alone, then its payload */
+    static const uint8_t head[] = {0x81, 0x82, 0, 0};
+    static const uint8_t tail[] = {0, 0, 'o', 'k'};
+    raw_send(&f, first, sizeof(first));
+    run_for(&f, 50);
+    assert_false(f.srv.ws.asleep);
+    assert_int_equal(f.srv.msgs, 0);
+    raw_send(&f, rest, sizeof(rest));
+    run_until(&f, &f.srv.msgs);
+    assert_int_equal(f.srv.last_len, 5);
+    assert_int_equal(f.srv.last_type, SL_WS_TEXT);
+    run_for(&f, 50);
+    assert_true(f.srv.ws.asleep);
+    raw_send(&f, head, sizeof(head));
+    run_for(&f, 50);
+    assert_false(f.srv.ws.asleep); /* half a header inside wslay */
+    raw_send(&f, tail, sizeof(tail));
+    for (int i = 0; i < 100000 && f.srv.msgs < 2; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(f.srv.msgs, 2);
+    assert_int_equal(f.srv.last_len, 2);
+    assert_int_equal(f.srv.closed, 0);
+    sl_ws_abort(&f.srv.ws, UV_ECANCELED);
+    uv_close((uv_handle_t *)&f.cli.tcp.tcp, NULL);
+    run_until(&f, &f.srv.closed);
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +379,8 @@ int main(void)
         cmocka_unit_test(test_dead_peer_between_pings),
         cmocka_unit_test(test_message_cap),
         cmocka_unit_test(test_pings_keep_alive),
+        cmocka_unit_test(test_idle_sleeps_and_wakes),
+        cmocka_unit_test(test_no_sleep_inside_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
