@@ -18,6 +18,9 @@
 #define JSON_401 "{\"error\":\"Unauthorized\",\"code\":401}"
 #define JSON_429 "{\"error\":\"Too many failed attempts\",\"code\":429}"
 #define JSON_429_ALLOC "{\"error\":\"Too many allocations\",\"code\":429}"
+#define JSON_503_STORE                                                         \
+    "{\"error\":\"Store unavailable: no new allocations for now\","           \
+    "\"code\":503}"
 
 static void reply_json(struct hub_conn *c, int status, const char *body)
 {
@@ -151,6 +154,16 @@ static void work_allocate(uv_work_t *w)
     if (c->auth->result == 0)
         c->auth->result = sl_password_hash(c->auth->password, c->auth->hash,
                                           sizeof(c->auth->hash));
+}
+
+/* A shared store: a new allocation's credentials go out in its welcome,
+ * and a node dials the other hubs with them at once: the row must be in
+ * the database before (one write's round trip), or those hubs refuse
+ * them as unknown and count failed logins. */
+static void work_commit(uv_work_t *w)
+{
+    struct hub_conn *c = w->data;
+    c->auth->result = sl_store_wait_created(c->hub->store, c->auth->username);
 }
 
 /* A shared store (several hubs): a username made on another hub within
@@ -574,6 +587,26 @@ static void control_upgrade(struct hub_conn *c)
     }
 }
 
+/* The new allocation s is stored (in the shared database too): its
+ * control connection is upgraded, the welcome hands out its credentials. */
+static void allocated(struct hub_conn *c, const struct sl_alloc *s)
+{
+    struct sl_hub *hub = c->hub;
+    c->alloc = hub_alloc_load(hub, s);
+    if (c->alloc == NULL) {
+        hub_conn_close(c, UV_ENOMEM);
+        return;
+    }
+    /* The password is known good: later connections skip scrypt. */
+    hub_mac(hub, c->auth->password, c->alloc->pass_mac);
+    c->alloc->has_mac = 1;
+    sl_info(hub->log, "hub alloc %s: created for %s", s->identity, c->peer_ip);
+    c->just_allocated = 1;
+    control_upgrade(c);
+}
+
+static void after_commit_cb(uv_work_t *w, int status);
+
 static void after_allocate(struct hub_conn *c)
 {
     struct sl_hub *hub = c->hub;
@@ -608,8 +641,7 @@ static void after_allocate(struct hub_conn *c)
         sl_error(hub->log, "hub conn %llu: new allocation refused: the "
                            "store is unreachable",
                  (unsigned long long)c->id);
-        reply_json(c, 503, "{\"error\":\"Store unavailable: no new "
-                           "allocations for now\",\"code\":503}");
+        reply_json(c, 503, JSON_503_STORE);
         return;
     }
     if (rc != 0) {
@@ -618,22 +650,58 @@ static void after_allocate(struct hub_conn *c)
         reply_json(c, 500, "{\"error\":\"Internal error\",\"code\":500}");
         return;
     }
-    c->alloc = hub_alloc_load(hub, &s);
-    if (c->alloc == NULL) {
-        hub_conn_close(c, UV_ENOMEM);
+    if (!sl_store_shared(hub->store)) {
+        allocated(c, &s);
         return;
     }
-    /* The password is known good: later connections skip scrypt. */
-    hub_mac(hub, c->auth->password, c->alloc->pass_mac);
-    c->alloc->has_mac = 1;
-    sl_info(hub->log, "hub alloc %s: created for %s", s.identity, c->peer_ip);
-    c->just_allocated = 1;
-    control_upgrade(c);
+    /* The 101 and the welcome wait for the database (after_commit). */
+    if (queue_work(c, work_commit, after_commit_cb) != 0) {
+        (void)sl_store_remove(hub->store, s.identity);
+        hub_conn_close(c, UV_ENOMEM);
+    }
 }
 
 static void after_allocate_cb(uv_work_t *w, int status)
 {
     after_work_common(w, status, after_allocate);
+}
+
+/* The shared database has the new allocation, or could not take it. */
+static void after_commit(struct hub_conn *c)
+{
+    struct sl_hub *hub = c->hub;
+    struct sl_alloc s;
+    int rc = c->auth->result;
+    /* Its own row, not one of the same username another hub made within
+     * the same instant (the hash's salt is this connection's). */
+    int mine = sl_store_get_by_username(hub->store, c->auth->username,
+                                        &s) == 0 &&
+               strcmp(s.password_hash, c->auth->hash) == 0;
+    if (rc == 0 && mine) {
+        allocated(c, &s);
+        return;
+    }
+    if (mine) {
+        /* Not known to be written: the removal, queued behind the create,
+         * takes it back out wherever it lands. Nobody got credentials. */
+        (void)sl_store_remove(hub->store, s.identity);
+        sl_error(hub->log, "hub conn %llu: new allocation refused: the "
+                           "store did not confirm it in time (%s)",
+                 (unsigned long long)c->id, sl_strerror(rc));
+        reply_json(c, 503, JSON_503_STORE);
+        return;
+    }
+    /* Refused by the database (the store logged why) and gone from the
+     * replica. */
+    sl_error(hub->log, "hub conn %llu: cannot store a new allocation: the "
+                       "database refused it",
+             (unsigned long long)c->id);
+    reply_json(c, 500, "{\"error\":\"Internal error\",\"code\":500}");
+}
+
+static void after_commit_cb(uv_work_t *w, int status)
+{
+    after_work_common(w, status, after_commit);
 }
 
 /* The token is percent-encoded in the query (the node encodes it), so a

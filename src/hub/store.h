@@ -18,7 +18,8 @@
  * (identity or username taken), SL_ETOOBIG, UV_EINVAL (NULL argument),
  * SL_ESTATE (SQLite failed; the message went to the log given at open).
  * Not thread-safe: use one store from one thread (the loop), except
- * sl_store_fetch_user, which is for the thread pool. */
+ * sl_store_fetch_user and sl_store_wait_created, which are for the thread
+ * pool. */
 #ifndef SL_HUB_STORE_H
 #define SL_HUB_STORE_H
 
@@ -188,6 +189,18 @@ int sl_store_shared(struct sl_store *st);
  * never the loop. Returns 0 (found), SL_ENOTFOUND (also for a store that
  * is not shared), SL_ESTATE (unreachable) or UV_EINVAL. */
 int sl_store_fetch_user(struct sl_store *st, const char *username);
+
+/* For an allocation sl_store_create just made on the loop: waits until the
+ * shared database holds it, so that credentials handed out now open on
+ * every hub. A store that is not shared is complete at once (0, no wait).
+ * Blocks for one write's round trip, up to a few seconds: call it from the
+ * thread pool, never the loop. Returns 0 (written, or no create of that
+ * username is pending: the loop's next lookup tells whether it exists),
+ * SL_EEXIST or SL_ESTATE (the database refused it; the loop's next lookup
+ * no longer finds it), UV_ETIMEDOUT (the database was lost or is slow: the
+ * write may still happen; remove the allocation to take it back) or
+ * UV_EINVAL. */
+int sl_store_wait_created(struct sl_store *st, const char *username);
 
 /* "sqlite" or "postgres" (static). */
 const char *sl_store_backend(const struct sl_store *st);

@@ -181,6 +181,13 @@ int sl_store_fetch_user(struct sl_store *st, const char *username)
                                : SL_ENOTFOUND;
 }
 
+int sl_store_wait_created(struct sl_store *st, const char *username)
+{
+    if (st == NULL || username == NULL)
+        return UV_EINVAL;
+    return st->ops->wait_created ? st->ops->wait_created(st, username) : 0;
+}
+
 const char *sl_store_backend(const struct sl_store *st)
 {
     return st != NULL ? st->ops->name : "none";

@@ -19,8 +19,9 @@ struct sl_store {
     const struct sl_store_ops *ops;
 };
 
-/* Every entry is required except healthy, shared and fetch_user (NULL:
- * always reachable, not shared, nothing to fetch). Contracts: store.h. */
+/* Every entry is required except healthy, shared, fetch_user and
+ * wait_created (NULL: always reachable, not shared, nothing to fetch, every
+ * create complete when it returns). Contracts: store.h. */
 struct sl_store_ops {
     const char *name;
     void (*close)(struct sl_store *st);
@@ -59,6 +60,7 @@ struct sl_store_ops {
     int (*healthy)(struct sl_store *st);
     int (*shared)(struct sl_store *st);
     int (*fetch_user)(struct sl_store *st, const char *username);
+    int (*wait_created)(struct sl_store *st, const char *username);
 };
 
 /* The backends' openers. path: a file or ":memory:"; conninfo: a libpq

@@ -21,6 +21,12 @@
  * within the last cycle) is fetched by sl_store_fetch_user from the thread
  * pool, which waits for the store thread's answer.
  *
+ * The queued writes go out as soon as the thread is woken, not at its
+ * next cycle: a new allocation's credentials are handed out only once its
+ * row is in the database (sl_store_wait_created, from the thread pool, on
+ * the create's op), so that every other hub the bridge reaches next finds
+ * it. A create the database refuses leaves the replica too.
+ *
  * The database down: reads go on from the replica, counters keep adding
  * up in memory and the queue keeps the other writes (at most PG_OPS_MAX);
  * new allocations are refused (SL_ESTATE, logged as the store being
@@ -45,7 +51,7 @@
 #define PG_SCHEMA_VERSION 1
 #define PG_CYCLE_MS 500      /* counters written, changes read */
 #define PG_RETRY_MS 1000     /* reconnect attempts while down */
-#define PG_FETCH_WAIT_MS 3000
+#define PG_FETCH_WAIT_MS 3000 /* a fetch or a welcome waits no longer */
 #define PG_OPS_MAX 100000    /* queued writes while the database is down */
 #define PG_ACCT_BUCKETS 1024
 #define PG_LAG 4             /* changes are read again for this many
@@ -67,6 +73,15 @@ struct pg_op {
     const char *what;
     int nstmt;
     struct pg_stmt stmt[3];
+    /* A create: its identity and username (stmt[0]'s parameters), for
+     * sl_store_wait_created and for taking a refused row out of the
+     * replica. */
+    const char *identity, *username;
+    /* Under mu. While waiters > 0 the op outlives its removal from the
+     * queue, its outcome in done and rc: the last waiter frees it. */
+    int waiters;
+    int done;
+    int rc;
 };
 
 struct pg_acct {
@@ -119,6 +134,7 @@ struct pg_store {
     struct pg_row *rows, **rows_tail;
     struct pg_fetch *fetches;
     uint64_t seq;
+    unsigned downs; /* connections lost: a waiter gives up on a change */
 
     /* The store thread's. */
     int64_t rev_hist[PG_LAG];
@@ -363,6 +379,12 @@ static void went_down(struct pg_store *st, const char *what)
                  st->conn ? sl_pq()->errorMessage(st->conn) : "no connection");
     st->was_down = 1;
     atomic_store(&st->healthy, 0);
+    /* Waiters for a create stop waiting: whether it was written is known
+     * only after the reconnection. */
+    pthread_mutex_lock(&st->mu);
+    st->downs++;
+    pthread_cond_broadcast(&st->answered);
+    pthread_mutex_unlock(&st->mu);
     if (st->conn != NULL) {
         sl_pq()->finish(st->conn);
         st->conn = NULL;
@@ -425,6 +447,13 @@ static void rollback(struct pg_store *st)
  * later) or another error (the op is dropped). */
 static int op_run(struct pg_store *st, struct pg_op *op)
 {
+    /* One statement is a transaction of its own: one round trip (a
+     * create, which a welcome waits for). */
+    if (op->nstmt == 1) {
+        int rc;
+        sl_pq()->clear(run(st, &op->stmt[0], op->what, &rc));
+        return rc;
+    }
     int rc = run_sql(st, "BEGIN", op->what);
     for (int i = 0; rc == 0 && i < op->nstmt; i++) {
         PGresult *r = run(st, &op->stmt[i], op->what, &rc);
@@ -435,6 +464,20 @@ static int op_run(struct pg_store *st, struct pg_op *op)
     if (rc != 0 && rc != UV_ECONNRESET)
         rollback(st);
     return rc;
+}
+
+static void rows_post(struct pg_store *st, struct pg_row *rows);
+
+/* A create the database refused: its row leaves the replica as a removal
+ * read from the database would (the other hubs never had it). */
+static void post_refused(struct pg_store *st, const struct pg_op *op)
+{
+    struct pg_row *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return; /* the row stays until the next full read */
+    w->removed = 1;
+    snprintf(w->a.identity, sizeof(w->a.identity), "%s", op->identity);
+    rows_post(st, w);
 }
 
 static int drain_ops(struct pg_store *st)
@@ -448,13 +491,24 @@ static int drain_ops(struct pg_store *st)
         int rc = op_run(st, op);
         if (rc == UV_ECONNRESET)
             return rc;
+        /* Before the op leaves the queue: a waiter that sees it gone finds
+         * the replica's removal queued already. */
+        if (rc != 0 && op->identity != NULL)
+            post_refused(st, op);
         pthread_mutex_lock(&st->mu);
         st->ops = op->next;
         if (st->ops == NULL)
             st->ops_tail = &st->ops;
         st->nops--;
+        int waited = op->waiters > 0;
+        if (waited) {
+            op->done = 1;
+            op->rc = rc;
+            pthread_cond_broadcast(&st->answered);
+        }
         pthread_mutex_unlock(&st->mu);
-        op_free(op);
+        if (!waited)
+            op_free(op);
     }
 }
 
@@ -769,12 +823,19 @@ static void *store_thread(void *arg)
         if (st->conn != NULL && now >= next) {
             cycle(st);
             next = now + PG_CYCLE_MS;
+        } else if (st->conn != NULL) {
+            /* Writes at once, not at the next cycle: a welcome may wait
+             * for one. */
+            (void)drain_ops(st);
         }
         int64_t until = st->conn ? next : now + PG_RETRY_MS;
         struct timespec ts = {(time_t)(until / 1000),
                               (long)(until % 1000) * 1000000};
         pthread_mutex_lock(&st->mu);
-        if (!st->stopping && st->fetches == NULL)
+        /* A write queued while the thread was busy would otherwise wait
+         * for the cycle (its signal came before this wait). */
+        if (!st->stopping && st->fetches == NULL &&
+            (st->ops == NULL || st->conn == NULL))
             pthread_cond_timedwait(&st->wake, &st->mu, &ts);
     }
     pthread_mutex_unlock(&st->mu);
@@ -873,6 +934,8 @@ static int pg_create(struct sl_store *b, const struct sl_alloc *a)
         arg_u(q, s.traffic.bridge_up) || arg_i(q, s.limited) ||
         arg_i(q, s.created_at) || arg_i(q, s.last_seen))
         goto nomem;
+    op->identity = q->v[0];
+    op->username = q->v[1];
     if ((rc = op_push(st, op, s.identity)) != 0)
         goto undo;
     return 0;
@@ -1239,6 +1302,41 @@ static int pg_fetch_user(struct sl_store *b, const char *username)
     return f.done ? f.rc : SL_ESTATE;
 }
 
+/* From the thread pool: waits until the create of username has left the
+ * queue (written or refused), the connection is lost or the time is up. */
+static int pg_wait_created(struct sl_store *b, const char *username)
+{
+    struct pg_store *st = PG(b);
+    int64_t until = now_ms() + PG_FETCH_WAIT_MS;
+    struct timespec ts = {(time_t)(until / 1000),
+                          (long)(until % 1000) * 1000000};
+    int rc = 0;
+    struct pg_op *mine = NULL; /* the op to free: this was its last waiter */
+    pthread_mutex_lock(&st->mu);
+    struct pg_op *op = st->ops;
+    while (op != NULL &&
+           (op->username == NULL || strcmp(op->username, username) != 0))
+        op = op->next;
+    /* None: written already, or refused (the replica tells). */
+    if (op != NULL && !atomic_load(&st->healthy)) {
+        rc = UV_ETIMEDOUT;
+    } else if (op != NULL) {
+        unsigned downs = st->downs;
+        op->waiters++;
+        while (!op->done && st->downs == downs)
+            if (pthread_cond_timedwait(&st->answered, &st->mu, &ts) != 0)
+                break;
+        rc = op->done ? op->rc : UV_ETIMEDOUT;
+        /* Still queued, the thread frees it; out of the queue, the last
+         * waiter does. */
+        if (--op->waiters == 0 && op->done)
+            mine = op;
+    }
+    pthread_mutex_unlock(&st->mu);
+    op_free(mine);
+    return rc;
+}
+
 static void pg_close(struct sl_store *b)
 {
     struct pg_store *st = PG(b);
@@ -1305,6 +1403,7 @@ static const struct sl_store_ops pg_ops = {
     .healthy = pg_healthy,
     .shared = pg_shared,
     .fetch_user = pg_fetch_user,
+    .wait_created = pg_wait_created,
 };
 
 /* Creates or migrates the schema; hubs starting together take turns on an

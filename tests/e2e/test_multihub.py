@@ -26,6 +26,10 @@ the three hubs:
 - PostgreSQL restarted under load: every request is served, /healthz says
   503 meanwhile, a new allocation gets a clear 503, and the counters add
   up afterwards (no counted byte lost);
+- a new allocation's credentials open on the two other hubs at the first
+  try, dialled the instant the welcome arrives (a Python bridge, then a
+  node with --hub three times): no hub logs a failed login; a create the
+  database refuses gets no welcome;
 - a representative subset of the tunnel tests passes with every hub on a
   PostgreSQL store (SLUICE_TUNNEL_PG, read by tunnel_x_support).
 """
@@ -504,6 +508,118 @@ def test_one_node_every_hub_by_repeated_hub(cluster):
              what="the restarted hub serving the bridge")
     # The link's back-off starts at 1 s and doubles: a few attempts.
     assert time.monotonic() - t0 < scaled(20)
+    cluster.nodes.remove(node)
+    node.stop()
+
+
+def _logs(proc):
+    return proc.stdout() + proc.stderr()
+
+
+def _marks(cluster):
+    """Where each hub's log is now: what a test logs comes after."""
+    return [len(_logs(h.proc)) for h in cluster.hubs]
+
+
+def _rejections(cluster, marks):
+    return ["%s: %s" % (h.name, ln)
+            for h, m in zip(cluster.hubs, marks)
+            for ln in _logs(h.proc)[m:].splitlines()
+            if "credentials rejected" in ln]
+
+
+def test_new_allocation_opens_on_every_hub_at_once(cluster):
+    """The welcome of a new allocation waits for its row in the database:
+    its credentials open on the two other hubs at the first try, dialled
+    the instant it arrives (as a node with --hub repeated does), and no hub
+    counts a failed login."""
+    import asyncio
+    from tunnel_x_support import PyBridge
+    marks = _marks(cluster)
+
+    async def run():
+        first = PyBridge(cluster.port, host=IPS[0])
+        await first.connect()
+        assert first.welcome.get("username") and first.welcome.get("password")
+        others = [PyBridge(cluster.port, first.username, first.password,
+                           host=ip) for ip in IPS[1:]]
+        try:
+            # No sleep: at once, together.
+            got = await asyncio.gather(*(b.connect() for b in others),
+                                       return_exceptions=True)
+            return first.identity, got
+        finally:
+            for b in [first] + others:
+                if b.ws is not None:
+                    await b.ws.close()
+
+    ident, got = asyncio.run(run())
+    for ip, w in zip(IPS[1:], got):
+        assert isinstance(w, dict), (ip, repr(w))
+        assert w["identity"] == ident and not w.get("password"), (ip, w)
+    assert _rejections(cluster, marks) == []
+
+
+def test_new_allocation_refused_by_the_database(cluster):
+    """A create the database refuses after the replica took it (a trigger
+    here; a username another hub made in the same instant, in life): no
+    welcome, so no bridge holds credentials nobody else knows; the hub
+    answers 500, says why once, and its replica drops the row."""
+    import asyncio
+    import websockets
+    from tunnel_x_support import PyBridge
+    hub = cluster.hubs[0]
+
+    def idents():
+        st, j = hub.api("GET", "/api/proxy/")
+        assert st == 200, (st, j)
+        return sorted(p["identity"] for p in j["proxies"])
+
+    async def allocate():
+        b = PyBridge(cluster.port, host=hub.ip)
+        try:
+            return await b.connect()
+        except websockets.InvalidStatusCode as e:
+            return e.status_code
+        finally:
+            if b.ws is not None:
+                await b.ws.close()
+
+    before = idents()
+    cluster.pg.sql(
+        "CREATE FUNCTION sluice_test_refuse() RETURNS trigger LANGUAGE "
+        "plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;"
+        "CREATE TRIGGER sluice_test_refuse BEFORE INSERT ON allocations "
+        "FOR EACH ROW EXECUTE FUNCTION sluice_test_refuse()", cluster.db)
+    marks = _marks(cluster)
+    try:
+        assert asyncio.run(allocate()) == 500
+    finally:
+        cluster.pg.sql("DROP TRIGGER sluice_test_refuse ON allocations;"
+                       "DROP FUNCTION sluice_test_refuse()", cluster.db)
+    log = _logs(hub.proc)[marks[0]:]
+    assert log.count("the database refused it") == 1, log
+    assert "refused by the test" in log, log
+    assert idents() == before
+    # The database takes creates again: so does the hub.
+    w = asyncio.run(allocate())
+    assert isinstance(w, dict) and w.get("password"), w
+
+
+def test_one_node_new_allocation_no_401(cluster):
+    """A node with --hub three times and no credentials: all three links
+    up, no 401 on the way (the links dialled with the first welcome's
+    credentials get in at the first try)."""
+    marks = _marks(cluster)
+    urls = ["http://%s:%d" % (h.ip, h.port) for h in cluster.hubs]
+    node = MNode(cluster.workdir, None, cluster.upstream, None,
+                 "node-new-alloc", hub_urls=urls)
+    cluster.nodes.append(node)
+    wait_for(lambda: _all_connected(node, 3), 30,
+             what="the node connected to the three hubs")
+    assert _rejections(cluster, marks) == []
+    out = _logs(node.proc)
+    assert " 401" not in out and "refused the control" not in out, out
     cluster.nodes.remove(node)
     node.stop()
 

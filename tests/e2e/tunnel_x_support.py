@@ -728,8 +728,9 @@ class PyBridge:
     cost (bench/tunnel). Run its coroutines on one event loop."""
 
     def __init__(self, hub_port, username=None, password=None, body=b"ok",
-                 answer=True, bridge_id=None):
+                 answer=True, bridge_id=None, host="127.0.0.1"):
         self.hub_port = hub_port
+        self.host = host  # the hub's address (several hubs: test_multihub)
         self.username = username
         self.password = password
         self.body = body
@@ -750,7 +751,7 @@ class PyBridge:
         if self.bridge_id:
             hdrs["Sluice-Bridge"] = self.bridge_id
         self.ws = await websockets.connect(
-            "ws://127.0.0.1:%d/_sluice/v1/control" % self.hub_port,
+            "ws://%s:%d/_sluice/v1/control" % (self.host, self.hub_port),
             extra_headers=hdrs, max_size=1 << 16, ping_interval=None,
             open_timeout=scaled(30), close_timeout=1)
         await self.ws.send(json.dumps({"type": "hello", "version": 1,
@@ -782,9 +783,9 @@ class PyBridge:
 
     async def _data(self, fingerprint):
         try:
-            r, w = await asyncio.open_connection("127.0.0.1", self.hub_port)
+            r, w = await asyncio.open_connection(self.host, self.hub_port)
             w.write(upgrade_request(
-                "/_sluice/v1/data", "127.0.0.1:%d" % self.hub_port,
+                "/_sluice/v1/data", "%s:%d" % (self.host, self.hub_port),
                 {"Authorization": basic(self.username, self.password),
                  "Sluice-Hijack": "%s|%s" % (self.identity, fingerprint),
                  "Sluice-Framing": "raw"}))

@@ -324,6 +324,21 @@ static void test_memory(void **state)
     sl_store_close(NULL);
 }
 
+/* SQLite is the only store: a create is complete when it returns, so a
+ * new allocation's welcome never waits. */
+static void test_wait_created(void **state)
+{
+    struct fixture *f = *state;
+    struct sl_alloc a;
+    make(&a, "ab1234567890", "Usr001", 0);
+    assert_int_equal(sl_store_create(f->st, &a), 0);
+    assert_int_equal(sl_store_wait_created(f->st, "Usr001"), 0);
+    assert_int_equal(sl_store_wait_created(f->st, "nobody"), 0);
+    assert_int_equal(sl_store_wait_created(NULL, "Usr001"), UV_EINVAL);
+    assert_int_equal(sl_store_wait_created(f->st, NULL), UV_EINVAL);
+    assert_int_equal(sl_store_shared(f->st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +351,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_and_version, setup,
                                         teardown),
         cmocka_unit_test(test_memory),
+        cmocka_unit_test_setup_teardown(test_wait_created, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
