@@ -32,7 +32,9 @@
 #define SL_MUX_HEADER 12
 #define SL_MUX_VERSION 2
 #define SL_MUX_FRAME_MAX (64 * 1024) /* payload bytes a receiver takes */
-#define SL_MUX_DATA_MAX (16 * 1024)  /* payload bytes a sender puts in DATA */
+#define SL_MUX_DATA_MAX (16 * 1024)  /* payload bytes a sender puts in DATA
+                                        while other streams wait */
+#define SL_MUX_DATA_ALONE SL_MUX_FRAME_MAX /* ... and with none waiting */
 #define SL_MUX_REASON_MAX 256        /* bytes of RST and GOAWAY reasons */
 #define SL_MUX_TARGET_MAX 255
 

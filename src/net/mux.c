@@ -44,6 +44,14 @@
 #define TRY_MAX (16 * 1024)
 #define SEG_NONE UINT32_MAX
 #define PARK_CHUNK (64 * 1024 - 64)
+/* A stalled reader's bytes of one read are kept where they were read, as
+ * slices of the read buffer (no copy), when they are at least this much
+ * of it: so a buffer kept for readers holds at least a quarter of their
+ * bytes, and smaller leftovers are copied as before. */
+#define SLICE_MIN (READ_BUF / 4)
+/* Read buffers kept for reuse while busy: a fresh one would cost its page
+ * faults (an mmap, or a heap grown again) on every read. */
+#define FREE_BLOCKS 8
 
 /* A caller's write on a stream, until the write carrying its last byte
  * is done. */
@@ -58,10 +66,22 @@ struct mux_wr {
     uv_buf_t bufs[];
 };
 
-/* Bytes received for a reader that was not reading. */
+/* A read buffer: the connection's, and kept by the slices of it that
+ * stalled readers have not taken yet. */
+struct rblock {
+    struct sl_mux *m;     /* whose free list takes it back */
+    struct rblock *next;  /* in that list */
+    uint32_t refs;
+    char data[READ_BUF];
+};
+
+/* Bytes received for a reader that was not reading: a copy in data, or a
+ * slice of a read buffer (blk holds a reference). */
 struct rx_chunk {
     struct rx_chunk *next;
     size_t len, off, cap;
+    struct rblock *blk;
+    const char *p; /* data, or the slice */
     char data[];
 };
 
@@ -149,7 +169,10 @@ struct sl_mux {
     int handles; /* check, prepare, timer not yet through close */
 
     /* Reading. */
-    char *in;
+    struct rblock *inb; /* NULL while idle */
+    struct rblock *free_blocks; /* emptied ones, freed after a quiet tick */
+    unsigned nfree_blocks;
+    char *in;           /* inb->data */
     size_t in_len;
     struct seg *segs;
     uint32_t nsegs, segs_cap;
@@ -392,12 +415,66 @@ static struct sl_mux_stream *stream_new(struct sl_mux *m, uint32_t id)
     return s;
 }
 
+static struct rblock *rblock_new(struct sl_mux *m)
+{
+    struct rblock *b = m->free_blocks;
+    if (b != NULL) {
+        m->free_blocks = b->next;
+        m->nfree_blocks--;
+    } else if ((b = malloc(sizeof(*b))) == NULL) {
+        return NULL;
+    }
+    b->m = m;
+    b->next = NULL;
+    b->refs = 1;
+    return b;
+}
+
+static void rblock_unref(struct rblock *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    struct sl_mux *m = b->m;
+    if (m->nfree_blocks < FREE_BLOCKS && !m->closing) {
+        b->next = m->free_blocks;
+        m->free_blocks = b;
+        m->nfree_blocks++;
+        return;
+    }
+    free(b);
+}
+
+static void free_blocks_drop(struct sl_mux *m)
+{
+    while (m->free_blocks != NULL) {
+        struct rblock *b = m->free_blocks;
+        m->free_blocks = b->next;
+        free(b);
+    }
+    m->nfree_blocks = 0;
+}
+
+/* The connection's read buffer goes (slices of it may keep it). */
+static void in_drop(struct sl_mux *m)
+{
+    rblock_unref(m->inb);
+    m->inb = NULL;
+    m->in = NULL;
+    m->in_len = 0;
+}
+
+static void chunk_free(struct rx_chunk *c)
+{
+    rblock_unref(c->blk);
+    free(c);
+}
+
 static void rx_drop(struct sl_mux_stream *s)
 {
     struct rx_chunk *c = s->rx;
     while (c != NULL) {
         struct rx_chunk *next = c->next;
-        free(c);
+        chunk_free(c);
         c = next;
     }
     s->rx = s->rx_last = NULL;
@@ -435,19 +512,25 @@ static uint64_t credit_left(uint64_t limit, uint64_t used)
     return limit > used ? limit - used : 0;
 }
 
-/* Bytes the next frame of s may carry. */
-static size_t sendable(const struct sl_mux *m, const struct sl_mux_stream *s)
+/* Bytes the next frame of s may carry, max at most. */
+static size_t sendable_max(const struct sl_mux *m,
+                           const struct sl_mux_stream *s, size_t max)
 {
     uint64_t n = s->unframed;
     uint64_t c = credit_left(s->send_limit, s->sent);
     uint64_t k = credit_left(m->send_limit, m->sent);
-    if (n > SL_MUX_DATA_MAX)
-        n = SL_MUX_DATA_MAX;
+    if (n > max)
+        n = max;
     if (n > c)
         n = c;
     if (n > k)
         n = k;
     return (size_t)n;
+}
+
+static size_t sendable(const struct sl_mux *m, const struct sl_mux_stream *s)
+{
+    return sendable_max(m, s, SL_MUX_DATA_MAX);
 }
 
 static int head_done(const struct sl_mux_stream *s)
@@ -571,7 +654,13 @@ static void frame_one(struct sl_mux *m, struct sl_mux_stream *s,
     size_t spans = BATCH_IOV - b->niov - 2;
     if (spans > SPANS_MAX)
         spans = SPANS_MAX;
-    size_t n = fit_spans(s, sendable(m, s), spans);
+    /* A stream that no other waits behind sends DATA as large as every
+     * receiver takes: a quarter of the frames (headers, buffers, parsing)
+     * for bulk. With others ready, turns stay small and fair. */
+    size_t max = !s->open_pending && sl_list_empty(&m->ready)
+                     ? SL_MUX_DATA_ALONE
+                     : SL_MUX_DATA_MAX;
+    size_t n = fit_spans(s, sendable_max(m, s, max), spans);
     if (b->bytes + n > BATCH_BYTES && b->niov > 0)
         n = BATCH_BYTES > b->bytes ? BATCH_BYTES - b->bytes : 0;
     if (s->open_pending) {
@@ -893,9 +982,57 @@ static void fail(struct sl_mux *m, uint32_t code, const char *why)
 /* Keeps the segments from i on for a reader that is not reading, in
  * chunks of at most PARK_CHUNK: allocations the heap serves (a larger one
  * would be an mmap, page faults and an munmap each). */
+static void park_failed(struct sl_mux_stream *s)
+{
+    s->err = UV_ENOMEM;
+    queue_rst(s->m, s->id, SL_MUX_RST_INTERNAL, "out of memory");
+    retire(s);
+    rx_drop(s);
+    pend(s);
+}
+
+static void rx_append(struct sl_mux_stream *s, struct rx_chunk *c)
+{
+    c->next = NULL;
+    if (s->rx_last != NULL)
+        s->rx_last->next = c;
+    else
+        s->rx = c;
+    s->rx_last = c;
+}
+
+/* Keeps the segments from i on as slices of the read buffer. */
+static void park_slices(struct sl_mux_stream *s, uint32_t i)
+{
+    struct sl_mux *m = s->m;
+    for (; i != SEG_NONE; i = m->segs[i].next) {
+        struct rx_chunk *c = malloc(sizeof(*c));
+        if (c == NULL) {
+            park_failed(s);
+            return;
+        }
+        c->len = m->segs[i].len;
+        c->off = 0;
+        c->cap = c->len;
+        c->blk = m->inb;
+        m->inb->refs++;
+        c->p = m->segs[i].p;
+        rx_append(s, c);
+        m->stats.parked += c->len;
+        m->stats.sliced += c->len;
+    }
+}
+
 static void park(struct sl_mux_stream *s, uint32_t i)
 {
     struct sl_mux *m = s->m;
+    size_t total = 0;
+    for (uint32_t k = i; k != SEG_NONE; k = m->segs[k].next)
+        total += m->segs[k].len;
+    if (total >= SLICE_MIN && m->inb != NULL) {
+        park_slices(s, i);
+        return;
+    }
     const char *p = NULL;
     size_t left = 0;
     while (i != SEG_NONE || left > 0) {
@@ -906,24 +1043,17 @@ static void park(struct sl_mux_stream *s, uint32_t i)
             continue;
         }
         struct rx_chunk *c = s->rx_last;
-        if (c == NULL || c->len == c->cap) {
+        if (c == NULL || c->blk != NULL || c->len == c->cap) {
             c = malloc(sizeof(*c) + PARK_CHUNK);
             if (c == NULL) {
-                s->err = UV_ENOMEM;
-                queue_rst(m, s->id, SL_MUX_RST_INTERNAL, "out of memory");
-                retire(s);
-                rx_drop(s);
-                pend(s);
+                park_failed(s);
                 return;
             }
-            c->next = NULL;
             c->len = c->off = 0;
             c->cap = PARK_CHUNK;
-            if (s->rx_last != NULL)
-                s->rx_last->next = c;
-            else
-                s->rx = c;
-            s->rx_last = c;
+            c->blk = NULL;
+            c->p = c->data;
+            rx_append(s, c);
         }
         size_t k = c->cap - c->len < left ? c->cap - c->len : left;
         memcpy(c->data + c->len, p, k);
@@ -1025,14 +1155,14 @@ static void deliver_parked(struct sl_mux_stream *s)
             size_t k = c->len - c->off;
             if (k > buf.len - used)
                 k = buf.len - used;
-            memcpy(buf.base + used, c->data + c->off, k);
+            memcpy(buf.base + used, c->p + c->off, k);
             used += k;
             c->off += k;
             if (c->off == c->len) {
                 s->rx = c->next;
                 if (s->rx == NULL)
                     s->rx_last = NULL;
-                free(c);
+                chunk_free(c);
             }
         }
         consumed(s, used);
@@ -1299,6 +1429,29 @@ static void parse(struct sl_mux *m)
         m->in_len = 0;
         return;
     }
+    if (m->inb != NULL && m->inb->refs > 1) {
+        /* Slices keep this buffer: the next read goes to a new one, with
+         * the bytes of a frame not yet whole. */
+        struct rblock *old = m->inb;
+        size_t rest = m->in_len - off;
+        m->inb = NULL;
+        m->in = NULL;
+        m->in_len = 0;
+        if (rest > 0) {
+            struct rblock *nb = rblock_new(m);
+            if (nb == NULL) {
+                rblock_unref(old);
+                fail(m, SL_MUX_GO_INTERNAL, "out of memory");
+                return;
+            }
+            memcpy(nb->data, old->data + off, rest);
+            m->inb = nb;
+            m->in = nb->data;
+            m->in_len = rest;
+        }
+        rblock_unref(old);
+        return;
+    }
     if (off > 0 && off < m->in_len)
         memmove(m->in, m->in + off, m->in_len - off);
     m->in_len -= off;
@@ -1308,8 +1461,9 @@ static void on_conn_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct sl_mux *m = h->data;
     (void)hint;
-    if (m->in == NULL) {
-        m->in = malloc(READ_BUF);
+    if (m->inb == NULL) {
+        m->inb = rblock_new(m);
+        m->in = m->inb ? m->inb->data : NULL;
         m->in_len = 0;
     }
     *buf = m->in ? uv_buf_init(m->in + m->in_len,
@@ -1327,14 +1481,15 @@ static void release_idle(struct sl_mux *m)
         m->spare = NULL;
     }
     m->writes_at_tick = m->stats.writes;
-    if (m->in != NULL && m->in_len == 0 && !m->parsing &&
+    if (m->inb != NULL && m->in_len == 0 && !m->parsing &&
         (m->closing || m->stats.reads == m->reads_at_tick)) {
-        free(m->in);
-        m->in = NULL;
+        in_drop(m);
         free(m->segs);
         m->segs = NULL;
         m->segs_cap = 0;
     }
+    if (m->closing || m->stats.reads == m->reads_at_tick)
+        free_blocks_drop(m);
     m->reads_at_tick = m->stats.reads;
 }
 
@@ -1848,7 +2003,8 @@ static void on_handle_closed(uv_handle_t *h)
     struct sl_mux *m = h->data;
     if (--m->handles > 0)
         return;
-    free(m->in);
+    in_drop(m);
+    free_blocks_drop(m);
     free(m->segs);
     free(m->ctl.data);
     free(m->spare);
@@ -1899,11 +2055,12 @@ int sl_mux_start(struct sl_mux **out, struct sl_xprt *x,
     m->max_window = SL_MUX_WINDOW_INIT;
     m->last_rx = uv_now(m->loop);
     if (pre_len > 0) {
-        m->in = malloc(READ_BUF);
-        if (m->in == NULL) {
+        m->inb = rblock_new(m);
+        if (m->inb == NULL) {
             free(m);
             return UV_ENOMEM;
         }
+        m->in = m->inb->data;
         memcpy(m->in, pre, pre_len);
         m->in_len = pre_len;
     }

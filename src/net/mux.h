@@ -14,13 +14,16 @@
  *    holds at most its window here; the connection's credit is returned
  *    as frames are taken off it, so a stalled stream stops only itself.
  *  - Fairness: DATA frames of at most 16 KiB, round robin between the
- *    streams that have bytes and credit; control frames (CREDIT, RST,
- *    PING, PONG, GOAWAY) go first.
+ *    streams that have bytes and credit (a stream no other waits behind
+ *    sends up to 64 KiB a frame); control frames (CREDIT, RST, PING,
+ *    PONG, GOAWAY) go first.
  *  - Batching: every frame produced in one loop iteration goes out in one
  *    write of many buffers (a uv_check handle flushes; one write in
  *    flight; payloads are not copied), and one read parses every whole
  *    frame in the buffer, delivering consecutive DATA of a stream as one
- *    read to its reader.
+ *    read to its reader. Bytes for a reader that is not reading stay in
+ *    the read buffer (the next read takes another) when they are a
+ *    quarter of it or more; smaller ones are copied aside.
  *  - Bounds: a frame over 64 KiB, a frame for a stream never opened, an
  *    id opened twice and data past credit end the connection with a
  *    GOAWAY naming the reason (logged); nothing the peer sends crashes it.
@@ -164,6 +167,7 @@ struct sl_mux_stats {
                                a plain one) */
     uint64_t bytes_in, bytes_out;
     uint64_t parked; /* bytes kept for readers that were not reading */
+    uint64_t sliced; /* of them, kept in the read buffer (not copied) */
     uint32_t max_window; /* the largest stream receive window so far */
     uint32_t streams;
 };
