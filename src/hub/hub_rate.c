@@ -43,6 +43,13 @@ static void refill(struct hub_bw *bw)
     }
 }
 
+/* The direction of a relayed pair that conn c's socket reads (a cap set
+ * after the pair went onto the engine's relay holds it there). */
+static enum sl_relay_dir relay_dir(const struct hub_conn *c)
+{
+    return c == c->relay->u ? SL_RELAY_UP : SL_RELAY_DOWN;
+}
+
 /* Reading starts again where c stopped for the cap. */
 static void release(struct hub_conn *c)
 {
@@ -51,7 +58,9 @@ static void release(struct hub_conn *c)
     if (!c->rate_resume || c->closing)
         return;
     c->rate_resume = 0;
-    if (c->ws_active)
+    if (c->relay != NULL)
+        sl_relay_hold(&c->relay->r, relay_dir(c), 0);
+    else if (c->ws_active)
         sl_ws_resume_read(c->ws);
     else
         hub_conn_read_again(c);
@@ -115,7 +124,10 @@ static void hold(struct hub_conn *c, struct hub_bw *bw, int dir)
     if (c->rate_held || c->closing)
         return;
     c->rate_held = 1;
-    if (c->ws_active) {
+    if (c->relay != NULL) {
+        sl_relay_hold(&c->relay->r, relay_dir(c), 1);
+        c->rate_resume = 1;
+    } else if (c->ws_active) {
         if (!c->ws->read_paused) {
             sl_ws_pause_read(c->ws);
             c->rate_resume = 1;

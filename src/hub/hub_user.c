@@ -365,6 +365,12 @@ static int relay_on_read(struct sl_relay *r, size_t n, enum sl_relay_dir dir)
         hub_count_user(u->alloc, n, 0);
         hub_progress(hr->d);
     }
+    /* A cap set after the pair came here (an operator's, a grant that
+     * expired into the free plan) paces it as it paces the others: the
+     * bucket in debt holds this direction until the rate tick. */
+    if (!u->closing && u->alloc != NULL && u->alloc->bw != NULL)
+        hub_rate_charge(dir == SL_RELAY_UP ? u : hr->d, u->alloc,
+                        dir == SL_RELAY_UP ? HUB_RATE_UP : HUB_RATE_DOWN, n);
     /* A traffic limit reached closes the pair from inside the counting. */
     return u->closing ? SL_ELIMIT : 0;
 }

@@ -202,12 +202,14 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     if (s->paused && !s->eof && s->queued <= r->low_water) {
-        int err = sl_xprt_read_start(s->src, on_alloc, on_read);
-        if (err < 0) {
-            fail(r, err, s->src);
-            return;
-        }
         s->paused = 0;
+        if (!s->held) {
+            int err = sl_xprt_read_start(s->src, on_alloc, on_read);
+            if (err < 0) {
+                fail(r, err, s->src);
+                return;
+            }
+        }
     }
 }
 
@@ -381,7 +383,7 @@ static int sp_watch(struct sl_relay *r)
         int ev = 0;
         /* A direction whose pipe waits for its destination reads no more:
          * the pipe is its whole buffer, as high water is the copy's. */
-        if (!r->side[i].eof && !sp->dir[i].want_out)
+        if (!r->side[i].eof && !r->side[i].held && !sp->dir[i].want_out)
             ev |= UV_READABLE;
         if (sp->dir[1 - i].want_out)
             ev |= UV_WRITABLE;
@@ -441,7 +443,7 @@ static int sp_pump(struct sl_relay *r, int d, struct sl_xprt **where)
             if (r->closing)
                 return 0;
         }
-        if (s->eof)
+        if (s->eof || s->held)
             break;
         if (pd->pipe.fd[0] < 0) {
             int err = pipe_get(r, &pd->pipe);
@@ -664,4 +666,24 @@ int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
 void sl_relay_abort(struct sl_relay *r, int reason)
 {
     close_all(r, reason);
+}
+
+void sl_relay_hold(struct sl_relay *r, enum sl_relay_dir dir, int on)
+{
+    struct sl_relay_side *s = &r->side[dir];
+    if (r->closing || (unsigned)(on != 0) == s->held)
+        return;
+    s->held = on != 0;
+    int err = 0;
+    if (r->spliced) {
+        err = sp_watch(r);
+    } else if (!s->eof && !s->paused) {
+        if (on) {
+            err = sl_xprt_read_stop(s->src);
+        } else {
+            err = sl_xprt_read_start(s->src, on_alloc, on_read);
+        }
+    }
+    if (err < 0)
+        fail(r, err, s->src);
 }

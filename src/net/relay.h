@@ -124,6 +124,7 @@ struct sl_relay_side {
     unsigned paused : 1;   /* reading stopped by back-pressure */
     unsigned eof : 1;      /* src said EOF */
     unsigned finished : 1; /* dst shut down (or EOF forwarded) */
+    unsigned held : 1;     /* reading stopped by sl_relay_hold */
 };
 
 struct sl_relay {
@@ -157,6 +158,12 @@ int sl_relay_start(struct sl_relay *r, struct sl_xprt *a, struct sl_xprt *b,
  * called later with reason (if no earlier reason was recorded). Safe to
  * call more than once and from inside on_read. */
 void sl_relay_abort(struct sl_relay *r, int reason);
+
+/* Stops (on 1) or resumes (on 0) reading the source of direction dir,
+ * as a bandwidth cap does: what was read still goes on, nothing more is
+ * read until resumed. Independent of back-pressure. Callable from
+ * on_read; a no-op once the relay ends. */
+void sl_relay_hold(struct sl_relay *r, enum sl_relay_dir dir, int on);
 
 /* Bytes read so far in a direction (spliced: forwarded so far). */
 static inline uint64_t sl_relay_bytes(const struct sl_relay *r,

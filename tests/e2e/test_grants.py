@@ -505,3 +505,51 @@ def test_rate_applies_to_tcp_stream_users(env, tcp_upstream):
     finally:
         s.close()
     _within(rate, "TCP stream port, towards the user")
+
+
+def test_rate_from_a_new_grant_paces_a_live_tcp_stream(env, keys,
+                                                      tcp_upstream):
+    """A public TCP port's pair whose bytes move on the relay (zero-copy:
+    the allocation had no cap when it started) is paced as soon as a cap
+    comes: here the bridge presents a grant with a rate on a new control
+    connection, and the user's stream already running falls to it."""
+    hub = env.hub(args=["--grant-key",
+                        os.path.join(keys["hub"], "grant.pub")],
+                  stream_ports=range_arg(free_range(4)))
+    src = tcp_upstream(handler_source)
+    fast = sign(keys["hub"], "--features", "bridge,tcp", "--bridges", "4")
+    capped = sign(keys["hub"], "--features", "bridge,tcp", "--bridges", "4",
+                  "--rate", "10Mbit")
+    b = stream_node(env, hub, "tcp://127.0.0.1:%d" % src.port,
+                    args=["--grant", fast])
+    assert hub.proxy(b.identity)["rate"] == 0
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=scaled(10))
+    try:
+        s.settimeout(1.0)
+        got = 0
+        t0 = time.monotonic()
+        while got < 64 * RATE // 8 and time.monotonic() - t0 < 5:
+            try:
+                got += len(s.recv(262144))
+            except socket.timeout:
+                continue
+        assert got >= 64 * RATE // 8, "the uncapped stream was slow"
+        st, _ = control(hub, grant=capped, creds=node_creds(b.node))
+        assert st == 101, st
+        assert hub.proxy(b.identity)["rate"] == RATE
+        n, t_start = 0, None
+        deadline = time.monotonic() + 1.5 + WINDOW
+        while time.monotonic() < deadline:
+            try:
+                k = len(s.recv(262144))
+            except socket.timeout:
+                continue
+            assert k, "the stream ended"
+            if t_start is None and time.monotonic() > deadline - WINDOW:
+                t_start = time.monotonic()
+            elif t_start is not None:
+                n += k
+        rate = n / (time.monotonic() - t_start)
+    finally:
+        s.close()
+    _within(rate, "TCP stream port after the new grant's cap")
