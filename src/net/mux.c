@@ -50,8 +50,10 @@
  * bytes, and smaller leftovers are copied as before. */
 #define SLICE_MIN (READ_BUF / 4)
 /* Read buffers kept for reuse while busy: a fresh one would cost its page
- * faults (an mmap, or a heap grown again) on every read. */
-#define FREE_BLOCKS 8
+ * faults (an mmap, or a heap grown again) on every read. A stalled reader
+ * of a grown window holds up to 64 of them; those not taken again within
+ * a tick go. */
+#define FREE_BLOCKS 32
 
 /* A caller's write on a stream, until the write carrying its last byte
  * is done. */
@@ -170,8 +172,9 @@ struct sl_mux {
 
     /* Reading. */
     struct rblock *inb; /* NULL while idle */
-    struct rblock *free_blocks; /* emptied ones, freed after a quiet tick */
+    struct rblock *free_blocks; /* emptied ones, for the next reads */
     unsigned nfree_blocks;
+    unsigned free_low; /* fewest in the list since the last tick */
     char *in;           /* inb->data */
     size_t in_len;
     struct seg *segs;
@@ -420,7 +423,8 @@ static struct rblock *rblock_new(struct sl_mux *m)
     struct rblock *b = m->free_blocks;
     if (b != NULL) {
         m->free_blocks = b->next;
-        m->nfree_blocks--;
+        if (--m->nfree_blocks < m->free_low)
+            m->free_low = m->nfree_blocks;
     } else if ((b = malloc(sizeof(*b))) == NULL) {
         return NULL;
     }
@@ -444,14 +448,21 @@ static void rblock_unref(struct rblock *b)
     free(b);
 }
 
-static void free_blocks_drop(struct sl_mux *m)
+/* Frees n of the kept read buffers. */
+static void free_blocks_trim(struct sl_mux *m, unsigned n)
 {
-    while (m->free_blocks != NULL) {
+    while (n-- > 0 && m->free_blocks != NULL) {
         struct rblock *b = m->free_blocks;
         m->free_blocks = b->next;
+        m->nfree_blocks--;
         free(b);
     }
-    m->nfree_blocks = 0;
+    m->free_low = m->nfree_blocks;
+}
+
+static void free_blocks_drop(struct sl_mux *m)
+{
+    free_blocks_trim(m, m->nfree_blocks);
 }
 
 /* The connection's read buffer goes (slices of it may keep it). */
@@ -1488,8 +1499,10 @@ static void release_idle(struct sl_mux *m)
         m->segs = NULL;
         m->segs_cap = 0;
     }
-    if (m->closing || m->stats.reads == m->reads_at_tick)
-        free_blocks_drop(m);
+    /* Kept read buffers that no read took since the last tick go. */
+    free_blocks_trim(m, m->closing || m->stats.reads == m->reads_at_tick
+                            ? m->nfree_blocks
+                            : m->free_low);
     m->reads_at_tick = m->stats.reads;
 }
 
