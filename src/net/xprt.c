@@ -9,11 +9,20 @@
 #include <openssl/x509.h>
 
 /* Ciphertext read from the socket in one go: a few TLS records. */
-#define TLS_READ_SIZE (64 * 1024)
+#define TLS_READ_SIZE (256 * 1024)
 /* Plaintext asked of the caller's alloc callback per SSL_read. */
 #define TLS_PLAIN_HINT (64 * 1024)
 /* First size of a ciphertext chunk: one full record and its overhead. */
 #define TLS_CHUNK_MIN (16 * 1024 + 256)
+/* Plaintext per record at most, and a record's overhead as reckoned when
+ * making room for a write's records (TLS 1.3 with AES-GCM: 22 bytes; more
+ * is only reallocated). */
+#define TLS_RECORD_MAX (16 * 1024)
+#define TLS_RECORD_OVERHEAD 64
+/* Records gathered before they go to the socket without waiting for the
+ * end of the loop's turn, and chunks handed to one uv_try_write. */
+#define TLS_GATHER_MAX (256 * 1024)
+#define TLS_GATHER_CHUNKS 16
 
 /* A caller's write, until the records carrying it are on the socket. */
 struct tls_wr {
@@ -29,6 +38,7 @@ struct tls_wr {
 /* Ciphertext handed (or to be handed) to the socket. */
 struct tls_out {
     uv_write_t req;
+    struct tls_out *next; /* in pend */
     struct sl_tls_conn *t;
     struct tls_wr *wrs; /* caller writes complete once this is written */
     struct tls_wr **wrs_tail;
@@ -49,6 +59,8 @@ struct sl_tls_conn {
     size_t in_off, in_len;
 
     struct tls_out *fill; /* records being gathered */
+    struct tls_out *pend, **pend_tail; /* gathered, not handed over yet */
+    size_t pend_len;
     struct tls_wr *wq, **wq_tail;     /* not yet encrypted */
     struct tls_wr *done, **done_tail; /* written; callbacks owed */
     size_t queued;                    /* plaintext not yet written */
@@ -73,6 +85,7 @@ struct sl_tls_conn {
     char why[200];
 };
 
+static size_t out_len(const struct sl_tls_conn *t);
 static int bio_write(BIO *b, const char *data, int len);
 static int bio_read(BIO *b, char *out, int len);
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr);
@@ -104,15 +117,11 @@ static int bio_create(BIO *b)
     return 1;
 }
 
-/* OpenSSL writes records: gather them into the chunk being filled. */
-static int bio_write(BIO *b, const char *data, int len)
+/* Makes room in the chunk being filled for `more` bytes of records. */
+static int chunk_reserve(struct sl_tls_conn *t, size_t more)
 {
-    struct sl_tls_conn *t = BIO_get_data(b);
-    BIO_clear_retry_flags(b);
-    if (len <= 0)
-        return 0;
     struct tls_out *o = t->fill;
-    size_t need = (o ? o->len : 0) + (size_t)len;
+    size_t need = (o ? o->len : 0) + more;
     if (o == NULL || need > o->cap) {
         size_t cap = o ? o->cap * 2 : TLS_CHUNK_MIN;
         while (cap < need)
@@ -129,8 +138,20 @@ static int bio_write(BIO *b, const char *data, int len)
         }
         n->cap = cap;
         t->fill = n;
-        o = n;
     }
+    return 0;
+}
+
+/* OpenSSL writes records: gather them into the chunk being filled. */
+static int bio_write(BIO *b, const char *data, int len)
+{
+    struct sl_tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (chunk_reserve(t, (size_t)len) != 0)
+        return -1;
+    struct tls_out *o = t->fill;
     memcpy(o->data + o->len, data, (size_t)len);
     o->len += (size_t)len;
     return len;
@@ -172,7 +193,7 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     case BIO_CTRL_PENDING:
         return (long)(t->in_len - t->in_off);
     case BIO_CTRL_WPENDING:
-        return t->fill ? (long)t->fill->len : 0;
+        return (long)out_len(t);
     default:
         return 0;
     }
@@ -219,6 +240,21 @@ static void schedule(struct sl_tls_conn *t)
         uv_idle_start(&t->idle, on_idle);
 }
 
+/* OpenSSL's read and write buffers (some 17 KiB each) are kept while the
+ * connection is busy and freed as soon as it is quiet: after the records
+ * of a batch of writes are gathered, after the socket's bytes are all
+ * decrypted and handed over, after the caller stops reading. With
+ * SSL_MODE_RELEASE_BUFFERS OpenSSL would free and allocate them around
+ * every 16 KiB record. Not while OpenSSL holds bytes of a record (part of
+ * one, or one decrypted and not read yet): SSL_free_buffers would refuse,
+ * or in older releases free what a record still points into. */
+static void release_buffers(struct sl_tls_conn *t)
+{
+    if (!t->hs_done || t->closing || SSL_has_pending(t->ssl))
+        return;
+    (void)SSL_free_buffers(t->ssl);
+}
+
 /* ------------------------------------------------------------ writing */
 
 static void on_chunk_written(uv_write_t *req, int status);
@@ -253,42 +289,101 @@ static void run_done(struct sl_tls_conn *t)
     }
 }
 
-/* Sends the gathered records: as much as the socket takes now, the rest
- * with uv_write. The writes they carry complete when all of it is out. */
-static int flush_out(struct sl_tls_conn *t)
+static void out_done(struct sl_tls_conn *t, struct tls_out *o, int status)
+{
+    wrs_done(t, o->wrs, status);
+    free(o);
+    schedule(t);
+}
+
+/* Moves the records being gathered behind those waiting for the socket. */
+static void out_queue(struct sl_tls_conn *t)
 {
     struct tls_out *o = t->fill;
-    if (o == NULL || o->len == 0)
-        return 0;
-    t->fill = NULL;
-    uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
-    size_t off = 0;
-    if (uv_stream_get_write_queue_size(s) == 0) {
-        uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
-        int n = uv_try_write(s, &b, 1);
-        if (n > 0)
-            off = (size_t)n;
-        else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            wrs_done(t, o->wrs, n);
+    if (o == NULL)
+        return;
+    if (o->len == 0) {
+        /* Room reserved for a write that failed: nothing to carry. */
+        if (o->wrs == NULL) {
+            t->fill = NULL;
             free(o);
-            schedule(t);
+        }
+        return;
+    }
+    t->fill = NULL;
+    o->next = NULL;
+    *t->pend_tail = o;
+    t->pend_tail = &o->next;
+    t->pend_len += o->len;
+}
+
+/* Records gathered and not handed to the socket yet. */
+static size_t out_len(const struct sl_tls_conn *t)
+{
+    return t->pend_len + (t->fill ? t->fill->len : 0);
+}
+
+static struct tls_out *out_pop(struct sl_tls_conn *t)
+{
+    struct tls_out *o = t->pend;
+    t->pend = o->next;
+    if (t->pend == NULL)
+        t->pend_tail = &t->pend;
+    t->pend_len -= o->len;
+    o->next = NULL;
+    return o;
+}
+
+/* Sends the gathered records: as much as the socket takes now with one
+ * uv_try_write, the rest with uv_write (each chunk's writes complete once
+ * it is all out). now_only (closing): only what the socket takes now; the
+ * rest stays, to be cancelled. */
+static int flush_now(struct sl_tls_conn *t, int now_only)
+{
+    out_queue(t);
+    if (t->pend == NULL)
+        return 0;
+    uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
+    size_t took = 0;
+    if (uv_stream_get_write_queue_size(s) == 0) {
+        uv_buf_t b[TLS_GATHER_CHUNKS];
+        unsigned nb = 0;
+        for (struct tls_out *o = t->pend; o != NULL && nb < TLS_GATHER_CHUNKS;
+             o = o->next)
+            b[nb++] = uv_buf_init(o->data, (unsigned)o->len);
+        int n = uv_try_write(s, b, nb);
+        if (n > 0) {
+            took = (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            while (t->pend != NULL)
+                out_done(t, out_pop(t), n);
             return n;
         }
     }
-    if (off == o->len) {
-        wrs_done(t, o->wrs, 0);
-        free(o);
-        schedule(t);
-        return 0;
-    }
-    uv_buf_t b = uv_buf_init(o->data + off, (unsigned)(o->len - off));
-    int rc = uv_write(&o->req, s, &b, 1, on_chunk_written);
-    if (rc != 0) {
-        wrs_done(t, o->wrs, rc);
-        free(o);
-        schedule(t);
+    int rc = 0;
+    while (t->pend != NULL) {
+        if (took < t->pend->len && now_only)
+            break;
+        struct tls_out *o = out_pop(t);
+        if (took >= o->len) {
+            took -= o->len;
+            out_done(t, o, 0);
+            continue;
+        }
+        uv_buf_t b = uv_buf_init(o->data + took, (unsigned)(o->len - took));
+        took = 0;
+        int e = uv_write(&o->req, s, &b, 1, on_chunk_written);
+        if (e != 0) {
+            out_done(t, o, e);
+            rc = e;
+        }
     }
     return rc;
+}
+
+static int flush_out(struct sl_tls_conn *t)
+{
+    return flush_now(t, 0);
 }
 
 static void on_chunk_written(uv_write_t *req, int status)
@@ -307,16 +402,23 @@ static void pump_out(struct sl_tls_conn *t)
 {
     if (!t->hs_done || t->closing)
         return;
+    /* The error queue is empty after a successful SSL_write: clearing it
+     * once per batch, not per call, is enough for SSL_get_error. */
+    ERR_clear_error();
     while (t->wq != NULL) {
         struct tls_wr *w = t->wq;
         int rc = 0;
         if (t->failed)
             rc = UV_EPROTO;
         for (unsigned i = 0; rc == 0 && i < w->nbufs; i++) {
-            if (w->bufs[i].len == 0)
+            size_t len = w->bufs[i].len;
+            if (len == 0)
                 continue;
-            ERR_clear_error();
-            int n = SSL_write(t->ssl, w->bufs[i].base, (int)w->bufs[i].len);
+            /* Room for all its records at once: growing the chunk record
+             * by record would copy what it holds at each step. */
+            (void)chunk_reserve(t, len + (len / TLS_RECORD_MAX + 1) *
+                                             TLS_RECORD_OVERHEAD);
+            int n = SSL_write(t->ssl, w->bufs[i].base, (int)len);
             if (n <= 0) {
                 note_error(t, SSL_get_error(t->ssl, n));
                 t->failed = 1;
@@ -341,8 +443,18 @@ static void pump_out(struct sl_tls_conn *t)
         *t->fill->wrs_tail = w;
         t->fill->wrs_tail = &w->next;
     }
-    flush_out(t);
+    /* The records wait for the end of the loop's turn (on_idle), so that
+     * the writes of several reads (libuv reads a socket up to 32 times a
+     * turn) go out with one syscall; a chunk under one record stays the
+     * one being filled, so that small writes share it. */
+    if (t->fill != NULL && t->fill->len >= TLS_RECORD_MAX)
+        out_queue(t);
+    if (out_len(t) >= TLS_GATHER_MAX)
+        flush_out(t);
+    else if (t->pend != NULL || t->fill != NULL)
+        schedule(t);
     try_shutdown(t);
+    release_buffers(t);
 }
 
 static void on_tcp_shutdown(uv_shutdown_t *req, int status)
@@ -367,6 +479,7 @@ static void try_shutdown(struct sl_tls_conn *t)
         (void)SSL_shutdown(t->ssl);
         ERR_clear_error();
         flush_out(t);
+        release_buffers(t);
     }
     t->tcp_shut.data = t;
     int rc = uv_shutdown(&t->tcp_shut, (uv_stream_t *)&t->x->tcp,
@@ -421,6 +534,8 @@ static void handshake_over(struct sl_tls_conn *t, int status)
     /* Records that came with the last handshake flight wait in `in`. */
     if (status == 0 && t->reading && !t->closing)
         schedule(t);
+    if (status == 0)
+        release_buffers(t);
 }
 
 static void do_handshake(struct sl_tls_conn *t)
@@ -458,7 +573,7 @@ static void do_handshake(struct sl_tls_conn *t)
 }
 
 /* Hands plaintext to the caller while it reads and OpenSSL has some. */
-static void deliver(struct sl_tls_conn *t)
+static void deliver_some(struct sl_tls_conn *t)
 {
     uv_stream_t *s = (uv_stream_t *)&t->x->tcp;
     while (t->reading && !t->closing && !t->eof_sent) {
@@ -477,22 +592,34 @@ static void deliver(struct sl_tls_conn *t)
             return;
         }
         /* Fill the buffer (SSL_read gives one record at a time), so a
-         * caller that takes a short read for "drained" is right. */
+         * caller that takes a short read for "drained" is right. The
+         * error queue is empty after a successful SSL_read: clearing it
+         * once per buffer is enough for SSL_get_error. */
         size_t got = 0;
         int n = 0;
+        size_t out_before = out_len(t);
+        ERR_clear_error();
         while (got < b.len) {
-            ERR_clear_error();
             n = SSL_read(t->ssl, b.base + got, (int)(b.len - got));
             if (n <= 0)
                 break;
             got += (size_t)n;
         }
+        int err = n > 0 ? SSL_ERROR_NONE : SSL_get_error(t->ssl, n);
+        if (out_len(t) != out_before)
+            flush_out(t); /* a KeyUpdate or ticket answer */
         if (got > 0) {
             t->read_cb(s, (ssize_t)got, &b);
+            /* OpenSSL asked for more than the socket gave: everything read
+             * is decrypted (what is left of a record waits in OpenSSL), so
+             * the socket is next, not another buffer of the caller's. */
+            if (err == SSL_ERROR_WANT_READ && t->in == NULL) {
+                if (t->reading && !t->closing && !t->eof_sent)
+                    tcp_read_start(t);
+                return;
+            }
             continue;
         }
-        int err = SSL_get_error(t->ssl, n);
-        flush_out(t); /* a KeyUpdate or ticket answer */
         if (err == SSL_ERROR_WANT_READ) {
             t->read_cb(s, 0, &b); /* the buffer goes back */
             if (t->reading && !t->closing)
@@ -514,6 +641,12 @@ static void deliver(struct sl_tls_conn *t)
     }
 }
 
+static void deliver(struct sl_tls_conn *t)
+{
+    deliver_some(t);
+    release_buffers(t);
+}
+
 static void pump_in(struct sl_tls_conn *t)
 {
     if (t->closing)
@@ -525,6 +658,24 @@ static void pump_in(struct sl_tls_conn *t)
     if (!t->hs_done || t->failed)
         return;
     deliver(t);
+}
+
+/* The caller stopped reading with part of a read left: a few bytes left
+ * of a large block move to a block of their size, so that a paused
+ * connection holds what it was sent, not a whole read's block. */
+static void in_shrink(struct sl_tls_conn *t)
+{
+    size_t have = t->in_len - t->in_off;
+    if (have > TLS_READ_SIZE / 4)
+        return;
+    char *n = malloc(have);
+    if (n == NULL)
+        return;
+    memcpy(n, t->in + t->in_off, have);
+    free(t->in);
+    t->in = n;
+    t->in_off = 0;
+    t->in_len = have;
 }
 
 static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -577,14 +728,18 @@ static void on_tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         t->in_len = have + (size_t)nread;
     }
     pump_in(t);
-    if (!t->closing && t->in != NULL && !t->hs_owed)
+    if (!t->closing && t->in != NULL && !t->hs_owed) {
         tcp_read_stop(t);
+        in_shrink(t);
+    }
 }
 
 static void on_idle(uv_idle_t *h)
 {
     struct sl_tls_conn *t = h->data;
     uv_idle_stop(h);
+    if (!t->closing)
+        flush_out(t);
     run_done(t);
     if (t->closing)
         return;
@@ -635,12 +790,18 @@ int sl_xprt_tls_start(struct sl_xprt *x, SSL *ssl, const void *pre,
     t->hs_owed = 1;
     t->wq_tail = &t->wq;
     t->done_tail = &t->done;
+    t->pend_tail = &t->pend;
     t->open_handles = 1; /* the idle handle; the socket is the caller's */
     t->in = in;
     t->in_len = pre_len;
     BIO_set_data(bio, t);
     SSL_set_bio(ssl, bio, bio);
-    SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    /* OpenSSL's buffers are freed when the connection is quiet
+     * (release_buffers), not around every record. No read ahead: with it
+     * OpenSSL moves the part of the next record it took to the front of
+     * its buffer at every record (a memmove of up to 16 KiB each), which
+     * costs more than asking for a record's header and body apart. */
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
     SSL_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
     x->tls = t;
     /* The first flight (a client's hello, or a server's answer to the
@@ -770,7 +931,13 @@ static void tls_free(struct sl_tls_conn *t)
     /* Writes never handed to the socket fail as libuv fails its own. */
     wrs_done(t, t->wq, UV_ECANCELED);
     t->wq = NULL;
-    if (t->fill != NULL) {
+    out_queue(t);
+    while (t->pend != NULL) {
+        struct tls_out *o = out_pop(t);
+        wrs_done(t, o->wrs, UV_ECANCELED);
+        free(o);
+    }
+    if (t->fill != NULL) { /* empty, with writes (not made so) */
         wrs_done(t, t->fill->wrs, UV_ECANCELED);
         free(t->fill);
         t->fill = NULL;
@@ -818,6 +985,11 @@ void sl_xprt_close(struct sl_xprt *x, uv_close_cb close_cb)
     }
     if (t->closing)
         return;
+    /* Records gathered and not sent yet go as far as the socket takes
+     * them now, as a plain socket's writes would have (libuv writes at
+     * once); the rest is cancelled with the writes they carry. */
+    if (!t->failed)
+        (void)flush_now(t, 1);
     t->closing = 1;
     t->close_cb = close_cb;
     t->open_handles++;

@@ -10,8 +10,9 @@
  * call. A TLS transport (sl_xprt_tls_start) runs OpenSSL through a BIO of
  * its own: ciphertext read from the socket is handed to OpenSSL straight
  * from the read buffer, the plaintext goes into the buffer the caller's
- * alloc callback gives, and records OpenSSL writes are gathered and sent
- * with one uv_write per call. Nothing blocks the loop.
+ * alloc callback gives, and the records of the writes made in one turn of
+ * the loop are gathered and sent together at its end (at once past 256
+ * KiB). Nothing blocks the loop.
  *
  * Differences a caller of a TLS transport sees (none for a plain one):
  *  - sl_xprt_try_write returns UV_EAGAIN: use sl_xprt_write, whose
@@ -21,9 +22,10 @@
  *  - EOF is delivered for close_notify or for the socket's EOF; a TLS
  *    error reads as UV_EPROTO (sl_xprt_error says why).
  *  - Memory: an idle TLS transport holds its SSL object (OpenSSL's own
- *    buffers released: SSL_MODE_RELEASE_BUFFERS) and no buffer of ours;
- *    plaintext OpenSSL decrypted while the caller had stopped reading (at
- *    most one socket read's worth) is kept until it reads again.
+ *    buffers freed as soon as the connection is quiet, kept while it is
+ *    busy) and no buffer of ours; ciphertext read while the caller had
+ *    stopped reading (at most one socket read's worth) is kept until it
+ *    reads again.
  *
  * Ownership: the caller owns struct sl_xprt's memory (embed it). It
  * initialises the TCP handle itself (uv_tcp_init, uv_accept or
