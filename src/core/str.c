@@ -2,7 +2,7 @@
 
 #include "core/error.h"
 
-static int hex_value(char ch)
+int sl_hex_value(char ch)
 {
     if (ch >= '0' && ch <= '9')
         return ch - '0';
@@ -23,8 +23,8 @@ int sl_pct_decode(const char *s, size_t n, char *buf, size_t cap, int strict)
         if (ch == '+') {
             ch = ' ';
         } else if (ch == '%') {
-            int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
-            int lo = hi >= 0 ? hex_value(s[i + 2]) : -1;
+            int hi = i + 2 < n ? sl_hex_value(s[i + 1]) : -1;
+            int lo = hi >= 0 ? sl_hex_value(s[i + 2]) : -1;
             if (lo >= 0 && (hi | lo) != 0) {
                 ch = (char)(hi * 16 + lo);
                 i += 2;

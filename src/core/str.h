@@ -29,4 +29,7 @@ static inline void sl_trim_ows(const char **s, size_t *len)
  * and its NUL do not fit in cap. */
 int sl_pct_decode(const char *s, size_t n, char *buf, size_t cap, int strict);
 
+/* The value of one hexadecimal digit (either case), or -1. */
+int sl_hex_value(char ch);
+
 #endif

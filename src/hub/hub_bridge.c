@@ -979,17 +979,6 @@ void hub_control_stats(struct hub_alloc *a)
 
 /* Data connections. */
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The 16 bytes of a UUID in its 36-character form; -1 for anything else
  * (a fingerprint the hub did not make matches none it made). */
 static int fp_bytes(const char *fp, unsigned char out[16])
@@ -1001,8 +990,8 @@ static int fp_bytes(const char *fp, unsigned char out[16])
                 return -1;
             continue;
         }
-        int hi = hex_nibble(fp[i]);
-        int lo = hi < 0 ? -1 : hex_nibble(fp[++i]);
+        int hi = sl_hex_value(fp[i]);
+        int lo = hi < 0 ? -1 : sl_hex_value(fp[++i]);
         if (lo < 0)
             return -1;
         out[k++] = (unsigned char)(hi << 4 | lo);
