@@ -282,7 +282,7 @@ class Haproxy(Peer):
     PROXY header (v1 or v2) from its clients."""
 
     def __init__(self, workdir, target_port, accept_proxy=False,
-                 name="haproxy", maxconn=4096, nbthread=None):
+                 name="haproxy", maxconn=4096, nbthread=None, options=()):
         binary = require_binary("haproxy")
         d = os.path.join(str(workdir), name)
         os.makedirs(d, exist_ok=True)
@@ -300,7 +300,7 @@ defaults
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-
+%s
 frontend fe
   bind 127.0.0.1:%d%s
   maxconn %d
@@ -309,6 +309,7 @@ frontend fe
 backend be
   server s1 127.0.0.1:%d maxconn %d
 """ % (maxconn, "  nbthread %d" % nbthread if nbthread else "",
+                "".join("  %s\n" % o for o in options),
                 self.port, " accept-proxy" if accept_proxy else "",
                 maxconn, target_port, maxconn))
         self.proc = Proc([binary, "-db", "-f", cfg], d, name)
