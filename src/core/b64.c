@@ -39,7 +39,9 @@ int sl_b64_encode(const void *in, size_t n, char *out, size_t cap)
     return (int)o;
 }
 
-static int value_of(char c)
+/* A character's value in an alphabet whose last two are c62 and c63
+ * (standard: + and /; url: - and _), or -1. */
+static int value_in(char c, char c62, char c63)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -47,11 +49,16 @@ static int value_of(char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    if (c == '+')
+    if (c == c62)
         return 62;
-    if (c == '/')
+    if (c == c63)
         return 63;
     return -1;
+}
+
+static int value_of(char c)
+{
+    return value_in(c, '+', '/');
 }
 
 int sl_b64_decode(const char *in, size_t len, unsigned char *out, size_t cap)
@@ -106,17 +113,7 @@ static const char b64url_alphabet[] =
 
 static int b64url_value(char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return value_in(c, '-', '_');
 }
 
 int sl_b64url_encode(const void *in, size_t n, char *out, size_t cap)
